@@ -1,0 +1,68 @@
+using System.ComponentModel;
+using System.Runtime.InteropServices;
+using RetriBooru.Runtime;
+using Spectre.Console;
+using Spectre.Console.Cli;
+
+namespace RetriBooru.Cli.Commands;
+
+public sealed class DoctorCommand(IAnsiConsole console) : Command<DoctorCommand.Settings>
+{
+    public sealed class Settings : CommandSettings
+    {
+        [CommandOption("--device <DEVICE>")]
+        [Description("cpu (default), cuda, cuda:N or auto.")]
+        [DefaultValue("cpu")]
+        public string Device { get; init; } = "cpu";
+
+        [CommandOption("--threads <N>")]
+        [Description("Intra-op threads for the benchmark (default: libtorch's choice).")]
+        public int? Threads { get; init; }
+
+        [CommandOption("--size <N>")]
+        [Description("Matrix size of the matmul benchmark.")]
+        [DefaultValue(1024)]
+        public int Size { get; init; } = 1024;
+    }
+
+    public override int Execute(CommandContext context, Settings settings, CancellationToken cancellationToken)
+    {
+        var table = new Table().AddColumn("check").AddColumn("value");
+        table.AddRow(".NET", Markup.Escape(RuntimeInformation.FrameworkDescription));
+        table.AddRow("OS", Markup.Escape($"{RuntimeInformation.OSDescription} ({RuntimeInformation.OSArchitecture})"));
+        table.AddRow("TorchSharp", Markup.Escape(TorchRuntime.TorchSharpVersion));
+        var libstdcxx = NativeTorchLoader.ProbeLibStdCxx();
+        table.AddRow("system libstdc++", Markup.Escape($"{libstdcxx.Path ?? "not found"} (has {NativeTorchLoader.RequiredLibStdCxxVersion}: {(libstdcxx.HasRequiredVersion ? "yes" : "no")})"));
+        try
+        {
+            TorchRuntime.EnsureLoaded();
+        }
+        catch (TorchLoadException e)
+        {
+            console.Write(table);
+            console.MarkupLine($"[red]TorchSharp failed to load.[/]");
+            console.WriteLine(e.Message);
+            return ExitCodes.TorchUnavailable;
+        }
+        var status = NativeTorchLoader.Status;
+        string fix = status switch
+        {
+            null => "not needed (the runtime loaded LibTorchSharp directly)",
+            { PatchApplied: true } => $"applied: loaded weakened copy {status.LoadedLibrary}",
+            _ => $"not needed (loaded {status.LoadedLibrary})",
+        };
+        table.AddRow("libstdc++ fix", Markup.Escape(fix));
+        table.AddRow("libtorch", Markup.Escape(TorchRuntime.LibTorchVersion));
+        var device = TorchRuntime.ResolveDevice(settings.Device);
+        table.AddRow("CUDA available", TorchRuntime.IsCudaAvailable() ? "yes" : "no");
+        table.AddRow("device", Markup.Escape(device.ToString()));
+        if (settings.Threads is int threads) TorchRuntime.Threads = threads;
+        table.AddRow("threads", TorchRuntime.Threads.ToString());
+        table.AddRow("logical cores", Environment.ProcessorCount.ToString());
+        double gflops = TorchRuntime.MeasureMatmulGflops(settings.Size, onDevice: device);
+        table.AddRow($"matmul {settings.Size}x{settings.Size} fp32", $"{gflops:F1} GFLOP/s");
+        console.Write(table);
+        console.MarkupLine("[green]TorchSharp works.[/]");
+        return ExitCodes.Ok;
+    }
+}

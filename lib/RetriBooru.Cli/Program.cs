@@ -1,0 +1,3 @@
+using RetriBooru.Cli;
+
+return CliApp.Run(args);

@@ -1,0 +1,179 @@
+using RetriBooru.Runtime;
+using TorchSharp;
+using Xunit;
+using static TorchSharp.torch;
+
+namespace RetriBooru.Tests;
+
+public class ElfPatcherTests
+{
+    static string ShippedLibTorchSharp()
+    {
+        var path = NativeTorchLoader.CandidateDirectories(typeof(torch).Assembly)
+            .Select(d => System.IO.Path.Combine(d, "libLibTorchSharp.so"))
+            .FirstOrDefault(File.Exists);
+        Assert.True(path is not null, "libLibTorchSharp.so not found next to TorchSharp.dll or in the NuGet cache");
+        return path!;
+    }
+
+    [Fact]
+    public void Patcher_flips_only_the_weak_bit_of_GLIBCXX_3_4_32_on_a_real_copy()
+    {
+        using var tmp = new TempDir();
+        var copy = tmp.File("libLibTorchSharp.so");
+        File.Copy(ShippedLibTorchSharp(), copy);
+        var original = File.ReadAllBytes(copy);
+
+        var before = ElfSymbolVersions.ReadRequirements(copy);
+        var target = Assert.Single(before, r => r.Name == NativeTorchLoader.RequiredLibStdCxxVersion);
+        Assert.Equal("libstdc++.so.6", target.File);
+        Assert.False(target.IsWeak);
+
+        var patched = ElfSymbolVersions.WithWeakRequirement(original, NativeTorchLoader.RequiredLibStdCxxVersion, copy);
+        Assert.NotNull(patched);
+        Assert.Equal(original.Length, patched!.Length);
+        var differing = Enumerable.Range(0, original.Length).Where(i => original[i] != patched[i]).ToList();
+        // vna_flags is little-endian: the weak bit 0x2 lives in the low byte.
+        Assert.Equal([(int)target.FlagsOffset], differing);
+        Assert.Equal(original[target.FlagsOffset] | 0x2, patched[target.FlagsOffset]);
+
+        var after = ElfSymbolVersions.ReadRequirements(patched, copy);
+        Assert.Equal(before.Count, after.Count);
+        foreach (var (b, a) in before.Zip(after))
+        {
+            Assert.Equal(b.Name, a.Name);
+            Assert.Equal(b.Name == NativeTorchLoader.RequiredLibStdCxxVersion, a.IsWeak != b.IsWeak);
+        }
+    }
+
+    [Fact]
+    public void Patcher_returns_null_when_the_requirement_is_absent()
+    {
+        var libstdcxx = NativeTorchLoader.ProbeLibStdCxx();
+        Assert.NotNull(libstdcxx.Path);
+        // libstdc++ defines versions but requires none of GLIBCXX: nothing to weaken.
+        Assert.Null(ElfSymbolVersions.WithWeakRequirement(File.ReadAllBytes(libstdcxx.Path!), "GLIBCXX_3.4.32", libstdcxx.Path!));
+    }
+
+    [Fact]
+    public void System_libstdcxx_versions_are_read_from_its_verdef_section()
+    {
+        var info = NativeTorchLoader.ProbeLibStdCxx();
+        Assert.Contains("GLIBCXX_3.4", info.Versions);
+        Assert.Contains("CXXABI_1.3", info.Versions);
+        Assert.Equal(info.Versions.Contains("GLIBCXX_3.4.32"), info.HasRequiredVersion);
+    }
+
+    [Theory]
+    [InlineData(new byte[0], "not an ELF file")]
+    [InlineData(new byte[] { 0x7f, (byte)'E', (byte)'L', (byte)'F', 1, 1 }, "not an ELF file")]
+    public void Bad_files_get_an_error_naming_the_file(byte[] content, string problem)
+    {
+        var e = Assert.Throws<InvalidDataException>(() => ElfSymbolVersions.ReadRequirements(content, "/some/lib.so"));
+        Assert.Contains("/some/lib.so", e.Message);
+        Assert.Contains(problem, e.Message);
+    }
+
+    [Fact]
+    public void Truncated_library_is_a_clear_error_not_a_crash()
+    {
+        var bytes = File.ReadAllBytes(ShippedLibTorchSharp());
+        var truncated = bytes[..4096];
+        var e = Assert.Throws<InvalidDataException>(() => ElfSymbolVersions.ReadRequirements(truncated, "cut.so"));
+        Assert.Contains("cut.so", e.Message);
+        Assert.Contains("outside the file", e.Message);
+    }
+}
+
+public class TorchRuntimeTests
+{
+    [Fact]
+    public void Conv_forward_and_backward_run_in_the_test_process()
+    {
+        Torch.Load();
+        using var scope = NewDisposeScope();
+        Seeding.Seed(1);
+        var conv = nn.Conv2d(3, 8, 3, padding: 1);
+        var x = randn(2, 3, 16, 16, requires_grad: true);
+        var y = conv.forward(x);
+        Assert.Equal(new long[] { 2, 8, 16, 16 }, y.shape);
+        y.square().mean().backward();
+        Assert.NotNull(x.grad);
+        Assert.True(x.grad!.abs().sum().item<float>() > 0);
+        Assert.True(conv.weight!.grad!.abs().sum().item<float>() > 0);
+        conv.Dispose();
+    }
+
+    [Fact]
+    public void The_libstdcxx_fix_is_applied_exactly_when_the_system_lacks_the_version()
+    {
+        Torch.Load();
+        var system = NativeTorchLoader.ProbeLibStdCxx();
+        var status = NativeTorchLoader.Status;
+        if (system.HasRequiredVersion)
+            Assert.True(status is null || !status.PatchApplied, "a system with GLIBCXX_3.4.32 must not be patched");
+        else
+        {
+            Assert.NotNull(status);
+            Assert.True(status!.PatchApplied);
+            Assert.NotNull(status.LoadedLibrary);
+            Assert.DoesNotContain(".nuget", status.LoadedLibrary!);
+            Assert.Empty(status.UnsatisfiedVersions);
+        }
+    }
+
+    static float[] SeededComputation(long seed)
+    {
+        using var scope = NewDisposeScope();
+        Seeding.Seed(seed);
+        var managed = Seeding.Stream("test-noise");
+        var a = randn(64, 64);
+        var w = nn.init.kaiming_uniform_(empty(64, 64));
+        var shift = (float)managed.NextDouble();
+        var result = a.matmul(w).tanh() + shift;
+        return result.data<float>().ToArray();
+    }
+
+    [Fact]
+    public void Same_seed_gives_bit_identical_tensors_and_managed_streams()
+    {
+        Torch.Load();
+        TorchRuntime.SetDeterministic(true, threads: 2);
+        var first = SeededComputation(42);
+        var second = SeededComputation(42);
+        var other = SeededComputation(43);
+        Assert.Equal(first, second);
+        Assert.NotEqual(first, other);
+        Assert.Equal(Seeding.Stream(7, "x").Next(), Seeding.Stream(7, "x").Next());
+        Assert.NotEqual(Seeding.Stream(7, "x").Next(), Seeding.Stream(7, "y").Next());
+    }
+
+    [Fact]
+    public void Device_choice_defaults_to_cpu_and_rejects_unknown_names()
+    {
+        Assert.Equal(DeviceType.CPU, TorchRuntime.ResolveDevice().type);
+        Assert.Equal(DeviceType.CPU, TorchRuntime.ResolveDevice("cpu").type);
+        var auto = TorchRuntime.ResolveDevice("auto");
+        Assert.Equal(TorchRuntime.IsCudaAvailable() ? DeviceType.CUDA : DeviceType.CPU, auto.type);
+        Assert.Throws<ArgumentException>(() => TorchRuntime.ResolveDevice("tpu"));
+        if (!TorchRuntime.IsCudaAvailable())
+        {
+            var e = Assert.Throws<InvalidOperationException>(() => TorchRuntime.ResolveDevice("cuda"));
+            Assert.Contains("README", e.Message);
+        }
+    }
+
+    [Fact]
+    public void Atomic_write_replaces_the_file_and_leaves_no_temporary()
+    {
+        using var tmp = new TempDir();
+        var path = tmp.File("out.txt");
+        AtomicFile.WriteAllText(path, "one");
+        AtomicFile.WriteAllText(path, "two");
+        Assert.Equal("two", File.ReadAllText(path));
+        Assert.Single(Directory.GetFiles(tmp.Path));
+        Assert.Throws<InvalidOperationException>(() => AtomicFile.Write(path, _ => throw new InvalidOperationException("boom")));
+        Assert.Equal("two", File.ReadAllText(path));
+        Assert.Single(Directory.GetFiles(tmp.Path));
+    }
+}
