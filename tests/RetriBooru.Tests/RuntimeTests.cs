@@ -177,3 +177,31 @@ public class TorchRuntimeTests
         Assert.Single(Directory.GetFiles(tmp.Path));
     }
 }
+
+public class ImageTensorTests
+{
+    [Fact]
+    public void Png_round_trip_preserves_pixels()
+    {
+        Torch.Load();
+        using var tmp = new TempDir();
+        using var scope = NewDisposeScope();
+        Seeding.Seed(3);
+        var image = (rand(3, 8, 8) * 2 - 1);
+        var quantized = ((image + 1) * 127.5f).round() / 127.5f - 1;
+        var path = tmp.File("x.png");
+        RetriBooru.Imaging.ImageTensor.SavePng(image, path);
+        var back = RetriBooru.Imaging.ImageTensor.Load(path, 8);
+        Assert.True((back - quantized).abs().max().item<float>() < 1e-5f);
+    }
+
+    [Fact]
+    public void Undecodable_file_names_the_file()
+    {
+        using var tmp = new TempDir();
+        var path = tmp.File("bad.png");
+        File.WriteAllBytes(path, [1, 2, 3]);
+        var e = Assert.Throws<InvalidDataException>(() => RetriBooru.Imaging.ImageTensor.LoadBitmap(path));
+        Assert.Contains("bad.png", e.Message);
+    }
+}
