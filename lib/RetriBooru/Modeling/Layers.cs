@@ -1,0 +1,280 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
+
+// Field names in this folder are snake_case on purpose: TorchSharp registers submodules by field name, so
+// they mirror diffusers' parameter names and a diffusers state-dict key is a module path here.
+#pragma warning disable IDE1006
+
+namespace RetriBooru.Modeling;
+
+/// <summary>diffusers <c>ResnetBlock2D</c>: GroupNorm-SiLU-Conv, time embedding added, GroupNorm-SiLU-Conv, residual.</summary>
+public sealed class ResnetBlock2D : nn.Module
+{
+    readonly GroupNorm norm1;
+    readonly Conv2d conv1;
+    readonly Linear? time_emb_proj;
+    readonly GroupNorm norm2;
+    readonly Conv2d conv2;
+    readonly Conv2d? conv_shortcut;
+
+    public ResnetBlock2D(long inChannels, long outChannels, long? tembChannels, int groups, double eps, Device? device = null)
+        : base(nameof(ResnetBlock2D))
+    {
+        norm1 = nn.GroupNorm(groups, inChannels, eps, device: device);
+        conv1 = nn.Conv2d(inChannels, outChannels, 3, padding: 1, device: device);
+        if (tembChannels is long t) time_emb_proj = nn.Linear(t, outChannels, device: device);
+        norm2 = nn.GroupNorm(groups, outChannels, eps, device: device);
+        conv2 = nn.Conv2d(outChannels, outChannels, 3, padding: 1, device: device);
+        if (inChannels != outChannels) conv_shortcut = nn.Conv2d(inChannels, outChannels, 1, device: device);
+        RegisterComponents();
+    }
+
+    public Tensor Forward(Tensor x, Tensor? temb)
+    {
+        using var scope = NewDisposeScope();
+        var h = conv1.forward(F.silu(norm1.forward(x)));
+        if (time_emb_proj is not null && temb is not null)
+            h = h + time_emb_proj.forward(F.silu(temb)).unsqueeze(-1).unsqueeze(-1);
+        h = conv2.forward(F.silu(norm2.forward(h)));
+        var shortcut = conv_shortcut is null ? x : conv_shortcut.forward(x);
+        return (shortcut + h).MoveToOuterDisposeScope();
+    }
+}
+
+/// <summary>diffusers <c>Downsample2D</c> (3x3 conv, stride 2).</summary>
+public sealed class Downsample2D : nn.Module
+{
+    readonly Conv2d conv;
+    readonly bool padRightBottom;
+
+    /// <param name="padRightBottom">The VAE encoder's variant: no conv padding, one extra pixel padded right and bottom.</param>
+    public Downsample2D(long channels, bool padRightBottom = false, Device? device = null) : base(nameof(Downsample2D))
+    {
+        this.padRightBottom = padRightBottom;
+        conv = nn.Conv2d(channels, channels, 3, stride: 2, padding: padRightBottom ? 0 : 1, device: device);
+        RegisterComponents();
+    }
+
+    public Tensor Forward(Tensor x)
+    {
+        if (!padRightBottom) return conv.forward(x);
+        using var padded = F.pad(x, [0, 1, 0, 1]);
+        return conv.forward(padded);
+    }
+}
+
+/// <summary>diffusers <c>Upsample2D</c> (nearest 2x, or to an explicit size, then 3x3 conv).</summary>
+public sealed class Upsample2D : nn.Module
+{
+    readonly Conv2d conv;
+
+    public Upsample2D(long channels, Device? device = null) : base(nameof(Upsample2D))
+    {
+        conv = nn.Conv2d(channels, channels, 3, padding: 1, device: device);
+        RegisterComponents();
+    }
+
+    public Tensor Forward(Tensor x, long[]? size = null)
+    {
+        using var up = size is null
+            ? F.interpolate(x, scale_factor: [2.0, 2.0], mode: InterpolationMode.Nearest)
+            : F.interpolate(x, size: size, mode: InterpolationMode.Nearest);
+        return conv.forward(up);
+    }
+}
+
+/// <summary>
+/// diffusers <c>Attention</c>: multi-head (self or cross) attention with to_q/to_k/to_v and to_out.0. With
+/// <c>groupNormGroups</c> it is the VAE's spatial self-attention (group norm, [B,C,H,W] in and out, residual).
+/// </summary>
+public sealed class Attention : nn.Module
+{
+    readonly GroupNorm? group_norm;
+    readonly Linear to_q;
+    readonly Linear to_k;
+    readonly Linear to_v;
+    readonly ModuleList<nn.Module> to_out;
+    readonly int heads;
+
+    public Attention(long queryDim, long? crossAttentionDim, int heads, long dimHead, bool qkvBias = false, int? groupNormGroups = null,
+        double groupNormEps = 1e-6, Device? device = null) : base(nameof(Attention))
+    {
+        long inner = heads * dimHead;
+        long contextDim = crossAttentionDim ?? queryDim;
+        this.heads = heads;
+        if (groupNormGroups is int g) group_norm = nn.GroupNorm(g, queryDim, groupNormEps, device: device);
+        to_q = nn.Linear(queryDim, inner, hasBias: qkvBias, device: device);
+        to_k = nn.Linear(contextDim, inner, hasBias: qkvBias, device: device);
+        to_v = nn.Linear(contextDim, inner, hasBias: qkvBias, device: device);
+        to_out = new ModuleList<nn.Module>(nn.Linear(inner, queryDim, device: device), nn.Dropout(0.0));
+        RegisterComponents();
+    }
+
+    /// <summary>Sequence attention: x [B, N, C], context [B, M, Cc] (null = self-attention), optional additive mask.</summary>
+    public Tensor Forward(Tensor x, Tensor? context = null, Tensor? mask = null)
+    {
+        using var scope = NewDisposeScope();
+        var ctx = context ?? x;
+        long b = x.shape[0], n = x.shape[1], m = ctx.shape[1];
+        var q = to_q.forward(x).view(b, n, heads, -1).transpose(1, 2);
+        var k = to_k.forward(ctx).view(b, m, heads, -1).transpose(1, 2);
+        var v = to_v.forward(ctx).view(b, m, heads, -1).transpose(1, 2);
+        var attended = F.scaled_dot_product_attention(q, k, v, attn_mask: mask);
+        var merged = attended.transpose(1, 2).reshape(b, n, -1);
+        return ((Linear)to_out[0]).forward(merged).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Spatial self-attention over a [B, C, H, W] map with group norm and residual (VAE mid block).</summary>
+    public Tensor ForwardSpatial(Tensor x)
+    {
+        using var scope = NewDisposeScope();
+        long b = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3];
+        var normed = group_norm is null ? x : group_norm.forward(x);
+        var seq = normed.view(b, c, h * w).transpose(1, 2);
+        var attended = Forward(seq);
+        var back = attended.transpose(1, 2).reshape(b, c, h, w);
+        return (back + x).MoveToOuterDisposeScope();
+    }
+}
+
+/// <summary>diffusers <c>GEGLU</c>: one projection to 2x inner, value * GELU(gate).</summary>
+public sealed class GEGLU : nn.Module
+{
+    readonly Linear proj;
+
+    public GEGLU(long dimIn, long dimOut, Device? device = null) : base(nameof(GEGLU))
+    {
+        proj = nn.Linear(dimIn, dimOut * 2, device: device);
+        RegisterComponents();
+    }
+
+    public Tensor Forward(Tensor x)
+    {
+        using var scope = NewDisposeScope();
+        var parts = proj.forward(x).chunk(2, -1);
+        return (parts[0] * F.gelu(parts[1])).MoveToOuterDisposeScope();
+    }
+}
+
+/// <summary>diffusers <c>FeedForward</c> with GEGLU: net.0 (GEGLU), net.1 (dropout), net.2 (Linear).</summary>
+public sealed class FeedForward : nn.Module
+{
+    readonly ModuleList<nn.Module> net;
+
+    public FeedForward(long dim, int mult = 4, Device? device = null) : base(nameof(FeedForward))
+    {
+        long inner = dim * mult;
+        net = new ModuleList<nn.Module>(new GEGLU(dim, inner, device), nn.Dropout(0.0), nn.Linear(inner, dim, device: device));
+        RegisterComponents();
+    }
+
+    public Tensor Forward(Tensor x)
+    {
+        using var hidden = ((GEGLU)net[0]).Forward(x);
+        return ((Linear)net[2]).forward(hidden);
+    }
+}
+
+/// <summary>diffusers <c>BasicTransformerBlock</c>: self-attention, cross-attention to text, GEGLU feed-forward (pre-norm, residual).</summary>
+public sealed class BasicTransformerBlock : nn.Module
+{
+    readonly LayerNorm norm1;
+    readonly Attention attn1;
+    readonly LayerNorm norm2;
+    readonly Attention attn2;
+    readonly LayerNorm norm3;
+    readonly FeedForward ff;
+
+    public BasicTransformerBlock(long dim, int heads, long dimHead, long crossAttentionDim, Device? device = null) : base(nameof(BasicTransformerBlock))
+    {
+        norm1 = nn.LayerNorm(dim, device: device);
+        attn1 = new Attention(dim, null, heads, dimHead, device: device);
+        norm2 = nn.LayerNorm(dim, device: device);
+        attn2 = new Attention(dim, crossAttentionDim, heads, dimHead, device: device);
+        norm3 = nn.LayerNorm(dim, device: device);
+        ff = new FeedForward(dim, device: device);
+        RegisterComponents();
+    }
+
+    public Tensor Forward(Tensor x, Tensor context)
+    {
+        using var scope = NewDisposeScope();
+        var h = x + attn1.Forward(norm1.forward(x));
+        h = h + attn2.Forward(norm2.forward(h), context);
+        h = h + ff.Forward(norm3.forward(h));
+        return h.MoveToOuterDisposeScope();
+    }
+}
+
+/// <summary>diffusers <c>Transformer2DModel</c> (spatial transformer): GroupNorm, proj_in, transformer blocks, proj_out, residual.</summary>
+public sealed class Transformer2DModel : nn.Module
+{
+    readonly GroupNorm norm;
+    readonly nn.Module<Tensor, Tensor> proj_in;
+    readonly ModuleList<BasicTransformerBlock> transformer_blocks;
+    readonly nn.Module<Tensor, Tensor> proj_out;
+    readonly bool linearProjection;
+
+    public Transformer2DModel(long channels, int heads, long crossAttentionDim, int groups, bool useLinearProjection, int layers = 1, Device? device = null)
+        : base(nameof(Transformer2DModel))
+    {
+        linearProjection = useLinearProjection;
+        norm = nn.GroupNorm(groups, channels, 1e-6, device: device);
+        proj_in = useLinearProjection ? nn.Linear(channels, channels, device: device) : nn.Conv2d(channels, channels, 1, device: device);
+        transformer_blocks = new ModuleList<BasicTransformerBlock>(
+            Enumerable.Range(0, layers).Select(_ => new BasicTransformerBlock(channels, heads, channels / heads, crossAttentionDim, device)).ToArray());
+        proj_out = useLinearProjection ? nn.Linear(channels, channels, device: device) : nn.Conv2d(channels, channels, 1, device: device);
+        RegisterComponents();
+    }
+
+    public Tensor Forward(Tensor x, Tensor context)
+    {
+        using var scope = NewDisposeScope();
+        long b = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3];
+        var hidden = norm.forward(x);
+        if (linearProjection) hidden = proj_in.forward(hidden.permute(0, 2, 3, 1).reshape(b, h * w, c));
+        else hidden = proj_in.forward(hidden).permute(0, 2, 3, 1).reshape(b, h * w, c);
+        foreach (var block in transformer_blocks) hidden = block.Forward(hidden, context);
+        if (linearProjection) hidden = proj_out.forward(hidden).reshape(b, h, w, c).permute(0, 3, 1, 2);
+        else hidden = proj_out.forward(hidden.reshape(b, h, w, c).permute(0, 3, 1, 2).contiguous());
+        return (hidden + x).MoveToOuterDisposeScope();
+    }
+}
+
+/// <summary>diffusers <c>TimestepEmbedding</c>: Linear-SiLU-Linear on the sinusoidal projection.</summary>
+public sealed class TimestepEmbedding : nn.Module
+{
+    readonly Linear linear_1;
+    readonly Linear linear_2;
+
+    public TimestepEmbedding(long inChannels, long timeEmbedDim, Device? device = null) : base(nameof(TimestepEmbedding))
+    {
+        linear_1 = nn.Linear(inChannels, timeEmbedDim, device: device);
+        linear_2 = nn.Linear(timeEmbedDim, timeEmbedDim, device: device);
+        RegisterComponents();
+    }
+
+    public Tensor Forward(Tensor x)
+    {
+        using var hidden = F.silu(linear_1.forward(x));
+        return linear_2.forward(hidden);
+    }
+}
+
+/// <summary>Sinusoidal timestep projection (diffusers <c>Timesteps</c> / <c>get_timestep_embedding</c>).</summary>
+public static class TimestepProjection
+{
+    /// <summary>emb[i] = t * exp(-ln(10000) * i / (half - shift)); output [sin, cos] or [cos, sin] when flipped.</summary>
+    public static Tensor Embed(Tensor timesteps, int dim, bool flipSinToCos, int freqShift)
+    {
+        using var scope = NewDisposeScope();
+        int half = dim / 2;
+        var exponent = arange(half, dtype: float32, device: timesteps.device) * (-Math.Log(10000.0) / (half - freqShift));
+        var args = timesteps.to(float32).unsqueeze(1) * exponent.exp().unsqueeze(0);
+        var emb = flipSinToCos ? cat([args.cos(), args.sin()], 1) : cat([args.sin(), args.cos()], 1);
+        if (dim % 2 == 1) emb = F.pad(emb, [0, 1]);
+        return emb.MoveToOuterDisposeScope();
+    }
+}

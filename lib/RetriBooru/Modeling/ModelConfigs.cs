@@ -1,0 +1,170 @@
+using System.Text.Json.Serialization;
+
+namespace RetriBooru.Modeling;
+
+/// <summary>
+/// Structure of a <see cref="UNet2DConditionModel"/>, with the fields and defaults of diffusers'
+/// <c>UNet2DConditionModel</c> config (the subset Stable Diffusion 1.x uses).
+/// </summary>
+public sealed record UNetConfig
+{
+    public int SampleSize { get; init; } = 64;
+    public int InChannels { get; init; } = 4;
+    public int OutChannels { get; init; } = 4;
+    public int[] BlockOutChannels { get; init; } = [320, 640, 1280, 1280];
+    /// <summary>One per level: "CrossAttnDownBlock2D" or "DownBlock2D".</summary>
+    public string[] DownBlockTypes { get; init; } = ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"];
+    /// <summary>One per level, deepest first: "UpBlock2D" or "CrossAttnUpBlock2D".</summary>
+    public string[] UpBlockTypes { get; init; } = ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"];
+    public int LayersPerBlock { get; init; } = 2;
+    /// <summary>Number of attention heads (diffusers names this <c>attention_head_dim</c> for SD1.x, a known misnomer).</summary>
+    public int AttentionHeads { get; init; } = 8;
+    public int CrossAttentionDim { get; init; } = 768;
+    public int NormNumGroups { get; init; } = 32;
+    public double NormEps { get; init; } = 1e-5;
+    /// <summary>Transformer proj_in/proj_out as Linear (SD2) instead of 1x1 Conv (SD1).</summary>
+    public bool UseLinearProjection { get; init; }
+    public bool FlipSinToCos { get; init; } = true;
+    public int FreqShift { get; init; }
+
+    public int TimeEmbedDim => BlockOutChannels[0] * 4;
+
+    public void Validate()
+    {
+        if (BlockOutChannels.Length == 0) throw new ArgumentException("unet: block_out_channels is empty");
+        if (DownBlockTypes.Length != BlockOutChannels.Length || UpBlockTypes.Length != BlockOutChannels.Length)
+            throw new ArgumentException($"unet: {BlockOutChannels.Length} levels but {DownBlockTypes.Length} down and {UpBlockTypes.Length} up block types");
+        foreach (var c in BlockOutChannels)
+            if (c % NormNumGroups != 0) throw new ArgumentException($"unet: channels {c} not divisible by norm_num_groups {NormNumGroups}");
+        foreach (var t in DownBlockTypes)
+            if (t is not ("CrossAttnDownBlock2D" or "DownBlock2D")) throw new ArgumentException($"unet: unknown down block type '{t}'");
+        foreach (var t in UpBlockTypes)
+            if (t is not ("CrossAttnUpBlock2D" or "UpBlock2D")) throw new ArgumentException($"unet: unknown up block type '{t}'");
+        foreach (var c in BlockOutChannels)
+            if (c % AttentionHeads != 0) throw new ArgumentException($"unet: channels {c} not divisible by {AttentionHeads} heads");
+    }
+}
+
+/// <summary>Structure of an <see cref="AutoencoderKL"/> (diffusers' <c>AutoencoderKL</c> config).</summary>
+public sealed record VaeConfig
+{
+    public int InChannels { get; init; } = 3;
+    public int OutChannels { get; init; } = 3;
+    public int LatentChannels { get; init; } = 4;
+    public int[] BlockOutChannels { get; init; } = [128, 256, 512, 512];
+    public int LayersPerBlock { get; init; } = 2;
+    public int NormNumGroups { get; init; } = 32;
+    public int SampleSize { get; init; } = 512;
+    public double ScalingFactor { get; init; } = 0.18215;
+
+    /// <summary>Spatial down-sampling factor between pixels and latents.</summary>
+    public int DownsampleFactor => 1 << (BlockOutChannels.Length - 1);
+}
+
+/// <summary>Structure of a CLIP text transformer (transformers' <c>CLIPTextConfig</c>).</summary>
+public sealed record TextEncoderConfig
+{
+    public int VocabSize { get; init; } = 49408;
+    public int HiddenSize { get; init; } = 768;
+    public int IntermediateSize { get; init; } = 3072;
+    public int NumHiddenLayers { get; init; } = 12;
+    public int NumAttentionHeads { get; init; } = 12;
+    public int MaxPositionEmbeddings { get; init; } = 77;
+    /// <summary>"quick_gelu" (CLIP) or "gelu".</summary>
+    public string HiddenAct { get; init; } = "quick_gelu";
+    public double LayerNormEps { get; init; } = 1e-5;
+}
+
+/// <summary>DDPM training schedule (diffusers' <c>DDPMScheduler</c> config fields).</summary>
+public sealed record ScheduleConfig
+{
+    public int NumTrainTimesteps { get; init; } = 1000;
+    public double BetaStart { get; init; } = 0.00085;
+    public double BetaEnd { get; init; } = 0.012;
+    /// <summary>"scaled_linear" (SD) or "linear".</summary>
+    public string BetaSchedule { get; init; } = "scaled_linear";
+    /// <summary>"epsilon" or "v_prediction".</summary>
+    public string PredictionType { get; init; } = "epsilon";
+    /// <summary>Added to DDIM timesteps (SD uses 1).</summary>
+    public int StepsOffset { get; init; } = 1;
+}
+
+/// <summary>How prompts become token ids: the CLIP BPE (SD weights) or the dataset's tag vocabulary (from scratch).</summary>
+public enum TokenizerKind { ClipBpe, Tags }
+
+/// <summary>
+/// One model size, as data: U-Net, optional VAE (null = the U-Net works in pixel space), text encoder,
+/// tokenizer kind and schedule. <see cref="ModelConfigs"/> holds the named ones.
+/// </summary>
+public sealed record ModelConfig
+{
+    public required string Name { get; init; }
+    public required UNetConfig Unet { get; init; }
+    public VaeConfig? Vae { get; init; }
+    public required TextEncoderConfig TextEncoder { get; init; }
+    public TokenizerKind Tokenizer { get; init; } = TokenizerKind.ClipBpe;
+    public ScheduleConfig Schedule { get; init; } = new();
+    /// <summary>Image side in pixels the model is trained/sampled at.</summary>
+    public int ImageSize { get; init; } = 512;
+
+    [JsonIgnore] public bool PixelSpace => Vae is null;
+    [JsonIgnore] public int LatentSize => Vae is null ? ImageSize : ImageSize / Vae.DownsampleFactor;
+}
+
+/// <summary>The named model configurations.</summary>
+public static class ModelConfigs
+{
+    /// <summary>Stable Diffusion 1.5: the published U-Net, VAE and CLIP ViT-L/14 text encoder.</summary>
+    public static ModelConfig Sd15 { get; } = new()
+    {
+        Name = "sd15",
+        Unet = new UNetConfig(),
+        Vae = new VaeConfig(),
+        TextEncoder = new TextEncoderConfig(),
+        Tokenizer = TokenizerKind.ClipBpe,
+        ImageSize = 512,
+    };
+
+    /// <summary>
+    /// A from-scratch model for 2 CPU cores: pixel space 32x32 RGB (no VAE: a VAE would need its own
+    /// training run and at 32 px buys little), three U-Net levels (32/64/64 channels, 32->16->8 px) with
+    /// cross-attention at 16 and 8 px, one ResNet per level, and a 2-layer, 64-wide CLIP-style text
+    /// transformer over the dataset's tag vocabulary (one token per tag).
+    /// </summary>
+    public static ModelConfig Tiny { get; } = new()
+    {
+        Name = "tiny",
+        Unet = new UNetConfig
+        {
+            SampleSize = 32,
+            InChannels = 3,
+            OutChannels = 3,
+            BlockOutChannels = [32, 64, 64],
+            DownBlockTypes = ["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
+            UpBlockTypes = ["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"],
+            LayersPerBlock = 1,
+            AttentionHeads = 4,
+            CrossAttentionDim = 64,
+            NormNumGroups = 8,
+        },
+        Vae = null,
+        TextEncoder = new TextEncoderConfig
+        {
+            VocabSize = 512,
+            HiddenSize = 64,
+            IntermediateSize = 256,
+            NumHiddenLayers = 2,
+            NumAttentionHeads = 4,
+            MaxPositionEmbeddings = 32,
+            HiddenAct = "gelu",
+        },
+        Tokenizer = TokenizerKind.Tags,
+        ImageSize = 32,
+    };
+
+    public static IReadOnlyList<ModelConfig> All { get; } = [Tiny, Sd15];
+
+    public static ModelConfig Get(string name) =>
+        All.FirstOrDefault(c => string.Equals(c.Name, name, StringComparison.OrdinalIgnoreCase))
+        ?? throw new ArgumentException($"unknown model config '{name}'; known: {string.Join(", ", All.Select(c => c.Name))}");
+}
