@@ -183,9 +183,8 @@ public sealed class AutoencoderKL : nn.Module
 
     public DiagonalGaussian Encode(Tensor image)
     {
-        using var scope = NewDisposeScope();
-        var moments = quant_conv.forward(encoder.Forward(image)).MoveToOuterDisposeScope();
-        return new DiagonalGaussian(moments);
+        using var encoded = encoder.Forward(image);
+        return new DiagonalGaussian(quant_conv.forward(encoded));
     }
 
     public Tensor Decode(Tensor latent)
