@@ -1,0 +1,120 @@
+using static TorchSharp.torch;
+
+namespace RetriBooru.Diffusion;
+
+/// <summary>A noise (or v) predictor: (x_t [B, ...], timesteps [B]) -> model output, same shape as x_t.</summary>
+public delegate Tensor Denoiser(Tensor sample, Tensor timesteps);
+
+/// <summary>
+/// DDIM (Song et al. 2021) with diffusers' "leading" timestep spacing and <c>set_alpha_to_one = false</c>:
+/// x_{t'} = sqrt(a') x0_hat + sqrt(1 - a' - s^2) eps_hat + s z, with s = eta sqrt((1 - a')/(1 - a)) sqrt(1 - a/a').
+/// eta = 0 is deterministic; eta = 1 with every timestep is DDPM's ancestral sampler.
+/// </summary>
+public sealed class DdimSampler(NoiseSchedule schedule)
+{
+    public NoiseSchedule Schedule { get; } = schedule;
+
+    /// <summary>The descending timesteps of an N-step run: (i * T/N + offset) for i = N-1 .. 0.</summary>
+    public int[] Timesteps(int steps)
+    {
+        if (steps < 1 || steps > Schedule.Steps) throw new ArgumentException($"DDIM steps must be in [1, {Schedule.Steps}], got {steps}");
+        int ratio = Schedule.Steps / steps;
+        int offset = steps == Schedule.Steps ? 0 : Schedule.Config.StepsOffset;
+        return Enumerable.Range(0, steps).Select(i => Math.Min(i * ratio + offset, Schedule.Steps - 1)).Reverse().ToArray();
+    }
+
+    /// <summary>One step from timestep <paramref name="t"/> to <paramref name="tPrev"/> (-1 = the end, alpha_bar = alpha_bar_0).</summary>
+    public Tensor Step(Tensor modelOutput, int t, int tPrev, Tensor sample, double eta, Generator? generator)
+    {
+        using var scope = NewDisposeScope();
+        double a = Schedule.AlphasCumprod[t];
+        double aPrev = tPrev >= 0 ? Schedule.AlphasCumprod[tPrev] : Schedule.AlphasCumprod[0];
+        var (x0, eps) = Schedule.Split(modelOutput, sample, a);
+        double variance = (1 - aPrev) / (1 - a) * (1 - a / aPrev);
+        double std = eta * Math.Sqrt(Math.Max(variance, 0));
+        var next = Math.Sqrt(aPrev) * x0 + Math.Sqrt(Math.Max(1 - aPrev - std * std, 0)) * eps;
+        if (std > 0) next = next + std * randn(sample.shape, dtype: sample.dtype, device: sample.device, generator: generator);
+        return next.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Runs the sampler from <paramref name="initialNoise"/>; every step runs in its own dispose scope.</summary>
+    public Tensor Sample(Denoiser denoise, Tensor initialNoise, int steps, double eta = 0, Generator? generator = null, IProgress<int>? progress = null)
+    {
+        var timesteps = Timesteps(steps);
+        var x = initialNoise.alias();
+        for (int i = 0; i < timesteps.Length; i++)
+        {
+            using var scope = NewDisposeScope();
+            int t = timesteps[i], tPrev = i + 1 < timesteps.Length ? timesteps[i + 1] : -1;
+            using var tBatch = full([x.shape[0]], t, dtype: int64, device: x.device);
+            var output = denoise(x, tBatch);
+            var next = Step(output, t, tPrev, x, eta, generator).MoveToOuterDisposeScope();
+            x.Dispose();
+            x = next;
+            progress?.Report(i + 1);
+        }
+        return x;
+    }
+}
+
+/// <summary>
+/// DDPM ancestral sampling (Ho et al. 2020): x_{t-1} = posterior mean(x0_hat, x_t) + sqrt(beta_tilde_t) z,
+/// with beta_tilde_t = (1 - a_{t-1})/(1 - a_t) beta_t. The reference DDIM(eta = 1, all steps) is tested against.
+/// </summary>
+public sealed class DdpmSampler(NoiseSchedule schedule)
+{
+    public NoiseSchedule Schedule { get; } = schedule;
+
+    public Tensor Step(Tensor modelOutput, int t, Tensor sample, Generator? generator)
+    {
+        using var scope = NewDisposeScope();
+        double a = Schedule.AlphasCumprod[t];
+        double aPrev = t > 0 ? Schedule.AlphasCumprod[t - 1] : 1.0;
+        double beta = Schedule.Betas[t];
+        var (x0, _) = Schedule.Split(modelOutput, sample, a);
+        double c0 = Math.Sqrt(aPrev) * beta / (1 - a);
+        double ct = Math.Sqrt(1 - beta) * (1 - aPrev) / (1 - a);
+        var mean = c0 * x0 + ct * sample;
+        if (t == 0) return mean.MoveToOuterDisposeScope();
+        double variance = (1 - aPrev) / (1 - a) * beta;
+        return (mean + Math.Sqrt(variance) * randn(sample.shape, dtype: sample.dtype, device: sample.device, generator: generator)).MoveToOuterDisposeScope();
+    }
+
+    public Tensor Sample(Denoiser denoise, Tensor initialNoise, Generator? generator = null)
+    {
+        var x = initialNoise.alias();
+        for (int t = Schedule.Steps - 1; t >= 0; t--)
+        {
+            using var scope = NewDisposeScope();
+            using var tBatch = full([x.shape[0]], t, dtype: int64, device: x.device);
+            var next = Step(denoise(x, tBatch), t, x, generator).MoveToOuterDisposeScope();
+            x.Dispose();
+            x = next;
+        }
+        return x;
+    }
+}
+
+/// <summary>Classifier-free guidance: out = uncond + scale (cond - uncond), with both branches in one batch.</summary>
+public static class ClassifierFreeGuidance
+{
+    public static Tensor Combine(Tensor unconditional, Tensor conditional, double scale) =>
+        unconditional + scale * (conditional - unconditional);
+
+    /// <summary>
+    /// Wraps a conditional network into a <see cref="Denoiser"/>: the batch is doubled as [uncond; cond] with
+    /// the matching context rows, and the halves are combined. Scale 1 (or no unconditional context) runs only the conditional branch.
+    /// </summary>
+    public static Denoiser Guided(Func<Tensor, Tensor, Tensor, Tensor> network, Tensor conditionalContext, Tensor? unconditionalContext, double scale)
+    {
+        if (unconditionalContext is null || scale == 1.0)
+            return (x, t) => network(x, t, conditionalContext);
+        return (x, t) =>
+        {
+            using var scope = NewDisposeScope();
+            var both = network(cat([x, x]), cat([t, t]), cat([unconditionalContext, conditionalContext]));
+            var halves = both.chunk(2);
+            return Combine(halves[0], halves[1], scale).MoveToOuterDisposeScope();
+        };
+    }
+}
