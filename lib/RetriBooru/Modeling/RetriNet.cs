@@ -76,7 +76,7 @@ public sealed class ReferenceCrossAttention : nn.Module
 
     public ReferenceCrossAttention(long channels, int heads, int groups, Device? device = null) : base(nameof(ReferenceCrossAttention))
     {
-        norm = Norms.GroupNorm(groups, channels, 1e-6, device: device);
+        norm = ModuleInit.GroupNorm(groups, channels, 1e-6, device);
         norm_context = nn.LayerNorm(channels, device: device);
         attn = new Attention(channels, channels, heads, channels / heads, device: device);
         RegisterComponents();
