@@ -56,12 +56,12 @@ public static class SynthGenerator
             var plan = plans[i];
             using (var render = FigureRenderer.Render(plan.Character, plan.Outfit, plan.Scene, options.Size))
             {
-                AtomicFile.WriteAllBytes(Path.Combine(sourceDir, plan.Id + ".png"), ImageTensor.EncodePng(render.Image));
-                AtomicFile.WriteAllBytes(Path.Combine(sourceDir, plan.Id + ".mask.png"), ImageTensor.EncodePng(render.Mask));
-                AtomicFile.WriteAllText(Path.Combine(sourceDir, plan.Id + ".face.txt"),
+                BulkFile.WriteAllBytes(Path.Combine(sourceDir, plan.Id + ".png"), ImageTensor.EncodePng(render.Image));
+                BulkFile.WriteAllBytes(Path.Combine(sourceDir, plan.Id + ".mask.png"), ImageTensor.EncodePng(render.Mask));
+                BulkFile.WriteAllText(Path.Combine(sourceDir, plan.Id + ".face.txt"),
                     string.Join(' ', render.FaceBox.Select(v => v.ToString("0.####", CultureInfo.InvariantCulture))) + "\n");
             }
-            AtomicFile.WriteAllText(Path.Combine(sourceDir, plan.Id + ".txt"), string.Join(", ", Tags(plan)) + "\n");
+            BulkFile.WriteAllText(Path.Combine(sourceDir, plan.Id + ".txt"), string.Join(", ", Tags(plan)) + "\n");
             attributes[i] = ToAttributes(plan);
             counter.Step(plan.Id);
         });
@@ -102,9 +102,9 @@ public static class SynthGenerator
                     var scene = kind switch
                     {
                         "repost" => original.Scene,
-                        "shifted" => original.Scene with { ShiftXPx = random.Next(2) == 0 ? -1.5f : 1.5f, ShiftYPx = random.Next(2) == 0 ? -1f : 1f },
+                        "shifted" => original.Scene with { ShiftXPx = random.Next(2) == 0 ? -1f : 1f, ShiftYPx = random.Next(2) == 0 ? -1f : 1f },
                         "recolored" => original.Scene with { Brightness = random.Next(2) == 0 ? 0.9f : 1.1f },
-                        _ => original.Scene with { Zoom = 1.06f },
+                        _ => original.Scene with { Zoom = 1.05f },
                     };
                     plan = new ImagePlan(id, character, original.Outfit, scene, original.Id, kind);
                 }
