@@ -26,7 +26,12 @@ internal static class DataTestFiles
         using (var c = new SKCanvas(image))
         using (var paint = new SKPaint())
         {
-            c.Clear(SKColors.White);
+            // Backgrounds differ by `offset` so that test images are not near-duplicates of each other (dHash).
+            var light = new SKColor(250, 250, 250); var dark = new SKColor(120, 120, 120);
+            var (from, to) = (offset % 3) switch { 0 => (new SKPoint(0, 0), new SKPoint(size, 0)), 1 => (new SKPoint(size, 0), new SKPoint(0, 0)), _ => (new SKPoint(0, 0), new SKPoint(size / 4f, 0)) };
+            paint.Shader = SKShader.CreateLinearGradient(from, to, [light, dark], offset % 3 == 2 ? SKShaderTileMode.Mirror : SKShaderTileMode.Clamp);
+            c.DrawRect(0, 0, size, size, paint);
+            paint.Shader = null;
             paint.Color = new SKColor(250, 210, 180); c.DrawOval(head, paint);
             paint.Color = clothes; c.DrawRect(body, paint);
         }
