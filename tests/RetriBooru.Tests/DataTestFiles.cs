@@ -26,7 +26,7 @@ internal static class DataTestFiles
         using (var c = new SKCanvas(image))
         using (var paint = new SKPaint())
         {
-            // Backgrounds differ by `offset` so that test images are not near-duplicates of each other (dHash).
+            // Backgrounds differ by `offset` so that test images are not near-duplicates of each other (pHash).
             var light = new SKColor(250, 250, 250); var dark = new SKColor(120, 120, 120);
             var (from, to) = (offset % 3) switch { 0 => (new SKPoint(0, 0), new SKPoint(size, 0)), 1 => (new SKPoint(size, 0), new SKPoint(0, 0)), _ => (new SKPoint(0, 0), new SKPoint(size / 4f, 0)) };
             paint.Shader = SKShader.CreateLinearGradient(from, to, [light, dark], offset % 3 == 2 ? SKShaderTileMode.Mirror : SKShaderTileMode.Clamp);

@@ -25,7 +25,7 @@ public class DatasetBuildSettings : CommandSettings
     public string Scheme { get; init; } = "b";
 
     [CommandOption("--near-dup-threshold <BITS>")]
-    [Description("dHash Hamming distance (of 64 bits) at or under which an image is a near-duplicate of the target (default 14).")]
+    [Description("pHash Hamming distance (of 64 bits) at or under which an image is a near-duplicate of the target (default 14).")]
     [DefaultValue(PerceptualHash.DefaultThreshold)]
     public int NearDuplicateThreshold { get; init; } = PerceptualHash.DefaultThreshold;
 

@@ -29,7 +29,7 @@ public sealed record ImageRecord
     [JsonPropertyName("prompts")] public string Prompts { get; init; } = "";
     /// <summary>Dominant colour name of the clothing region (mask minus face box), or null without a mask.</summary>
     [JsonPropertyName("clothing_color")] public string? ClothingColor { get; init; }
-    /// <summary>64-bit dHash of the image, 16 hex digits (near-duplicate detection).</summary>
+    /// <summary>64-bit pHash of the image, 16 hex digits (near-duplicate detection).</summary>
     [JsonPropertyName("phash")] public string? Phash { get; init; }
     /// <summary>Split: <c>train</c>, <c>heldout</c> (held-out images of seen characters) or <c>unseen</c> (unseen characters).</summary>
     [JsonPropertyName("split")] public string? Split { get; init; }

@@ -12,7 +12,7 @@ public sealed record BuildResult(IReadOnlyList<ImageRecord> Records, DatasetStat
 
 /// <summary>
 /// Builds a dataset folder (<see cref="DatasetLayout"/>) from a Danbooru-style source folder: scan, read tags, decode
-/// and check every image, measure face box / clothing region / dHash, index identities, split by character, retrieve
+/// and check every image, measure face box / clothing region / pHash, index identities, split by character, retrieve
 /// references, check the manifests for leakage, write crops, records, manifests, stats and a per-file report.
 /// One bad file never stops the build; it is reported and counted. Every file is written atomically, and the
 /// records, manifests and stats only after every manifest passed its check.
@@ -177,7 +177,7 @@ public static class DatasetBuilder
                     BulkFile.WriteAllBytes(Path.Combine(output, DatasetLayout.MasksFolder, candidate.Id + ".png"), ImageTensor.EncodePng(maskBitmap));
                 }
             }
-            var hash = PerceptualHash.DHash(bitmap);
+            var hash = PerceptualHash.PHash(bitmap);
             BulkFile.WriteAllBytes(Path.Combine(output, DatasetLayout.ImagesFolder, candidate.Id + ".png"), ImageTensor.EncodePng(bitmap));
             return new Measured(candidate, w, h, hash, face, mask is not null, color);
         }

@@ -28,7 +28,7 @@ public sealed record LeakageReport
 
 /// <summary>
 /// Proves (or refutes) that a manifest is leakage-free: no reference comes from the target or a near-duplicate of it
-/// (dHash within the threshold), every reference has the target's identity for its concept, and train targets only
+/// (pHash within the threshold), every reference has the target's identity for its concept, and train targets only
 /// see train images. Run on every manifest the builder writes; a scheme-b manifest that fails is never written.
 /// </summary>
 public static class LeakageCheck
@@ -56,7 +56,7 @@ public static class LeakageCheck
                 if (ReferenceRetrieval.IsNearDuplicate(Hash(target), Hash(source), nearDuplicateThreshold))
                 {
                     near++;
-                    Violation($"{example.Target}: reference {reference.Id} is a near-duplicate (dHash distance {PerceptualHash.Distance(Hash(target)!.Value, Hash(source)!.Value)} <= {nearDuplicateThreshold})");
+                    Violation($"{example.Target}: reference {reference.Id} is a near-duplicate (pHash distance {PerceptualHash.Distance(Hash(target)!.Value, Hash(source)!.Value)} <= {nearDuplicateThreshold})");
                 }
                 bool sameIdentity = source.Character == target.Character && (reference.Concept != Concepts.Clothes || source.ClothingId == target.ClothingId);
                 if (!sameIdentity) { mismatch++; Violation($"{example.Target}: {reference.Concept} reference {reference.Id} has another identity"); }

@@ -8,7 +8,7 @@ public sealed record RetrievalOptions
 {
     public int FaceReferences { get; init; } = 2;
     public int ClothesReferences { get; init; } = 2;
-    /// <summary>Images whose dHash is within this many bits of the target's are near-duplicates, never references (scheme b).</summary>
+    /// <summary>Images whose pHash is within this many bits of the target's are near-duplicates, never references (scheme b).</summary>
     public int NearDuplicateThreshold { get; init; } = PerceptualHash.DefaultThreshold;
     public long Seed { get; init; } = 1234;
 }
