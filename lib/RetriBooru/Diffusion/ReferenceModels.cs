@@ -1,0 +1,157 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using RetriBooru.Data;
+using RetriBooru.Modeling;
+using RetriBooru.Runtime;
+using RetriBooru.Weights;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace RetriBooru.Diffusion;
+
+/// <summary>Which reference-conditioned model a checkpoint holds (branch.json).</summary>
+public sealed record BranchInfo
+{
+    [JsonPropertyName("kind")] public required string Kind { get; init; }
+    [JsonPropertyName("retrinet")] public RetriNetOptions? RetriNet { get; init; }
+    [JsonPropertyName("ip_adapter_scale")] public double? IpAdapterScale { get; init; }
+}
+
+/// <summary>Builds the model families by name, around a base U-Net.</summary>
+public static class ReferenceModels
+{
+    public static readonly string[] Kinds = ["retrinet", "controlnet", "ipadapter", "text-only"];
+
+    public static IReferenceConditionedModel Create(string kind, DiffusionModel model, RetriNetOptions? retriNet = null, double ipAdapterScale = 1.0) => kind switch
+    {
+        "retrinet" => new RetriNet(model.Unet, retriNet),
+        "controlnet" => new ControlNetModel(model.Unet),
+        "ipadapter" => new IpAdapterModel(model.Unet, ipAdapterScale),
+        "text-only" => new TextOnlyModel(model.Unet),
+        _ => throw new ArgumentException($"unknown model '{kind}'; known: {string.Join(", ", Kinds)}"),
+    };
+
+    public static BranchInfo Describe(IReferenceConditionedModel branch) => branch switch
+    {
+        RetriNet r => new BranchInfo { Kind = r.Kind, RetriNet = r.Options },
+        IpAdapterModel ip => new BranchInfo { Kind = ip.Kind, IpAdapterScale = ip.Scale },
+        _ => new BranchInfo { Kind = branch.Kind },
+    };
+}
+
+/// <summary>
+/// A reference-model checkpoint is a diffusers folder (the base model with its trained decoder, so Python
+/// tools can open it) plus <c>branch.safetensors</c> (every parameter outside the U-Net, diffusers-style
+/// names) and <c>branch.json</c> (which family, with its options).
+/// </summary>
+public static class ReferenceModelStore
+{
+    public const string BranchWeights = "branch.safetensors";
+    public const string BranchConfig = "branch.json";
+
+    public static void Save(DiffusionModel model, IReferenceConditionedModel branch, string folder)
+    {
+        Directory.CreateDirectory(folder);
+        ModelStore.SaveDiffusers(model, folder);
+        var tensors = BranchTensors(branch).ToDictionary(kv => kv.Key, kv => kv.Value);
+        SafeTensors.Save(Path.Combine(folder, BranchWeights), tensors, new Dictionary<string, string> { ["kind"] = branch.Kind });
+        AtomicFile.WriteAllText(Path.Combine(folder, BranchConfig), JsonSerializer.Serialize(ReferenceModels.Describe(branch), WorkbenchJson.Pretty) + "\n");
+    }
+
+    public static (DiffusionModel Model, IReferenceConditionedModel Branch) Load(string folder, Device? device = null)
+    {
+        var infoPath = Path.Combine(folder, BranchConfig);
+        if (!File.Exists(infoPath)) throw new FileNotFoundException($"{folder}: not a reference-model checkpoint (no {BranchConfig}); train one with `retribooru train`", infoPath);
+        var info = JsonSerializer.Deserialize<BranchInfo>(File.ReadAllText(infoPath), WorkbenchJson.Lines)
+                   ?? throw new InvalidDataException($"{infoPath}: empty");
+        var model = ModelStore.LoadDiffusers(folder, device);
+        var branch = ReferenceModels.Create(info.Kind, model, info.RetriNet, info.IpAdapterScale ?? 1.0);
+        LoadBranch(branch, folder);
+        return (model, branch);
+    }
+
+    public static void LoadWeightsInto(DiffusionModel model, IReferenceConditionedModel branch, string folder)
+    {
+        ModelStore.LoadWeightsInto(model, folder);
+        LoadBranch(branch, folder);
+    }
+
+    static void LoadBranch(IReferenceConditionedModel branch, string folder)
+    {
+        var path = Path.Combine(folder, BranchWeights);
+        var expected = BranchTensors(branch).ToList();
+        if (expected.Count == 0) return;
+        if (!File.Exists(path)) throw new FileNotFoundException($"{folder}: missing {BranchWeights}", path);
+        var loaded = SafeTensors.Load(path);
+        try
+        {
+            var missing = expected.Where(kv => !loaded.ContainsKey(kv.Key)).Select(kv => kv.Key).ToList();
+            var unexpected = loaded.Keys.Except(expected.Select(kv => kv.Key)).ToList();
+            var misshaped = expected.Where(kv => loaded.TryGetValue(kv.Key, out var t) && !t.shape.SequenceEqual(kv.Value.shape)).Select(kv => kv.Key).ToList();
+            if (missing.Count + unexpected.Count + misshaped.Count > 0)
+                throw new InvalidDataException($"{path}: does not match a {branch.Kind} model: missing [{string.Join(", ", missing.Take(5))}], unexpected [{string.Join(", ", unexpected.Take(5))}], mis-shaped [{string.Join(", ", misshaped.Take(5))}]");
+            using var noGrad = no_grad();
+            foreach (var (name, tensor) in expected) tensor.copy_(loaded[name]);
+        }
+        finally
+        {
+            foreach (var t in loaded.Values) t.Dispose();
+        }
+    }
+
+    /// <summary>The branch's own tensors: everything of its module outside the shared U-Net.</summary>
+    static IEnumerable<KeyValuePair<string, Tensor>> BranchTensors(IReferenceConditionedModel branch) =>
+        branch.Module is UNet2DConditionModel ? []
+            : branch.Module.state_dict().Where(kv => !kv.Key.StartsWith("unet.", StringComparison.Ordinal));
+}
+
+/// <summary>Guidance and sampling settings for reference-conditioned generation.</summary>
+public sealed record ReferenceSamplingOptions
+{
+    public int Steps { get; init; } = 25;
+    /// <summary>Scale of text guidance (conditioned on the prompt vs the empty prompt, both without references).</summary>
+    public double TextScale { get; init; } = 3.0;
+    /// <summary>Scale of reference guidance (with vs without references, both with the prompt).</summary>
+    public double ReferenceScale { get; init; } = 2.0;
+    public double Eta { get; init; }
+    public long Seed { get; init; }
+}
+
+/// <summary>
+/// DDIM with classifier-free guidance over text and references, with separate scales:
+/// eps = e(empty, none) + s_t (e(prompt, none) - e(empty, none)) + s_r (e(prompt, refs) - e(prompt, none)).
+/// The three branches run as one batch. Same seed, same images.
+/// </summary>
+public static class ReferenceSampler
+{
+    public static Tensor Generate(DiffusionModel model, IReferenceConditionedModel branch, IReadOnlyList<string> prompts,
+        IReadOnlyList<IReadOnlyList<ReferenceCrop>> references, ReferenceSamplingOptions options, IProgress<int>? progress = null)
+    {
+        if (prompts.Count != references.Count) throw new ArgumentException($"{prompts.Count} prompts but {references.Count} reference sets");
+        TorchRuntime.EnsureLoaded();
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        using var batcher = new ReferenceBatcher(model);
+        int b = prompts.Count;
+        var schedule = new NoiseSchedule(model.Config.Schedule);
+        var sampler = new DdimSampler(schedule);
+        var refs = batcher.Build(references);
+        var none = refs.WithoutReferences();
+        var tripled = new ReferenceBatch(cat([refs.Images, refs.Images, refs.Images]), cat([refs.ConceptContext, refs.ConceptContext, refs.ConceptContext]),
+            cat([none.Present, none.Present, refs.Present]));
+        var contexts = cat([model.EncodePrompts(Enumerable.Repeat("", b).ToList()), model.EncodePrompts(prompts), model.EncodePrompts(prompts)]);
+        using var generator = Seeding.TorchGenerator(options.Seed, "reference-sampling");
+        var noise = randn([b, .. model.SampleShape], generator: generator).to(model.Device);
+        Tensor Denoise(Tensor sample, Tensor t)
+        {
+            using var step = NewDisposeScope();
+            var output = branch.Predict(cat([sample, sample, sample]), t, contexts, tripled);
+            var parts = output.chunk(3);
+            var (empty, text, full) = (parts[0], parts[1], parts[2]);
+            var guided = empty + options.TextScale * (text - empty) + options.ReferenceScale * (full - text);
+            return guided.MoveToOuterDisposeScope();
+        }
+        var latents = sampler.Sample(Denoise, noise, options.Steps, options.Eta, generator, progress);
+        return model.ToImages(latents).MoveToOuterDisposeScope();
+    }
+}

@@ -1,0 +1,175 @@
+using RetriBooru.Modeling;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace RetriBooru.Diffusion;
+
+/// <summary>The paper's training choices, as options. Defaults: masked loss on, prompt dropout 0.1, reference dropout 0.1.</summary>
+public sealed record ReferenceTrainingOptions
+{
+    /// <summary>Probability that a sample's prompt is replaced by the empty prompt.</summary>
+    public double PromptDropout { get; init; } = 0.1;
+    /// <summary>Probability that all of a sample's references are dropped (so reference guidance has an unconditional branch).</summary>
+    public double ReferenceDropout { get; init; } = 0.1;
+    /// <summary>Only the figure (the mask, resized to model resolution) counts in the loss.</summary>
+    public bool MaskedLoss { get; init; } = true;
+
+    public void Validate()
+    {
+        if (PromptDropout is < 0 or > 1) throw new ArgumentOutOfRangeException(nameof(PromptDropout), PromptDropout, "prompt dropout must be in [0, 1]");
+        if (ReferenceDropout is < 0 or > 1) throw new ArgumentOutOfRangeException(nameof(ReferenceDropout), ReferenceDropout, "reference dropout must be in [0, 1]");
+    }
+}
+
+/// <summary>Batches references (padding to the largest count with absent slots) and caches concept-word encodings.</summary>
+public sealed class ReferenceBatcher(DiffusionModel model) : IDisposable
+{
+    readonly Dictionary<string, Tensor> _concepts = [];
+
+    /// <summary>The frozen text encoder's encoding of a concept word, [T, D], computed once.</summary>
+    public Tensor Concept(string word)
+    {
+        if (_concepts.TryGetValue(word, out var cached)) return cached;
+        using var noGrad = no_grad();
+        using var encoded = model.EncodePrompts([word]);
+        var value = encoded[0].detach().clone().DetachFromDisposeScope();
+        _concepts[word] = value;
+        return value;
+    }
+
+    /// <summary>Stacks per-sample references into a <see cref="ReferenceBatch"/> in model space. Tensors land in the caller's scope.</summary>
+    public ReferenceBatch Build(IReadOnlyList<IReadOnlyList<ReferenceCrop>> perSample)
+    {
+        int b = perSample.Count;
+        int r = Math.Max(1, perSample.Max(s => s.Count));
+        var device = model.Device;
+        var imageShape = perSample.SelectMany(s => s).Select(c => c.Image.shape).FirstOrDefault()
+                         ?? [3, model.Config.ImageSize, model.Config.ImageSize];
+        var conceptShape = Concept(Data.Concepts.Face).shape;
+        var images = new List<Tensor>();
+        var concepts = new List<Tensor>();
+        var present = new bool[b * r];
+        for (int i = 0; i < b; i++)
+            for (int j = 0; j < r; j++)
+            {
+                if (j < perSample[i].Count)
+                {
+                    images.Add(perSample[i][j].Image);
+                    concepts.Add(Concept(perSample[i][j].Concept));
+                    present[i * r + j] = true;
+                }
+                else
+                {
+                    images.Add(zeros(imageShape));
+                    concepts.Add(zeros(conceptShape));
+                }
+            }
+        Tensor inModelSpace;
+        using (no_grad()) inModelSpace = model.ToModelSpace(stack(images).to(device));
+        return new ReferenceBatch(
+            inModelSpace.reshape([b, r, .. inModelSpace.shape[1..]]),
+            stack(concepts).to(device).reshape([b, r, .. conceptShape]),
+            tensor(present, [b, r]).to(device));
+    }
+
+    public void Dispose()
+    {
+        foreach (var t in _concepts.Values) t.Dispose();
+        _concepts.Clear();
+    }
+}
+
+/// <summary>
+/// Trains a reference-conditioned model (RetriNet or a baseline) with the shared trainer: masked loss,
+/// prompt dropout and reference dropout; the text encoder and VAE stay frozen.
+/// </summary>
+public sealed class ReferenceTrainingTask : ITrainingTask, IDisposable
+{
+    readonly DiffusionModel model;
+    readonly IReferenceConditionedModel branch;
+    readonly ReferenceDataset data;
+    readonly NoiseSchedule schedule;
+    readonly ReferenceBatcher batcher;
+
+    public ReferenceTrainingOptions Options { get; }
+
+    public ReferenceTrainingTask(DiffusionModel model, IReferenceConditionedModel branch, ReferenceDataset data, ReferenceTrainingOptions? options = null)
+    {
+        Options = options ?? new ReferenceTrainingOptions();
+        Options.Validate();
+        if (data.ImageSize != model.Config.ImageSize)
+            throw new ArgumentException($"dataset images are {data.ImageSize} px but model '{model.Config.Name}' expects {model.Config.ImageSize} px");
+        if (data.Count == 0) throw new ArgumentException($"{data.Folder}: no usable training examples");
+        this.model = model;
+        this.branch = branch;
+        this.data = data;
+        schedule = new NoiseSchedule(model.Config.Schedule);
+        batcher = new ReferenceBatcher(model);
+        foreach (var p in model.TextEncoder.parameters()) p.requires_grad = false;
+        if (model.Vae is not null) foreach (var p in model.Vae.parameters()) p.requires_grad = false;
+        var trainable = new HashSet<IntPtr>(branch.TrainableParameters().Select(p => p.Handle));
+        TrainableParameters = branch.Module.named_parameters()
+            .Where(p => trainable.Contains(p.parameter.Handle))
+            .Select(p => new KeyValuePair<string, Parameter>(p.name, p.parameter)).ToList();
+    }
+
+    public int ExampleCount => data.Count;
+    public IReadOnlyList<KeyValuePair<string, Parameter>> TrainableParameters { get; }
+
+    public Tensor Loss(int[] batch, long step, Generator generator)
+    {
+        using var scope = NewDisposeScope();
+        var device = model.Device;
+        var examples = batch.Select(data.Get).ToList();
+        Tensor x0;
+        using (no_grad()) x0 = model.ToModelSpace(stack(examples.Select(e => e.Image)).to(device));
+        // Fixed draw order from the step's generator: noise, timesteps, prompt dropout, reference dropout.
+        var noise = randn(x0.shape, generator: generator).to(device);
+        var t = schedule.SampleTimesteps(batch.Length, generator, device);
+        var dropPrompt = rand([batch.Length], generator: generator).data<float>().ToArray();
+        var references = batcher.Build(examples.Select(e => e.References).ToList()).DropWhole(Options.ReferenceDropout, generator);
+        var prompts = examples.Select((e, i) => dropPrompt[i] < Options.PromptDropout ? "" : e.Prompt).ToList();
+        Tensor context;
+        using (no_grad()) context = model.EncodePrompts(prompts);
+        var noisy = schedule.AddNoise(x0, noise, t);
+        var prediction = branch.Predict(noisy, t, context, references);
+        var target = schedule.Target(x0, noise, t);
+        var error = (prediction - target).square();
+        if (!Options.MaskedLoss) return error.mean().MoveToOuterDisposeScope();
+        var weights = LossWeights(examples, x0.shape[2], x0.shape[3]).to(device);
+        return MaskedMean(error, weights).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Figure masks resized to model resolution ([B, 1, h, w]); all ones for examples without a mask.</summary>
+    static Tensor LossWeights(IReadOnlyList<ReferenceExample> examples, long height, long width)
+    {
+        var masks = examples.Select(e => e.Mask is null ? ones(1, height, width)
+            : nn.functional.interpolate(e.Mask.unsqueeze(0), [height, width], mode: InterpolationMode.Area).squeeze(0)).ToList();
+        return stack(masks);
+    }
+
+    /// <summary>Mean squared error over the masked region: sum(m * e) / (sum(m) * C), guarded for empty masks.</summary>
+    public static Tensor MaskedMean(Tensor squaredError, Tensor mask)
+    {
+        var channels = squaredError.shape[1];
+        var weighted = (squaredError * mask).sum();
+        return weighted / (mask.sum() * channels).clamp_min(1e-6);
+    }
+
+    public void SaveModel(string folder) => ReferenceModelStore.Save(model, branch, folder);
+    public void LoadModel(string folder) => ReferenceModelStore.LoadWeightsInto(model, branch, folder);
+
+    public IReadOnlyDictionary<string, string> Describe() => new Dictionary<string, string>
+    {
+        ["task"] = "reference-conditioned",
+        ["model"] = branch.Kind,
+        ["config"] = model.Config.Name,
+        ["examples"] = data.Count.ToString(),
+        ["prompt_dropout"] = Options.PromptDropout.ToString("R"),
+        ["reference_dropout"] = Options.ReferenceDropout.ToString("R"),
+        ["masked_loss"] = Options.MaskedLoss.ToString(),
+    };
+
+    public void Dispose() => batcher.Dispose();
+}
