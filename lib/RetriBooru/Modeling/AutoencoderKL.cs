@@ -72,7 +72,7 @@ public sealed class VaeEncoder : nn.Module
         down_blocks = new ModuleList<VaeCoderBlock>(Enumerable.Range(0, ch.Length).Select(i =>
             new VaeCoderBlock(i == 0 ? ch[0] : ch[i - 1], ch[i], config.LayersPerBlock, config.NormNumGroups, down: true, addResampler: i < ch.Length - 1, device)).ToArray());
         mid_block = new VaeMidBlock(ch[^1], config.NormNumGroups, device);
-        conv_norm_out = nn.GroupNorm(config.NormNumGroups, ch[^1], 1e-6, device: device);
+        conv_norm_out = ModuleInit.GroupNorm(config.NormNumGroups, ch[^1], 1e-6, device);
         conv_out = nn.Conv2d(ch[^1], 2 * config.LatentChannels, 3, padding: 1, device: device);
         RegisterComponents();
     }
@@ -103,7 +103,7 @@ public sealed class VaeDecoder : nn.Module
         mid_block = new VaeMidBlock(reversed[0], config.NormNumGroups, device);
         up_blocks = new ModuleList<VaeCoderBlock>(Enumerable.Range(0, reversed.Length).Select(i =>
             new VaeCoderBlock(i == 0 ? reversed[0] : reversed[i - 1], reversed[i], config.LayersPerBlock + 1, config.NormNumGroups, down: false, addResampler: i < reversed.Length - 1, device)).ToArray());
-        conv_norm_out = nn.GroupNorm(config.NormNumGroups, reversed[^1], 1e-6, device: device);
+        conv_norm_out = ModuleInit.GroupNorm(config.NormNumGroups, reversed[^1], 1e-6, device);
         conv_out = nn.Conv2d(reversed[^1], config.OutChannels, 3, padding: 1, device: device);
         RegisterComponents();
     }

@@ -22,10 +22,10 @@ public sealed class ResnetBlock2D : nn.Module
     public ResnetBlock2D(long inChannels, long outChannels, long? tembChannels, int groups, double eps, Device? device = null)
         : base(nameof(ResnetBlock2D))
     {
-        norm1 = nn.GroupNorm(groups, inChannels, eps, device: device);
+        norm1 = ModuleInit.GroupNorm(groups, inChannels, eps, device);
         conv1 = nn.Conv2d(inChannels, outChannels, 3, padding: 1, device: device);
         if (tembChannels is long t) time_emb_proj = nn.Linear(t, outChannels, device: device);
-        norm2 = nn.GroupNorm(groups, outChannels, eps, device: device);
+        norm2 = ModuleInit.GroupNorm(groups, outChannels, eps, device);
         conv2 = nn.Conv2d(outChannels, outChannels, 3, padding: 1, device: device);
         if (inChannels != outChannels) conv_shortcut = nn.Conv2d(inChannels, outChannels, 1, device: device);
         RegisterComponents();
@@ -104,7 +104,7 @@ public sealed class Attention : nn.Module
         long inner = heads * dimHead;
         long contextDim = crossAttentionDim ?? queryDim;
         this.heads = heads;
-        if (groupNormGroups is int g) group_norm = nn.GroupNorm(g, queryDim, groupNormEps, device: device);
+        if (groupNormGroups is int g) group_norm = ModuleInit.GroupNorm(g, queryDim, groupNormEps, device);
         to_q = nn.Linear(queryDim, inner, hasBias: qkvBias, device: device);
         to_k = nn.Linear(contextDim, inner, hasBias: qkvBias, device: device);
         to_v = nn.Linear(contextDim, inner, hasBias: qkvBias, device: device);
@@ -221,7 +221,7 @@ public sealed class Transformer2DModel : nn.Module
         : base(nameof(Transformer2DModel))
     {
         linearProjection = useLinearProjection;
-        norm = nn.GroupNorm(groups, channels, 1e-6, device: device);
+        norm = ModuleInit.GroupNorm(groups, channels, 1e-6, device);
         proj_in = useLinearProjection ? nn.Linear(channels, channels, device: device) : nn.Conv2d(channels, channels, 1, device: device);
         transformer_blocks = new ModuleList<BasicTransformerBlock>(
             Enumerable.Range(0, layers).Select(_ => new BasicTransformerBlock(channels, heads, channels / heads, crossAttentionDim, device)).ToArray());

@@ -74,7 +74,7 @@ public sealed class UNet2DConditionModel : nn.Module
         }
         up_blocks = new ModuleList<UpBlock>(ups.ToArray());
 
-        conv_norm_out = nn.GroupNorm(config.NormNumGroups, channels[0], config.NormEps, device: device);
+        conv_norm_out = ModuleInit.GroupNorm(config.NormNumGroups, channels[0], config.NormEps, device);
         conv_out = nn.Conv2d(channels[0], config.OutChannels, 3, padding: 1, device: device);
         RegisterComponents();
     }

@@ -105,6 +105,18 @@ public static class ModelStore
         return model;
     }
 
+    /// <summary>Loads a diffusers folder's weights into an existing model of the same structure (strict).</summary>
+    public static void LoadWeightsInto(DiffusionModel model, string dir)
+    {
+        foreach (var (name, module) in model.Components())
+        {
+            var path = WeightsPath(Path.Combine(dir, name), WeightsFileName(name));
+            var tensors = SafeTensors.Load(path);
+            try { StateDictLoader.Load(module, tensors, path); }
+            finally { foreach (var t in tensors.Values) t.Dispose(); }
+        }
+    }
+
     static string WeightsPath(string folder, string fileName)
     {
         var path = Path.Combine(folder, fileName);

@@ -1,0 +1,135 @@
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace RetriBooru.Diffusion;
+
+/// <summary>
+/// AdamW (decoupled weight decay, Loshchilov and Hutter), written out so its whole state (step count, first
+/// and second moments per named parameter) is plain tensors that checkpoint to safetensors and restore bit-exactly.
+/// Same update as torch.optim.AdamW: p -= lr wd p; m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;
+/// p -= lr/(1-b1^k) m / (sqrt(v)/sqrt(1-b2^k) + eps).
+/// </summary>
+public sealed class AdamW : IDisposable
+{
+    readonly IReadOnlyList<KeyValuePair<string, Parameter>> parameters;
+    readonly Dictionary<string, Tensor> expAvg = new(StringComparer.Ordinal);
+    readonly Dictionary<string, Tensor> expAvgSq = new(StringComparer.Ordinal);
+
+    public double Beta1 { get; init; } = 0.9;
+    public double Beta2 { get; init; } = 0.999;
+    public double Eps { get; init; } = 1e-8;
+    public double WeightDecay { get; init; } = 1e-2;
+    public long StepCount { get; private set; }
+
+    public AdamW(IReadOnlyList<KeyValuePair<string, Parameter>> parameters)
+    {
+        this.parameters = parameters;
+        foreach (var (name, p) in parameters)
+        {
+            expAvg[name] = zeros_like(p).DetachFromDisposeScope();
+            expAvgSq[name] = zeros_like(p).DetachFromDisposeScope();
+        }
+    }
+
+    public void Step(double learningRate)
+    {
+        StepCount++;
+        double bc1 = 1 - Math.Pow(Beta1, StepCount), bc2 = 1 - Math.Pow(Beta2, StepCount);
+        using var noGrad = no_grad();
+        foreach (var (name, p) in parameters)
+        {
+            using var scope = NewDisposeScope();
+            var g = p.grad;
+            if (g is null) continue;
+            p.mul_(1 - learningRate * WeightDecay);
+            expAvg[name].mul_(Beta1).add_(g, alpha: 1 - Beta1);
+            expAvgSq[name].mul_(Beta2).addcmul_(g, g, value: 1 - Beta2);
+            var denom = (expAvgSq[name].sqrt() / Math.Sqrt(bc2)).add_(Eps);
+            p.addcdiv_(expAvg[name], denom, value: -learningRate / bc1);
+        }
+    }
+
+    public void ZeroGrad()
+    {
+        foreach (var (_, p) in parameters)
+        {
+            using var g = p.grad;
+            g?.zero_();
+        }
+    }
+
+    /// <summary>State as named tensors: <c>exp_avg.NAME</c>, <c>exp_avg_sq.NAME</c>, and <c>step</c>.</summary>
+    public IEnumerable<KeyValuePair<string, Tensor>> State()
+    {
+        yield return new("step", tensor(new[] { StepCount }));
+        foreach (var (name, t) in expAvg) yield return new("exp_avg." + name, t);
+        foreach (var (name, t) in expAvgSq) yield return new("exp_avg_sq." + name, t);
+    }
+
+    public void LoadState(IReadOnlyDictionary<string, Tensor> state, string source)
+    {
+        if (!state.TryGetValue("step", out var step)) throw new InvalidDataException($"{source}: optimizer state has no 'step'");
+        using (no_grad())
+            foreach (var (prefix, table) in new[] { ("exp_avg.", expAvg), ("exp_avg_sq.", expAvgSq) })
+                foreach (var (name, t) in table)
+                {
+                    if (!state.TryGetValue(prefix + name, out var saved)) throw new InvalidDataException($"{source}: optimizer state lacks '{prefix + name}'");
+                    if (!saved.shape.SequenceEqual(t.shape)) throw new InvalidDataException($"{source}: optimizer state '{prefix + name}' has shape [{string.Join(", ", saved.shape)}], expected [{string.Join(", ", t.shape)}]");
+                    t.copy_(saved);
+                }
+        StepCount = step.item<long>();
+    }
+
+    public void Dispose()
+    {
+        foreach (var t in expAvg.Values.Concat(expAvgSq.Values)) t.Dispose();
+    }
+}
+
+/// <summary>Exponential moving average of named parameters: shadow = decay shadow + (1 - decay) param.</summary>
+public sealed class ExponentialMovingAverage : IDisposable
+{
+    readonly IReadOnlyList<KeyValuePair<string, Parameter>> parameters;
+    readonly Dictionary<string, Tensor> shadow = new(StringComparer.Ordinal);
+
+    public double Decay { get; }
+
+    public ExponentialMovingAverage(IReadOnlyList<KeyValuePair<string, Parameter>> parameters, double decay)
+    {
+        if (decay is <= 0 or >= 1) throw new ArgumentOutOfRangeException(nameof(decay), decay, "EMA decay must be in (0, 1)");
+        this.parameters = parameters;
+        Decay = decay;
+        using var noGrad = no_grad();
+        foreach (var (name, p) in parameters) shadow[name] = p.detach().clone().DetachFromDisposeScope();
+    }
+
+    public void Update()
+    {
+        using var noGrad = no_grad();
+        foreach (var (name, p) in parameters) shadow[name].mul_(Decay).add_(p, alpha: 1 - Decay);
+    }
+
+    public IReadOnlyDictionary<string, Tensor> Shadow => shadow;
+
+    public void LoadState(IReadOnlyDictionary<string, Tensor> state, string source)
+    {
+        using var noGrad = no_grad();
+        foreach (var (name, t) in shadow)
+        {
+            if (!state.TryGetValue(name, out var saved)) throw new InvalidDataException($"{source}: EMA state lacks '{name}'");
+            t.copy_(saved);
+        }
+    }
+
+    /// <summary>Copies the averaged weights into the live parameters (for export).</summary>
+    public void CopyTo()
+    {
+        using var noGrad = no_grad();
+        foreach (var (name, p) in parameters) p.copy_(shadow[name]);
+    }
+
+    public void Dispose()
+    {
+        foreach (var t in shadow.Values) t.Dispose();
+    }
+}

@@ -1,0 +1,199 @@
+using System.Diagnostics;
+using System.Text.Json;
+using RetriBooru.Data;
+using RetriBooru.Runtime;
+using RetriBooru.Weights;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace RetriBooru.Diffusion;
+
+/// <summary>Optimisation settings shared by every trainer (base text-to-image, RetriNet).</summary>
+public sealed record TrainerOptions
+{
+    public int Steps { get; init; } = 1000;
+    public int BatchSize { get; init; } = 16;
+    public double LearningRate { get; init; } = 1e-3;
+    /// <summary>Linear warm-up from 0 to the learning rate over this many steps, then constant.</summary>
+    public int WarmupSteps { get; init; } = 100;
+    public double WeightDecay { get; init; } = 1e-2;
+    /// <summary>Global gradient-norm clip (0 = off).</summary>
+    public double GradClip { get; init; } = 1.0;
+    /// <summary>EMA decay of the trainable weights (null = no EMA).</summary>
+    public double? EmaDecay { get; init; }
+    public long Seed { get; init; }
+    /// <summary>Write a resumable checkpoint every N steps (0 = only at the end).</summary>
+    public int CheckpointEvery { get; init; }
+    /// <summary>Stop (with a checkpoint) after this many steps have run in total, as if interrupted.</summary>
+    public int? StopAfter { get; init; }
+
+    public double LearningRateAt(long step) =>
+        WarmupSteps > 0 && step < WarmupSteps ? LearningRate * (step + 1) / WarmupSteps : LearningRate;
+}
+
+/// <summary>What one optimisation step computes; the trainer owns data order, randomness, optimiser and checkpoints.</summary>
+public interface ITrainingTask
+{
+    /// <summary>Size of the dataset the task indexes into.</summary>
+    int ExampleCount { get; }
+    /// <summary>Parameters the optimiser updates, with stable names (checkpoint keys).</summary>
+    IReadOnlyList<KeyValuePair<string, Parameter>> TrainableParameters { get; }
+    /// <summary>The scalar loss for a batch. All randomness must come from <paramref name="generator"/> (derived from seed and step).</summary>
+    Tensor Loss(int[] batch, long step, Generator generator);
+    /// <summary>Writes the model (e.g. a diffusers folder) into <paramref name="folder"/>.</summary>
+    void SaveModel(string folder);
+    /// <summary>Restores the model from a folder written by <see cref="SaveModel"/>.</summary>
+    void LoadModel(string folder);
+    /// <summary>Recorded in the trainer state (config name, data path, ...).</summary>
+    IReadOnlyDictionary<string, string> Describe();
+}
+
+/// <summary>Reported after every step.</summary>
+public sealed record TrainingProgress(long Step, int TotalSteps, double Loss, double LearningRate, double GradNorm, double StepsPerSecond);
+
+/// <summary>One line of <c>loss.jsonl</c>.</summary>
+public sealed record LossLogEntry(long Step, double Loss, double Lr, double GradNorm, double Seconds);
+
+/// <summary>The trainer's resumable state, <c>trainer_state.json</c>.</summary>
+public sealed record TrainerState(long Step, long Seed, TrainerOptions Options, IReadOnlyDictionary<string, string> Task, string Created);
+
+/// <summary>Outcome of a run.</summary>
+public sealed record TrainingResult(long StepsDone, bool Finished, IReadOnlyList<double> Losses, string CheckpointFolder, double StepsPerSecond);
+
+/// <summary>
+/// A seeded, resumable training loop: AdamW with warm-up, gradient clipping, optional EMA. Every step's
+/// randomness is derived from (seed, step) and the data order from (seed, epoch), so a run stopped after step
+/// k and resumed from its checkpoint produces bit-identical losses to an uninterrupted run. Layout of OUT:
+/// <c>loss.jsonl</c> (one line per step), <c>checkpoint/</c> (<c>model/</c>, <c>optimizer.safetensors</c>,
+/// <c>ema.safetensors</c>, <c>trainer_state.json</c>) and <c>model/</c> (the final model, EMA weights when enabled).
+/// </summary>
+public sealed class DiffusionTrainer(ITrainingTask task, TrainerOptions options)
+{
+    public const string LossLog = "loss.jsonl";
+    public const string CheckpointFolder = "checkpoint";
+    public const string StateFile = "trainer_state.json";
+
+    public TrainingResult Run(string outDir, bool resume = false, IProgress<TrainingProgress>? progress = null, CancellationToken cancellation = default)
+    {
+        TorchRuntime.EnsureLoaded();
+        if (options.Steps < 1) throw new ArgumentException($"steps must be at least 1, got {options.Steps}");
+        if (options.BatchSize < 1) throw new ArgumentException($"batch size must be at least 1, got {options.BatchSize}");
+        Directory.CreateDirectory(outDir);
+        var parameters = task.TrainableParameters;
+        if (parameters.Count == 0) throw new InvalidOperationException("the task has no trainable parameters");
+        using var optimizer = new AdamW(parameters) { WeightDecay = options.WeightDecay };
+        using var ema = options.EmaDecay is double decay ? new ExponentialMovingAverage(parameters, decay) : null;
+
+        var checkpoint = Path.Combine(outDir, CheckpointFolder);
+        long start = 0;
+        var log = new List<string>();
+        if (resume)
+        {
+            start = LoadCheckpoint(checkpoint, optimizer, ema);
+            var logPath = Path.Combine(outDir, LossLog);
+            if (File.Exists(logPath))
+                log.AddRange(File.ReadLines(logPath).Where(l => l.Length > 0 && JsonSerializer.Deserialize<LossLogEntry>(l, WorkbenchJson.Lines)!.Step < start));
+        }
+
+        var order = new DataOrder(options.Seed, task.ExampleCount);
+        var losses = new List<double>();
+        long end = Math.Min(options.Steps, options.StopAfter ?? options.Steps);
+        var clock = Stopwatch.StartNew();
+        long step = start;
+        for (; step < end && !cancellation.IsCancellationRequested; step++)
+        {
+            using var scope = NewDisposeScope();
+            var stepClock = Stopwatch.StartNew();
+            using var generator = Seeding.TorchGenerator(options.Seed, $"step/{step}");
+            var batch = order.Batch(step, options.BatchSize);
+            optimizer.ZeroGrad();
+            var loss = task.Loss(batch, step, generator);
+            loss.backward();
+            double gradNorm = ClipGradNorm(parameters, options.GradClip);
+            if (!double.IsFinite(gradNorm)) throw new InvalidOperationException($"step {step}: gradient norm is {gradNorm} (loss {loss.item<float>()}); lower the learning rate");
+            double lr = options.LearningRateAt(step);
+            optimizer.Step(lr);
+            ema?.Update();
+            double value = loss.item<float>();
+            losses.Add(value);
+            log.Add(JsonSerializer.Serialize(new LossLogEntry(step, value, lr, gradNorm, stepClock.Elapsed.TotalSeconds), WorkbenchJson.Lines));
+            progress?.Report(new TrainingProgress(step, options.Steps, value, lr, gradNorm, (step - start + 1) / clock.Elapsed.TotalSeconds));
+            if (options.CheckpointEvery > 0 && (step + 1) % options.CheckpointEvery == 0 && step + 1 < end)
+                SaveCheckpoint(outDir, step + 1, optimizer, ema, log);
+        }
+        double rate = (step - start) / Math.Max(clock.Elapsed.TotalSeconds, 1e-9);
+        SaveCheckpoint(outDir, step, optimizer, ema, log);
+        bool finished = step >= options.Steps;
+        if (finished)
+        {
+            // The exported model carries the EMA weights when EMA is on (the checkpoint keeps the raw ones).
+            if (ema is not null)
+            {
+                using var raw = NewDisposeScope();
+                var saved = parameters.Select(p => p.Value.detach().clone()).ToList();
+                ema.CopyTo();
+                task.SaveModel(Path.Combine(outDir, "model"));
+                using (no_grad()) for (int i = 0; i < saved.Count; i++) parameters[i].Value.copy_(saved[i]);
+            }
+            else task.SaveModel(Path.Combine(outDir, "model"));
+        }
+        return new TrainingResult(step, finished, losses, checkpoint, rate);
+    }
+
+    /// <summary>Global L2 norm of all gradients; scales them down to <paramref name="maxNorm"/> when larger (0 = measure only).</summary>
+    public static double ClipGradNorm(IReadOnlyList<KeyValuePair<string, Parameter>> parameters, double maxNorm)
+    {
+        using var scope = NewDisposeScope();
+        var grads = parameters.Select(p => p.Value.grad).Where(g => g is not null).Select(g => g!).ToList();
+        if (grads.Count == 0) return 0;
+        double total = stack(grads.Select(g => g.detach().to(float64).norm())).norm().item<double>();
+        if (maxNorm > 0 && total > maxNorm)
+            using (no_grad()) foreach (var g in grads) g.mul_(maxNorm / (total + 1e-6));
+        return total;
+    }
+
+    void SaveCheckpoint(string outDir, long step, AdamW optimizer, ExponentialMovingAverage? ema, List<string> log)
+    {
+        var checkpoint = Path.Combine(outDir, CheckpointFolder);
+        // Write into a fresh folder, then swap, so an interrupted save never leaves a half checkpoint.
+        var staging = checkpoint + ".tmp";
+        if (Directory.Exists(staging)) Directory.Delete(staging, recursive: true);
+        Directory.CreateDirectory(staging);
+        task.SaveModel(Path.Combine(staging, "model"));
+        SafeTensors.Save(Path.Combine(staging, "optimizer.safetensors"), optimizer.State(), new Dictionary<string, string> { ["format"] = "pt" });
+        if (ema is not null) SafeTensors.Save(Path.Combine(staging, "ema.safetensors"), ema.Shadow, new Dictionary<string, string> { ["format"] = "pt" });
+        var state = new TrainerState(step, options.Seed, options, task.Describe(), DateTime.UtcNow.ToString("O"));
+        AtomicFile.WriteAllText(Path.Combine(staging, StateFile), JsonSerializer.Serialize(state, WorkbenchJson.Pretty));
+        var old = checkpoint + ".old";
+        if (Directory.Exists(old)) Directory.Delete(old, recursive: true);
+        if (Directory.Exists(checkpoint)) Directory.Move(checkpoint, old);
+        Directory.Move(staging, checkpoint);
+        if (Directory.Exists(old)) Directory.Delete(old, recursive: true);
+        AtomicFile.WriteAllLines(Path.Combine(outDir, LossLog), log);
+    }
+
+    long LoadCheckpoint(string checkpoint, AdamW optimizer, ExponentialMovingAverage? ema)
+    {
+        var statePath = Path.Combine(checkpoint, StateFile);
+        if (!File.Exists(statePath)) throw new FileNotFoundException($"{statePath}: no checkpoint to resume from", statePath);
+        TrainerState state;
+        try { state = JsonSerializer.Deserialize<TrainerState>(File.ReadAllText(statePath), WorkbenchJson.Lines) ?? throw new JsonException("null"); }
+        catch (JsonException e) { throw new InvalidDataException($"{statePath}: not a trainer state ({e.Message})", e); }
+        if (state.Seed != options.Seed) throw new InvalidOperationException($"{statePath}: checkpoint was trained with seed {state.Seed}, not {options.Seed}; resuming would not reproduce the run");
+        if (state.Options.BatchSize != options.BatchSize) throw new InvalidOperationException($"{statePath}: checkpoint batch size {state.Options.BatchSize} differs from {options.BatchSize}");
+        task.LoadModel(Path.Combine(checkpoint, "model"));
+        var optimizerPath = Path.Combine(checkpoint, "optimizer.safetensors");
+        var optimizerState = SafeTensors.Load(optimizerPath);
+        try { optimizer.LoadState(optimizerState, optimizerPath); }
+        finally { foreach (var t in optimizerState.Values) t.Dispose(); }
+        if (ema is not null)
+        {
+            var emaPath = Path.Combine(checkpoint, "ema.safetensors");
+            var emaState = SafeTensors.Load(emaPath);
+            try { ema.LoadState(emaState, emaPath); }
+            finally { foreach (var t in emaState.Values) t.Dispose(); }
+        }
+        return state.Step;
+    }
+}

@@ -1,0 +1,116 @@
+using RetriBooru.Data;
+using RetriBooru.Imaging;
+using RetriBooru.Runtime;
+using static TorchSharp.torch;
+
+namespace RetriBooru.Diffusion;
+
+/// <summary>One training example: image [3, H, W] in [-1, 1], its tag prompt, optional figure mask [1, H, W] in [0, 1].</summary>
+public sealed record ImagePromptExample(string Id, Tensor Image, string Prompt, Tensor? Mask);
+
+/// <summary>What a text-to-image trainer reads. Implementations return fresh tensors the caller disposes (or lets a dispose scope take).</summary>
+public interface IImagePromptDataset
+{
+    int Count { get; }
+    int ImageSize { get; }
+    ImagePromptExample Get(int index);
+    IEnumerable<string> Prompts { get; }
+}
+
+/// <summary>A file that could not be used, and why.</summary>
+public sealed record SkippedFile(string Path, string Reason);
+
+/// <summary>
+/// Reads a dataset folder (<see cref="DatasetLayout"/>): records.jsonl, images, optional masks, resized to
+/// <see cref="ImageSize"/>. Every image is decoded once at construction and kept as packed floats (a 32 px
+/// image is 12 KB); an undecodable image or mask is reported in <see cref="Skipped"/>, counted and left out.
+/// </summary>
+public sealed class DatasetFolderSource : IImagePromptDataset
+{
+    readonly List<(string Id, float[] Image, float[]? Mask, string Prompt)> items = [];
+
+    public string Folder { get; }
+    public int ImageSize { get; }
+    public int Count => items.Count;
+    public IReadOnlyList<SkippedFile> Skipped { get; }
+    public IEnumerable<string> Prompts => items.Select(i => i.Prompt);
+
+    public DatasetFolderSource(string folder, int imageSize, bool withMasks = true, IProgress<(int Done, int Total)>? progress = null)
+    {
+        TorchRuntime.EnsureLoaded();
+        Folder = folder;
+        ImageSize = imageSize;
+        var records = DatasetLayout.ReadRecords(folder);
+        var skipped = new List<SkippedFile>();
+        int done = 0;
+        foreach (var record in records)
+        {
+            var imagePath = Path.Combine(folder, record.Image);
+            try
+            {
+                using var scope = NewDisposeScope();
+                var image = ImageTensor.Load(imagePath, imageSize).data<float>().ToArray();
+                float[]? mask = null;
+                if (withMasks && record.Mask is not null)
+                {
+                    var maskPath = Path.Combine(folder, record.Mask);
+                    try { mask = ImageTensor.LoadMask(maskPath, imageSize).data<float>().ToArray(); }
+                    catch (Exception e) when (e is IOException or InvalidDataException) { throw new InvalidDataException($"{maskPath}: {e.Message}", e); }
+                }
+                items.Add((record.Id, image, mask, record.Prompts));
+            }
+            catch (Exception e) when (e is IOException or InvalidDataException or UnauthorizedAccessException)
+            {
+                skipped.Add(new SkippedFile(imagePath, e.Message));
+            }
+            progress?.Report((++done, records.Count));
+        }
+        Skipped = skipped;
+        if (items.Count == 0)
+            throw new InvalidDataException($"{folder}: no usable images ({skipped.Count} skipped{(skipped.Count > 0 ? "; first: " + skipped[0].Reason : "")})");
+    }
+
+    public ImagePromptExample Get(int index)
+    {
+        var (id, image, mask, prompt) = items[index];
+        return new ImagePromptExample(id, tensor(image, [3, ImageSize, ImageSize]), prompt, mask is null ? null : tensor(mask, [1, ImageSize, ImageSize]));
+    }
+}
+
+/// <summary>
+/// The order examples are visited in: each epoch is a permutation drawn from <c>Seeding.Stream(seed, "data-order/EPOCH")</c>,
+/// and step s takes positions [s B, (s + 1) B) of the concatenated epochs, so any step's batch is computable
+/// directly (resume needs no saved RNG state).
+/// </summary>
+public sealed class DataOrder(long seed, int count)
+{
+    int cachedEpoch = -1;
+    int[] permutation = [];
+
+    public int[] Batch(long step, int batchSize)
+    {
+        var result = new int[batchSize];
+        for (int i = 0; i < batchSize; i++)
+        {
+            long position = step * batchSize + i;
+            int epoch = (int)(position / count);
+            result[i] = Permutation(epoch)[(int)(position % count)];
+        }
+        return result;
+    }
+
+    int[] Permutation(int epoch)
+    {
+        if (epoch == cachedEpoch) return permutation;
+        var random = Seeding.Stream(seed, $"data-order/{epoch}");
+        var p = Enumerable.Range(0, count).ToArray();
+        for (int i = p.Length - 1; i > 0; i--)
+        {
+            int j = random.Next(i + 1);
+            (p[i], p[j]) = (p[j], p[i]);
+        }
+        cachedEpoch = epoch;
+        permutation = p;
+        return p;
+    }
+}

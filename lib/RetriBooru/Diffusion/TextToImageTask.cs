@@ -1,0 +1,107 @@
+using RetriBooru.Modeling;
+using RetriBooru.Runtime;
+using RetriBooru.Weights;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace RetriBooru.Diffusion;
+
+/// <summary>
+/// Base text-to-image training (the embedded world's stand-in for SD pretraining): the U-Net and the text
+/// encoder learn to predict the noise (or v) added to dataset images, conditioned on their tag prompts. The
+/// prompt is replaced by the empty prompt with probability <see cref="PromptDropout"/>, which gives the
+/// unconditional branch classifier-free guidance needs. A VAE, when present, stays frozen.
+/// </summary>
+public sealed class TextToImageTask : ITrainingTask
+{
+    readonly DiffusionModel model;
+    readonly IImagePromptDataset data;
+    readonly NoiseSchedule schedule;
+
+    public double PromptDropout { get; }
+    public bool TrainTextEncoder { get; }
+
+    public TextToImageTask(DiffusionModel model, IImagePromptDataset data, double promptDropout = 0.1, bool trainTextEncoder = true)
+    {
+        if (promptDropout is < 0 or > 1) throw new ArgumentOutOfRangeException(nameof(promptDropout), promptDropout, "prompt dropout must be in [0, 1]");
+        if (data.ImageSize != model.Config.ImageSize)
+            throw new ArgumentException($"dataset images are {data.ImageSize} px but model '{model.Config.Name}' expects {model.Config.ImageSize} px");
+        this.model = model;
+        this.data = data;
+        schedule = new NoiseSchedule(model.Config.Schedule);
+        PromptDropout = promptDropout;
+        TrainTextEncoder = trainTextEncoder;
+        var trainable = model.Unet.named_parameters().Select(p => new KeyValuePair<string, Parameter>("unet." + p.name, p.parameter)).ToList();
+        if (trainTextEncoder) trainable.AddRange(model.TextEncoder.named_parameters().Select(p => new KeyValuePair<string, Parameter>("text_encoder." + p.name, p.parameter)));
+        else foreach (var p in model.TextEncoder.parameters()) p.requires_grad = false;
+        if (model.Vae is not null) foreach (var p in model.Vae.parameters()) p.requires_grad = false;
+        TrainableParameters = trainable;
+    }
+
+    public int ExampleCount => data.Count;
+    public IReadOnlyList<KeyValuePair<string, Parameter>> TrainableParameters { get; }
+
+    public Tensor Loss(int[] batch, long step, Generator generator)
+    {
+        using var scope = NewDisposeScope();
+        var device = model.Device;
+        var examples = batch.Select(data.Get).ToList();
+        var images = stack(examples.Select(e => e.Image)).to(device);
+        Tensor x0;
+        using (no_grad()) x0 = model.ToModelSpace(images);
+        // Fixed draw order from the step's generator: noise, timesteps, prompt dropout.
+        var noise = randn(x0.shape, generator: generator).to(device);
+        var t = schedule.SampleTimesteps(batch.Length, generator, device);
+        var drop = rand([batch.Length], generator: generator).data<float>().ToArray();
+        var prompts = examples.Select((e, i) => drop[i] < PromptDropout ? "" : e.Prompt).ToList();
+        var context = model.EncodePrompts(prompts);
+        var noisy = schedule.AddNoise(x0, noise, t);
+        var prediction = model.Unet.Forward(noisy, t, context);
+        var target = schedule.Target(x0, noise, t);
+        return nn.functional.mse_loss(prediction, target).MoveToOuterDisposeScope();
+    }
+
+    public void SaveModel(string folder) => ModelStore.SaveDiffusers(model, folder);
+    public void LoadModel(string folder) => ModelStore.LoadWeightsInto(model, folder);
+
+    public IReadOnlyDictionary<string, string> Describe() => new Dictionary<string, string>
+    {
+        ["task"] = "text-to-image",
+        ["config"] = model.Config.Name,
+        ["examples"] = data.Count.ToString(),
+        ["prompt_dropout"] = PromptDropout.ToString("R"),
+        ["prediction_type"] = model.Config.Schedule.PredictionType,
+    };
+}
+
+/// <summary>Sampling settings for <see cref="TextToImage"/>.</summary>
+public sealed record SamplingOptions
+{
+    public int Steps { get; init; } = 50;
+    public double GuidanceScale { get; init; } = 3.0;
+    public double Eta { get; init; }
+    public long Seed { get; init; }
+    /// <summary>The unconditional prompt of classifier-free guidance (the empty prompt prompt-dropout trained).</summary>
+    public string NegativePrompt { get; init; } = "";
+}
+
+/// <summary>Text-to-image sampling: DDIM with classifier-free guidance, decoded to images in [-1, 1].</summary>
+public static class TextToImage
+{
+    public static Tensor Generate(DiffusionModel model, IReadOnlyList<string> prompts, SamplingOptions options, IProgress<int>? progress = null)
+    {
+        using var noGrad = no_grad();
+        using var scope = NewDisposeScope();
+        var schedule = new NoiseSchedule(model.Config.Schedule);
+        var sampler = new DdimSampler(schedule);
+        using var generator = Seeding.TorchGenerator(options.Seed, "sampling");
+        var shape = new long[] { prompts.Count }.Concat(model.SampleShape).ToArray();
+        var noise = randn(shape, generator: generator).to(model.Device);
+        var context = model.EncodePrompts(prompts);
+        var unconditional = model.EncodePrompts(Enumerable.Repeat(options.NegativePrompt, prompts.Count).ToList());
+        var denoiser = ClassifierFreeGuidance.Guided((x, t, c) => model.Unet.Forward(x, t, c), context, unconditional, options.GuidanceScale);
+        var latents = sampler.Sample(denoiser, noise, options.Steps, options.Eta, generator, progress);
+        return model.ToImages(latents).MoveToOuterDisposeScope();
+    }
+}

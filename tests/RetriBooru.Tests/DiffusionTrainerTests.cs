@@ -1,0 +1,133 @@
+using System.Text.Json;
+using RetriBooru.Data;
+using RetriBooru.Diffusion;
+using RetriBooru.Imaging;
+using RetriBooru.Modeling;
+using RetriBooru.Runtime;
+using RetriBooru.Weights;
+using Xunit;
+using static TorchSharp.torch;
+
+namespace RetriBooru.Tests;
+
+public class DiffusionTrainerTests
+{
+    static readonly string[] Tags = ["1girl, red_hair, smile", "1girl, blue_hair, school_uniform", "1boy, black_hair", "1girl, red_hair, school_uniform, smile"];
+
+    /// <summary>A dataset folder of small coloured images with tag prompts; <paramref name="broken"/> adds one undecodable image.</summary>
+    internal static string WriteDataset(TempDir dir, int count, int size = 32, bool broken = false)
+    {
+        Torch.Load();
+        var root = Path.Combine(dir.Path, "data");
+        Directory.CreateDirectory(Path.Combine(root, DatasetLayout.ImagesFolder));
+        var records = new List<string>();
+        using var generator = new TorchSharp.torch.Generator(0).manual_seed(5);
+        for (int i = 0; i < count; i++)
+        {
+            using var scope = NewDisposeScope();
+            var colour = rand([3, 1, 1], generator: generator) * 2 - 1;
+            var image = colour.expand(3, size, size).clone();
+            image[.., (size / 4)..(3 * size / 4), (size / 4)..(3 * size / 4)] = -colour.expand(3, size / 2, size / 2);
+            var id = $"{i:D4}";
+            ImageTensor.SavePng(image, Path.Combine(root, "images", id + ".png"));
+            records.Add(JsonSerializer.Serialize(new ImageRecord { Id = id, Image = $"images/{id}.png", Character = "c" + (i % 2), Prompts = Tags[i % Tags.Length], Width = size, Height = size }, WorkbenchJson.Lines));
+        }
+        if (broken)
+        {
+            File.WriteAllText(Path.Combine(root, "images", "bad.png"), "not a png");
+            records.Add(JsonSerializer.Serialize(new ImageRecord { Id = "bad", Image = "images/bad.png", Character = "c0", Prompts = "1girl" }, WorkbenchJson.Lines));
+        }
+        File.WriteAllLines(Path.Combine(root, DatasetLayout.RecordsFile), records);
+        return root;
+    }
+
+    /// <summary>The tiny config's structure at test size: 16 px, two levels, one attention level.</summary>
+    internal static readonly ModelConfig Micro = ModelConfigs.Tiny with
+    {
+        Name = "micro",
+        ImageSize = 16,
+        Unet = ModelConfigs.Tiny.Unet with
+        {
+            SampleSize = 16, BlockOutChannels = [16, 32], DownBlockTypes = ["DownBlock2D", "CrossAttnDownBlock2D"],
+            UpBlockTypes = ["CrossAttnUpBlock2D", "UpBlock2D"], AttentionHeads = 2, CrossAttentionDim = 32,
+        },
+        TextEncoder = ModelConfigs.Tiny.TextEncoder with { HiddenSize = 32, IntermediateSize = 64, NumHiddenLayers = 1, NumAttentionHeads = 2, MaxPositionEmbeddings = 8 },
+    };
+
+    static TrainingResult Train(string data, string outDir, TrainerOptions options, bool resume = false)
+    {
+        var source = new DatasetFolderSource(data, Micro.ImageSize);
+        // On resume the initial weights are replaced by the checkpoint's.
+        using var model = BaseModelFactory.Create(Micro, source, options.Seed);
+        var task = new TextToImageTask(model, source, promptDropout: 0.25);
+        return new DiffusionTrainer(task, options).Run(outDir, resume);
+    }
+
+    [Fact]
+    public void Stop_and_resume_gives_bit_identical_losses()
+    {
+        using var dir = new TempDir();
+        var data = WriteDataset(dir, 6, size: 16, broken: true);
+        var options = new TrainerOptions { Steps = 6, BatchSize = 4, LearningRate = 2e-3, WarmupSteps = 2, Seed = 42, EmaDecay = 0.9 };
+
+        var full = Train(data, Path.Combine(dir.Path, "full"), options);
+        Assert.True(full.Finished);
+        Assert.Equal(6, full.Losses.Count);
+
+        var first = Train(data, Path.Combine(dir.Path, "split"), options with { StopAfter = 3 });
+        Assert.False(first.Finished);
+        Assert.Equal(3, first.StepsDone);
+        Assert.Equal(full.Losses.Take(3), first.Losses);
+        var second = Train(data, Path.Combine(dir.Path, "split"), options, resume: true);
+        Assert.True(second.Finished);
+        Assert.Equal(3, second.Losses.Count);
+        for (int i = 0; i < 3; i++)
+            Assert.Equal(BitConverter.DoubleToInt64Bits(full.Losses[3 + i]), BitConverter.DoubleToInt64Bits(second.Losses[i]));
+
+        // The loss log of the resumed run is the whole run, one line per step.
+        var log = File.ReadAllLines(Path.Combine(dir.Path, "split", DiffusionTrainer.LossLog));
+        Assert.Equal(6, log.Length);
+        Assert.Equal(5, JsonSerializer.Deserialize<LossLogEntry>(log[^1], WorkbenchJson.Lines)!.Step);
+
+        // The exported models are identical, loadable diffusers folders (EMA weights).
+        var a = SafeTensors.Load(Path.Combine(dir.Path, "full", "model", "unet", ModelStore.UnetWeights));
+        var b = SafeTensors.Load(Path.Combine(dir.Path, "split", "model", "unet", ModelStore.UnetWeights));
+        Assert.All(a, kv => Assert.True(kv.Value.Equals(b[kv.Key]), kv.Key));
+        using var reloaded = ModelStore.LoadDiffusers(Path.Combine(dir.Path, "full", "model"));
+        Assert.Null(reloaded.Vae);
+        Assert.Equal(16, reloaded.Config.ImageSize);
+    }
+
+    [Fact]
+    public void Dataset_source_skips_and_reports_bad_images()
+    {
+        using var dir = new TempDir();
+        var data = WriteDataset(dir, 3, broken: true);
+        var source = new DatasetFolderSource(data, 32);
+        Assert.Equal(3, source.Count);
+        var skipped = Assert.Single(source.Skipped);
+        Assert.EndsWith("bad.png", skipped.Path);
+        var example = source.Get(1);
+        Assert.Equal(new long[] { 3, 32, 32 }, example.Image.shape);
+        Assert.Equal(Tags[1], example.Prompt);
+    }
+
+    [Fact]
+    public void Training_reduces_the_loss_and_sampling_is_seeded()
+    {
+        using var dir = new TempDir();
+        var data = WriteDataset(dir, 8, size: 16);
+        var source = new DatasetFolderSource(data, 16);
+        using var model = BaseModelFactory.Create(Micro, source, seed: 1);
+        var task = new TextToImageTask(model, source);
+        var result = new DiffusionTrainer(task, new TrainerOptions { Steps = 40, BatchSize = 8, LearningRate = 3e-3, WarmupSteps = 5, Seed = 1 }).Run(Path.Combine(dir.Path, "out"));
+        double early = result.Losses.Take(5).Average(), late = result.Losses.Skip(35).Average();
+        Assert.True(late < 0.8 * early, $"loss did not fall: first 5 {early:F4}, last 5 {late:F4}");
+
+        var options = new SamplingOptions { Steps = 5, GuidanceScale = 2.0, Seed = 3 };
+        var images = TextToImage.Generate(model, ["1girl, red_hair", "1boy"], options);
+        Assert.Equal(new long[] { 2, 3, 16, 16 }, images.shape);
+        Assert.True(images.Equals(TextToImage.Generate(model, ["1girl, red_hair", "1boy"], options)));
+        Assert.False(images.Equals(TextToImage.Generate(model, ["1girl, red_hair", "1boy"], options with { Seed = 4 })));
+    }
+}
