@@ -17,7 +17,8 @@ public static class BaseModelFactory
     {
         IPromptTokenizer tokenizer = config.Tokenizer switch
         {
-            TokenizerKind.Tags => TagTokenizer.Build(data.Prompts, config.TextEncoder.MaxPositionEmbeddings),
+            // The concept words of references must be tokens too, or "face" and "clothes" would both be unknown.
+            TokenizerKind.Tags => TagTokenizer.Build(data.Prompts.Append(Data.Concepts.Face).Append(Data.Concepts.Clothes), config.TextEncoder.MaxPositionEmbeddings),
             _ => tokenizerDir is null
                 ? throw new ArgumentException($"config '{config.Name}' uses the CLIP tokenizer: pass the SD tokenizer folder (vocab.json + merges.txt)")
                 : ModelStore.LoadTokenizer(tokenizerDir, config.TextEncoder.MaxPositionEmbeddings),

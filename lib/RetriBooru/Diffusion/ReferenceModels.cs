@@ -145,7 +145,8 @@ public static class ReferenceSampler
         Tensor Denoise(Tensor sample, Tensor t)
         {
             using var step = NewDisposeScope();
-            var output = branch.Predict(cat([sample, sample, sample]), t, contexts, tripled);
+            var times = t.dim() == 0 ? t : cat([t, t, t]);
+            var output = branch.Predict(cat([sample, sample, sample]), times, contexts, tripled);
             var parts = output.chunk(3);
             var (empty, text, full) = (parts[0], parts[1], parts[2]);
             var guided = empty + options.TextScale * (text - empty) + options.ReferenceScale * (full - text);

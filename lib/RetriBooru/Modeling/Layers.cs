@@ -86,6 +86,15 @@ public sealed class Upsample2D : nn.Module
 }
 
 /// <summary>
+/// A second attention over other tokens that shares an attention's queries and is added to its output
+/// (IP-Adapter's decoupled cross-attention). Returns [B, heads, N, dimHead], or null to add nothing.
+/// </summary>
+public interface IDecoupledAttention
+{
+    Tensor? Attend(Tensor query);
+}
+
+/// <summary>
 /// diffusers <c>Attention</c>: multi-head (self or cross) attention with to_q/to_k/to_v and to_out.0. With
 /// <c>groupNormGroups</c> it is the VAE's spatial self-attention (group norm, [B,C,H,W] in and out, residual).
 /// </summary>
@@ -104,6 +113,7 @@ public sealed class Attention : nn.Module
         long inner = heads * dimHead;
         long contextDim = crossAttentionDim ?? queryDim;
         this.heads = heads;
+        InnerDim = inner;
         if (groupNormGroups is int g) group_norm = ModuleInit.GroupNorm(g, queryDim, groupNormEps, device);
         to_q = nn.Linear(queryDim, inner, hasBias: qkvBias, device: device);
         to_k = nn.Linear(contextDim, inner, hasBias: qkvBias, device: device);
@@ -111,6 +121,12 @@ public sealed class Attention : nn.Module
         to_out = new ModuleList<nn.Module>(nn.Linear(inner, queryDim, device: device), nn.Dropout(0.0));
         RegisterComponents();
     }
+
+    public int Heads => heads;
+    public long InnerDim { get; }
+
+    /// <summary>Set by a branch (IP-Adapter) for the duration of a forward pass; null otherwise.</summary>
+    public IDecoupledAttention? Decoupled { get; set; }
 
     /// <summary>Sequence attention: x [B, N, C], context [B, M, Cc] (null = self-attention), optional additive mask.</summary>
     public Tensor Forward(Tensor x, Tensor? context = null, Tensor? mask = null)
@@ -122,6 +138,7 @@ public sealed class Attention : nn.Module
         var k = to_k.forward(ctx).view(b, m, heads, -1).transpose(1, 2);
         var v = to_v.forward(ctx).view(b, m, heads, -1).transpose(1, 2);
         var attended = F.scaled_dot_product_attention(q, k, v, attn_mask: mask);
+        if (Decoupled?.Attend(q) is Tensor extra) attended = attended + extra;
         var merged = attended.transpose(1, 2).reshape(b, n, -1);
         return ((Linear)to_out[0]).forward(merged).MoveToOuterDisposeScope();
     }
