@@ -76,6 +76,8 @@ public static class ModelStore
         var schedulePath = Path.Combine(dir, "scheduler", "scheduler_config.json");
         var schedule = File.Exists(schedulePath) ? DiffusersConfigJson.ReadSchedule(schedulePath) : new ScheduleConfig();
         var tokenizer = LoadTokenizer(Path.Combine(dir, "tokenizer"), text.MaxPositionEmbeddings);
+        // Pixel-space folders without our index: the patch size follows from the U-Net's input channels (3 P^2).
+        int patch = ours?.PatchSize ?? (vae is null ? Math.Max(1, (int)Math.Round(Math.Sqrt(unet.InChannels / 3.0))) : 1);
         var config = new ModelConfig
         {
             Name = ours?.Name ?? Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(dir))),
@@ -84,7 +86,8 @@ public static class ModelStore
             TextEncoder = text,
             Tokenizer = tokenizer is TagTokenizer ? TokenizerKind.Tags : TokenizerKind.ClipBpe,
             Schedule = schedule,
-            ImageSize = ours?.ImageSize ?? (vae is null ? unet.SampleSize : unet.SampleSize * vae.DownsampleFactor),
+            PatchSize = patch,
+            ImageSize = ours?.ImageSize ?? (vae is null ? unet.SampleSize * patch : unet.SampleSize * vae.DownsampleFactor),
         };
         var model = new DiffusionModel(config, tokenizer, device);
         try
