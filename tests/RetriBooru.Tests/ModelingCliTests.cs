@@ -34,6 +34,12 @@ public class ModelingCliTests
         Assert.True(File.Exists(Path.Combine(outDir, "model", "unet", "diffusion_pytorch_model.safetensors")));
         Assert.True(File.Exists(Path.Combine(outDir, "checkpoint", DiffusionTrainer.StateFile)));
 
+        // Fine-tuning from the trained folder starts from its weights and tokenizer.
+        var tuned = new TestConsole().Width(200);
+        code = CliApp.Run(["train-base", "--data", data, "--init", Path.Combine(outDir, "model"), "--steps", "1", "--batch", "2", "--out", Path.Combine(dir.Path, "tuned")], tuned);
+        Assert.True(code == 0, tuned.Output);
+        Assert.Contains("step 1/1", tuned.Output);
+
         var samples = Path.Combine(dir.Path, "samples");
         var sampleConsole = new TestConsole().Width(200);
         code = CliApp.Run(["sample-base", "--model", Path.Combine(outDir, "model"), "--prompt", "1girl, red_hair", "--count", "2", "--steps", "3", "--out", samples], sampleConsole);

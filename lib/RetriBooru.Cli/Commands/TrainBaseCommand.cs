@@ -2,6 +2,7 @@ using System.ComponentModel;
 using RetriBooru.Diffusion;
 using RetriBooru.Modeling;
 using RetriBooru.Runtime;
+using RetriBooru.Weights;
 using Spectre.Console;
 using Spectre.Console.Cli;
 
@@ -72,6 +73,14 @@ public sealed class TrainBaseCommand(IAnsiConsole console) : Command<TrainBaseCo
         [Description("SD tokenizer folder for CLIP-tokenizer configs.")]
         public string? Tokenizer { get; init; }
 
+        [CommandOption("--init <PATH>")]
+        [Description("Start from pretrained weights (diffusers folder or single-file checkpoint) instead of a fresh --config model.")]
+        public string? Init { get; init; }
+
+        [CommandOption("--device <DEVICE>")]
+        [DefaultValue("cpu")]
+        public string Device { get; init; } = "cpu";
+
         [CommandOption("--threads <N>")]
         [Description("Intra-op threads, fixed for reproducibility (default 1: libtorch's OpenMP workers spin-wait, and on a busy 2-core machine 2 threads ran ~8x slower than 1).")]
         [DefaultValue(1)]
@@ -94,12 +103,17 @@ public sealed class TrainBaseCommand(IAnsiConsole console) : Command<TrainBaseCo
     public override int Execute(CommandContext context, Settings settings, CancellationToken cancellationToken)
     {
         TorchRuntime.SetDeterministic(true, settings.Threads);
-        var config = ModelConfigs.Get(settings.Config);
+        var device = TorchRuntime.ResolveDevice(settings.Device);
+        using var pretrained = settings.Init is null ? null
+            : File.Exists(settings.Init) ? ModelStore.LoadSingleFile(settings.Init, tokenizerDir: settings.Tokenizer, device: device)
+            : ModelStore.LoadDiffusers(settings.Init, device);
+        var config = pretrained?.Config ?? ModelConfigs.Get(settings.Config);
         var source = new DatasetFolderSource(settings.Data, config.ImageSize);
         console.MarkupLine($"dataset {Markup.Escape(settings.Data)}: {source.Count} images at {config.ImageSize} px" +
                            (source.Skipped.Count > 0 ? $", [yellow]{source.Skipped.Count} skipped[/]" : ""));
         foreach (var s in source.Skipped.Take(10)) console.MarkupLine($"  [yellow]skipped[/] {Markup.Escape(s.Path)}: {Markup.Escape(s.Reason)}");
-        using var model = BaseModelFactory.Create(config, source, settings.Seed, settings.Tokenizer);
+        using var fresh = pretrained is null ? BaseModelFactory.Create(config, source, settings.Seed, settings.Tokenizer, device) : null;
+        var model = pretrained ?? fresh!;
         var task = new TextToImageTask(model, source, settings.PromptDropout);
         var options = new TrainerOptions
         {
