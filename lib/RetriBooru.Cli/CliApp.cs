@@ -30,6 +30,14 @@ public static class CliApp
                 dataset.AddCommand<DatasetStatsCommand>("stats").WithDescription("Print a built dataset's stats as tables.");
                 dataset.AddCommand<DatasetBenchCommand>("bench").WithDescription("Measure images/s generated and ingested.");
             });
+            config.AddBranch("model", model =>
+            {
+                model.SetDescription("Diffusion backbone: parameter counts, benchmark.");
+                model.AddCommand<ModelInfoCommand>("info").WithDescription("Print parameter counts per component of a model config (tiny, sd15).");
+                model.AddCommand<ModelBenchmarkCommand>("benchmark").WithDescription("Training steps/s, DDIM sampling time and memory of a config on this machine.");
+            });
+            config.AddCommand<TrainBaseCommand>("train-base").WithDescription("Train a text-to-image model from scratch on a dataset folder (the tiny config on CPU).");
+            config.AddCommand<SampleBaseCommand>("sample-base").WithDescription("Generate images from a text-to-image model (DDIM + classifier-free guidance).");
         });
         return app.Run(args);
     }

@@ -41,14 +41,14 @@ public class DiffusionTrainerTests
         return root;
     }
 
-    /// <summary>The tiny config's structure at test size: 16 px, two levels, one attention level.</summary>
+    /// <summary>The tiny config's structure at test size: 16 px images (8 px after the 2x2 pixel-unshuffle codec), two levels, one attention level.</summary>
     internal static readonly ModelConfig Micro = ModelConfigs.Tiny with
     {
         Name = "micro",
         ImageSize = 16,
         Unet = ModelConfigs.Tiny.Unet with
         {
-            SampleSize = 16, BlockOutChannels = [16, 32], DownBlockTypes = ["DownBlock2D", "CrossAttnDownBlock2D"],
+            SampleSize = 8, BlockOutChannels = [16, 32], DownBlockTypes = ["DownBlock2D", "CrossAttnDownBlock2D"],
             UpBlockTypes = ["CrossAttnUpBlock2D", "UpBlock2D"], AttentionHeads = 2, CrossAttentionDim = 32,
         },
         TextEncoder = ModelConfigs.Tiny.TextEncoder with { HiddenSize = 32, IntermediateSize = 64, NumHiddenLayers = 1, NumAttentionHeads = 2, MaxPositionEmbeddings = 8 },

@@ -1,5 +1,7 @@
 using RetriBooru.Modeling;
+using TorchSharp;
 using Xunit;
+using static TorchSharp.torch;
 
 namespace RetriBooru.Tests;
 
@@ -61,5 +63,89 @@ public class ModelingTests
             "text_model.encoder.layers.0.layer_norm2.weight", "text_model.final_layer_norm.bias",
         })
             Assert.Contains(expected, textKeys);
+    }
+
+    static UNetConfig SmallUnet => new()
+    {
+        SampleSize = 8, InChannels = 4, OutChannels = 4, BlockOutChannels = [8, 16],
+        DownBlockTypes = ["CrossAttnDownBlock2D", "DownBlock2D"], UpBlockTypes = ["UpBlock2D", "CrossAttnUpBlock2D"],
+        LayersPerBlock = 1, AttentionHeads = 2, CrossAttentionDim = 12, NormNumGroups = 4,
+    };
+
+    [Fact]
+    public void Group_norms_start_at_identity()
+    {
+        Torch.Load();
+        using var unet = new UNet2DConditionModel(SmallUnet);
+        foreach (var (name, p) in unet.named_parameters().Where(p => p.name.Contains("norm")))
+            Assert.True(name.EndsWith("weight") ? p.eq(1).all().item<bool>() : p.eq(0).all().item<bool>(), name);
+    }
+
+    [Fact]
+    public void Controlnet_residuals_and_encode_decode_split_match_the_full_pass()
+    {
+        Torch.Load();
+        manual_seed(3);
+        using var unet = new UNet2DConditionModel(SmallUnet);
+        using var generator = new Generator(0).manual_seed(4);
+        var x = randn([2, 4, 8, 8], generator: generator);
+        var t = tensor(new long[] { 3, 700 });
+        var context = randn([2, 5, 12], generator: generator);
+        using var noGrad = no_grad();
+        var baseline = unet.Forward(x, t, context);
+        Assert.Equal(x.shape, baseline.shape);
+
+        var encoding = unet.Encode(x, t, context);
+        Assert.Equal(unet.DownResidualCount, encoding.DownResiduals.Count);
+        Assert.Equal(1 + 2 + 1, encoding.DownResiduals.Count);
+        Assert.True(baseline.Equals(unet.Decode(encoding, context)));
+
+        var zeros = encoding.DownResiduals.Select(r => zeros_like(r)).ToList();
+        Assert.True(baseline.Equals(unet.Forward(x, t, context, zeros, zeros_like(encoding.Mid))));
+        var bumped = encoding.DownResiduals.Select(r => ones_like(r)).ToList();
+        Assert.False(baseline.allclose(unet.Forward(x, t, context, bumped)));
+        Assert.False(baseline.allclose(unet.Forward(x, t, context, midBlockAdditionalResidual: ones_like(encoding.Mid))));
+        Assert.Throws<ArgumentException>(() => unet.Forward(x, t, context, zeros.Take(2).ToList()));
+
+        var seen = new List<(int, long)>();
+        var injected = unet.Decode(encoding, context, injector: (i, h) => { seen.Add((i, h.shape[1])); return h + 0.5; });
+        Assert.Equal([(0, 16L), (1, 16L)], seen);
+        Assert.False(baseline.allclose(injected));
+
+        // Freezing groups cover every parameter exactly once.
+        var groups = unet.EncoderModules.Concat(unet.MidModules).Concat(unet.DecoderModules).SelectMany(m => m.parameters()).Count();
+        Assert.Equal(unet.parameters().Count(), groups);
+    }
+
+    [Fact]
+    public void Clip_text_encoder_is_causal()
+    {
+        Torch.Load();
+        using var text = new ClipTextModel(new TextEncoderConfig { VocabSize = 20, HiddenSize = 16, IntermediateSize = 32, NumHiddenLayers = 2, NumAttentionHeads = 2, MaxPositionEmbeddings = 6 });
+        using var noGrad = no_grad();
+        var a = text.Forward(tensor(new long[] { 1, 5, 6, 7, 2, 0 }).unsqueeze(0));
+        var b = text.Forward(tensor(new long[] { 1, 5, 6, 9, 9, 9 }).unsqueeze(0));
+        Assert.True(a[.., ..3].allclose(b[.., ..3], 1e-6, 1e-6));
+        Assert.False(a[.., 3..].allclose(b[.., 3..], 1e-3, 1e-3));
+        Assert.Throws<ArgumentException>(() => text.Forward(zeros([1, 7], dtype: int64)));
+    }
+
+    [Fact]
+    public void Vae_scales_latents_and_round_trips_shapes()
+    {
+        Torch.Load();
+        manual_seed(5);
+        using var vae = new AutoencoderKL(new VaeConfig { BlockOutChannels = [8, 16, 16], LayersPerBlock = 1, NormNumGroups = 4 });
+        using var noGrad = no_grad();
+        var image = rand(1, 3, 16, 16) * 2 - 1;
+        using var posterior = vae.Encode(image);
+        Assert.Equal(new long[] { 1, 4, 4, 4 }, posterior.Mean.shape);
+        var latent = vae.EncodeToLatent(image);
+        Assert.True(latent.allclose(posterior.Mean * 0.18215, 1e-6, 1e-6));
+        Assert.True(vae.DecodeFromLatent(latent).allclose(vae.Decode(posterior.Mean), 1e-5, 1e-5));
+        Assert.Equal(new long[] { 1, 3, 16, 16 }, vae.Decode(posterior.Mean).shape);
+        using var g1 = new Generator(0).manual_seed(1);
+        using var g2 = new Generator(0).manual_seed(1);
+        Assert.True(posterior.Sample(g1).Equals(posterior.Sample(g2)));
     }
 }

@@ -195,4 +195,24 @@ public class WeightsTests
         var lenient = StateDictLoader.Load(model.TextEncoder, state, "test", strict: false);
         Assert.False(lenient.IsExact);
     }
+
+    [Fact]
+    public void Published_variants_load_deprecated_vae_attention_names_and_fp16_file_names()
+    {
+        using var dir = new TempDir();
+        using var model = SmallModel(4);
+        ModelStore.SaveDiffusers(model, dir.Path);
+        // Rewrite the VAE as published SD1.x folders have it: old attention names, 1x1-conv shapes, fp16 file name.
+        var vaePath = Path.Combine(dir.Path, "vae", ModelStore.UnetWeights);
+        var renamed = SafeTensors.Load(vaePath).ToDictionary(
+            kv => kv.Key.Replace(".to_q.", ".query.").Replace(".to_k.", ".key.").Replace(".to_v.", ".value.").Replace(".to_out.0.", ".proj_attn."),
+            kv => kv.Key.Contains(".to_q.weight") ? kv.Value.unsqueeze(-1).unsqueeze(-1) : kv.Value);
+        Assert.Contains("encoder.mid_block.attentions.0.query.weight", renamed.Keys);
+        File.Delete(vaePath);
+        SafeTensors.Save(Path.Combine(dir.Path, "vae", "diffusion_pytorch_model.fp16.safetensors"), renamed.ToDictionary(kv => kv.Key, kv => kv.Value));
+        using var reloaded = ModelStore.LoadDiffusers(dir.Path);
+        var before = Outputs(model);
+        var after = Outputs(reloaded);
+        for (int i = 0; i < before.Length; i++) Assert.True(before[i].Equals(after[i]), $"output {i} differs");
+    }
 }

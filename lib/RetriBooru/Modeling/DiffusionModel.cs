@@ -24,6 +24,10 @@ public sealed class DiffusionModel : IDisposable
             throw new ArgumentException($"tokenizer has {tokenizer.VocabSize} tokens but the text encoder only {config.TextEncoder.VocabSize}");
         if (tokenizer.MaxLength > config.TextEncoder.MaxPositionEmbeddings)
             throw new ArgumentException($"tokenizer emits {tokenizer.MaxLength} tokens but the text encoder has {config.TextEncoder.MaxPositionEmbeddings} positions");
+        if (config.Vae is null && config.Unet.InChannels != 3 * config.PatchSize * config.PatchSize)
+            throw new ArgumentException($"config '{config.Name}': a pixel-space U-Net with patch size {config.PatchSize} needs {3 * config.PatchSize * config.PatchSize} input channels, not {config.Unet.InChannels}");
+        if (config.Vae is null && config.ImageSize % config.PatchSize != 0)
+            throw new ArgumentException($"config '{config.Name}': image size {config.ImageSize} is not a multiple of patch size {config.PatchSize}");
         Config = config;
         Tokenizer = tokenizer;
         Unet = new UNet2DConditionModel(config.Unet, device);
@@ -61,12 +65,19 @@ public sealed class DiffusionModel : IDisposable
 
     /// <summary>Images in [-1, 1] -> the U-Net's input space (VAE latent mean x scaling factor, or the pixels themselves).</summary>
     public Tensor ToModelSpace(Tensor images, bool sample = false, Generator? generator = null) =>
-        Vae is null ? images.alias() : Vae.EncodeToLatent(images, sample, generator);
+        Vae is not null ? Vae.EncodeToLatent(images, sample, generator)
+        : Config.PatchSize > 1 ? nn.functional.pixel_unshuffle(images, Config.PatchSize)
+        : images.alias();
 
     /// <summary>The U-Net's space -> images in [-1, 1].</summary>
     public Tensor ToImages(Tensor latents)
     {
-        if (Vae is null) return latents.clamp(-1, 1);
+        if (Vae is null)
+        {
+            if (Config.PatchSize <= 1) return latents.clamp(-1, 1);
+            using var pixels = nn.functional.pixel_shuffle(latents, Config.PatchSize);
+            return pixels.clamp(-1, 1);
+        }
         using var decoded = Vae.DecodeFromLatent(latents);
         return decoded.clamp(-1, 1);
     }

@@ -106,9 +106,14 @@ public sealed record ModelConfig
     public ScheduleConfig Schedule { get; init; } = new();
     /// <summary>Image side in pixels the model is trained/sampled at.</summary>
     public int ImageSize { get; init; } = 512;
+    /// <summary>
+    /// Without a VAE: the lossless pixel-unshuffle codec folds each PxP pixel patch into channels
+    /// (3 x 32 x 32 -> 12 x 16 x 16 for P = 2), cutting the U-Net's spatial cost by P^2. 1 = raw pixels.
+    /// </summary>
+    public int PatchSize { get; init; } = 1;
 
     [JsonIgnore] public bool PixelSpace => Vae is null;
-    [JsonIgnore] public int LatentSize => Vae is null ? ImageSize : ImageSize / Vae.DownsampleFactor;
+    [JsonIgnore] public int LatentSize => Vae is null ? ImageSize / PatchSize : ImageSize / Vae.DownsampleFactor;
 }
 
 /// <summary>The named model configurations.</summary>
@@ -126,19 +131,19 @@ public static class ModelConfigs
     };
 
     /// <summary>
-    /// A from-scratch model for 2 CPU cores: pixel space 32x32 RGB (no VAE: a VAE would need its own
-    /// training run and at 32 px buys little), three U-Net levels (32/64/64 channels, 32->16->8 px) with
-    /// cross-attention at 16 and 8 px, one ResNet per level, and a 2-layer, 64-wide CLIP-style text
-    /// transformer over the dataset's tag vocabulary (one token per tag).
+    /// A from-scratch model for 2 CPU cores: 32x32 RGB images through the lossless pixel-unshuffle codec
+    /// (2x2 patches -> 12 x 16 x 16; no VAE, which would need its own training run), three U-Net levels
+    /// (32/64/64 channels at 16/8/4) with cross-attention at 8 and 4, one ResNet per level, and a 2-layer,
+    /// 64-wide CLIP-style text transformer over the dataset's tag vocabulary (one token per tag).
     /// </summary>
     public static ModelConfig Tiny { get; } = new()
     {
         Name = "tiny",
         Unet = new UNetConfig
         {
-            SampleSize = 32,
-            InChannels = 3,
-            OutChannels = 3,
+            SampleSize = 16,
+            InChannels = 12,
+            OutChannels = 12,
             BlockOutChannels = [32, 64, 64],
             DownBlockTypes = ["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
             UpBlockTypes = ["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"],
@@ -160,6 +165,7 @@ public static class ModelConfigs
         },
         Tokenizer = TokenizerKind.Tags,
         ImageSize = 32,
+        PatchSize = 2,
     };
 
     public static IReadOnlyList<ModelConfig> All { get; } = [Tiny, Sd15];

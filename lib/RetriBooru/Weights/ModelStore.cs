@@ -76,6 +76,8 @@ public static class ModelStore
         var schedulePath = Path.Combine(dir, "scheduler", "scheduler_config.json");
         var schedule = File.Exists(schedulePath) ? DiffusersConfigJson.ReadSchedule(schedulePath) : new ScheduleConfig();
         var tokenizer = LoadTokenizer(Path.Combine(dir, "tokenizer"), text.MaxPositionEmbeddings);
+        // Pixel-space folders without our index: the patch size follows from the U-Net's input channels (3 P^2).
+        int patch = ours?.PatchSize ?? (vae is null ? Math.Max(1, (int)Math.Round(Math.Sqrt(unet.InChannels / 3.0))) : 1);
         var config = new ModelConfig
         {
             Name = ours?.Name ?? Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(dir))),
@@ -84,7 +86,8 @@ public static class ModelStore
             TextEncoder = text,
             Tokenizer = tokenizer is TagTokenizer ? TokenizerKind.Tags : TokenizerKind.ClipBpe,
             Schedule = schedule,
-            ImageSize = ours?.ImageSize ?? (vae is null ? unet.SampleSize : unet.SampleSize * vae.DownsampleFactor),
+            PatchSize = patch,
+            ImageSize = ours?.ImageSize ?? (vae is null ? unet.SampleSize * patch : unet.SampleSize * vae.DownsampleFactor),
         };
         var model = new DiffusionModel(config, tokenizer, device);
         try
@@ -92,7 +95,7 @@ public static class ModelStore
             foreach (var (name, module) in model.Components())
             {
                 var path = WeightsPath(Path.Combine(dir, name), WeightsFileName(name));
-                var tensors = SafeTensors.Load(path);
+                var tensors = UpgradeDeprecatedKeys(SafeTensors.Load(path));
                 try { StateDictLoader.Load(module, tensors, path, strict); }
                 finally { foreach (var t in tensors.Values) t.Dispose(); }
             }
@@ -105,13 +108,33 @@ public static class ModelStore
         return model;
     }
 
+    /// <summary>
+    /// Published SD1.x VAE folders still use diffusers' pre-0.14 attention names (query, key, value, proj_attn);
+    /// diffusers renames them on load, and so do we.
+    /// </summary>
+    public static Dictionary<string, Tensor> UpgradeDeprecatedKeys(Dictionary<string, Tensor> tensors)
+    {
+        (string Old, string New)[] renames = [(".attentions.0.query.", ".attentions.0.to_q."), (".attentions.0.key.", ".attentions.0.to_k."),
+            (".attentions.0.value.", ".attentions.0.to_v."), (".attentions.0.proj_attn.", ".attentions.0.to_out.0.")];
+        if (!tensors.Keys.Any(k => renames.Any(r => k.Contains(r.Old, StringComparison.Ordinal)))) return tensors;
+        var result = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+        foreach (var (key, value) in tensors)
+        {
+            var renamed = key;
+            foreach (var (o, n) in renames) renamed = renamed.Replace(o, n, StringComparison.Ordinal);
+            // Some old files store these 1x1 projections as [C, C, 1, 1] convolutions.
+            result[renamed] = renamed != key && value.dim() == 4 ? value.flatten(1) : value;
+        }
+        return result;
+    }
+
     /// <summary>Loads a diffusers folder's weights into an existing model of the same structure (strict).</summary>
     public static void LoadWeightsInto(DiffusionModel model, string dir)
     {
         foreach (var (name, module) in model.Components())
         {
             var path = WeightsPath(Path.Combine(dir, name), WeightsFileName(name));
-            var tensors = SafeTensors.Load(path);
+            var tensors = UpgradeDeprecatedKeys(SafeTensors.Load(path));
             try { StateDictLoader.Load(module, tensors, path); }
             finally { foreach (var t in tensors.Values) t.Dispose(); }
         }
@@ -201,6 +224,9 @@ public static class ModelStore
                     foreach (var key in module.state_dict().Keys)
                     {
                         var ldm = LdmKeyMap.Map(name, key, config);
+                        // Early SD checkpoints saved CLIP without the text_model level (cond_stage_model.transformer.embeddings...).
+                        if (!file.Entries.ContainsKey(ldm.Key) && name == "text_encoder")
+                            ldm = ldm with { Key = LdmKeyMap.TextPrefix + key["text_model.".Length..] };
                         if (!file.Entries.ContainsKey(ldm.Key)) continue;
                         mapped.Add(ldm.Key);
                         var tensor = file.Read(ldm.Key);

@@ -1,0 +1,81 @@
+using System.ComponentModel;
+using RetriBooru.Diffusion;
+using RetriBooru.Imaging;
+using RetriBooru.Runtime;
+using RetriBooru.Weights;
+using Spectre.Console;
+using Spectre.Console.Cli;
+using static TorchSharp.torch;
+
+namespace RetriBooru.Cli.Commands;
+
+public sealed class SampleBaseCommand(IAnsiConsole console) : Command<SampleBaseCommand.Settings>
+{
+    public sealed class Settings : CommandSettings
+    {
+        [CommandOption("--model <PATH>")]
+        [Description("A diffusers-layout model folder (e.g. OUT/model of train-base, or an SD1.5 folder) or a single-file .safetensors checkpoint.")]
+        public string Model { get; init; } = "";
+
+        [CommandOption("--prompt <TAGS>")]
+        public string Prompt { get; init; } = "";
+
+        [CommandOption("--count <N>")]
+        [DefaultValue(4)]
+        public int Count { get; init; } = 4;
+
+        [CommandOption("--steps <N>")]
+        [DefaultValue(50)]
+        public int Steps { get; init; } = 50;
+
+        [CommandOption("--guidance <SCALE>")]
+        [DefaultValue(3.0)]
+        public double Guidance { get; init; } = 3.0;
+
+        [CommandOption("--eta <ETA>")]
+        [DefaultValue(0.0)]
+        public double Eta { get; init; }
+
+        [CommandOption("--seed <N>")]
+        [DefaultValue(0L)]
+        public long Seed { get; init; }
+
+        [CommandOption("--tokenizer <DIR>")]
+        [Description("Tokenizer folder for single-file SD checkpoints.")]
+        public string? Tokenizer { get; init; }
+
+        [CommandOption("--device <DEVICE>")]
+        [DefaultValue("cpu")]
+        public string Device { get; init; } = "cpu";
+
+        [CommandOption("--out <DIR>")]
+        public string Out { get; init; } = "";
+
+        public override ValidationResult Validate() =>
+            string.IsNullOrWhiteSpace(Model) ? ValidationResult.Error("--model is required")
+            : string.IsNullOrWhiteSpace(Out) ? ValidationResult.Error("--out is required")
+            : Count < 1 ? ValidationResult.Error("--count must be at least 1")
+            : ValidationResult.Success();
+    }
+
+    public override int Execute(CommandContext context, Settings settings, CancellationToken cancellationToken)
+    {
+        var device = TorchRuntime.ResolveDevice(settings.Device);
+        using var model = File.Exists(settings.Model)
+            ? ModelStore.LoadSingleFile(settings.Model, tokenizerDir: settings.Tokenizer, device: device)
+            : ModelStore.LoadDiffusers(settings.Model, device);
+        var options = new SamplingOptions { Steps = settings.Steps, GuidanceScale = settings.Guidance, Eta = settings.Eta, Seed = settings.Seed };
+        var started = DateTime.UtcNow;
+        using var images = TextToImage.Generate(model, Enumerable.Repeat(settings.Prompt, settings.Count).ToList(), options);
+        Directory.CreateDirectory(settings.Out);
+        for (int i = 0; i < settings.Count; i++)
+        {
+            using var image = images[i];
+            var path = Path.Combine(settings.Out, $"sample-{settings.Seed}-{i:D2}.png");
+            ImageTensor.SavePng(image, path);
+            console.MarkupLine($"wrote {Markup.Escape(path)}");
+        }
+        console.MarkupLine($"{settings.Count} images, {settings.Steps} DDIM steps, guidance {settings.Guidance}, seed {settings.Seed}: {(DateTime.UtcNow - started).TotalSeconds:F1} s");
+        return ExitCodes.Ok;
+    }
+}

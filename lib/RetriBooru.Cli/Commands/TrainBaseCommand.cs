@@ -1,0 +1,142 @@
+using System.ComponentModel;
+using RetriBooru.Diffusion;
+using RetriBooru.Modeling;
+using RetriBooru.Runtime;
+using RetriBooru.Weights;
+using Spectre.Console;
+using Spectre.Console.Cli;
+
+namespace RetriBooru.Cli.Commands;
+
+public sealed class TrainBaseCommand(IAnsiConsole console) : Command<TrainBaseCommand.Settings>
+{
+    public sealed class Settings : CommandSettings
+    {
+        [CommandOption("--data <DIR>")]
+        [Description("Dataset folder (records.jsonl + images/), e.g. made by `dataset synth`.")]
+        public string Data { get; init; } = "";
+
+        [CommandOption("--config <NAME>")]
+        [Description("Model config (tiny; sd15 needs --tokenizer and a GPU).")]
+        [DefaultValue("tiny")]
+        public string Config { get; init; } = "tiny";
+
+        [CommandOption("--steps <N>")]
+        [DefaultValue(1000)]
+        public int Steps { get; init; } = 1000;
+
+        [CommandOption("--out <DIR>")]
+        [Description("Output folder: loss.jsonl, checkpoint/, model/ (diffusers layout).")]
+        public string Out { get; init; } = "";
+
+        [CommandOption("--batch <N>")]
+        [DefaultValue(16)]
+        public int Batch { get; init; } = 16;
+
+        [CommandOption("--lr <LR>")]
+        [DefaultValue(1e-3)]
+        public double LearningRate { get; init; } = 1e-3;
+
+        [CommandOption("--warmup <N>")]
+        [DefaultValue(100)]
+        public int Warmup { get; init; } = 100;
+
+        [CommandOption("--grad-clip <NORM>")]
+        [DefaultValue(1.0)]
+        public double GradClip { get; init; } = 1.0;
+
+        [CommandOption("--ema <DECAY>")]
+        [Description("EMA decay (e.g. 0.999); off when omitted.")]
+        public double? Ema { get; init; }
+
+        [CommandOption("--prompt-dropout <P>")]
+        [DefaultValue(0.1)]
+        public double PromptDropout { get; init; } = 0.1;
+
+        [CommandOption("--seed <N>")]
+        [DefaultValue(0L)]
+        public long Seed { get; init; }
+
+        [CommandOption("--checkpoint-every <N>")]
+        [DefaultValue(0)]
+        public int CheckpointEvery { get; init; }
+
+        [CommandOption("--stop-after <N>")]
+        [Description("Stop with a checkpoint after N steps (resume later with --resume).")]
+        public int? StopAfter { get; init; }
+
+        [CommandOption("--resume")]
+        [Description("Continue from OUT/checkpoint.")]
+        public bool Resume { get; init; }
+
+        [CommandOption("--tokenizer <DIR>")]
+        [Description("SD tokenizer folder for CLIP-tokenizer configs.")]
+        public string? Tokenizer { get; init; }
+
+        [CommandOption("--init <PATH>")]
+        [Description("Start from pretrained weights (diffusers folder or single-file checkpoint) instead of a fresh --config model.")]
+        public string? Init { get; init; }
+
+        [CommandOption("--device <DEVICE>")]
+        [DefaultValue("cpu")]
+        public string Device { get; init; } = "cpu";
+
+        [CommandOption("--threads <N>")]
+        [Description("Intra-op threads, fixed for reproducibility (default 1: libtorch's OpenMP workers spin-wait, and on a busy 2-core machine 2 threads ran ~8x slower than 1).")]
+        [DefaultValue(1)]
+        public int Threads { get; init; } = 1;
+
+        [CommandOption("--log-every <N>")]
+        [DefaultValue(50)]
+        public int LogEvery { get; init; } = 50;
+
+        public override ValidationResult Validate()
+        {
+            if (string.IsNullOrWhiteSpace(Data)) return ValidationResult.Error("--data is required");
+            if (string.IsNullOrWhiteSpace(Out)) return ValidationResult.Error("--out is required");
+            if (Steps < 1) return ValidationResult.Error("--steps must be at least 1");
+            if (Batch < 1) return ValidationResult.Error("--batch must be at least 1");
+            return ValidationResult.Success();
+        }
+    }
+
+    public override int Execute(CommandContext context, Settings settings, CancellationToken cancellationToken)
+    {
+        TorchRuntime.SetDeterministic(true, settings.Threads);
+        var device = TorchRuntime.ResolveDevice(settings.Device);
+        using var pretrained = settings.Init is null ? null
+            : File.Exists(settings.Init) ? ModelStore.LoadSingleFile(settings.Init, tokenizerDir: settings.Tokenizer, device: device)
+            : ModelStore.LoadDiffusers(settings.Init, device);
+        var config = pretrained?.Config ?? ModelConfigs.Get(settings.Config);
+        var source = new DatasetFolderSource(settings.Data, config.ImageSize);
+        console.MarkupLine($"dataset {Markup.Escape(settings.Data)}: {source.Count} images at {config.ImageSize} px" +
+                           (source.Skipped.Count > 0 ? $", [yellow]{source.Skipped.Count} skipped[/]" : ""));
+        foreach (var s in source.Skipped.Take(10)) console.MarkupLine($"  [yellow]skipped[/] {Markup.Escape(s.Path)}: {Markup.Escape(s.Reason)}");
+        using var fresh = pretrained is null ? BaseModelFactory.Create(config, source, settings.Seed, settings.Tokenizer, device) : null;
+        var model = pretrained ?? fresh!;
+        var task = new TextToImageTask(model, source, settings.PromptDropout);
+        var options = new TrainerOptions
+        {
+            Steps = settings.Steps, BatchSize = settings.Batch, LearningRate = settings.LearningRate, WarmupSteps = settings.Warmup,
+            GradClip = settings.GradClip, EmaDecay = settings.Ema, Seed = settings.Seed, CheckpointEvery = settings.CheckpointEvery, StopAfter = settings.StopAfter,
+        };
+        console.MarkupLine($"model {Markup.Escape(model.Config.Name)}: U-Net {ModelInfo.CountParameters(model.Unet):N0} + text encoder {ModelInfo.CountParameters(model.TextEncoder):N0} parameters, " +
+                           $"{model.Tokenizer.VocabSize} tokens; seed {settings.Seed}, batch {settings.Batch}, lr {settings.LearningRate}, {settings.Threads} threads");
+        var progress = new SynchronousProgress<TrainingProgress>(p =>
+        {
+            if ((p.Step + 1) % Math.Max(1, settings.LogEvery) == 0 || p.Step + 1 == p.TotalSteps)
+                console.MarkupLine($"step {p.Step + 1}/{p.TotalSteps}  loss {p.Loss:F4}  lr {p.LearningRate:G3}  grad {p.GradNorm:F3}  {p.StepsPerSecond:F2} steps/s");
+        });
+        var result = new DiffusionTrainer(task, options).Run(settings.Out, settings.Resume, progress, cancellationToken);
+        console.MarkupLine(result.Finished
+            ? $"[green]done[/]: {result.StepsDone} steps, model in {Markup.Escape(Path.Combine(settings.Out, "model"))}, checkpoint in {Markup.Escape(result.CheckpointFolder)}"
+            : $"[yellow]stopped[/] after step {result.StepsDone}; resume with --resume (checkpoint {Markup.Escape(result.CheckpointFolder)})");
+        return result.Finished || settings.StopAfter is not null ? ExitCodes.Ok : ExitCodes.Interrupted;
+    }
+}
+
+/// <summary>IProgress that runs the callback on the reporting thread (Progress&lt;T&gt; posts to the thread pool, reordering lines).</summary>
+public sealed class SynchronousProgress<T>(Action<T> report) : IProgress<T>
+{
+    public void Report(T value) => report(value);
+}

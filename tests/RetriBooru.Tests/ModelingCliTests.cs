@@ -1,0 +1,61 @@
+using RetriBooru.Cli;
+using RetriBooru.Diffusion;
+using Spectre.Console.Testing;
+using Xunit;
+
+namespace RetriBooru.Tests;
+
+public class ModelingCliTests
+{
+    [Fact]
+    public void Model_info_prints_sd15_counts()
+    {
+        var console = new TestConsole().Width(200);
+        Assert.Equal(0, CliApp.Run(["model", "info", "--config", "sd15"], console));
+        foreach (var expected in new[] { "859,520,964", "83,653,863", "123,060,480", "unet", "vae", "text_encoder" })
+            Assert.Contains(expected, console.Output);
+        var unknown = new TestConsole().Width(200);
+        Assert.NotEqual(0, CliApp.Run(["model", "info", "--config", "huge"], unknown));
+        Assert.Contains("unknown model config 'huge'", unknown.Output);
+    }
+
+    [Fact]
+    public void Train_base_then_sample_base_writes_a_model_log_and_images()
+    {
+        using var dir = new TempDir();
+        var data = DiffusionTrainerTests.WriteDataset(dir, 4, size: 32, broken: true);
+        var outDir = Path.Combine(dir.Path, "run");
+        var console = new TestConsole().Width(200);
+        int code = CliApp.Run(["train-base", "--data", data, "--config", "tiny", "--steps", "3", "--batch", "2", "--out", outDir, "--log-every", "1", "--seed", "9"], console);
+        Assert.True(code == 0, console.Output);
+        Assert.Contains("1 skipped", console.Output);
+        Assert.Contains("step 3/3", console.Output);
+        Assert.Equal(3, File.ReadAllLines(Path.Combine(outDir, DiffusionTrainer.LossLog)).Length);
+        Assert.True(File.Exists(Path.Combine(outDir, "model", "unet", "diffusion_pytorch_model.safetensors")));
+        Assert.True(File.Exists(Path.Combine(outDir, "checkpoint", DiffusionTrainer.StateFile)));
+
+        // Fine-tuning from the trained folder starts from its weights and tokenizer.
+        var tuned = new TestConsole().Width(200);
+        code = CliApp.Run(["train-base", "--data", data, "--init", Path.Combine(outDir, "model"), "--steps", "1", "--batch", "2", "--out", Path.Combine(dir.Path, "tuned")], tuned);
+        Assert.True(code == 0, tuned.Output);
+        Assert.Contains("step 1/1", tuned.Output);
+
+        var samples = Path.Combine(dir.Path, "samples");
+        var sampleConsole = new TestConsole().Width(200);
+        code = CliApp.Run(["sample-base", "--model", Path.Combine(outDir, "model"), "--prompt", "1girl, red_hair", "--count", "2", "--steps", "3", "--out", samples], sampleConsole);
+        Assert.True(code == 0, sampleConsole.Output);
+        Assert.Equal(2, Directory.GetFiles(samples, "*.png").Length);
+    }
+
+    [Fact]
+    public void Train_base_reports_a_missing_dataset_clearly()
+    {
+        using var dir = new TempDir();
+        var console = new TestConsole().Width(200);
+        Assert.NotEqual(0, CliApp.Run(["train-base", "--data", dir.File("nowhere"), "--out", dir.File("out"), "--steps", "1"], console));
+        Assert.Contains("records.jsonl", console.Output);
+        var usage = new TestConsole().Width(200);
+        Assert.NotEqual(0, CliApp.Run(["train-base", "--out", dir.File("out")], usage));
+        Assert.Contains("--data is required", usage.Output);
+    }
+}
