@@ -37,6 +37,8 @@ public static class CliApp
                 model.AddCommand<ModelBenchmarkCommand>("benchmark").WithDescription("Training steps/s, DDIM sampling time and memory of a config on this machine.");
             });
             config.AddCommand<TrainBaseCommand>("train-base").WithDescription("Train a text-to-image model from scratch on a dataset folder (the tiny config on CPU).");
+            config.AddCommand<TrainCommand>("train").WithDescription("Train RetriNet or a baseline (controlnet, ipadapter, text-only) on a manifest, from a base model.");
+            config.AddCommand<SampleCommand>("sample").WithDescription("Generate images from a trained reference model, prompt and reference images.");
             config.AddCommand<SampleBaseCommand>("sample-base").WithDescription("Generate images from a text-to-image model (DDIM + classifier-free guidance).");
         });
         return app.Run(args);

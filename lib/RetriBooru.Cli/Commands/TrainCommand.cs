@@ -1,0 +1,173 @@
+using System.ComponentModel;
+using System.Text.Json;
+using RetriBooru.Data;
+using RetriBooru.Diffusion;
+using RetriBooru.Experiments;
+using RetriBooru.Modeling;
+using RetriBooru.Runtime;
+using RetriBooru.Weights;
+using Spectre.Console;
+using Spectre.Console.Cli;
+
+namespace RetriBooru.Cli.Commands;
+
+public sealed class TrainCommand(IAnsiConsole console) : Command<TrainCommand.Settings>
+{
+    public sealed class Settings : CommandSettings
+    {
+        [CommandOption("--manifest <FILE>")]
+        [Description("Manifest (JSON Lines of training examples); its dataset folder is two levels up unless --data says otherwise. Default: DATA/manifests/scheme_SCHEME.jsonl.")]
+        public string? Manifest { get; init; }
+
+        [CommandOption("--data <DIR>")]
+        [Description("Dataset folder (records.jsonl, images/, crops/, manifests/).")]
+        public string? Data { get; init; }
+
+        [CommandOption("--scheme <a|b>")]
+        [Description("Reference scheme: b (other images, leakage-free) or a (crops of the target, leakage study only).")]
+        [DefaultValue("b")]
+        public string Scheme { get; init; } = "b";
+
+        [CommandOption("--model <KIND>")]
+        [Description("retrinet, controlnet, ipadapter or text-only.")]
+        [DefaultValue("retrinet")]
+        public string Model { get; init; } = "retrinet";
+
+        [CommandOption("--base <DIR>")]
+        [Description("Base text-to-image model: a diffusers folder (e.g. train-base's OUT/model, or SD1.5).")]
+        public string Base { get; init; } = "";
+
+        [CommandOption("--steps <N>")]
+        [DefaultValue(1000)]
+        public int Steps { get; init; } = 1000;
+
+        [CommandOption("--batch <N>")]
+        [DefaultValue(16)]
+        public int Batch { get; init; } = 16;
+
+        [CommandOption("--lr <LR>")]
+        [DefaultValue(5e-4)]
+        public double LearningRate { get; init; } = 5e-4;
+
+        [CommandOption("--warmup <N>")]
+        [DefaultValue(50)]
+        public int Warmup { get; init; } = 50;
+
+        [CommandOption("--prompt-dropout <P>")]
+        [DefaultValue(0.1)]
+        public double PromptDropout { get; init; } = 0.1;
+
+        [CommandOption("--reference-dropout <P>")]
+        [DefaultValue(0.1)]
+        public double ReferenceDropout { get; init; } = 0.1;
+
+        [CommandOption("--no-mask")]
+        [Description("Plain (unmasked) loss over the whole image.")]
+        public bool NoMask { get; init; }
+
+        [CommandOption("--ip-scale <S>")]
+        [DefaultValue(1.0)]
+        public double IpScale { get; init; } = 1.0;
+
+        [CommandOption("--seed <N>")]
+        [DefaultValue(0L)]
+        public long Seed { get; init; }
+
+        [CommandOption("--out <DIR>")]
+        [Description("Output: train_config.json, loss.jsonl, checkpoint/, model/ (diffusers folder + branch.safetensors).")]
+        public string Out { get; init; } = "";
+
+        [CommandOption("--checkpoint-every <N>")]
+        [DefaultValue(100)]
+        public int CheckpointEvery { get; init; } = 100;
+
+        [CommandOption("--stop-after <N>")]
+        public int? StopAfter { get; init; }
+
+        [CommandOption("--resume")]
+        [Description("Continue from OUT/checkpoint (bit-identical to an uninterrupted run).")]
+        public bool Resume { get; init; }
+
+        [CommandOption("--device <DEVICE>")]
+        [DefaultValue("cpu")]
+        public string Device { get; init; } = "cpu";
+
+        [CommandOption("--threads <N>")]
+        [DefaultValue(1)]
+        public int Threads { get; init; } = 1;
+
+        [CommandOption("--log-every <N>")]
+        [DefaultValue(50)]
+        public int LogEvery { get; init; } = 50;
+
+        public override ValidationResult Validate()
+        {
+            if (Manifest is null && Data is null) return ValidationResult.Error("give --manifest FILE or --data DIR");
+            if (string.IsNullOrWhiteSpace(Base)) return ValidationResult.Error("--base is required (a diffusers folder, e.g. from `retribooru train-base`)");
+            if (string.IsNullOrWhiteSpace(Out)) return ValidationResult.Error("--out is required");
+            if (!ReferenceModels.Kinds.Contains(Model)) return ValidationResult.Error($"--model must be one of {string.Join(", ", ReferenceModels.Kinds)}");
+            if (Scheme is not ("a" or "b")) return ValidationResult.Error("--scheme must be a or b");
+            if (Steps < 1 || Batch < 1) return ValidationResult.Error("--steps and --batch must be at least 1");
+            return ValidationResult.Success();
+        }
+    }
+
+    public override int Execute(CommandContext context, Settings settings, CancellationToken cancellationToken)
+    {
+        TorchRuntime.SetDeterministic(true, settings.Threads);
+        var device = TorchRuntime.ResolveDevice(settings.Device);
+        var manifest = settings.Manifest ?? Path.Combine(settings.Data!, DatasetLayout.ManifestPath(settings.Scheme));
+        var dataDir = settings.Data ?? Path.GetDirectoryName(Path.GetDirectoryName(Path.GetFullPath(manifest)))!;
+        var examples = ManifestReader.Read(manifest).Where(e => e.Split == Splits.Train).ToList();
+        using var model = ModelStore.LoadDiffusers(settings.Base, device);
+        var branch = ReferenceModels.Create(settings.Model, model, ipAdapterScale: settings.IpScale);
+        using var data = new ReferenceDataset(dataDir, examples, model.Config.ImageSize);
+        console.MarkupLine($"{data.Count} training examples from {Markup.Escape(manifest)}" + (data.Skipped.Count > 0 ? $", [yellow]{data.Skipped.Count} skipped[/]" : ""));
+        foreach (var s in data.Skipped.Take(10)) console.MarkupLine($"  [yellow]skipped[/] {Markup.Escape(s.Path)}: {Markup.Escape(s.Reason)}");
+        var trainingOptions = new ReferenceTrainingOptions { PromptDropout = settings.PromptDropout, ReferenceDropout = settings.ReferenceDropout, MaskedLoss = !settings.NoMask };
+        using var task = new ReferenceTrainingTask(model, branch, data, trainingOptions);
+        var options = new TrainerOptions
+        {
+            Steps = settings.Steps, BatchSize = settings.Batch, LearningRate = settings.LearningRate, WarmupSteps = settings.Warmup,
+            Seed = settings.Seed, CheckpointEvery = settings.CheckpointEvery, StopAfter = settings.StopAfter,
+        };
+        Directory.CreateDirectory(settings.Out);
+        AtomicFile.WriteAllText(Path.Combine(settings.Out, "train_config.json"), JsonSerializer.Serialize(new
+        {
+            model = settings.Model, scheme = settings.Scheme, manifest = Path.GetFullPath(manifest), data = Path.GetFullPath(dataDir),
+            @base = Path.GetFullPath(settings.Base), seed = settings.Seed, trainer = options, training = trainingOptions,
+            trainable_parameters = task.TrainableParameters.Sum(p => p.Value.numel()),
+            provenance = Provenance.Capture(device: device.ToString()),
+        }, WorkbenchJson.Pretty) + "\n");
+        console.MarkupLine($"model {settings.Model}: {task.TrainableParameters.Sum(p => p.Value.numel()):N0} trainable parameters; seed {settings.Seed}, batch {settings.Batch}, {settings.Threads} threads");
+        var result = AnsiProgress.Train(console, task, options, settings.Out, settings.Resume, settings.LogEvery, cancellationToken);
+        console.MarkupLine(result.Finished
+            ? $"[green]done[/]: {result.StepsDone} steps, model in {Markup.Escape(Path.Combine(settings.Out, "model"))}"
+            : $"[yellow]stopped[/] after step {result.StepsDone}; resume with --resume");
+        return result.Finished || settings.StopAfter is not null ? ExitCodes.Ok : ExitCodes.Interrupted;
+    }
+}
+
+/// <summary>Runs the trainer with a Spectre progress bar (steps, loss, ETA) and periodic log lines.</summary>
+public static class AnsiProgress
+{
+    public static TrainingResult Train(IAnsiConsole console, ITrainingTask task, TrainerOptions options, string outDir, bool resume, int logEvery, CancellationToken cancellation)
+    {
+        TrainingResult? result = null;
+        console.Progress()
+            .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn(), new SpinnerColumn())
+            .Start(ctx =>
+            {
+                var bar = ctx.AddTask("training", maxValue: options.Steps);
+                var progress = new SynchronousProgress<TrainingProgress>(p =>
+                {
+                    bar.Value = p.Step + 1;
+                    bar.Description = $"loss {p.Loss:F4}, {p.StepsPerSecond:F2} steps/s";
+                    if ((p.Step + 1) % Math.Max(1, logEvery) == 0)
+                        console.MarkupLine($"step {p.Step + 1}/{p.TotalSteps}  loss {p.Loss:F4}  lr {p.LearningRate:G3}  grad {p.GradNorm:F3}");
+                });
+                result = new DiffusionTrainer(task, options).Run(outDir, resume, progress, cancellation);
+            });
+        return result!;
+    }
+}
