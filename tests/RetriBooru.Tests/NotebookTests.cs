@@ -93,6 +93,11 @@ public class NotebookTests : IClassFixture<NotebookToolFixture>
         log.WriteLine(text);
         Assert.Contains("libtorch 2.10", text);
         Assert.Contains("conv output 1x4x8x8", text);
-        Assert.Contains("GFLOP/s", text);
+        var mimes = NotebookRunner.OutputData(document).ToList();
+        Assert.Contains(mimes, d => d.Mime == "text/html" && d.Content.Contains("data:image/png;base64,"));
+        var chart = Assert.Single(mimes, d => d.Mime == "text/html" && d.Content.Contains("Plotly.newPlot")).Content;
+        // Checked with booleans: a failing Assert.Contains would print 3.5 MB of plotly.js.
+        Assert.True(chart.Contains("plotly.js v" + RetriBooru.Experiments.PlotlyHtml.PlotlyJsVersion), "the first chart must embed plotly.js");
+        Assert.False(chart.Contains("<script src="), "charts must not load scripts from the network");
     }
 }
