@@ -60,3 +60,38 @@ public class ChartTests
         Assert.True(page.Length > 1_000_000);
     }
 }
+
+public class HtmlReportTests
+{
+    [Fact]
+    public void Report_is_one_offline_file_with_every_section()
+    {
+        Torch.Load();
+        using var tmp = new TempDir();
+        using var grid = new RetriBooru.Imaging.ImageGrid(cellSize: 32).AddRow("references", TorchSharp.torch.zeros(2, 3, 8, 8)).AddRow("generations", TorchSharp.torch.ones(3, 3, 8, 8));
+        var report = new HtmlReport("test <run>")
+            .KeyValues("run", "Run", [("seed", "1"), ("commit", "abc")])
+            .Chart("loss", "Loss", Charts.LossCurves([new LossSeries("base", [1, 2], [1.0, 0.5])]))
+            .Chart("metrics", "Metrics", Charts.MetricBars([new MetricPoint("a", "identity", 0.5, 0.4, 0.6)]))
+            .Table("results", "Results", [["model", "identity"], ["retrinet", "0.5 [0.4, 0.6]"]])
+            .Grid("samples", "Samples", grid);
+        var path = tmp.File("report.html");
+        report.Save(path);
+        var html = File.ReadAllText(path);
+        foreach (var id in new[] { "run", "loss", "metrics", "results", "samples" })
+            Assert.True(html.Contains($"<section id=\"{id}\">"), $"section {id} missing");
+        Assert.Equal(1, CountOf(html, "plotly.js v" + PlotlyHtml.PlotlyJsVersion));
+        Assert.Equal(2, CountOf(html, "Plotly.newPlot('chart-"));
+        Assert.True(html.Contains("test &lt;run&gt;"), "title is escaped");
+        Assert.True(html.Contains("data:image/png;base64,"), "grid is inline");
+        Assert.False(html.Contains("<script src="), "nothing is fetched from the network");
+        Assert.Throws<ArgumentException>(() => report.Paragraph("loss", "again", "x"));
+    }
+
+    static int CountOf(string text, string part)
+    {
+        int count = 0;
+        for (int i = text.IndexOf(part, StringComparison.Ordinal); i >= 0; i = text.IndexOf(part, i + part.Length, StringComparison.Ordinal)) count++;
+        return count;
+    }
+}

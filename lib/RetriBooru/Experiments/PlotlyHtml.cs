@@ -32,6 +32,8 @@ public static class PlotlyHtml
         var sb = new StringBuilder();
         sb.Append($"<div id=\"{id}\" class=\"plotly-chart\" style=\"width:100%;height:{height}px\"></div>");
         sb.Append("<script type=\"text/javascript\">(function(){var f=").Append(figure).Append(';');
+        // Plotly.NET's template fixes 600x600; let the chart fill its div instead.
+        sb.Append("delete f.layout.width;delete f.layout.height;f.layout.autosize=true;");
         sb.Append("function draw(){if(window.Plotly){Plotly.newPlot('").Append(id)
           .Append("',f.data,f.layout,{responsive:true,displaylogo:false});}else{setTimeout(draw,50);}}draw();})();</script>");
         return sb.ToString();
