@@ -34,3 +34,12 @@ public static class Torch
 {
     public static void Load() => TorchRuntime.EnsureLoaded();
 }
+
+static class TestModuleInitializer
+{
+    /// <summary>Tests may call TorchSharp before any RetriBooru type: register the resolvers first.</summary>
+#pragma warning disable CA2255
+    [System.Runtime.CompilerServices.ModuleInitializer]
+    internal static void Initialize() => NativeTorchLoader.Register();
+#pragma warning restore CA2255
+}
