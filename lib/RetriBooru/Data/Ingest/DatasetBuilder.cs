@@ -321,7 +321,7 @@ public static class DatasetBuilder
         Crops.Cut(bitmap, Crops.BoxToPixels(record.FaceBox ?? throw new InvalidOperationException($"{record.Id}: face reference without a face box"), bitmap.Width, bitmap.Height, 1.2f), size, mirror: mirror);
 
     /// <summary>
-    /// Clothes crop: the clothing region (mask minus face box) with everything else white. Without a mask: the part of
+    /// Clothes crop: the largest connected part of the clothing region (mask minus face box), everything else white. Without a mask: the part of
     /// the image below the face box (or the whole image without a face box), unmasked.
     /// </summary>
     static SKBitmap ClothesCrop(SKBitmap bitmap, ImageRecord record, bool[]? mask, int size, bool mirror)
@@ -329,7 +329,7 @@ public static class DatasetBuilder
         int w = bitmap.Width, h = bitmap.Height;
         if (mask is not null)
         {
-            var region = ClothingRegion(mask, record.FaceBox, w, h);
+            var region = Crops.LargestComponent(ClothingRegion(mask, record.FaceBox, w, h), w);
             var bounds = Crops.Bounds(region, w) ?? new SKRectI(0, 0, w, h);
             return Crops.Cut(bitmap, bounds, size, region, mirror);
         }
