@@ -24,6 +24,14 @@ public static class CliApp
                 .WithDescription("Check that TorchSharp loads, print versions, device, threads and a matmul benchmark.");
             config.AddCommand<RunsCommand>("runs")
                 .WithDescription("List experiment runs (newest first) with their summary metrics.");
+            config.AddBranch("dataset", dataset =>
+            {
+                dataset.SetDescription("Build, generate and inspect RetriBooru datasets.");
+                dataset.AddCommand<DatasetSynthCommand>("synth").WithDescription("Generate the synthetic anime world (RetriBooru-Synth) and build it into a dataset.");
+                dataset.AddCommand<DatasetBuildCommand>("build").WithDescription("Ingest a Danbooru-style folder into a dataset with leakage-free reference manifests.");
+                dataset.AddCommand<DatasetStatsCommand>("stats").WithDescription("Print a built dataset's stats as tables.");
+                dataset.AddCommand<DatasetBenchCommand>("bench").WithDescription("Measure images/s generated and ingested.");
+            });
         });
         return app.Run(args);
     }

@@ -27,6 +27,14 @@ public sealed record ImageRecord
     [JsonPropertyName("similar")] public IReadOnlyList<string> Similar { get; init; } = [];
     /// <summary>The Danbooru-style tag string, comma separated.</summary>
     [JsonPropertyName("prompts")] public string Prompts { get; init; } = "";
+    /// <summary>Dominant colour name of the clothing region (mask minus face box), or null without a mask.</summary>
+    [JsonPropertyName("clothing_color")] public string? ClothingColor { get; init; }
+    /// <summary>64-bit pHash of the image, 16 hex digits (near-duplicate detection).</summary>
+    [JsonPropertyName("phash")] public string? Phash { get; init; }
+    /// <summary>Split: <c>train</c>, <c>heldout</c> (held-out images of seen characters) or <c>unseen</c> (unseen characters).</summary>
+    [JsonPropertyName("split")] public string? Split { get; init; }
+    /// <summary>Path of the original file, relative to the source folder it was ingested from.</summary>
+    [JsonPropertyName("source")] public string? Source { get; init; }
     [JsonPropertyName("width")] public int Width { get; init; }
     [JsonPropertyName("height")] public int Height { get; init; }
 
@@ -62,6 +70,11 @@ public static class DatasetLayout
     public const string ImagesFolder = "images";
     public const string MasksFolder = "masks";
     public const string ManifestsFolder = "manifests";
+    public const string CropsFolder = "crops";
+    public const string StatsFile = "stats.json";
+
+    /// <summary>Manifest file of a retrieval scheme (<c>a</c> or <c>b</c>), relative to the dataset folder.</summary>
+    public static string ManifestPath(string scheme) => $"{ManifestsFolder}/scheme_{scheme}.jsonl";
 
     public static IReadOnlyList<ImageRecord> ReadRecords(string datasetDir)
     {

@@ -1,0 +1,64 @@
+using RetriBooru.Cli;
+using RetriBooru.Data;
+using RetriBooru.Data.Synth;
+using Spectre.Console.Testing;
+using Xunit;
+
+namespace RetriBooru.Tests;
+
+public class DataManifestTests
+{
+    static string Committed(string name) => Path.Combine(RepoPaths.Root, "data-manifests", "synth-default", name);
+
+    [Fact]
+    public void Regenerating_the_default_synthetic_dataset_gives_the_committed_manifest_and_stats_byte_for_byte()
+    {
+        using var dir = new TempDir();
+        var console = new TestConsole().Width(200);
+        Assert.Equal(0, CliApp.Run(["dataset", "synth", "--out", dir.Path], console));
+        Assert.Equal(File.ReadAllBytes(Committed("scheme_b.jsonl")), File.ReadAllBytes(Path.Combine(dir.Path, DatasetLayout.ManifestPath("b"))));
+        Assert.Equal(File.ReadAllBytes(Committed("stats.json")), File.ReadAllBytes(Path.Combine(dir.Path, DatasetLayout.ManifestsFolder, DatasetLayout.StatsFile)));
+        Assert.Contains("leakage-free", console.Output);
+
+        // `dataset stats` prints the same numbers as tables.
+        var stats = DatasetStats.Read(dir.Path);
+        var statsConsole = new TestConsole().Width(200);
+        Assert.Equal(0, CliApp.Run(["dataset", "stats", dir.Path], statsConsole));
+        Assert.Contains("clothing identities", statsConsole.Output);
+        Assert.Contains(stats.Images.ToString("N0"), statsConsole.Output);
+        Assert.Contains("15+", statsConsole.Output);
+        // Ground truth sits next to the records, one line per generated image.
+        Assert.Equal(stats.ImagesFound, SynthAttributesFile.Read(dir.Path).Count);
+    }
+
+    [Fact]
+    public void The_committed_stats_describe_the_default_world()
+    {
+        var stats = DatasetStats.Read(Committed("stats.json"));
+        Assert.Equal(24, stats.Characters);
+        Assert.Equal(24 * 30, stats.ImagesFound);
+        Assert.True(stats.Manifests["b"].Leakage.IsLeakageFree);
+        Assert.Equal(8, stats.Splits[SplitNames.Unseen].Characters);
+        Assert.Equal(stats.Images, stats.SimilarHistogram.Values.Sum());
+        Assert.True(File.Exists(Path.Combine(RepoPaths.Root, "data-manifests", "SCHEMA.md")));
+    }
+
+    [Fact]
+    public void Build_of_a_missing_source_is_a_clear_error()
+    {
+        using var dir = new TempDir();
+        var console = new TestConsole().Width(200);
+        int code = CliApp.Run(["dataset", "build", "--source", dir.File("nope"), "--out", dir.File("out")], console);
+        Assert.Equal(ExitCodes.Failure, code);
+        Assert.Contains("does not exist", console.Output);
+    }
+
+    [Fact]
+    public void Invalid_options_are_usage_errors()
+    {
+        using var dir = new TempDir();
+        var console = new TestConsole().Width(200);
+        Assert.NotEqual(0, CliApp.Run(["dataset", "synth", "--out", dir.Path, "--scheme", "c"], console));
+        Assert.NotEqual(0, CliApp.Run(["dataset", "synth"], new TestConsole()));
+    }
+}
