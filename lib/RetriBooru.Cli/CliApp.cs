@@ -22,6 +22,8 @@ public static class CliApp
             });
             config.AddCommand<DoctorCommand>("doctor")
                 .WithDescription("Check that TorchSharp loads, print versions, device, threads and a matmul benchmark.");
+            config.AddCommand<RunsCommand>("runs")
+                .WithDescription("List experiment runs (newest first) with their summary metrics.");
             config.AddBranch("dataset", dataset =>
             {
                 dataset.SetDescription("Build, generate and inspect RetriBooru datasets.");

@@ -186,6 +186,18 @@ public class DataBadInputTests
         Assert.Contains("inside the source", e.Message);
     }
 
+    [Fact]
+    public void A_non_empty_folder_that_is_not_a_dataset_is_never_written_into()
+    {
+        using var src = SourceWithGoodImages();
+        using var outDir = new TempDir();
+        Directory.CreateDirectory(outDir.File("images"));
+        File.WriteAllText(outDir.File("images/holiday.jpg"), "user data");
+        var e = Assert.Throws<IOException>(() => DatasetBuilder.Build(src.Path, outDir.Path, new BuildOptions()));
+        Assert.Contains("not a dataset", e.Message);
+        Assert.True(File.Exists(outDir.File("images/holiday.jpg")));
+    }
+
     sealed class InlineProgress(Action<DatasetProgress> action) : IProgress<DatasetProgress>
     {
         public void Report(DatasetProgress value) { lock (this) action(value); }

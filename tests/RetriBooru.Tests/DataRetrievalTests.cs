@@ -112,6 +112,25 @@ public class DataRetrievalTests(SmallSynthDataset data) : IClassFixture<SmallSyn
     }
 
     [Fact]
+    public void Manifest_files_load_as_tensors_for_the_trainer()
+    {
+        Torch.Load();
+        var example = ManifestReader.Read(data.Dir, "b", SplitNames.Train)[0];
+        using var image = ImageTensor.Load(ManifestReader.Resolve(data.Dir, example.Image), 32);
+        using var mask = ImageTensor.LoadMask(ManifestReader.Resolve(data.Dir, example.Mask!), 32);
+        Assert.Equal(new long[] { 3, 32, 32 }, image.shape);
+        Assert.Equal(new long[] { 1, 32, 32 }, mask.shape);
+        double figure = mask.mean().item<float>();
+        Assert.InRange(figure, 0.03, 0.7);
+        foreach (var reference in example.References)
+        {
+            using var crop = ImageTensor.Load(ManifestReader.Resolve(data.Dir, reference.Image), 32);
+            Assert.Equal(new long[] { 3, 32, 32 }, crop.shape);
+            Assert.InRange(crop.min().item<float>(), -1f, 1f);
+        }
+    }
+
+    [Fact]
     public void Reference_count_is_configurable_and_seeded()
     {
         var options = new RetrievalOptions { FaceReferences = 1, ClothesReferences = 3, Seed = 5 };

@@ -118,7 +118,7 @@ public sealed class TrainCommand(IAnsiConsole console) : Command<TrainCommand.Se
         var device = TorchRuntime.ResolveDevice(settings.Device);
         var manifest = settings.Manifest ?? Path.Combine(settings.Data!, DatasetLayout.ManifestPath(settings.Scheme));
         var dataDir = settings.Data ?? Path.GetDirectoryName(Path.GetDirectoryName(Path.GetFullPath(manifest)))!;
-        var examples = ManifestReader.Read(manifest).Where(e => e.Split == Splits.Train).ToList();
+        var examples = ManifestReader.Read(manifest).Where(e => e.Split == SplitNames.Train).ToList();
         using var model = ModelStore.LoadDiffusers(settings.Base, device);
         var branch = ReferenceModels.Create(settings.Model, model, ipAdapterScale: settings.IpScale);
         using var data = new ReferenceDataset(dataDir, examples, model.Config.ImageSize);

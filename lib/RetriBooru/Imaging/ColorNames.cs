@@ -39,9 +39,9 @@ public static class ColorNames
     }
 
     /// <summary>
-    /// The most frequent bucket among the <em>flat</em> pixels of <paramref name="region"/> (pixels whose four
+    /// The most frequent bucket among the <em>flat</em> pixels of <paramref name="region"/> (pixels whose eight
     /// neighbours are in the region and have the same colour name), with its share of those pixels, and the region's
-    /// size. Counting only flat pixels keeps outlines, anti-aliased edges and thin folds from outvoting the garment in
+    /// size. Counting only flat pixels keeps outlines up to two pixels wide, anti-aliased edges and folds from outvoting the garment in
     /// small pictures; when no pixel is flat, every region pixel counts. Null name when the region is empty.
     /// </summary>
     public static (string? Name, double Share, int Pixels) Dominant(SKBitmap rgba, bool[] region)
@@ -67,8 +67,12 @@ public static class ColorNames
             if (b < 0) continue;
             all[b]++;
             int x = i % w, y = i / w;
-            if (x > 0 && x < w - 1 && y > 0 && y < h - 1
-                && buckets[i - 1] == b && buckets[i + 1] == b && buckets[i - w] == b && buckets[i + w] == b)
+            if (x == 0 || x == w - 1 || y == 0 || y == h - 1) continue;
+            bool isFlat = true;
+            for (int dy = -1; dy <= 1 && isFlat; dy++)
+                for (int dx = -1; dx <= 1; dx++)
+                    if (buckets[i + dy * w + dx] != b) { isFlat = false; break; }
+            if (isFlat)
             {
                 flat[b]++;
                 flatTotal++;

@@ -29,6 +29,43 @@ public static class Crops
     }
 
     /// <summary>
+    /// The largest 8-connected part of a region. Clothes crops use it so that stray strands (hair beside the face box,
+    /// a raised hand) do not stretch the crop around mostly empty space.
+    /// </summary>
+    public static bool[] LargestComponent(bool[] region, int width)
+    {
+        int height = region.Length / width;
+        var label = new int[region.Length];
+        int best = 0, bestSize = 0, next = 0;
+        var stack = new Stack<int>();
+        for (int start = 0; start < region.Length; start++)
+        {
+            if (!region[start] || label[start] != 0) continue;
+            int id = ++next, size = 0;
+            label[start] = id;
+            stack.Push(start);
+            while (stack.Count > 0)
+            {
+                int i = stack.Pop();
+                size++;
+                int x = i % width, y = i / width;
+                for (int dy = -1; dy <= 1; dy++)
+                    for (int dx = -1; dx <= 1; dx++)
+                    {
+                        int nx = x + dx, ny = y + dy;
+                        if (nx < 0 || ny < 0 || nx >= width || ny >= height) continue;
+                        int j = ny * width + nx;
+                        if (region[j] && label[j] == 0) { label[j] = id; stack.Push(j); }
+                    }
+            }
+            if (size > bestSize) { bestSize = size; best = id; }
+        }
+        var result = new bool[region.Length];
+        for (int i = 0; i < region.Length; i++) result[i] = best != 0 && label[i] == best;
+        return result;
+    }
+
+    /// <summary>
     /// Cuts <paramref name="rect"/> out of <paramref name="source"/> into a size x size square (aspect kept, white
     /// letterbox); pixels outside <paramref name="keep"/> (when given) are painted white first. Optionally mirrored.
     /// </summary>

@@ -32,6 +32,7 @@ public static class DatasetBuilder
         var output = Path.GetFullPath(outDir);
         if (SourceScanner.IsInside(source, output) || source == output)
             throw new ArgumentException($"{outDir}: the output folder must not be inside the source folder {sourceDir} (the next build would ingest it)");
+        ClaimOutputFolder(source, output);
         var report = new BuildReport();
         var scan = SourceScanner.Scan(source, report, progress, cancellationToken);
         var candidates = ReadTags(scan, report);
@@ -81,6 +82,25 @@ public static class DatasetBuilder
         report.Write(Path.Combine(output, BuildReport.FileName));
         RemoveStaleFiles(output, records, manifests);
         return new BuildResult(records, stats, manifests, report.Problems);
+    }
+
+    /// <summary>Marks a folder as a dataset this builder owns (it deletes stale files there, so it must not touch anything else).</summary>
+    public const string MarkerFile = ".retribooru-dataset";
+
+    /// <summary>
+    /// The output folder must be new, empty, an earlier build (it has the marker), or hold nothing but the source folder
+    /// being built (the synthetic layout DIR/source); anything else is refused so user files are never deleted.
+    /// </summary>
+    static void ClaimOutputFolder(string source, string output)
+    {
+        if (Directory.Exists(output) && !File.Exists(Path.Combine(output, MarkerFile)))
+        {
+            var foreign = Directory.EnumerateFileSystemEntries(output).Where(e => Path.GetFullPath(e) != source).Take(3).ToList();
+            if (foreign.Count > 0)
+                throw new IOException($"{output}: folder is not empty and is not a dataset made by this builder (found {string.Join(", ", foreign.Select(Path.GetFileName))}); choose a new or empty --out folder");
+        }
+        Directory.CreateDirectory(output);
+        AtomicFile.WriteAllText(Path.Combine(output, MarkerFile), "RetriBooru dataset folder: `retribooru dataset build` may replace its images/, masks/, crops/ and manifests/.\n");
     }
 
     static List<Candidate> ReadTags(SourceScan scan, BuildReport report)
@@ -301,7 +321,7 @@ public static class DatasetBuilder
         Crops.Cut(bitmap, Crops.BoxToPixels(record.FaceBox ?? throw new InvalidOperationException($"{record.Id}: face reference without a face box"), bitmap.Width, bitmap.Height, 1.2f), size, mirror: mirror);
 
     /// <summary>
-    /// Clothes crop: the clothing region (mask minus face box) with everything else white. Without a mask: the part of
+    /// Clothes crop: the largest connected part of the clothing region (mask minus face box), everything else white. Without a mask: the part of
     /// the image below the face box (or the whole image without a face box), unmasked.
     /// </summary>
     static SKBitmap ClothesCrop(SKBitmap bitmap, ImageRecord record, bool[]? mask, int size, bool mirror)
@@ -309,7 +329,7 @@ public static class DatasetBuilder
         int w = bitmap.Width, h = bitmap.Height;
         if (mask is not null)
         {
-            var region = ClothingRegion(mask, record.FaceBox, w, h);
+            var region = Crops.LargestComponent(ClothingRegion(mask, record.FaceBox, w, h), w);
             var bounds = Crops.Bounds(region, w) ?? new SKRectI(0, 0, w, h);
             return Crops.Cut(bitmap, bounds, size, region, mirror);
         }

@@ -13,7 +13,7 @@ public sealed record ArtistStyle(
     {
         "inkline" => new(name, 1.0f, new SKColor(20, 20, 24), false, 1.0f, 1.0f, 0f, false),
         "softcel" => new(name, 0.8f, null, true, 1.0f, 1.0f, 0f, true),
-        "flatpop" => new(name, 1.6f, new SKColor(0, 0, 0), false, 1.1f, 0.95f, 0f, false),
+        "flatpop" => new(name, 1.3f, new SKColor(0, 0, 0), false, 1.1f, 0.95f, 0f, false),
         "sketchy" => new(name, 0.9f, new SKColor(90, 90, 90), false, 1.0f, 1.0f, 1.6f, false),
         "bigeyes" => new(name, 0.8f, new SKColor(30, 24, 30), false, 1.35f, 1.12f, 0f, true),
         "noline" => new(name, 0f, null, true, 1.05f, 1.0f, 0f, false),

@@ -141,8 +141,9 @@ public static class FigureRenderer
                     Shape(RoundRect(-r - 3, headY - r, 2 * r + 6, 2 * r - 4, 8), hair);
                     break;
                 case "twintails":
-                    Shape(Oval(-r - 6, headY + 12, 6.5f, 17), hair);
-                    Shape(Oval(r + 6, headY + 12, 6.5f, 17), hair);
+                    // Tails end at the chin line so that hair does not enter the clothing region.
+                    Shape(Oval(-r - 6, headY + 7, 6.5f, 14), hair);
+                    Shape(Oval(r + 6, headY + 7, 6.5f, 14), hair);
                     break;
                 case "ponytail":
                     Shape(Oval(r + 3, headY + 4, 6.5f, 17), hair);
@@ -157,7 +158,7 @@ public static class FigureRenderer
             canvas.Translate(x, WaistY);
             canvas.RotateDegrees(angle);
             Shape(RoundRect(-4, 0, 8, 23, 3), skin);
-            if (bottomKind == "pants") Shape(RoundRect(-5, -1, 10, 23, 2), bottom);
+            if (bottomKind == "pants") Shape(RoundRect(-4.5f, -1, 9, 23, 2), bottom);
             if (bottomKind == "shorts") Shape(RoundRect(-5, -1, 10, 9, 2), bottom);
             Shape(Oval(0, 23.5f, 5, 3), Shoe);
             canvas.Restore();
@@ -172,7 +173,7 @@ public static class FigureRenderer
                     Lines(color, [(-6, WaistY + 2, -8, -12), (0, WaistY + 2, 0, -12), (6, WaistY + 2, 8, -12)]);
                     break;
                 case "long_skirt":
-                    Shape(Trapezoid(WaistY - 1, 13, -3, 17), color);
+                    Shape(Trapezoid(WaistY - 1, 13, -8, 15), color);
                     break;
                 case "pants":
                 case "shorts":
@@ -185,7 +186,7 @@ public static class FigureRenderer
         {
             if (outfit.Top == "dress") Shape(Trapezoid(WaistY - 2, 13, -8, 19), color);
             if (outfit.Top == "hoodie") Shape(Oval(0, ShoulderY, 12, 5), Darker(color, 0.8f));
-            Shape(Trapezoid(ShoulderY, 15, WaistY, 13), color);
+            Shape(Trapezoid(ShoulderY, 16, WaistY, 14), color);
             switch (outfit.Top)
             {
                 case "serafuku":

@@ -1,0 +1,152 @@
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using RetriBooru.Data;
+using RetriBooru.Runtime;
+
+namespace RetriBooru.Experiments;
+
+/// <summary>The record at the top of every run folder (run.json).</summary>
+public sealed record RunInfo
+{
+    [JsonPropertyName("id")] public required string Id { get; init; }
+    [JsonPropertyName("name")] public required string Name { get; init; }
+    [JsonPropertyName("kind")] public string Kind { get; init; } = "experiment";
+    [JsonPropertyName("created_utc")] public DateTime CreatedUtc { get; init; }
+    [JsonPropertyName("finished_utc")] public DateTime? FinishedUtc { get; init; }
+    [JsonPropertyName("status")] public string Status { get; init; } = "running";
+    [JsonPropertyName("seed")] public long Seed { get; init; }
+    [JsonPropertyName("spec_file")] public string? SpecFile { get; init; }
+    [JsonPropertyName("quick")] public bool Quick { get; init; }
+    [JsonPropertyName("points")] public IReadOnlyList<int>? Points { get; init; }
+    [JsonPropertyName("provenance")] public Provenance? Provenance { get; init; }
+    [JsonPropertyName("summary")] public IReadOnlyDictionary<string, double>? Summary { get; init; }
+}
+
+/// <summary>
+/// A run folder: spec, resolved config, seeds, provenance, logs, checkpoints, samples and metrics of one
+/// run. Folders are never reused: a new run gets a new timestamped name. Every file is written atomically.
+/// </summary>
+public sealed class RunFolder
+{
+    public string Path { get; }
+    public RunInfo Info { get; private set; }
+
+    RunFolder(string path, RunInfo info) { Path = path; Info = info; }
+
+    /// <summary>Creates runs/ID where ID = UTC timestamp + name; a numeric suffix avoids ever overwriting.</summary>
+    public static RunFolder Create(string runsRoot, string name, long seed, string kind = "experiment", string? specFile = null, bool quick = false,
+        IReadOnlyList<int>? points = null, Provenance? provenance = null, DateTime? now = null)
+    {
+        var created = now ?? DateTime.UtcNow;
+        var safeName = new string(name.Select(c => char.IsLetterOrDigit(c) || c is '-' or '_' ? c : '-').ToArray());
+        Directory.CreateDirectory(runsRoot);
+        var stem = $"{created:yyyyMMdd-HHmmss}-{safeName}";
+        string id = stem;
+        for (int i = 2; ; i++)
+        {
+            try
+            {
+                // CreateDirectory succeeds on existing folders, so claim the name with a marker file.
+                var dir = System.IO.Path.Combine(runsRoot, id);
+                Directory.CreateDirectory(dir);
+                using (new FileStream(System.IO.Path.Combine(dir, ".claimed"), FileMode.CreateNew)) { }
+                break;
+            }
+            catch (IOException) { id = $"{stem}-{i}"; }
+        }
+        var info = new RunInfo { Id = id, Name = name, Kind = kind, CreatedUtc = created, Seed = seed, SpecFile = specFile, Quick = quick, Points = points, Provenance = provenance };
+        var folder = new RunFolder(System.IO.Path.Combine(runsRoot, id), info);
+        folder.SaveInfo();
+        return folder;
+    }
+
+    public static RunFolder Open(string path)
+    {
+        var file = System.IO.Path.Combine(path, "run.json");
+        if (!System.IO.File.Exists(file)) throw new FileNotFoundException($"{path}: not a run folder (no run.json)", file);
+        var info = JsonSerializer.Deserialize<RunInfo>(System.IO.File.ReadAllText(file), WorkbenchJson.Lines)
+                   ?? throw new InvalidDataException($"{file}: empty run record");
+        return new RunFolder(path, info);
+    }
+
+    public string File(string relative)
+    {
+        var full = System.IO.Path.GetFullPath(System.IO.Path.Combine(Path, relative));
+        Directory.CreateDirectory(System.IO.Path.GetDirectoryName(full)!);
+        return full;
+    }
+
+    public void WriteJson<T>(string relative, T value) => AtomicFile.WriteAllText(File(relative), JsonSerializer.Serialize(value, WorkbenchJson.Pretty) + "\n");
+
+    public void WriteText(string relative, string text) => AtomicFile.WriteAllText(File(relative), text);
+
+    public void Finish(string status, IReadOnlyDictionary<string, double>? summary = null)
+    {
+        Info = Info with { Status = status, FinishedUtc = DateTime.UtcNow, Summary = summary ?? Info.Summary };
+        SaveInfo();
+    }
+
+    void SaveInfo() => WriteJson("run.json", Info);
+}
+
+/// <summary>Lists the runs under a folder (for `retribooru runs`), newest first.</summary>
+public static class RunIndex
+{
+    public static IReadOnlyList<(string Path, RunInfo Info)> List(string runsRoot)
+    {
+        if (!Directory.Exists(runsRoot)) return [];
+        var runs = new List<(string, RunInfo)>();
+        foreach (var dir in Directory.GetDirectories(runsRoot))
+        {
+            var file = System.IO.Path.Combine(dir, "run.json");
+            if (!System.IO.File.Exists(file)) continue;
+            try
+            {
+                var info = JsonSerializer.Deserialize<RunInfo>(System.IO.File.ReadAllText(file), WorkbenchJson.Lines);
+                if (info is not null) runs.Add((dir, info));
+            }
+            catch (JsonException) { /* a foreign or damaged folder is not a run; `runs` shows only valid ones */ }
+        }
+        return runs.OrderByDescending(r => r.Item2.CreatedUtc).ThenByDescending(r => r.Item2.Id, StringComparer.Ordinal).ToList();
+    }
+}
+
+/// <summary>
+/// Content-addressed stage outputs: a stage's folder is named by the hash of its inputs (config, seed,
+/// upstream keys), so a rerun with the same inputs finds the finished stage and skips it. A stage counts
+/// as finished only when its done.json exists, which is written last.
+/// </summary>
+public sealed class StageCache(string root)
+{
+    public string Root { get; } = root;
+
+    public static string Key(object inputs)
+    {
+        var canonical = JsonSerializer.Serialize(inputs, WorkbenchJson.Lines);
+        return Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(canonical)))[..16].ToLowerInvariant();
+    }
+
+    public string Folder(string stage, string key) => System.IO.Path.Combine(Root, stage, key);
+
+    public bool IsDone(string stage, string key) => System.IO.File.Exists(System.IO.Path.Combine(Folder(stage, key), "done.json"));
+
+    public void MarkDone(string stage, string key, object inputs, TimeSpan elapsed) =>
+        AtomicFile.WriteAllText(System.IO.Path.Combine(Folder(stage, key), "done.json"),
+            JsonSerializer.Serialize(new { stage, key, inputs, elapsed_seconds = elapsed.TotalSeconds, finished_utc = DateTime.UtcNow }, WorkbenchJson.Pretty) + "\n");
+
+    /// <summary>Runs a stage unless its output exists (or force is set); returns its folder and whether it was reused.</summary>
+    public (string Folder, bool Reused) Run(string stage, object inputs, Action<string> produce, bool force = false)
+    {
+        var key = Key(inputs);
+        var folder = Folder(stage, key);
+        if (!force && IsDone(stage, key)) return (folder, true);
+        if (Directory.Exists(folder)) Directory.Delete(folder, recursive: true);
+        Directory.CreateDirectory(folder);
+        var watch = System.Diagnostics.Stopwatch.StartNew();
+        produce(folder);
+        MarkDone(stage, key, inputs, watch.Elapsed);
+        return (folder, false);
+    }
+}

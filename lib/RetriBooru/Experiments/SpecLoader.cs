@@ -1,0 +1,218 @@
+using System.Reflection;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using System.Text.Json.Serialization;
+using RetriBooru.Data;
+
+namespace RetriBooru.Experiments;
+
+/// <summary>A spec file that does not validate; the message lists every problem with its JSON path.</summary>
+public sealed class SpecValidationException(string path, IReadOnlyList<string> problems)
+    : Exception($"{path}: invalid experiment spec:\n  - {string.Join("\n  - ", problems)}")
+{
+    public IReadOnlyList<string> Problems { get; } = problems;
+}
+
+/// <summary>One point of a sweep: its index, the values it sets, and the resolved spec.</summary>
+public sealed record SweepPoint(int Index, IReadOnlyDictionary<string, JsonElement> Values, ExperimentSpec Spec)
+{
+    public string Label => Values.Count == 0 ? "default" : string.Join(", ", Values.Select(kv => $"{kv.Key.Split('.')[^1]}={kv.Value}"));
+}
+
+/// <summary>
+/// Reads and validates experiment specs: unknown fields (with a "did you mean" hint), wrong types,
+/// out-of-range values and bad sweep paths are all reported at once, naming the file and the JSON path.
+/// </summary>
+public static class SpecLoader
+{
+    static readonly string[] KnownModels = ["retrinet", "controlnet", "ipadapter", "text-only"];
+    static readonly string[] KnownSchemes = ["a", "b"];
+    static readonly string[] KnownSplits = ["seen", "unseen"];
+
+    public static ExperimentSpec Load(string path, bool quick = false)
+    {
+        if (!File.Exists(path)) throw new FileNotFoundException($"{path}: no such experiment spec", path);
+        return Parse(File.ReadAllText(path), path, quick);
+    }
+
+    public static ExperimentSpec Parse(string json, string pathForErrors, bool quick = false)
+    {
+        JsonNode? root;
+        try { root = JsonNode.Parse(json, documentOptions: new JsonDocumentOptions { CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true }); }
+        catch (JsonException e) { throw new SpecValidationException(pathForErrors, [$"not valid JSON: {e.Message}"]); }
+        if (root is not JsonObject obj) throw new SpecValidationException(pathForErrors, ["the top level must be a JSON object"]);
+
+        var problems = new List<string>();
+        CheckShape(obj, typeof(ExperimentSpec), "$", problems);
+        if (problems.Count > 0) throw new SpecValidationException(pathForErrors, problems);
+
+        if (quick && obj["quick"] is JsonObject overrides)
+            foreach (var (dotted, value) in overrides)
+                if (!TrySet(obj, dotted, value?.DeepClone(), out var error)) problems.Add($"$.quick.{dotted}: {error}");
+        if (problems.Count > 0) throw new SpecValidationException(pathForErrors, problems);
+
+        ExperimentSpec spec;
+        try { spec = obj.Deserialize<ExperimentSpec>(WorkbenchJson.Lines)!; }
+        catch (JsonException e) { throw new SpecValidationException(pathForErrors, [$"{e.Path}: {e.Message}"]); }
+
+        CheckValues(spec, problems);
+        foreach (var (axis, values) in spec.Sweep)
+        {
+            if (values.Count == 0) problems.Add($"$.sweep.{axis}: an axis needs at least one value");
+            var probe = (JsonObject)obj.DeepClone();
+            foreach (var v in values)
+                if (!TrySet(probe, axis, JsonNode.Parse(v.GetRawText()), out var error)) { problems.Add($"$.sweep.{axis}: {error}"); break; }
+        }
+        if (problems.Count > 0) throw new SpecValidationException(pathForErrors, problems);
+        return spec;
+    }
+
+    /// <summary>The cartesian product of the sweep axes (one point when there is no sweep), each a fully resolved spec.</summary>
+    public static IReadOnlyList<SweepPoint> Expand(ExperimentSpec spec)
+    {
+        var baseNode = JsonSerializer.SerializeToNode(spec, WorkbenchJson.Lines)!.AsObject();
+        var axes = spec.Sweep.ToList();
+        var points = new List<SweepPoint>();
+        var combination = new int[axes.Count];
+        while (true)
+        {
+            var node = (JsonObject)baseNode.DeepClone();
+            var values = new Dictionary<string, JsonElement>();
+            for (int a = 0; a < axes.Count; a++)
+            {
+                var value = axes[a].Value[combination[a]];
+                values[axes[a].Key] = value;
+                if (!TrySet(node, axes[a].Key, JsonNode.Parse(value.GetRawText()), out var error))
+                    throw new InvalidOperationException($"sweep axis {axes[a].Key}: {error}");
+            }
+            points.Add(new SweepPoint(points.Count, values, node.Deserialize<ExperimentSpec>(WorkbenchJson.Lines)! with { Sweep = new Dictionary<string, IReadOnlyList<JsonElement>>() }));
+            int i = axes.Count - 1;
+            while (i >= 0 && ++combination[i] == axes[i].Value.Count) combination[i--] = 0;
+            if (i < 0) break;
+        }
+        return points;
+    }
+
+    static void CheckValues(ExperimentSpec s, List<string> problems)
+    {
+        void Range(double v, double lo, double hi, string path) { if (v < lo || v > hi || double.IsNaN(v)) problems.Add($"{path}: {v} is outside [{lo}, {hi}]"); }
+        if (string.IsNullOrWhiteSpace(s.Name)) problems.Add("$.name: required");
+        Range(s.Dataset.Characters, 2, 100_000, "$.dataset.characters");
+        Range(s.Dataset.Outfits, 1, 64, "$.dataset.outfits");
+        Range(s.Dataset.ImagesPerCharacter, 2, 100_000, "$.dataset.images_per_character");
+        Range(s.Dataset.UnseenCharacters, 0, s.Dataset.Characters - 1, "$.dataset.unseen_characters");
+        Range(s.Dataset.Size, 16, 1024, "$.dataset.size");
+        Range(s.Base.Steps, 0, 10_000_000, "$.base.steps");
+        Range(s.Base.BatchSize, 1, 4096, "$.base.batch_size");
+        Range(s.Base.LearningRate, 1e-8, 1, "$.base.learning_rate");
+        Range(s.Train.Steps, 0, 10_000_000, "$.train.steps");
+        Range(s.Train.BatchSize, 1, 4096, "$.train.batch_size");
+        Range(s.Train.LearningRate, 1e-8, 1, "$.train.learning_rate");
+        Range(s.Train.PromptDropout, 0, 1, "$.train.prompt_dropout");
+        Range(s.Train.ReferenceDropout, 0, 1, "$.train.reference_dropout");
+        Range(s.Train.FaceReferences, 0, 16, "$.train.face_references");
+        Range(s.Train.ClothesReferences, 0, 16, "$.train.clothes_references");
+        if (s.Train.FaceReferences + s.Train.ClothesReferences == 0) problems.Add("$.train: at least one face or clothes reference is needed");
+        Range(s.Evaluate.ReferenceSets, 1, 100_000, "$.evaluate.reference_sets");
+        Range(s.Evaluate.SamplesPerReference, 1, 1000, "$.evaluate.samples_per_reference");
+        Range(s.Evaluate.SamplingSteps, 1, 1000, "$.evaluate.sampling_steps");
+        Range(s.Evaluate.BootstrapResamples, 10, 1_000_000, "$.evaluate.bootstrap_resamples");
+        foreach (var (m, i) in s.Models.Select((m, i) => (m, i)))
+            if (!KnownModels.Contains(m)) problems.Add($"$.models[{i}]: unknown model '{m}'{Hint(m, KnownModels)}; known: {string.Join(", ", KnownModels)}");
+        foreach (var (m, i) in s.Schemes.Select((m, i) => (m, i)))
+            if (!KnownSchemes.Contains(m)) problems.Add($"$.schemes[{i}]: unknown scheme '{m}'; use a (same-image crops, leakage study only) or b (other images)");
+        foreach (var (m, i) in s.Evaluate.Splits.Select((m, i) => (m, i)))
+            if (!KnownSplits.Contains(m)) problems.Add($"$.evaluate.splits[{i}]: unknown split '{m}'; use seen or unseen");
+    }
+
+    /// <summary>Walks the JSON against the record's properties: unknown names and wrong JSON kinds are problems.</summary>
+    static void CheckShape(JsonObject obj, Type type, string path, List<string> problems)
+    {
+        var properties = type.GetProperties(BindingFlags.Public | BindingFlags.Instance)
+            .Select(p => (Name: p.GetCustomAttribute<JsonPropertyNameAttribute>()?.Name, Property: p))
+            .Where(p => p.Name is not null)
+            .ToDictionary(p => p.Name!, p => p.Property);
+        foreach (var (name, value) in obj)
+        {
+            if (!properties.TryGetValue(name, out var property))
+            {
+                problems.Add($"{path}.{name}: unknown field{Hint(name, properties.Keys)}");
+                continue;
+            }
+            var t = Nullable.GetUnderlyingType(property.PropertyType) ?? property.PropertyType;
+            string childPath = $"{path}.{name}";
+            if (value is null) continue;
+            if (t == typeof(string)) { if (value.GetValueKind() != JsonValueKind.String) problems.Add($"{childPath}: expected a string"); }
+            else if (t == typeof(bool)) { if (value.GetValueKind() is not (JsonValueKind.True or JsonValueKind.False)) problems.Add($"{childPath}: expected true or false"); }
+            else if (t == typeof(int) || t == typeof(long))
+            {
+                if (value.GetValueKind() != JsonValueKind.Number || !long.TryParse(value.ToJsonString(), out _)) problems.Add($"{childPath}: expected a whole number");
+            }
+            else if (t == typeof(double)) { if (value.GetValueKind() != JsonValueKind.Number) problems.Add($"{childPath}: expected a number"); }
+            else if (t.IsGenericType && t.GetGenericTypeDefinition() == typeof(IReadOnlyList<>))
+            { if (value is not JsonArray) problems.Add($"{childPath}: expected a list"); }
+            else if (t.IsGenericType && t.GetGenericTypeDefinition() == typeof(IReadOnlyDictionary<,>))
+            {
+                if (value is not JsonObject dict) { problems.Add($"{childPath}: expected an object"); continue; }
+                var valueType = t.GetGenericArguments()[1];
+                bool wantsList = valueType.IsGenericType && valueType.GetGenericTypeDefinition() == typeof(IReadOnlyList<>);
+                foreach (var (key, item) in dict)
+                {
+                    if (!PathExists(key)) problems.Add($"{childPath}.{key}: '{key}' is not a field of the spec{Hint(key, AllPaths())}");
+                    if (wantsList && item is not JsonArray) problems.Add($"{childPath}.{key}: expected a list of values");
+                }
+            }
+            else if (value is JsonObject child) CheckShape(child, t, childPath, problems);
+            else problems.Add($"{childPath}: expected an object");
+        }
+    }
+
+    static bool TrySet(JsonObject root, string dotted, JsonNode? value, out string error)
+    {
+        if (!PathExists(dotted)) { error = $"'{dotted}' is not a field of the spec{Hint(dotted, AllPaths())}"; return false; }
+        var parts = dotted.Split('.');
+        JsonObject current = root;
+        foreach (var part in parts[..^1])
+        {
+            if (current[part] is not JsonObject next) { next = new JsonObject(); current[part] = next; }
+            current = next;
+        }
+        current[parts[^1]] = value;
+        error = "";
+        return true;
+    }
+
+    static IEnumerable<string> AllPaths(Type? type = null, string prefix = "")
+    {
+        type ??= typeof(ExperimentSpec);
+        foreach (var p in type.GetProperties(BindingFlags.Public | BindingFlags.Instance))
+        {
+            var name = p.GetCustomAttribute<JsonPropertyNameAttribute>()?.Name;
+            if (name is null || name is "sweep" or "quick") continue;
+            var path = prefix + name;
+            yield return path;
+            var t = p.PropertyType;
+            if (t.IsClass && t != typeof(string) && !t.IsGenericType && t.Namespace == typeof(ExperimentSpec).Namespace)
+                foreach (var child in AllPaths(t, path + ".")) yield return child;
+        }
+    }
+
+    static bool PathExists(string dotted) => AllPaths().Contains(dotted);
+
+    static string Hint(string name, IEnumerable<string> known)
+    {
+        var best = known.Select(k => (k, d: Levenshtein(name, k))).OrderBy(x => x.d).FirstOrDefault();
+        return best.k is not null && best.d <= Math.Max(2, name.Length / 3) ? $" (did you mean '{best.k}'?)" : "";
+    }
+
+    static int Levenshtein(string a, string b)
+    {
+        var d = new int[a.Length + 1, b.Length + 1];
+        for (int i = 0; i <= a.Length; i++) d[i, 0] = i;
+        for (int j = 0; j <= b.Length; j++) d[0, j] = j;
+        for (int i = 1; i <= a.Length; i++)
+            for (int j = 1; j <= b.Length; j++)
+                d[i, j] = Math.Min(Math.Min(d[i - 1, j] + 1, d[i, j - 1] + 1), d[i - 1, j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1));
+        return d[a.Length, b.Length];
+    }
+}

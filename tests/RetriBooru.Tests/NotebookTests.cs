@@ -1,0 +1,103 @@
+using System.Diagnostics;
+using System.Text.Json.Nodes;
+using Xunit;
+using Xunit.Abstractions;
+
+namespace RetriBooru.Tests;
+
+/// <summary>Restores the pinned notebook tools once, so `dotnet test` stays the only command.</summary>
+public sealed class NotebookToolFixture
+{
+    public NotebookToolFixture()
+    {
+        var (code, output) = NotebookRunner.Run("dotnet", ["tool", "restore"], RepoPaths.Root, TimeSpan.FromMinutes(5));
+        if (code != 0) throw new InvalidOperationException($"dotnet tool restore failed ({code}):\n{output}");
+    }
+}
+
+public static class NotebookRunner
+{
+    public static (int ExitCode, string Output) Run(string file, IEnumerable<string> args, string workingDirectory, TimeSpan timeout, IDictionary<string, string>? environment = null)
+    {
+        var start = new ProcessStartInfo(file) { WorkingDirectory = workingDirectory, RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var a in args) start.ArgumentList.Add(a);
+        foreach (var (k, v) in environment ?? new Dictionary<string, string>()) start.Environment[k] = v;
+        using var process = Process.Start(start)!;
+        var stdout = process.StandardOutput.ReadToEndAsync();
+        var stderr = process.StandardError.ReadToEndAsync();
+        if (!process.WaitForExit(timeout))
+        {
+            process.Kill(entireProcessTree: true);
+            throw new TimeoutException($"{file} {string.Join(' ', args)} did not finish within {timeout}");
+        }
+        return (process.ExitCode, stdout.Result + stderr.Result);
+    }
+
+    /// <summary>Executes a notebook headless with dotnet-repl in smoke mode and returns its executed copy.</summary>
+    public static JsonNode Execute(string notebook, string outputDirectory)
+    {
+        var executed = Path.Combine(outputDirectory, Path.GetFileNameWithoutExtension(notebook) + ".executed.ipynb");
+        var (code, output) = Run("dotnet",
+            ["repl", "--run", notebook, "--exit-after-run", "--output-format", "ipynb", "--output-path", executed],
+            RepoPaths.Root, TimeSpan.FromMinutes(10), new Dictionary<string, string> { ["RETRIBOORU_SMOKE"] = "1" });
+        Assert.True(File.Exists(executed), $"dotnet repl wrote no output for {notebook} (exit {code}):\n{output}");
+        var document = JsonNode.Parse(File.ReadAllText(executed))!;
+        var errors = Outputs(document).Where(o => (string?)o["output_type"] == "error")
+            .Select(o => $"{o["ename"]}: {o["evalue"]}").ToList();
+        Assert.True(errors.Count == 0, $"{notebook} produced errors:\n{string.Join("\n", errors)}");
+        Assert.True(code == 0, $"dotnet repl exited {code} for {notebook}:\n{output}");
+        return document;
+    }
+
+    public static IEnumerable<JsonNode> Outputs(JsonNode notebook) =>
+        notebook["cells"]!.AsArray()
+            .Where(c => (string?)c!["cell_type"] == "code")
+            .SelectMany(c => c!["outputs"]?.AsArray() ?? new JsonArray())
+            .Select(o => o!);
+
+    /// <summary>All text of every output, by mime type (text/plain, text/html, image/png ...).</summary>
+    public static IEnumerable<(string Mime, string Content)> OutputData(JsonNode notebook) =>
+        Outputs(notebook).SelectMany(o =>
+            o["data"] is JsonObject data
+                ? data.Select(kv => (kv.Key, kv.Value is JsonArray lines ? string.Concat(lines.Select(l => (string?)l)) : kv.Value?.ToString() ?? ""))
+                : o["text"] is JsonNode text ? [("stream", text is JsonArray ls ? string.Concat(ls.Select(l => (string?)l)) : text.ToString())] : []);
+}
+
+public class NotebookTests : IClassFixture<NotebookToolFixture>
+{
+    readonly ITestOutputHelper log;
+
+    // The fixture's constructor restores the tools; taking it here makes xunit run it first.
+    public NotebookTests(NotebookToolFixture tools, ITestOutputHelper log)
+    {
+        ArgumentNullException.ThrowIfNull(tools);
+        this.log = log;
+    }
+
+    [Fact]
+    public void Notebooks_are_committed_with_outputs_cleared()
+    {
+        foreach (var path in Directory.GetFiles(Path.Combine(RepoPaths.Root, "notebooks"), "*.ipynb"))
+        {
+            var document = JsonNode.Parse(File.ReadAllText(path))!;
+            Assert.True(!NotebookRunner.Outputs(document).Any(), $"{path} has outputs; clear them before committing");
+        }
+    }
+
+    [Fact]
+    public void Environment_notebook_runs_torch_in_the_kernel()
+    {
+        using var tmp = new TempDir();
+        var document = NotebookRunner.Execute("notebooks/00-environment.ipynb", tmp.Path);
+        var text = string.Join("\n", NotebookRunner.OutputData(document).Select(d => d.Content));
+        log.WriteLine(text);
+        Assert.Contains("libtorch 2.10", text);
+        Assert.Contains("conv output 1x4x8x8", text);
+        var mimes = NotebookRunner.OutputData(document).ToList();
+        Assert.Contains(mimes, d => d.Mime == "text/html" && d.Content.Contains("data:image/png;base64,"));
+        var chart = Assert.Single(mimes, d => d.Mime == "text/html" && d.Content.Contains("Plotly.newPlot")).Content;
+        // Checked with booleans: a failing Assert.Contains would print 3.5 MB of plotly.js.
+        Assert.True(chart.Contains("plotly.js v" + RetriBooru.Experiments.PlotlyHtml.PlotlyJsVersion), "the first chart must embed plotly.js");
+        Assert.False(chart.Contains("<script src="), "charts must not load scripts from the network");
+    }
+}
