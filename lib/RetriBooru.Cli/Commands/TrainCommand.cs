@@ -154,6 +154,16 @@ public static class AnsiProgress
     public static TrainingResult Train(IAnsiConsole console, ITrainingTask task, TrainerOptions options, string outDir, bool resume, int logEvery, CancellationToken cancellation)
     {
         TrainingResult? result = null;
+        if (!console.Profile.Capabilities.Interactive)
+        {
+            // Logs and CI: plain lines, no redrawn bar.
+            var lines = new SynchronousProgress<TrainingProgress>(p =>
+            {
+                if ((p.Step + 1) % Math.Max(1, logEvery) == 0 || p.Step + 1 == p.TotalSteps)
+                    console.MarkupLine($"step {p.Step + 1}/{p.TotalSteps}  loss {p.Loss:F4}  lr {p.LearningRate:G3}  grad {p.GradNorm:F3}  {p.StepsPerSecond:F2} steps/s");
+            });
+            return new DiffusionTrainer(task, options).Run(outDir, resume, lines, cancellation);
+        }
         console.Progress()
             .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn(), new SpinnerColumn())
             .Start(ctx =>
