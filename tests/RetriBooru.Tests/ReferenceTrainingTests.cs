@@ -33,7 +33,7 @@ public sealed class SmallReferenceWorld : IDisposable
 
 public class ReferenceTrainingTests(SmallReferenceWorld world) : IClassFixture<SmallReferenceWorld>
 {
-    static readonly TrainerOptions Quick = new() { Steps = 16, BatchSize = 6, LearningRate = 2e-3, WarmupSteps = 2, Seed = 11 };
+    static readonly TrainerOptions Quick = new() { Steps = 30, BatchSize = 8, LearningRate = 3e-3, WarmupSteps = 3, Seed = 11 };
 
     [Fact]
     public void Masked_loss_counts_only_the_figure()

@@ -8,7 +8,7 @@ namespace RetriBooru.Tests;
 
 public class RetriNetTests
 {
-    static readonly UNetConfig Config = ModelConfigs.Tiny.Unet with { SampleSize = 16, BlockOutChannels = [16, 32, 32], NormNumGroups = 8, CrossAttentionDim = 24, AttentionHeads = 4 };
+    static readonly UNetConfig Config = ModelConfigs.Tiny.Unet with { InChannels = 3, OutChannels = 3, SampleSize = 16, BlockOutChannels = [16, 32, 32], NormNumGroups = 8, CrossAttentionDim = 24, AttentionHeads = 4 };
 
     static (Tensor Noisy, Tensor T, Tensor Text, ReferenceBatch Refs) Inputs(long seed, int batch = 2, int refs = 4)
     {

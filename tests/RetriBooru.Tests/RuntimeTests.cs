@@ -138,7 +138,7 @@ public class TorchRuntimeTests
     public void Same_seed_gives_bit_identical_tensors_and_managed_streams()
     {
         Torch.Load();
-        TorchRuntime.SetDeterministic(true, threads: 2);
+        TorchRuntime.SetDeterministic(true, threads: 1);
         var first = SeededComputation(42);
         var second = SeededComputation(42);
         var other = SeededComputation(43);

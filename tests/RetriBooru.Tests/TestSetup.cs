@@ -40,6 +40,11 @@ static class TestModuleInitializer
     /// <summary>Tests may call TorchSharp before any RetriBooru type: register the resolvers first.</summary>
 #pragma warning disable CA2255
     [System.Runtime.CompilerServices.ModuleInitializer]
-    internal static void Initialize() => NativeTorchLoader.Register();
+    internal static void Initialize()
+    {
+        // Two test threads each running 2-thread libtorch ops oversubscribe a 2-core machine badly.
+        if (Environment.GetEnvironmentVariable("RETRIBOORU_THREADS") is null) Environment.SetEnvironmentVariable("RETRIBOORU_THREADS", "1");
+        NativeTorchLoader.Register();
+    }
 #pragma warning restore CA2255
 }
