@@ -40,3 +40,10 @@ public sealed class MetricsProbeFixture : IDisposable
         Embedder.Dispose();
     }
 }
+
+/// <summary>The probe and scores tests share one trained probe (training once keeps the suite fast).</summary>
+[Xunit.CollectionDefinition(Name)]
+public sealed class MetricsProbeCollection : Xunit.ICollectionFixture<MetricsProbeFixture>
+{
+    public const string Name = "metrics-probe";
+}

@@ -5,7 +5,8 @@ using Xunit.Abstractions;
 
 namespace RetriBooru.Tests;
 
-public class MetricsProbeTests(MetricsProbeFixture fixture, ITestOutputHelper output) : IClassFixture<MetricsProbeFixture>
+[Collection(MetricsProbeCollection.Name)]
+public class MetricsProbeTests(MetricsProbeFixture fixture, ITestOutputHelper output)
 {
     [Fact]
     public void Probe_learns_drawn_attributes_and_reports_held_out_accuracy()

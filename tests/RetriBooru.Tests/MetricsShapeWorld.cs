@@ -25,8 +25,9 @@ public static class MetricsShapeWorld
         };
     }
 
-    public sealed class Drawn(SKBitmap image, SKBitmap mask, SKRectI faceBox, SKRectI bodyBox) : IDisposable
+    public sealed class Drawn(Scene scene, SKBitmap image, SKBitmap mask, SKRectI faceBox, SKRectI bodyBox) : IDisposable
     {
+        public Scene Scene { get; } = scene;
         public SKBitmap Image { get; } = image;
         public SKBitmap Mask { get; } = mask;
         public SKRectI FaceBox { get; } = faceBox;
@@ -63,7 +64,7 @@ public static class MetricsShapeWorld
         float headY = size * 0.32f;
         var (faceBox, bodyBox) = DrawFigure(canvas, scene, cx, headY, unit, null);
         DrawFigure(maskCanvas, scene, cx, headY, unit, SKColors.White);
-        return new Drawn(image, mask, faceBox, bodyBox);
+        return new Drawn(scene, image, mask, faceBox, bodyBox);
     }
 
     static void DrawBackground(SKCanvas canvas, Scene scene, int size)

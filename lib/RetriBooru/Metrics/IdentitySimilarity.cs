@@ -5,9 +5,16 @@ namespace RetriBooru.Metrics;
 /// <summary>The identity-bearing views of one image: its face crop and its clothing crop (either may be missing).</summary>
 public sealed record IdentityViews(SKBitmap? Face, SKBitmap? Clothing)
 {
-    /// <summary>Cuts the views out of an image given the face box and the clothing (body) box.</summary>
-    public static IdentityViews FromBoxes(SKBitmap image, SKRectI? faceBox, SKRectI? clothingBox) =>
-        new(faceBox is SKRectI f ? ImageOps.Crop(image, f) : null, clothingBox is SKRectI c ? ImageOps.Crop(image, c) : null);
+    /// <summary>
+    /// Cuts the views out of an image given the face box and the clothing (body) box. When the figure mask is known
+    /// (white = character), pixels outside it are first filled with flat grey, so the crops compare the character and
+    /// not the background that happens to fall inside the box.
+    /// </summary>
+    public static IdentityViews FromBoxes(SKBitmap image, SKRectI? faceBox, SKRectI? clothingBox, SKBitmap? figureMask = null)
+    {
+        using var source = figureMask is null ? image.Copy() : ImageOps.FillMasked(image, figureMask, LeakageScorer.NeutralFill, outside: true);
+        return new(faceBox is SKRectI f ? ImageOps.Crop(source, f) : null, clothingBox is SKRectI c ? ImageOps.Crop(source, c) : null);
+    }
 }
 
 /// <summary>Identity similarity of one generation: face and clothing parts and their mean (CLIP-I style, per region).</summary>

@@ -28,10 +28,10 @@ public static class ImageOps
     }
 
     /// <summary>
-    /// Replaces the pixels where mask &gt;= 0.5 with a flat fill colour. The mask is a single-channel
-    /// image (its red channel is read) of any size; it is resized to the image first.
+    /// Replaces the pixels where mask &gt;= 0.5 (or, with <paramref name="outside"/>, where mask &lt; 0.5) with a flat fill
+    /// colour. The mask is a single-channel image (its red channel is read) of any size; it is resized to the image first.
     /// </summary>
-    public static SKBitmap FillMasked(SKBitmap image, SKBitmap mask, SKColor fill)
+    public static SKBitmap FillMasked(SKBitmap image, SKBitmap mask, SKColor fill, bool outside = false)
     {
         using var source = image.Copy(SKColorType.Rgba8888);
         using var fittedMask = Resize(mask, image.Width, image.Height);
@@ -39,7 +39,7 @@ public static class ImageOps
         var maskBytes = fittedMask.Bytes;
         for (int i = 0; i < image.Width * image.Height; i++)
         {
-            if (maskBytes[i * 4] < 128) continue;
+            if ((maskBytes[i * 4] >= 128) == outside) continue;
             pixels[i * 4] = fill.Red;
             pixels[i * 4 + 1] = fill.Green;
             pixels[i * 4 + 2] = fill.Blue;

@@ -19,7 +19,9 @@ public sealed record SwdResult(
 ///   diversity    d(A, B) = (1/|Q|) * sum_q dist(A[q], B[q])        dist in [0,1]: exact mismatch, or 1 - cos of answer embeddings
 ///   identity     s_i = clamp((sim_i - b) / (1 - b), 0, 1)          sim_i = identity similarity of G_i to R,
 ///                                                                   b = similarity of unrelated identities (IdentitySimilarity.UnrelatedBaseline)
-///   novelty      v_i = min_r d(A_i, A(r))                           (v_i = 1 when reference answers are not given)
+///   novelty      v_i = min(1, |Q| * min_r d(A_i, A(r)))            0 when G_i's answers equal some reference's, 1 once they
+///                                                                   differ from the closest reference by one full answer
+///                                                                   (v_i = 1 when reference answers are not given)
 ///   SWD          = (2 / (n (n-1))) * sum_{i&lt;j} s_i s_j * d(A_i, A_j) * sqrt(v_i v_j)
 ///
 /// Properties (tested): copying the reference gives identical answers (d = 0) and zero novelty, so SWD = 0; copying
@@ -59,7 +61,7 @@ public static class SimilarityWeightedDiversity
         var weights = identitySimilarities.Select(s => IdentityWeight(s, identityBaseline)).ToArray();
         var novelty = generationAnswers.Select(a => referenceAnswers is null || referenceAnswers.Count == 0
             ? 1.0
-            : referenceAnswers.Min(r => AnswerSetDistance(a, r, questions, distance))).ToArray();
+            : Math.Min(1, questions.Count * referenceAnswers.Min(r => AnswerSetDistance(a, r, questions, distance)))).ToArray();
 
         double sum = 0, diversitySum = 0;
         for (int i = 0; i < n; i++)
