@@ -22,6 +22,11 @@ public static class CliApp
             });
             config.AddCommand<DoctorCommand>("doctor")
                 .WithDescription("Check that TorchSharp loads, print versions, device, threads and a matmul benchmark.");
+            config.AddBranch("metrics", metrics =>
+            {
+                metrics.SetDescription("Identity similarity, prompt consistency, SWD and leakage scores.");
+                metrics.AddCommand<MetricsBenchCommand>("bench").WithDescription("Images per second for each embedder, the VQA probe and the full SWD pipeline.");
+            });
         });
         return app.Run(args);
     }

@@ -1,3 +1,4 @@
+using Spectre.Console.Testing;
 using RetriBooru.Metrics;
 using RetriBooru.Metrics.Vqa;
 using System.Text.Json.Nodes;
@@ -85,5 +86,19 @@ public class MetricsResultsTests
         Assert.Matches("^[0-9a-f]{40}(-dirty)?$", commit);
         using var dir = new TempDir();
         Assert.Null(GitCommit.Describe(dir.Path));
+    }
+}
+
+public class MetricsCliTests
+{
+    [Fact]
+    public void Metrics_bench_prints_a_rate_for_every_embedder_and_swd()
+    {
+        var console = new Spectre.Console.Testing.TestConsole().Width(250);
+        int code = RetriBooru.Cli.CliApp.Run(["metrics", "bench", "--images", "6", "--clip", "tiny"], console);
+        Assert.Equal(0, code);
+        foreach (var expected in new[] { "ResNet18", "MiniLM", "CLIP vision tiny", "CLIP text tiny", "attribute probe", "SWD pipeline", "images/s", "texts/s" })
+            Assert.Contains(expected, console.Output);
+        Assert.NotEqual(0, RetriBooru.Cli.CliApp.Run(["metrics", "bench", "--clip", "huge"], new Spectre.Console.Testing.TestConsole()));
     }
 }
