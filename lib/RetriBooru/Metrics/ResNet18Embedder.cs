@@ -29,21 +29,36 @@ public sealed class ResNet18Embedder : IImageEmbedder
     public string Name => "resnet18-imagenet";
     public int Dimension => 512;
 
-    /// <param name="modelsDirectory">Folder holding DnnImageModels/ (defaults to the application folder, where the build copies it).</param>
+    /// <param name="modelsDirectory">
+    /// Folder holding DnnImageModels/. When null, the first folder that has both files wins: the RetriBooru assembly's
+    /// folder, the application folder (the build copies the models to both), then the NuGet package cache
+    /// (a notebook kernel runs from elsewhere).
+    /// </param>
     public ResNet18Embedder(string? modelsDirectory = null, int intraOpThreads = 0)
     {
-        var root = modelsDirectory ?? AppContext.BaseDirectory;
+        string[] candidates = modelsDirectory is not null ? [modelsDirectory] : DefaultModelFolders();
+        var root = candidates.FirstOrDefault(c => File.Exists(Path.Combine(c, PreprocessRelative)) && File.Exists(Path.Combine(c, ModelRelative)))
+            ?? throw new FileNotFoundException(
+                $"ResNet18 ONNX files ({PreprocessRelative}, {ModelRelative}) not found under {string.Join(" or ", candidates)}; they ship in NuGet Microsoft.ML.DnnImageFeaturizer.ResNet18 0.23.1 and the build copies them next to the application");
         var preprocessPath = Path.Combine(root, PreprocessRelative);
         var modelPath = Path.Combine(root, ModelRelative);
-        foreach (var path in new[] { preprocessPath, modelPath })
-            if (!File.Exists(path))
-                throw new FileNotFoundException(
-                    $"{path}: ResNet18 ONNX file not found; it ships in NuGet Microsoft.ML.DnnImageFeaturizer.ResNet18 0.23.1 and the build copies it next to the application", path);
         using var options = new SessionOptions { IntraOpNumThreads = intraOpThreads, GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL };
         _preprocess = new InferenceSession(preprocessPath, options);
         _model = new InferenceSession(modelPath, options);
         _preprocessInput = _preprocess.InputMetadata.Keys.Single();
         _modelInput = _model.InputMetadata.Keys.Single();
+    }
+
+    static string[] DefaultModelFolders()
+    {
+        var folders = new List<string>();
+        var assemblyDir = Path.GetDirectoryName(typeof(ResNet18Embedder).Assembly.Location);
+        if (!string.IsNullOrEmpty(assemblyDir)) folders.Add(assemblyDir);
+        folders.Add(AppContext.BaseDirectory);
+        var packages = Environment.GetEnvironmentVariable("NUGET_PACKAGES")
+            ?? Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".nuget", "packages");
+        folders.Add(Path.Combine(packages, "microsoft.ml.dnnimagefeaturizer.resnet18", "0.23.1", "tools"));
+        return folders.Distinct().ToArray();
     }
 
     public float[] Embed(SKBitmap image)
