@@ -102,3 +102,38 @@ public class MetricsCliTests
         Assert.NotEqual(0, RetriBooru.Cli.CliApp.Run(["metrics", "bench", "--clip", "huge"], new Spectre.Console.Testing.TestConsole()));
     }
 }
+
+public class MetricsProbeSamplesTests
+{
+    [Fact]
+    public void Probe_samples_load_from_files_infer_the_schema_and_skip_bad_files_with_reasons()
+    {
+        using var dir = new TempDir();
+        var rng = new Random(8);
+        var entries = new List<RetriBooru.Metrics.Vqa.LabelledImage>();
+        for (int i = 0; i < 4; i++)
+        {
+            var scene = MetricsShapeWorld.RandomScene(MetricsShapeWorld.RandomCharacter(rng), rng) with { Pose = i % 2 == 0 ? "left" : "right" };
+            using var drawn = MetricsShapeWorld.Draw(scene, 48);
+            var path = dir.File($"{i}.png");
+            File.WriteAllBytes(path, RetriBooru.Imaging.ImageTensor.EncodePng(drawn.Image));
+            entries.Add(new(path, new Dictionary<string, string> { ["pose"] = scene.Pose, ["style"] = "flat" }));
+        }
+        var schema = RetriBooru.Metrics.Vqa.ProbeSamples.InferSchema(entries.Select(e => e.Attributes));
+        // "style" has one value only, so it is not an attribute worth a head.
+        Assert.Equal(["pose"], schema.Attributes.Select(a => a.Name));
+        Assert.Equal(["left", "right"], schema["pose"].Values);
+
+        File.WriteAllText(dir.File("broken.png"), "not a png");
+        entries.Add(new(dir.File("broken.png"), new Dictionary<string, string> { ["pose"] = "left" }));
+        entries.Add(new(dir.File("missing.png"), new Dictionary<string, string> { ["pose"] = "left" }));
+        entries.Add(new(dir.File("0.png"), new Dictionary<string, string> { ["pose"] = "upside-down" }));
+        using var loaded = RetriBooru.Metrics.Vqa.ProbeSamples.Load(entries, schema, size: 32);
+        Assert.Equal(4, loaded.Samples.Count);
+        Assert.All(loaded.Samples, s => Assert.Equal(32, s.Image.Width));
+        Assert.Equal(3, loaded.Skipped.Count);
+        Assert.Contains(loaded.Skipped, s => s.Path.EndsWith("broken.png") && s.Reason == "not a decodable image");
+        Assert.Contains(loaded.Skipped, s => s.Path.EndsWith("missing.png") && s.Reason == "file not found");
+        Assert.Contains(loaded.Skipped, s => s.Reason.Contains("upside-down"));
+    }
+}
