@@ -16,6 +16,9 @@ public interface IImageEmbedder : IDisposable
 
     /// <summary>Embeds one image (any size; the embedder applies its own preprocessing). Returns an L2-normalised vector.</summary>
     float[] Embed(SKBitmap image);
+
+    /// <summary>Embeds many images; embedders that gain from batching (the CLIP tower) override it.</summary>
+    float[][] EmbedBatch(IReadOnlyList<SKBitmap> images) => images.Select(Embed).ToArray();
 }
 
 /// <summary>Maps text to a unit-length feature vector.</summary>
@@ -31,12 +34,7 @@ public interface ITextEmbedder : IDisposable
 /// <summary>Batch helpers shared by every embedder.</summary>
 public static class EmbedderExtensions
 {
-    public static float[][] EmbedAll(this IImageEmbedder embedder, IReadOnlyList<SKBitmap> images)
-    {
-        var result = new float[images.Count][];
-        for (int i = 0; i < images.Count; i++) result[i] = embedder.Embed(images[i]);
-        return result;
-    }
+    public static float[][] EmbedAll(this IImageEmbedder embedder, IReadOnlyList<SKBitmap> images) => embedder.EmbedBatch(images);
 
     public static float[] Embed(this ITextEmbedder embedder, string text) => embedder.Embed([text])[0];
 }

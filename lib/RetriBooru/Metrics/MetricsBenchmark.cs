@@ -55,7 +55,7 @@ public static class MetricsBenchmark
                 var (vision, text) = ClipConfigs(options.Clip);
                 progress?.Report($"CLIP towers ({options.Clip})");
                 using var clipImage = new ClipImageEmbedder(new ClipVisionTower(vision));
-                figures.Add(Time($"image embedder: CLIP vision {options.Clip} (TorchSharp)", images.Count, "images", "random weights", () => { foreach (var i in images) clipImage.Embed(i); }, () => clipImage.Embed(images[0])));
+                figures.Add(Time($"image embedder: CLIP vision {options.Clip} (TorchSharp)", images.Count, "images", $"random weights, batches of {clipImage.BatchSize}", () => clipImage.EmbedAll(images), () => clipImage.Embed(images[0])));
                 using var clipText = new ClipTextTower(text);
                 figures.Add(TimeClipText(clipText, answers.Length, options.Clip));
             }

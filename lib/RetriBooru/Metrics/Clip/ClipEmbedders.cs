@@ -18,16 +18,30 @@ public sealed class ClipImageEmbedder(ClipVisionTower tower, string name = "clip
     public string Name => name;
     public int Dimension => tower.Config.ProjectionDim;
 
-    public float[] Embed(SKBitmap image)
+    /// <summary>Images per forward pass in <see cref="EmbedBatch"/> (a batch of 8 ran about twice as fast per image as one at a time on CPU).</summary>
+    public int BatchSize { get; init; } = 8;
+
+    public float[] Embed(SKBitmap image) => EmbedBatch([image])[0];
+
+    public float[][] EmbedBatch(IReadOnlyList<SKBitmap> images)
     {
-        using var scope = NewDisposeScope();
-        using var noGrad = no_grad();
-        int size = tower.Config.ImageSize;
-        using var cropped = ResizeShortSideAndCenterCrop(image, size);
+        var result = new List<float[]>(images.Count);
+        for (int start = 0; start < images.Count; start += BatchSize)
+        {
+            using var scope = NewDisposeScope();
+            using var noGrad = no_grad();
+            var batch = images.Skip(start).Take(BatchSize).Select(Preprocess).ToList();
+            var embeddings = tower.forward(stack(batch));
+            for (int i = 0; i < batch.Count; i++) result.Add(VectorMath.Normalize(embeddings[i].data<float>().ToArray()));
+        }
+        return result.ToArray();
+    }
+
+    Tensor Preprocess(SKBitmap image)
+    {
+        using var cropped = ResizeShortSideAndCenterCrop(image, tower.Config.ImageSize);
         var pixels = (ImageTensor.FromBitmap(cropped) + 1) / 2; // [3,S,S] in [0,1]
-        var normalised = (pixels - tensor(Mean).view(3, 1, 1)) / tensor(Std).view(3, 1, 1);
-        var embedding = tower.forward(normalised.unsqueeze(0))[0];
-        return VectorMath.Normalize(embedding.data<float>().ToArray());
+        return (pixels - tensor(Mean).view(3, 1, 1)) / tensor(Std).view(3, 1, 1);
     }
 
     public static SKBitmap ResizeShortSideAndCenterCrop(SKBitmap image, int size)
