@@ -161,5 +161,15 @@ public class MetricsClipTests
         var v = text.Embed(["red hair", "red hair", "hair"]);
         Assert.Equal(1.0, VectorMath.Dot(v[0], v[1]), 5);
         Assert.True(VectorMath.Dot(v[0], v[2]) < 0.999);
+
+        // CLIP-T: image and text towers of one checkpoint share the 16-d projection space.
+        var dict = RandomClipStateDict(6);
+        using var image = new ClipImageEmbedder(ClipVisionTower.FromStateDict(Vision, dict));
+        using var drawn = MetricsShapeWorld.Draw(MetricsShapeWorld.RandomScene(new("red", "white", true), new Random(1)), 64);
+        double clipT = PromptConsistency.ClipT(image, text, drawn.Image, "red hair");
+        Assert.Equal(VectorMath.Dot(image.Embed(drawn.Image), text.Embed("red hair")), clipT, 6);
+        Assert.InRange(clipT, -1, 1);
+        using var minilm = new MiniLmTextEmbedder();
+        Assert.Contains("one space", Assert.Throws<ArgumentException>(() => PromptConsistency.ClipT(image, minilm, drawn.Image, "red hair")).Message);
     }
 }
