@@ -165,6 +165,46 @@ public class MetricsScoreTests(MetricsProbeFixture fixture, ITestOutputHelper ou
         Assert.Throws<ArgumentException>(() => Bootstrap.MeanInterval("empty", []));
     }
 
+    [Fact]
+    public void Evaluation_scorer_turns_a_reference_set_and_its_samples_into_result_rows()
+    {
+        var rng = new Random(41);
+        var refScenes = Enumerable.Range(0, 2).Select(_ => MetricsShapeWorld.Draw(MetricsShapeWorld.RandomScene(Target, rng))).ToList();
+        var references = refScenes.Select(r => new ScoringReference(ImageOps.Crop(r.Image, r.FaceBox), "face", ImageOps.Crop(r.Mask, r.FaceBox)))
+            .Concat(refScenes.Select(r => new ScoringReference(ImageOps.Crop(r.Image, r.BodyBox), "clothes", ImageOps.Crop(r.Mask, r.BodyBox)))).ToList();
+        var set = new ScoringReferenceSet("ref-0", references, "a girl with red hair", ["red_hair", "1girl"], LeakageBaseline: 0.3);
+        var scorer = new EvaluationScorer(fixture.Embedder, fixture.Probe, new ExactMatchAnswerDistance(), identityBaseline: 0.9, probe: fixture.Probe);
+
+        List<ResultRow> ScoreCharacter(MetricsShapeWorld.Character character, string model)
+        {
+            var drawn = Enumerable.Range(0, 3).Select(_ => MetricsShapeWorld.Draw(MetricsShapeWorld.RandomScene(character, rng))).ToList();
+            var samples = drawn.Select((d, k) => new ScoringSample(d.Image, k, 100 + k, $"{model}/{k}.png", d.FaceBox, d.BodyBox, d.Mask)).ToList();
+            var rows = scorer.Score(model, "unseen", set, samples).ToList();
+            drawn.ForEach(d => d.Dispose());
+            return rows;
+        }
+
+        var same = ScoreCharacter(Target, "same");
+        var other = ScoreCharacter(new("blue", "black", false), "other");
+        Assert.Equal(4, same.Count);
+        Assert.Equal([0, 1, 2, null], same.Select(r => r.SampleIndex));
+        foreach (var row in same.Take(3))
+            Assert.Equal(["identity", "identity_clothing", "identity_face", "leakage", "prompt_consistency"], row.Scores.Keys.OrderBy(k => k, StringComparer.Ordinal));
+        Assert.Equal(["swd"], same[3].Scores.Keys);
+        Assert.Equal(100L, same[0].Seed);
+        double Mean(List<ResultRow> rows, string key) => rows.Where(r => r.Scores.ContainsKey(key)).Average(r => r.Scores[key]);
+        output.WriteLine($"identity same {Mean(same, "identity"):F3} other {Mean(other, "identity"):F3}; prompt same {Mean(same, "prompt_consistency"):F2} other {Mean(other, "prompt_consistency"):F2}");
+        Assert.True(Mean(same, "identity") > Mean(other, "identity") + 0.05);
+        Assert.Equal(1.0, Mean(same, "prompt_consistency"));
+        Assert.Equal(0.0, Mean(other, "prompt_consistency"));
+
+        var table = new ResultsTable();
+        foreach (var row in same.Concat(other)) table.Add(row);
+        Assert.Equal(2, table.Summaries().Count);
+        foreach (var r in references) { r.Image.Dispose(); r.FigureMask!.Dispose(); }
+        refScenes.ForEach(d => d.Dispose());
+    }
+
     sealed class DisposableViews(IdentityViews views) : IDisposable
     {
         public IdentityViews Views { get; } = views;
