@@ -51,6 +51,27 @@ public class MetricsProbeTests(MetricsProbeFixture fixture, ITestOutputHelper ou
     }
 
     [Fact]
+    public void Probe_training_is_reproducible_for_a_seed()
+    {
+        var rng = new Random(12);
+        var samples = Enumerable.Range(0, 24).Select(i =>
+        {
+            var scene = MetricsShapeWorld.RandomScene(MetricsShapeWorld.RandomCharacter(rng), rng);
+            using var drawn = MetricsShapeWorld.Draw(scene, 32);
+            return new ProbeSample(drawn.Image.Copy(), scene.Attributes);
+        }).ToList();
+        var options = new AttributeProbeOptions { Epochs = 2, ImageSize = 32, Seed = 3 };
+        var (a, reportA) = AttributeProbe.Train(MetricsProbeFixture.Schema, samples, options);
+        var (b, reportB) = AttributeProbe.Train(MetricsProbeFixture.Schema, samples, options);
+        var (c, reportC) = AttributeProbe.Train(MetricsProbeFixture.Schema, samples, options with { Seed = 4 });
+        Assert.Equal(reportA.FinalTrainLoss, reportB.FinalTrainLoss);
+        Assert.Equal(reportA.HeldOutAccuracy, reportB.HeldOutAccuracy);
+        Assert.NotEqual(reportA.FinalTrainLoss, reportC.FinalTrainLoss);
+        foreach (var p in new[] { a, b, c }) p.Dispose();
+        samples.ForEach(s => s.Image.Dispose());
+    }
+
+    [Fact]
     public void Probe_rejects_a_sample_whose_value_is_outside_the_vocabulary_naming_it()
     {
         var rng = new Random(1);

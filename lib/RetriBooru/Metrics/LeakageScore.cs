@@ -49,7 +49,8 @@ public sealed class LeakageScorer(IImageEmbedder embedder)
     /// <summary>8x8 thumbnail by area averaging, each channel centred, then scaled to unit length (so a dot product is a Pearson correlation).</summary>
     static float[] Layout(SKBitmap image)
     {
-        var bytes = image.Copy(SKColorType.Rgba8888).Bytes;
+        using var rgba = image.Copy(SKColorType.Rgba8888);
+        var bytes = rgba.Bytes;
         int w = image.Width, h = image.Height;
         var sums = new double[3 * LayoutSize * LayoutSize];
         var counts = new int[LayoutSize * LayoutSize];

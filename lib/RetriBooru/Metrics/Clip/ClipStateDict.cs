@@ -24,6 +24,7 @@ public static class ClipStateDict
         using var noGrad = no_grad();
         foreach (var (name, parameter) in parameters)
         {
+            using var scope = NewDisposeScope();
             var value = source[name];
             if (!value.shape.SequenceEqual(parameter.shape))
                 throw new InvalidDataException($"{sourceName}: '{name}' has shape [{string.Join(", ", value.shape)}], the config expects [{string.Join(", ", parameter.shape)}]");

@@ -237,8 +237,9 @@ public sealed class AttributeProbe : IVqaProvider, IDisposable
                 var weight = ((Module)module).get_parameter("weight")!;
                 long fanIn = weight.shape.Skip(1).Aggregate(1L, (x, y) => x * y);
                 double bound = 1 / Math.Sqrt(fanIn);
-                init.uniform_(weight, -bound, bound, generator);
-                if (((Module)module).get_parameter("bias") is Tensor bias) init.uniform_(bias, -bound, bound, generator);
+                // Tensor.uniform_ honours the generator (nn.init.uniform_ in TorchSharp 0.107 ignores it).
+                weight.uniform_(-bound, bound, generator);
+                if (((Module)module).get_parameter("bias") is Tensor bias) bias.uniform_(-bound, bound, generator);
             }
         }
 
