@@ -20,6 +20,8 @@ public class MetricsOllamaTests
         readonly Task _loop;
         public ConcurrentQueue<JsonNode> Requests { get; } = new();
         public Uri BaseUrl { get; }
+        /// <summary>The path the fake serves; any other path gets 404.</summary>
+        public string ApiPath { get; init; } = "/api/generate";
 
         public FakeOllamaServer(params (int Status, string Body, int DelayMs)[] script)
         {
@@ -46,9 +48,9 @@ public class MetricsOllamaTests
                     {
                         using var reader = new StreamReader(context.Request.InputStream);
                         var body = await reader.ReadToEndAsync();
-                        if (context.Request.Url!.AbsolutePath == "/api/generate" && context.Request.HttpMethod == "POST") Requests.Enqueue(JsonNode.Parse(body)!);
+                        if (context.Request.Url!.AbsolutePath == ApiPath && context.Request.HttpMethod == "POST") Requests.Enqueue(JsonNode.Parse(body)!);
                         await Task.Delay(step.DelayMs);
-                        context.Response.StatusCode = context.Request.Url.AbsolutePath == "/api/generate" ? step.Status : 404;
+                        context.Response.StatusCode = context.Request.Url.AbsolutePath == ApiPath ? step.Status : 404;
                         context.Response.ContentType = "application/json";
                         var bytes = Encoding.UTF8.GetBytes(step.Body);
                         await context.Response.OutputStream.WriteAsync(bytes);
@@ -107,6 +109,15 @@ public class MetricsOllamaTests
         Assert.Equal((8, 8), (decoded.Width, decoded.Height));
         Assert.Equal(new SKColor(200, 30, 30), decoded.GetPixel(3, 3));
         Assert.Equal(0.0, (double)request["options"]!["temperature"]!);
+    }
+
+    [Fact]
+    public void Ollama_keeps_a_base_path_without_a_trailing_slash()
+    {
+        // Ollama behind a reverse proxy at /ollama; the fake answers 404 for any other path, so a dropped segment fails.
+        using var server = new FakeOllamaServer((200, """{"response":"ok"}""", 0)) { ApiPath = "/ollama/api/generate" };
+        using var client = new OllamaVqaProvider(Options(new Uri(server.BaseUrl, "ollama")));
+        Assert.Equal("ok", client.Generate("q", "AAAA"));
     }
 
     [Fact]

@@ -46,6 +46,8 @@ public sealed class OllamaVqaProvider : IVqaProvider, IDisposable
     public OllamaVqaProvider(OllamaOptions? options = null, HttpMessageHandler? handler = null)
     {
         _options = options ?? new OllamaOptions();
+        // Relative resolution of "api/generate" drops the last path segment unless the base ends with '/'.
+        if (!_options.BaseUrl.AbsoluteUri.EndsWith('/')) _options = _options with { BaseUrl = new Uri(_options.BaseUrl.AbsoluteUri + "/") };
         if (string.IsNullOrWhiteSpace(_options.Model)) throw new ArgumentException("an Ollama model name is required");
         // Each attempt gets its own timeout (see SendOnce); the client-wide one is disabled.
         _http = new HttpClient(handler ?? new SocketsHttpHandler { ConnectTimeout = TimeSpan.FromSeconds(10) }) { Timeout = System.Threading.Timeout.InfiniteTimeSpan, BaseAddress = _options.BaseUrl };
