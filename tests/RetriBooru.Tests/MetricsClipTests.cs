@@ -125,6 +125,24 @@ public class MetricsClipTests
     }
 
     [Fact]
+    public void Clip_config_json_gives_the_tower_sizes()
+    {
+        using var dir = new TempDir();
+        File.WriteAllText(dir.File("config.json"), """
+            {"model_type": "clip", "projection_dim": 768,
+             "text_config": {"hidden_size": 768, "intermediate_size": 3072, "num_attention_heads": 12, "num_hidden_layers": 12, "eos_token_id": 2, "vocab_size": 49408},
+             "vision_config": {"hidden_size": 1024, "intermediate_size": 4096, "num_attention_heads": 16, "num_hidden_layers": 24, "patch_size": 14}}
+            """);
+        var (vision, text) = ClipConfigFile.Read(dir.File("config.json"));
+        Assert.Equal(ClipVisionConfig.VitL14, vision);
+        Assert.Equal(ClipTextConfig.Large, text);
+        File.WriteAllText(dir.File("bad.json"), """{"model_type": "clip", "vision_config": {"hidden_size": "big"}}""");
+        var error = Assert.Throws<InvalidDataException>(() => ClipConfigFile.Read(dir.File("bad.json")));
+        Assert.Contains("bad.json", error.Message);
+        Assert.Contains("hidden_size", error.Message);
+    }
+
+    [Fact]
     public void Text_tower_pools_at_the_first_eos_and_ignores_tokens_after_it()
     {
         using var tower = ClipTextTower.FromStateDict(Text, RandomClipStateDict(4));
