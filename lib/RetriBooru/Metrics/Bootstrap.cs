@@ -1,0 +1,52 @@
+using RetriBooru.Runtime;
+
+namespace RetriBooru.Metrics;
+
+/// <summary>A score's mean over its units (samples or reference sets) with a bootstrap confidence interval.</summary>
+public sealed record ScoreSummary(string Name, double Mean, double Lower, double Upper, int Count, double Level, int Resamples, long Seed)
+{
+    public override string ToString() => $"{Name} = {Mean:F4} [{Lower:F4}, {Upper:F4}] (n={Count}, {Level:P0} CI)";
+}
+
+/// <summary>
+/// Percentile bootstrap for the mean: draw <c>resamples</c> samples of size n with replacement (from a
+/// <see cref="Seeding.Stream(long,string)"/> RNG, so the same seed gives the same interval), take each one's mean,
+/// and report the (1-level)/2 and (1+level)/2 quantiles (linear interpolation between order statistics).
+/// Non-finite values (a score undefined for a unit) are rejected up front rather than silently dropped.
+/// </summary>
+public static class Bootstrap
+{
+    public const int DefaultResamples = 1000;
+
+    public static ScoreSummary MeanInterval(string name, IReadOnlyList<double> values, long seed = 0, int resamples = DefaultResamples, double level = 0.95)
+    {
+        if (values.Count == 0) throw new ArgumentException($"score '{name}': no values to summarise");
+        if (resamples < 1) throw new ArgumentOutOfRangeException(nameof(resamples), "need at least one resample");
+        if (level is <= 0 or >= 1) throw new ArgumentOutOfRangeException(nameof(level), "level must be in (0, 1)");
+        for (int i = 0; i < values.Count; i++)
+            if (!double.IsFinite(values[i])) throw new ArgumentException($"score '{name}': value {i} is {values[i]}; drop undefined units before summarising");
+        double mean = values.Average();
+        if (values.Count == 1) return new ScoreSummary(name, mean, mean, mean, 1, level, resamples, seed);
+        var rng = Seeding.Stream(seed, "bootstrap/" + name);
+        var means = new double[resamples];
+        int n = values.Count;
+        for (int b = 0; b < resamples; b++)
+        {
+            double sum = 0;
+            for (int i = 0; i < n; i++) sum += values[rng.Next(n)];
+            means[b] = sum / n;
+        }
+        Array.Sort(means);
+        double alpha = (1 - level) / 2;
+        return new ScoreSummary(name, mean, Quantile(means, alpha), Quantile(means, 1 - alpha), n, level, resamples, seed);
+    }
+
+    /// <summary>Quantile of sorted data, linear interpolation (type 7).</summary>
+    public static double Quantile(IReadOnlyList<double> sorted, double q)
+    {
+        if (sorted.Count == 0) throw new ArgumentException("no data");
+        double position = q * (sorted.Count - 1);
+        int lo = (int)Math.Floor(position), hi = Math.Min(lo + 1, sorted.Count - 1);
+        return sorted[lo] + (position - lo) * (sorted[hi] - sorted[lo]);
+    }
+}

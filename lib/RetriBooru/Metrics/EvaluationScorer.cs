@@ -1,0 +1,90 @@
+using RetriBooru.Metrics.Vqa;
+using SkiaSharp;
+
+namespace RetriBooru.Metrics;
+
+/// <summary>A retrieved reference: its image (already the crop the concept names), concept word and optional figure mask.</summary>
+public sealed record ScoringReference(SKBitmap Image, string Concept, SKBitmap? FigureMask = null)
+{
+    public bool IsFace => Concept.Equals("face", StringComparison.OrdinalIgnoreCase);
+    public bool IsClothing => Concept.Equals("clothes", StringComparison.OrdinalIgnoreCase) || Concept.Equals("clothing", StringComparison.OrdinalIgnoreCase);
+}
+
+/// <summary>
+/// One generated sample. Face and clothing boxes / figure mask are optional: without a box the whole image is the
+/// view compared with that concept's references; without a mask nothing is greyed out.
+/// </summary>
+public sealed record ScoringSample(SKBitmap Image, int SampleIndex, long Seed, string? ImagePath = null, SKRectI? FaceBox = null, SKRectI? ClothingBox = null, SKBitmap? FigureMask = null);
+
+/// <summary>One reference set to score: its references, the prompt (text and tags) and the character's leakage baseline.</summary>
+public sealed record ScoringReferenceSet(string Id, IReadOnlyList<ScoringReference> References, string Prompt, IReadOnlyList<string> PromptTags, double? LeakageBaseline = null);
+
+/// <summary>
+/// Scores the samples of one reference set into <see cref="ResultRow"/>s for <see cref="ResultsTable"/>:
+/// per sample identity_face, identity_clothing, identity (their mean), prompt_consistency (probe, when the prompt names a
+/// probe attribute), clip_t (when CLIP towers are given), leakage (when the set has a leakage baseline); per set swd.
+/// Scores that do not apply are left out of the row (and so out of the summary).
+/// </summary>
+public sealed class EvaluationScorer(
+    IImageEmbedder identityEmbedder,
+    IVqaProvider vqa,
+    IAnswerDistance answerDistance,
+    double identityBaseline,
+    AttributeProbe? probe = null,
+    IImageEmbedder? clipImage = null,
+    ITextEmbedder? clipText = null,
+    IImageEmbedder? leakageEmbedder = null)
+{
+    readonly SwdEvaluator _swd = new(vqa, answerDistance, identityBaseline);
+    readonly LeakageScorer _leakage = new(leakageEmbedder ?? identityEmbedder);
+
+    public IReadOnlyList<ResultRow> Score(string model, string split, ScoringReferenceSet set, IReadOnlyList<ScoringSample> samples, CancellationToken cancellationToken = default)
+    {
+        if (samples.Count == 0) throw new ArgumentException($"reference set '{set.Id}': no samples to score");
+        var faceRefs = set.References.Where(r => r.IsFace).Select(Masked).ToList();
+        var clothingRefs = set.References.Where(r => r.IsClothing).Select(Masked).ToList();
+        var rows = new List<ResultRow>();
+        var identities = new List<double>();
+        try
+        {
+            foreach (var sample in samples)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                var scores = new Dictionary<string, double>();
+                using var faceView = faceRefs.Count > 0 ? View(sample, sample.FaceBox) : null;
+                using var clothingView = clothingRefs.Count > 0 ? View(sample, sample.ClothingBox) : null;
+                if (faceView is null && clothingView is null) throw new ArgumentException($"reference set '{set.Id}' has no face or clothes reference to compare identity with");
+                var identity = IdentitySimilarity.Score(identityEmbedder, new IdentityViews(faceView, clothingView), faceRefs, clothingRefs);
+                if (identity.Face is double f) scores["identity_face"] = f;
+                if (identity.Clothing is double c) scores["identity_clothing"] = c;
+                scores["identity"] = identity.Combined;
+                identities.Add(identity.Combined);
+                if (probe is not null && PromptConsistency.FromProbe(probe, sample.Image, set.PromptTags).Score is double p) scores["prompt_consistency"] = p;
+                if (clipImage is not null && clipText is not null) scores["clip_t"] = PromptConsistency.ClipT(clipImage, clipText, sample.Image, set.Prompt);
+                if (set.LeakageBaseline is double beta)
+                    scores["leakage"] = _leakage.Score(new MaskedImage(sample.Image, sample.FigureMask), set.References.Select(r => new MaskedImage(r.Image, r.FigureMask)).ToList(), beta).Score;
+                rows.Add(new ResultRow(model, split, set.Id, sample.SampleIndex, sample.Seed, sample.ImagePath, scores));
+            }
+            if (samples.Count >= 2)
+            {
+                var swd = _swd.Evaluate(samples.Select(s => s.Image).ToList(), identities, set.References.Select(r => r.Image).ToList(), cancellationToken);
+                rows.Add(new ResultRow(model, split, set.Id, null, null, null, new Dictionary<string, double> { ["swd"] = swd.Value }));
+            }
+        }
+        finally
+        {
+            foreach (var r in faceRefs.Concat(clothingRefs)) r.Dispose();
+        }
+        return rows;
+    }
+
+    /// <summary>A reference with its background greyed when its mask is known (a copy the caller disposes).</summary>
+    static SKBitmap Masked(ScoringReference reference) =>
+        reference.FigureMask is null ? reference.Image.Copy() : ImageOps.FillMasked(reference.Image, reference.FigureMask, LeakageScorer.NeutralFill, outside: true);
+
+    static SKBitmap View(ScoringSample sample, SKRectI? box)
+    {
+        using var source = sample.FigureMask is null ? sample.Image.Copy() : ImageOps.FillMasked(sample.Image, sample.FigureMask, LeakageScorer.NeutralFill, outside: true);
+        return box is SKRectI b ? ImageOps.Crop(source, b) : source.Copy();
+    }
+}
