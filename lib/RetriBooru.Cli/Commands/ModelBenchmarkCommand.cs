@@ -44,6 +44,10 @@ public sealed class ModelBenchmarkCommand(IAnsiConsole console) : Command<ModelB
         [DefaultValue(1)]
         public int Threads { get; init; } = 1;
 
+        [CommandOption("--save-samples <DIR>")]
+        [Description("Also write the sampled images (prompt: red background, blue square) as PNGs.")]
+        public string? SaveSamples { get; init; }
+
         [CommandOption("--seed <N>")]
         [DefaultValue(0L)]
         public long Seed { get; init; }
@@ -92,6 +96,15 @@ public sealed class ModelBenchmarkCommand(IAnsiConsole console) : Command<ModelB
             var sampleClock = Stopwatch.StartNew();
             using var images = TextToImage.Generate(model, Enumerable.Repeat("red_background, blue_square", settings.SampleCount).ToList(),
                 new SamplingOptions { Steps = settings.SampleSteps, GuidanceScale = 3.0, Seed = settings.Seed });
+            if (settings.SaveSamples is not null)
+            {
+                Directory.CreateDirectory(settings.SaveSamples);
+                for (int i = 0; i < settings.SampleCount; i++)
+                {
+                    using var image = images[i];
+                    Imaging.ImageTensor.SavePng(image, Path.Combine(settings.SaveSamples, $"bench-sample-{i:D2}.png"));
+                }
+            }
             console.MarkupLine($"[bold]sampling[/]: {settings.SampleCount} images, {settings.SampleSteps} DDIM steps with guidance (batch {2 * settings.SampleCount}): {sampleClock.Elapsed.TotalSeconds:F2} s");
         }
         finally
