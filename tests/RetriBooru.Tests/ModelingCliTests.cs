@@ -40,11 +40,12 @@ public class ModelingCliTests
         Assert.True(code == 0, tuned.Output);
         Assert.Contains("step 1/1", tuned.Output);
 
-        // v-prediction is a schedule setting, saved with the model.
-        var vpred = new TestConsole().Width(200);
-        code = CliApp.Run(["train-base", "--data", data, "--prediction", "v_prediction", "--steps", "1", "--batch", "2", "--out", Path.Combine(dir.Path, "vpred")], vpred);
-        Assert.True(code == 0, vpred.Output);
-        Assert.Contains("v_prediction", File.ReadAllText(Path.Combine(dir.Path, "vpred", "model", "scheduler", "scheduler_config.json")));
+        // The prediction type is a schedule setting, saved with the model.
+        Assert.Contains("v_prediction", File.ReadAllText(Path.Combine(outDir, "model", "scheduler", "scheduler_config.json")));
+        var epsilon = new TestConsole().Width(200);
+        code = CliApp.Run(["train-base", "--data", data, "--prediction", "epsilon", "--steps", "1", "--batch", "2", "--out", Path.Combine(dir.Path, "epsilon")], epsilon);
+        Assert.True(code == 0, epsilon.Output);
+        Assert.Contains("\"epsilon\"", File.ReadAllText(Path.Combine(dir.Path, "epsilon", "model", "scheduler", "scheduler_config.json")));
 
         var samples = Path.Combine(dir.Path, "samples");
         var sampleConsole = new TestConsole().Width(200);
