@@ -127,6 +127,23 @@ public class DiffusionScheduleTests
     }
 
     [Fact]
+    public void Clip_sample_keeps_x0_in_range_and_is_consistent_with_eps()
+    {
+        Torch.Load();
+        var clipped = new DdimSampler(new NoiseSchedule(new ScheduleConfig { ClipSample = true }));
+        var free = new DdimSampler(new NoiseSchedule(new ScheduleConfig()));
+        var x = full([1, 4], 0.5f);
+        var wild = full([1, 4], -40f); // implies x0 far above 1
+        double aPrev = clipped.Schedule.AlphasCumprod[480];
+        var next = clipped.Step(wild, 500, 480, x, 0, null);
+        // With x0 clamped to 1 and eps re-derived from it, the step lands exactly on the noised x0 = 1 trajectory.
+        double a = clipped.Schedule.AlphasCumprod[500];
+        double eps = (0.5 - Math.Sqrt(a)) / Math.Sqrt(1 - a);
+        Assert.Equal(Math.Sqrt(aPrev) + Math.Sqrt(1 - aPrev) * eps, next[0, 0].item<float>(), 4);
+        Assert.True(free.Step(wild, 500, 480, x, 0, null)[0, 0].item<float>() > 2); // unclipped: x0 ~ 66 drags the sample off the data range
+    }
+
+    [Fact]
     public void Classifier_free_guidance_batches_uncond_then_cond_and_extrapolates()
     {
         Torch.Load();

@@ -20,6 +20,7 @@ public class DiffusionTrainerTests
         Torch.Load();
         var root = Path.Combine(dir.Path, "data");
         Directory.CreateDirectory(Path.Combine(root, DatasetLayout.ImagesFolder));
+        Directory.CreateDirectory(Path.Combine(root, DatasetLayout.MasksFolder));
         var records = new List<string>();
         using var generator = new TorchSharp.torch.Generator(0).manual_seed(5);
         for (int i = 0; i < count; i++)
@@ -30,7 +31,10 @@ public class DiffusionTrainerTests
             image[.., (size / 4)..(3 * size / 4), (size / 4)..(3 * size / 4)] = -colour.expand(3, size / 2, size / 2);
             var id = $"{i:D4}";
             ImageTensor.SavePng(image, Path.Combine(root, "images", id + ".png"));
-            records.Add(JsonSerializer.Serialize(new ImageRecord { Id = id, Image = $"images/{id}.png", Character = "c" + (i % 2), Prompts = Tags[i % Tags.Length], Width = size, Height = size }, WorkbenchJson.Lines));
+            var mask = full([3, size, size], -1f);
+            mask[.., (size / 4)..(3 * size / 4), (size / 4)..(3 * size / 4)] = 1f;
+            ImageTensor.SavePng(mask, Path.Combine(root, DatasetLayout.MasksFolder, id + ".png"));
+            records.Add(JsonSerializer.Serialize(new ImageRecord { Id = id, Image = $"images/{id}.png", Mask = $"masks/{id}.png", Character = "c" + (i % 2), Prompts = Tags[i % Tags.Length], Width = size, Height = size }, WorkbenchJson.Lines));
         }
         if (broken)
         {
@@ -110,6 +114,15 @@ public class DiffusionTrainerTests
         var example = source.Get(1);
         Assert.Equal(new long[] { 3, 32, 32 }, example.Image.shape);
         Assert.Equal(Tags[1], example.Prompt);
+        Assert.NotNull(example.Mask);
+        Assert.Equal(new long[] { 1, 32, 32 }, example.Mask!.shape);
+        Assert.Equal(0.25, example.Mask.mean().item<float>(), 2);
+
+        // Lazy mode (large images) checks headers up front and decodes on demand, with the same pixels.
+        var lazy = new DatasetFolderSource(data, 32, preload: false);
+        Assert.False(lazy.Preloaded);
+        Assert.Single(lazy.Skipped);
+        Assert.True(lazy.Get(1).Image.Equals(example.Image));
     }
 
     [Fact]

@@ -40,6 +40,13 @@ public class ModelingCliTests
         Assert.True(code == 0, tuned.Output);
         Assert.Contains("step 1/1", tuned.Output);
 
+        // The prediction type is a schedule setting, saved with the model.
+        Assert.Contains("v_prediction", File.ReadAllText(Path.Combine(outDir, "model", "scheduler", "scheduler_config.json")));
+        var epsilon = new TestConsole().Width(200);
+        code = CliApp.Run(["train-base", "--data", data, "--prediction", "epsilon", "--steps", "1", "--batch", "2", "--out", Path.Combine(dir.Path, "epsilon")], epsilon);
+        Assert.True(code == 0, epsilon.Output);
+        Assert.Contains("\"epsilon\"", File.ReadAllText(Path.Combine(dir.Path, "epsilon", "model", "scheduler", "scheduler_config.json")));
+
         var samples = Path.Combine(dir.Path, "samples");
         var sampleConsole = new TestConsole().Width(200);
         code = CliApp.Run(["sample-base", "--model", Path.Combine(outDir, "model"), "--prompt", "1girl, red_hair", "--count", "2", "--steps", "3", "--out", samples], sampleConsole);

@@ -82,6 +82,25 @@ public class ModelingTests
     }
 
     [Fact]
+    public void Seeded_init_depends_only_on_the_seed_and_follows_default_distributions()
+    {
+        Torch.Load();
+        using var a = new UNet2DConditionModel(SmallUnet);
+        using var b = new UNet2DConditionModel(SmallUnet);
+        SeededInit.Apply(a, 7);
+        manual_seed(123); // global RNG state must not matter
+        SeededInit.Apply(b, 7);
+        foreach (var ((name, pa), (_, pb)) in a.named_parameters().Zip(b.named_parameters()))
+            Assert.True(pa.Equals(pb), name);
+        var w = a.state_dict()["down_blocks.0.resnets.0.conv1.weight"]; // fan_in 8 * 3 * 3 = 72
+        Assert.InRange(w.abs().max().item<float>(), 0.05, 1 / Math.Sqrt(72) + 1e-6);
+        Assert.True(a.state_dict()["conv_norm_out.weight"].eq(1).all().item<bool>());
+        using var c = new UNet2DConditionModel(SmallUnet);
+        SeededInit.Apply(c, 8);
+        Assert.False(a.state_dict()["conv_in.weight"].Equals(c.state_dict()["conv_in.weight"]));
+    }
+
+    [Fact]
     public void Controlnet_residuals_and_encode_decode_split_match_the_full_pass()
     {
         Torch.Load();

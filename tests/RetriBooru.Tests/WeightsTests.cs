@@ -215,4 +215,70 @@ public class WeightsTests
         var after = Outputs(reloaded);
         for (int i = 0; i < before.Length; i++) Assert.True(before[i].Equals(after[i]), $"output {i} differs");
     }
+
+    [Fact]
+    public void Ldm_key_map_gives_the_sd15_checkpoint_names()
+    {
+        Torch.Load();
+        var config = ModelConfigs.Sd15;
+        (string Component, string Diffusers, string Ldm)[] known =
+        [
+            ("unet", "conv_in.weight", "model.diffusion_model.input_blocks.0.0.weight"),
+            ("unet", "time_embedding.linear_2.bias", "model.diffusion_model.time_embed.2.bias"),
+            ("unet", "down_blocks.0.resnets.1.norm1.weight", "model.diffusion_model.input_blocks.2.0.in_layers.0.weight"),
+            ("unet", "down_blocks.1.downsamplers.0.conv.weight", "model.diffusion_model.input_blocks.6.0.op.weight"),
+            ("unet", "down_blocks.2.attentions.1.transformer_blocks.0.attn2.to_v.weight", "model.diffusion_model.input_blocks.8.1.transformer_blocks.0.attn2.to_v.weight"),
+            ("unet", "down_blocks.3.resnets.1.conv2.weight", "model.diffusion_model.input_blocks.11.0.out_layers.3.weight"),
+            ("unet", "mid_block.resnets.1.time_emb_proj.weight", "model.diffusion_model.middle_block.2.emb_layers.1.weight"),
+            ("unet", "mid_block.attentions.0.proj_in.weight", "model.diffusion_model.middle_block.1.proj_in.weight"),
+            ("unet", "up_blocks.0.resnets.2.conv_shortcut.weight", "model.diffusion_model.output_blocks.2.0.skip_connection.weight"),
+            ("unet", "up_blocks.0.upsamplers.0.conv.weight", "model.diffusion_model.output_blocks.2.1.conv.weight"),
+            ("unet", "up_blocks.1.upsamplers.0.conv.weight", "model.diffusion_model.output_blocks.5.2.conv.weight"),
+            ("unet", "up_blocks.3.attentions.2.proj_out.weight", "model.diffusion_model.output_blocks.11.1.proj_out.weight"),
+            ("unet", "conv_norm_out.bias", "model.diffusion_model.out.0.bias"),
+            ("vae", "encoder.down_blocks.3.resnets.1.norm2.weight", "first_stage_model.encoder.down.3.block.1.norm2.weight"),
+            ("vae", "encoder.down_blocks.1.resnets.0.conv_shortcut.weight", "first_stage_model.encoder.down.1.block.0.nin_shortcut.weight"),
+            ("vae", "decoder.up_blocks.0.resnets.0.conv1.weight", "first_stage_model.decoder.up.3.block.0.conv1.weight"),
+            ("vae", "decoder.up_blocks.2.upsamplers.0.conv.bias", "first_stage_model.decoder.up.1.upsample.conv.bias"),
+            ("vae", "decoder.mid_block.attentions.0.to_out.0.weight", "first_stage_model.decoder.mid.attn_1.proj_out.weight"),
+            ("vae", "encoder.mid_block.resnets.1.conv1.weight", "first_stage_model.encoder.mid.block_2.conv1.weight"),
+            ("text_encoder", "text_model.encoder.layers.3.mlp.fc2.bias", "cond_stage_model.transformer.text_model.encoder.layers.3.mlp.fc2.bias"),
+        ];
+        foreach (var (component, diffusers, ldm) in known)
+            Assert.Equal(ldm, LdmKeyMap.Map(component, diffusers, config).Key);
+
+        // Every key of every component maps, and no two keys collide.
+        using var unet = new UNet2DConditionModel(config.Unet, META);
+        using var vae = new AutoencoderKL(config.Vae!, META);
+        foreach (var (component, module) in new (string, TorchSharp.torch.nn.Module)[] { ("unet", unet), ("vae", vae) })
+        {
+            var keys = module.state_dict().Keys.ToList();
+            Assert.Equal(keys.Count, keys.Select(k => LdmKeyMap.Map(component, k, config).Key).Distinct().Count());
+        }
+    }
+
+    [Fact]
+    public void Single_file_loading_ignores_other_prefixes_and_reports_unknown_component_keys()
+    {
+        using var dir = new TempDir();
+        using var model = SmallModel(5);
+        var path = dir.File("model.safetensors");
+        ModelStore.SaveSingleFile(model, path);
+        Dictionary<string, string> metadata;
+        using (var file = SafeTensorsFile.Open(path)) metadata = file.Metadata.ToDictionary(kv => kv.Key, kv => kv.Value);
+        var tensors = SafeTensors.Load(path);
+        tensors["model_ema.decay"] = tensor(0.9999f);
+        tensors["alphas_cumprod"] = ones(1000);
+        var withExtras = dir.File("extras.safetensors");
+        SafeTensors.Save(withExtras, tensors, metadata);
+        using (ModelStore.LoadSingleFile(withExtras)) { }
+
+        tensors["model.diffusion_model.input_blocks.99.0.weight"] = zeros(2);
+        tensors.Remove("first_stage_model.quant_conv.bias");
+        var broken = dir.File("broken.safetensors");
+        SafeTensors.Save(broken, tensors, metadata);
+        var error = Assert.Throws<WeightLoadException>(() => ModelStore.LoadSingleFile(broken));
+        Assert.Contains("input_blocks.99.0.weight", error.Message);
+        Assert.Contains(broken, error.Message);
+    }
 }

@@ -44,6 +44,18 @@ public sealed class ModelBenchmarkCommand(IAnsiConsole console) : Command<ModelB
         [DefaultValue(1)]
         public int Threads { get; init; } = 1;
 
+        [CommandOption("--save-samples <DIR>")]
+        [Description("Also write the sampled images (prompt: red background, blue square) as PNGs.")]
+        public string? SaveSamples { get; init; }
+
+        [CommandOption("--prediction <TYPE>")]
+        [Description("epsilon or v_prediction (default: the config's).")]
+        public string? Prediction { get; init; }
+
+        [CommandOption("--keep <DIR>")]
+        [Description("Keep the training output (loss.jsonl, checkpoint/, model/) in DIR instead of a deleted temp folder.")]
+        public string? Keep { get; init; }
+
         [CommandOption("--seed <N>")]
         [DefaultValue(0L)]
         public long Seed { get; init; }
@@ -58,7 +70,8 @@ public sealed class ModelBenchmarkCommand(IAnsiConsole console) : Command<ModelB
     public override int Execute(CommandContext context, Settings settings, CancellationToken cancellationToken)
     {
         TorchRuntime.SetDeterministic(true, settings.Threads);
-        var config = ModelConfigs.Get(settings.Config);
+        var named = ModelConfigs.Get(settings.Config);
+        var config = settings.Prediction is null ? named : named with { Schedule = named.Schedule with { PredictionType = settings.Prediction } };
         var data = InMemoryImagePromptDataset.Synthetic(256, config.ImageSize, settings.Seed);
         using var model = BaseModelFactory.Create(config, data, settings.Seed);
         var task = new TextToImageTask(model, data);
@@ -79,7 +92,7 @@ public sealed class ModelBenchmarkCommand(IAnsiConsole console) : Command<ModelB
                 console.MarkupLine(line);
             }
         });
-        var outDir = Path.Combine(Path.GetTempPath(), "retribooru-bench-" + Guid.NewGuid().ToString("N"));
+        var outDir = settings.Keep ?? Path.Combine(Path.GetTempPath(), "retribooru-bench-" + Guid.NewGuid().ToString("N"));
         try
         {
             var options = new TrainerOptions { Steps = settings.Steps, BatchSize = settings.Batch, LearningRate = 1e-3, WarmupSteps = 100, Seed = settings.Seed };
@@ -92,11 +105,20 @@ public sealed class ModelBenchmarkCommand(IAnsiConsole console) : Command<ModelB
             var sampleClock = Stopwatch.StartNew();
             using var images = TextToImage.Generate(model, Enumerable.Repeat("red_background, blue_square", settings.SampleCount).ToList(),
                 new SamplingOptions { Steps = settings.SampleSteps, GuidanceScale = 3.0, Seed = settings.Seed });
+            if (settings.SaveSamples is not null)
+            {
+                Directory.CreateDirectory(settings.SaveSamples);
+                for (int i = 0; i < settings.SampleCount; i++)
+                {
+                    using var image = images[i];
+                    Imaging.ImageTensor.SavePng(image, Path.Combine(settings.SaveSamples, $"bench-sample-{i:D2}.png"));
+                }
+            }
             console.MarkupLine($"[bold]sampling[/]: {settings.SampleCount} images, {settings.SampleSteps} DDIM steps with guidance (batch {2 * settings.SampleCount}): {sampleClock.Elapsed.TotalSeconds:F2} s");
         }
         finally
         {
-            if (Directory.Exists(outDir)) Directory.Delete(outDir, recursive: true);
+            if (settings.Keep is null && Directory.Exists(outDir)) Directory.Delete(outDir, recursive: true);
         }
         using var self = Process.GetCurrentProcess();
         console.MarkupLine($"[bold]memory[/]: RSS now {RssMiB():F0} MiB, peak {self.PeakWorkingSet64 / 1048576.0:F0} MiB");

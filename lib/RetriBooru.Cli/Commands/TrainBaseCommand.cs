@@ -53,6 +53,10 @@ public sealed class TrainBaseCommand(IAnsiConsole console) : Command<TrainBaseCo
         [DefaultValue(0.1)]
         public double PromptDropout { get; init; } = 0.1;
 
+        [CommandOption("--prediction <TYPE>")]
+        [Description("epsilon or v_prediction for fresh --config models (default: the config's; tiny uses v_prediction).")]
+        public string? Prediction { get; init; }
+
         [CommandOption("--seed <N>")]
         [DefaultValue(0L)]
         public long Seed { get; init; }
@@ -107,7 +111,9 @@ public sealed class TrainBaseCommand(IAnsiConsole console) : Command<TrainBaseCo
         using var pretrained = settings.Init is null ? null
             : File.Exists(settings.Init) ? ModelStore.LoadSingleFile(settings.Init, tokenizerDir: settings.Tokenizer, device: device)
             : ModelStore.LoadDiffusers(settings.Init, device);
-        var config = pretrained?.Config ?? ModelConfigs.Get(settings.Config);
+        if (settings.Prediction is not (null or "epsilon" or "v_prediction")) throw new ArgumentException($"--prediction must be epsilon or v_prediction, not '{settings.Prediction}'");
+        var named = ModelConfigs.Get(settings.Config);
+        var config = pretrained?.Config ?? named with { Schedule = named.Schedule with { PredictionType = settings.Prediction ?? named.Schedule.PredictionType } };
         var source = new DatasetFolderSource(settings.Data, config.ImageSize);
         console.MarkupLine($"dataset {Markup.Escape(settings.Data)}: {source.Count} images at {config.ImageSize} px" +
                            (source.Skipped.Count > 0 ? $", [yellow]{source.Skipped.Count} skipped[/]" : ""));

@@ -12,7 +12,7 @@ public static class BaseModelFactory
     /// Tag-tokenizer configs get a vocabulary built from the dataset's prompts and a text encoder sized to it;
     /// CLIP-BPE configs need the SD tokenizer folder.
     /// </summary>
-    /// <param name="seed">Seeds the weight initialisation (torch's global generator, derived from (seed, "model-init")).</param>
+    /// <param name="seed">Seeds the weight initialisation (a private generator per component, derived from (seed, "model-init/NAME")).</param>
     public static DiffusionModel Create(ModelConfig config, IImagePromptDataset data, long seed, string? tokenizerDir = null, Device? device = null)
     {
         IPromptTokenizer tokenizer = config.Tokenizer switch
@@ -24,8 +24,9 @@ public static class BaseModelFactory
                 : ModelStore.LoadTokenizer(tokenizerDir, config.TextEncoder.MaxPositionEmbeddings),
         };
         var fitted = config.Tokenizer == TokenizerKind.Tags ? DiffusionModel.FitToTokenizer(config, tokenizer) : config;
-        Runtime.TorchRuntime.EnsureLoaded();
-        manual_seed(Runtime.Seeding.DeriveLong(seed, "model-init"));
-        return new DiffusionModel(fitted, tokenizer, device);
+        var model = new DiffusionModel(fitted, tokenizer, device);
+        foreach (var (name, module) in model.Components())
+            SeededInit.Apply(module, Runtime.Seeding.DeriveLong(seed, "model-init/" + name));
+        return model;
     }
 }

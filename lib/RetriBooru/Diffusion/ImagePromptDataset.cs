@@ -22,46 +22,59 @@ public sealed record SkippedFile(string Path, string Reason);
 
 /// <summary>
 /// Reads a dataset folder (<see cref="DatasetLayout"/>): records.jsonl, images, optional masks, resized to
-/// <see cref="ImageSize"/>. Every image is decoded once at construction and kept as packed floats (a 32 px
-/// image is 12 KB); an undecodable image or mask is reported in <see cref="Skipped"/>, counted and left out.
+/// <see cref="ImageSize"/>. Small images (up to 64 px, the CPU world) are decoded once at construction and kept
+/// as packed floats (a 32 px image is 12 KB); larger ones are checked at construction (image header) and
+/// decoded on each <see cref="Get"/>. An unreadable image or mask is reported in <see cref="Skipped"/>,
+/// counted and left out.
 /// </summary>
 public sealed class DatasetFolderSource : IImagePromptDataset
 {
-    readonly List<(string Id, float[] Image, float[]? Mask, string Prompt)> items = [];
+    sealed record Item(string Id, string ImagePath, string? MaskPath, string Prompt, float[]? Image, float[]? Mask);
+
+    readonly List<Item> items = [];
 
     public string Folder { get; }
     public int ImageSize { get; }
+    public bool Preloaded { get; }
     public int Count => items.Count;
     public IReadOnlyList<SkippedFile> Skipped { get; }
     public IEnumerable<string> Prompts => items.Select(i => i.Prompt);
 
-    public DatasetFolderSource(string folder, int imageSize, bool withMasks = true, IProgress<(int Done, int Total)>? progress = null)
+    public DatasetFolderSource(string folder, int imageSize, bool withMasks = true, bool? preload = null, IProgress<(int Done, int Total)>? progress = null)
     {
         TorchRuntime.EnsureLoaded();
         Folder = folder;
         ImageSize = imageSize;
+        Preloaded = preload ?? imageSize <= 64;
         var records = DatasetLayout.ReadRecords(folder);
         var skipped = new List<SkippedFile>();
         int done = 0;
         foreach (var record in records)
         {
             var imagePath = Path.Combine(folder, record.Image);
+            var maskPath = withMasks && record.Mask is not null ? Path.Combine(folder, record.Mask) : null;
+            string current = imagePath;
             try
             {
-                using var scope = NewDisposeScope();
-                var image = ImageTensor.Load(imagePath, imageSize).data<float>().ToArray();
-                float[]? mask = null;
-                if (withMasks && record.Mask is not null)
+                if (Preloaded)
                 {
-                    var maskPath = Path.Combine(folder, record.Mask);
-                    try { mask = ImageTensor.LoadMask(maskPath, imageSize).data<float>().ToArray(); }
-                    catch (Exception e) when (e is IOException or InvalidDataException) { throw new InvalidDataException($"{maskPath}: {e.Message}", e); }
+                    using var scope = NewDisposeScope();
+                    var image = ImageTensor.Load(imagePath, imageSize).data<float>().ToArray();
+                    current = maskPath ?? imagePath;
+                    var mask = maskPath is null ? null : ImageTensor.LoadMask(maskPath, imageSize).data<float>().ToArray();
+                    items.Add(new Item(record.Id, imagePath, maskPath, record.Prompts, image, mask));
                 }
-                items.Add((record.Id, image, mask, record.Prompts));
+                else
+                {
+                    CheckDecodable(imagePath);
+                    current = maskPath ?? imagePath;
+                    if (maskPath is not null) CheckDecodable(maskPath);
+                    items.Add(new Item(record.Id, imagePath, maskPath, record.Prompts, null, null));
+                }
             }
             catch (Exception e) when (e is IOException or InvalidDataException or UnauthorizedAccessException)
             {
-                skipped.Add(new SkippedFile(imagePath, e.Message));
+                skipped.Add(new SkippedFile(current, e.Message));
             }
             progress?.Report((++done, records.Count));
         }
@@ -70,10 +83,20 @@ public sealed class DatasetFolderSource : IImagePromptDataset
             throw new InvalidDataException($"{folder}: no usable images ({skipped.Count} skipped{(skipped.Count > 0 ? "; first: " + skipped[0].Reason : "")})");
     }
 
+    static void CheckDecodable(string path)
+    {
+        if (!File.Exists(path)) throw new FileNotFoundException($"{path}: file not found", path);
+        using var codec = SkiaSharp.SKCodec.Create(path) ?? throw new InvalidDataException($"{path}: not a decodable image");
+    }
+
     public ImagePromptExample Get(int index)
     {
-        var (id, image, mask, prompt) = items[index];
-        return new ImagePromptExample(id, tensor(image, [3, ImageSize, ImageSize]), prompt, mask is null ? null : tensor(mask, [1, ImageSize, ImageSize]));
+        var item = items[index];
+        if (item.Image is not null)
+            return new ImagePromptExample(item.Id, tensor(item.Image, [3, ImageSize, ImageSize]), item.Prompt,
+                item.Mask is null ? null : tensor(item.Mask, [1, ImageSize, ImageSize]));
+        return new ImagePromptExample(item.Id, ImageTensor.Load(item.ImagePath, ImageSize), item.Prompt,
+            item.MaskPath is null ? null : ImageTensor.LoadMask(item.MaskPath, ImageSize));
     }
 }
 

@@ -30,6 +30,11 @@ public sealed class DdimSampler(NoiseSchedule schedule)
         double a = Schedule.AlphasCumprod[t];
         double aPrev = tPrev >= 0 ? Schedule.AlphasCumprod[tPrev] : Schedule.AlphasCumprod[0];
         var (x0, eps) = Schedule.Split(modelOutput, sample, a);
+        if (Schedule.Config.ClipSample)
+        {
+            x0 = x0.clamp(-1, 1);
+            eps = (sample - Math.Sqrt(a) * x0) / Math.Sqrt(1 - a);
+        }
         double variance = (1 - aPrev) / (1 - a) * (1 - a / aPrev);
         double std = eta * Math.Sqrt(Math.Max(variance, 0));
         var next = Math.Sqrt(aPrev) * x0 + Math.Sqrt(Math.Max(1 - aPrev - std * std, 0)) * eps;
@@ -72,6 +77,7 @@ public sealed class DdpmSampler(NoiseSchedule schedule)
         double aPrev = t > 0 ? Schedule.AlphasCumprod[t - 1] : 1.0;
         double beta = Schedule.Betas[t];
         var (x0, _) = Schedule.Split(modelOutput, sample, a);
+        if (Schedule.Config.ClipSample) x0 = x0.clamp(-1, 1);
         double c0 = Math.Sqrt(aPrev) * beta / (1 - a);
         double ct = Math.Sqrt(1 - beta) * (1 - aPrev) / (1 - a);
         var mean = c0 * x0 + ct * sample;

@@ -23,3 +23,37 @@ public static class ModuleInit
         return norm;
     }
 }
+
+/// <summary>
+/// Seeded weight initialisation from a private generator, so a model's initial weights depend only on the
+/// seed — not on whatever else drew from torch's global generator (other threads, other tests). The
+/// distributions are PyTorch's defaults: Linear/Conv weights and biases U(-1/sqrt(fan_in), 1/sqrt(fan_in)),
+/// embeddings N(0, 1), normalisation weights 1 and biases 0.
+/// </summary>
+public static class SeededInit
+{
+    public static void Apply(nn.Module module, long seed)
+    {
+        using var generator = new Generator(0, CPU);
+        generator.manual_seed(seed);
+        var parameters = module.named_parameters().ToDictionary(p => p.name, p => p.parameter);
+        using var noGrad = no_grad();
+        foreach (var (name, p) in parameters)
+        {
+            using var scope = NewDisposeScope();
+            var owner = name.Contains('.') ? name[..name.LastIndexOf('.')] : "";
+            var leaf = name[(name.LastIndexOf('.') + 1)..];
+            var weight = parameters.GetValueOrDefault(owner.Length == 0 ? "weight" : owner + ".weight");
+            if (leaf == "weight" && p.dim() >= 2 && (owner.EndsWith("embedding", StringComparison.Ordinal)))
+                p.copy_(randn(p.shape, generator: generator));
+            else if (weight is not null && weight.dim() >= 2)
+            {
+                long fanIn = weight.shape.Skip(1).Aggregate(1L, (a, b) => a * b);
+                double bound = 1.0 / Math.Sqrt(fanIn);
+                p.copy_((rand(p.shape, generator: generator) * 2 - 1) * bound);
+            }
+            else if (leaf == "weight") p.fill_(1.0);
+            else p.zero_();
+        }
+    }
+}

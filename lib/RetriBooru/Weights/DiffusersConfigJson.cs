@@ -69,7 +69,7 @@ public static class DiffusersConfigJson
         ["beta_schedule"] = c.BetaSchedule,
         ["prediction_type"] = c.PredictionType,
         ["steps_offset"] = c.StepsOffset,
-        ["clip_sample"] = false,
+        ["clip_sample"] = c.ClipSample,
         ["set_alpha_to_one"] = false,
     }.ToJsonString(Indented);
 
@@ -171,6 +171,7 @@ public static class DiffusersConfigJson
             BetaSchedule = Get(o, "beta_schedule", d.BetaSchedule, path),
             PredictionType = Get(o, "prediction_type", d.PredictionType, path),
             StepsOffset = Get(o, "steps_offset", d.StepsOffset, path),
+            ClipSample = Get(o, "clip_sample", d.ClipSample, path),
         };
     }
 }
