@@ -63,8 +63,11 @@ public sealed record EvaluationSuiteOptions
     public int IdentityBaselineExamples { get; init; } = 24;
     /// <summary>Examples per character averaged into that character's leakage baseline.</summary>
     public int LeakageBaselineExamples { get; init; } = 4;
-    /// <summary>Attribute probe training (its Seed is replaced by the suite's seed).</summary>
-    public AttributeProbeOptions Probe { get; init; } = new();
+    /// <summary>
+    /// Attribute probe training (its Seed is replaced by the suite's seed). 30 epochs at 32 px: the probe reads images
+    /// at the generations' resolution, and 12 epochs (the probe's own default) left it under-trained on a few hundred images.
+    /// </summary>
+    public AttributeProbeOptions Probe { get; init; } = new() { Epochs = 30, ImageSize = 32 };
     /// <summary>ONNX Runtime threads of the embedders (1 keeps a busy 2-core machine responsive).</summary>
     public int EmbedderThreads { get; init; } = 1;
     /// <summary><c>exact</c> (the probe's closed vocabularies) or <c>minilm</c> (1 - cosine of MiniLM answer embeddings) for SWD's answer distance.</summary>
