@@ -6,6 +6,7 @@ using RetriBooru.Imaging;
 using RetriBooru.Metrics;
 using RetriBooru.Metrics.Vqa;
 using RetriBooru.Modeling;
+using Spectre.Console.Testing;
 using Xunit;
 using static TorchSharp.torch;
 
@@ -164,6 +165,31 @@ public class EvaluationTests(EvaluationWorld world) : IClassFixture<EvaluationWo
         Assert.StartsWith("cache", second["probe_source"]);
         Assert.Equal(first["probe_accuracy"], second["probe_accuracy"]);
         using (var suite = EvaluationSuite.Create(copy, options, seed: 4)) Assert.Equal("trained", suite.Describe()["probe_source"]);
+    }
+
+    [Fact]
+    public void Cli_evaluate_prints_the_summary_table_and_writes_results()
+    {
+        var data = world.NewFolder();
+        CopyFolder(world.Dataset, data);
+        var checkpoint = world.NewFolder();
+        ReferenceModelStore.Save(world.Model, new TextOnlyModel(world.Model.Unet), checkpoint);
+        var outDir = world.NewFolder();
+        var console = new TestConsole().Width(200);
+        int code = RetriBooru.Cli.CliApp.Run(["evaluate", "--checkpoint", checkpoint, "--data", data, "--split", "unseen", "--sets", "1",
+            "--samples-per-reference", "2", "--steps", "2", "--seed", "5", "--out", outDir, "--bootstrap", "100"], console);
+        Assert.True(code == 0, console.Output);
+        foreach (var metric in new[] { "identity_face", "identity_clothes", "leakage", "swd", "95% CI" })
+            Assert.True(console.Output.Contains(metric, StringComparison.Ordinal), $"output lacks {metric}:\n{console.Output}");
+        Assert.True(File.Exists(Path.Combine(outDir, "results.csv")));
+        var json = JsonNode.Parse(File.ReadAllText(Path.Combine(outDir, "results.json")))!;
+        Assert.Equal("text-only", (string?)json["config"]!["model"]);
+        Assert.Equal("unseen", (string?)json["config"]!["split"]);
+        Assert.Equal(2, json["rows"]!.AsArray().Count(r => (string?)r!["row_type"] == "sample"));
+
+        var bad = new TestConsole().Width(200);
+        Assert.NotEqual(0, RetriBooru.Cli.CliApp.Run(["evaluate", "--checkpoint", checkpoint, "--data", data, "--split", "train", "--out", outDir], bad));
+        Assert.True(bad.Output.Contains("--split 'train'", StringComparison.Ordinal), bad.Output);
     }
 
     [Fact]

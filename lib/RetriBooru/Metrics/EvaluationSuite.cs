@@ -216,6 +216,7 @@ public sealed class EvaluationSuite : IDisposable
             foreach (var (name, accuracy) in p.Report.HeldOutAccuracy) d["probe_accuracy/" + name] = Num(accuracy);
             d["probe_train_images"] = Num(p.Report.TrainCount);
             d["probe_heldout_images"] = Num(p.Report.HeldOutCount);
+            d["probe_skipped_images"] = Num(p.SkippedImages);
             d["probe_source"] = p.FromCache ? "cache " + Path.Combine(_datasetDir, EvaluationProbe.Folder) : "trained";
         }
         foreach (var (size, b) in _identityBaselines)
