@@ -42,6 +42,7 @@ public static class CliApp
             config.AddCommand<TrainCommand>("train").WithDescription("Train RetriNet or a baseline (controlnet, ipadapter, text-only) on a manifest, from a base model.");
             config.AddCommand<SampleCommand>("sample").WithDescription("Generate images from a trained reference model, prompt and reference images.");
             config.AddCommand<SampleBaseCommand>("sample-base").WithDescription("Generate images from a text-to-image model (DDIM + classifier-free guidance).");
+            config.AddCommand<EvaluateCommand>("evaluate").WithDescription("Generate K samples per reference set of a split with recorded seeds, score them, write results.csv/json with 95% CIs.");
             config.AddBranch("metrics", metrics =>
             {
                 metrics.SetDescription("Identity similarity, prompt consistency, SWD and leakage scores.");

@@ -1,0 +1,160 @@
+using System.Security.Cryptography;
+using RetriBooru.Data;
+using RetriBooru.Imaging;
+using RetriBooru.Runtime;
+using SkiaSharp;
+
+namespace RetriBooru.Metrics;
+
+/// <summary>
+/// Embeds each distinct image once: an evaluation embeds the same reference crops for every sample and every score
+/// (identity, leakage), so results are keyed by the SHA-256 of the pixels. The wrapped embedder is deterministic, so
+/// caching does not change any number.
+/// </summary>
+public sealed class EvaluationEmbeddingCache(IImageEmbedder inner) : IImageEmbedder
+{
+    readonly Dictionary<string, float[]> _cache = new(StringComparer.Ordinal);
+
+    public string Name => inner.Name;
+    public int Dimension => inner.Dimension;
+    public int Computed { get; private set; }
+    public int Hits { get; private set; }
+
+    public float[] Embed(SKBitmap image)
+    {
+        var key = KeyOf(image);
+        if (_cache.TryGetValue(key, out var cached)) { Hits++; return cached; }
+        var embedding = inner.Embed(image);
+        Computed++;
+        _cache[key] = embedding;
+        return embedding;
+    }
+
+    static string KeyOf(SKBitmap image)
+    {
+        using var rgba = image.ColorType == SKColorType.Rgba8888 ? null : image.Copy(SKColorType.Rgba8888);
+        var bytes = (rgba ?? image).Bytes;
+        return $"{image.Width}x{image.Height}:{Convert.ToHexString(SHA256.HashData(bytes))}";
+    }
+
+    public void Dispose() => inner.Dispose();
+}
+
+/// <summary>A manifest example loaded for scoring: the target at the model's image size and its reference crops.</summary>
+sealed class LoadedExample(TrainingExample example, SKBitmap target, IReadOnlyList<ScoringReference> references) : IDisposable
+{
+    public TrainingExample Example { get; } = example;
+    public SKBitmap Target { get; } = target;
+    public IReadOnlyList<ScoringReference> References { get; } = references;
+
+    /// <summary>Null (and the problem added to <paramref name="problems"/>) when a file cannot be read.</summary>
+    public static LoadedExample? TryLoad(string datasetDir, TrainingExample example, int imageSize, List<string> problems)
+    {
+        string current = example.Image;
+        var refs = new List<ScoringReference>();
+        try
+        {
+            using var target = ImageTensor.LoadBitmap(ManifestReader.Resolve(datasetDir, example.Image), imageSize);
+            foreach (var r in example.References)
+            {
+                current = r.Image;
+                refs.Add(new ScoringReference(ImageTensor.LoadBitmap(ManifestReader.Resolve(datasetDir, r.Image)), r.Concept));
+            }
+            return new LoadedExample(example, target.Copy(), refs);
+        }
+        catch (Exception e) when (e is IOException or InvalidDataException or UnauthorizedAccessException)
+        {
+            foreach (var r in refs) r.Image.Dispose();
+            problems.Add($"{ManifestReader.Resolve(datasetDir, current)}: {e.Message}");
+            return null;
+        }
+    }
+
+    public void Dispose()
+    {
+        Target.Dispose();
+        foreach (var r in References) r.Image.Dispose();
+    }
+}
+
+/// <summary>
+/// The two calibration constants, computed from real dataset images exactly the way generations are scored (whole
+/// image at the model's size, no mask, against the reference crops), so a real picture of the character scores
+/// "honest" by construction:
+/// <list type="bullet">
+/// <item>identity baseline b (SWD weights) = 95th percentile of the combined identity score of a target image against
+/// the references of an example of a <em>different</em> character, over all cross-character pairs of up to N examples
+/// spread over characters;</item>
+/// <item>leakage baseline beta(character) = mean over up to L examples of that character of
+/// max_r sim_nonid(target, r) for its own scheme-b references (leak = 0 then means "shares with its references what a
+/// real, different picture of the character shares with its references").</item>
+/// </list>
+/// </summary>
+public static class EvaluationBaselines
+{
+    public sealed record IdentityBaseline(double Value, int Examples, int Pairs, int Characters);
+
+    public static IdentityBaseline Identity(IImageEmbedder embedder, string datasetDir, IReadOnlyList<TrainingExample> manifest, int imageSize, int examples, long seed, List<string> notes)
+    {
+        var chosen = SpreadOverCharacters(manifest, examples, Seeding.Stream(seed, "identity-baseline"));
+        var loaded = chosen.Select(e => LoadedExample.TryLoad(datasetDir, e, imageSize, notes)).OfType<LoadedExample>().ToList();
+        try
+        {
+            var scores = new List<double>();
+            foreach (var a in loaded)
+            {
+                var view = new IdentityViews(a.Target, a.Target);
+                foreach (var b in loaded)
+                {
+                    if (a.Example.Character == b.Example.Character) continue;
+                    var faces = b.References.Where(r => r.IsFace).Select(r => r.Image).ToList();
+                    var clothes = b.References.Where(r => r.IsClothing).Select(r => r.Image).ToList();
+                    if (faces.Count + clothes.Count == 0) continue;
+                    scores.Add(IdentitySimilarity.Score(embedder, view, faces, clothes).Combined);
+                }
+            }
+            if (scores.Count == 0)
+                throw new InvalidDataException($"{datasetDir}: the identity baseline needs readable examples of at least two characters (found {loaded.Select(l => l.Example.Character).Distinct().Count()})");
+            scores.Sort();
+            return new IdentityBaseline(Math.Min(Bootstrap.Quantile(scores, 0.95), 0.999), loaded.Count, scores.Count, loaded.Select(l => l.Example.Character).Distinct().Count());
+        }
+        finally
+        {
+            foreach (var l in loaded) l.Dispose();
+        }
+    }
+
+    /// <summary>Null when no example of the character can be read.</summary>
+    public static double? Leakage(LeakageScorer scorer, string datasetDir, IReadOnlyList<TrainingExample> manifest, string character, int imageSize, int examples, long seed, List<string> notes)
+    {
+        var own = manifest.Where(e => e.Character == character && e.References.Count > 0).OrderBy(e => e.Target, StringComparer.Ordinal).ToArray();
+        Seeding.Stream(seed, "leakage-baseline/" + character).Shuffle(own);
+        var sims = new List<double>();
+        foreach (var example in own.Take(examples))
+        {
+            using var loaded = LoadedExample.TryLoad(datasetDir, example, imageSize, notes);
+            if (loaded is null) continue;
+            var refs = loaded.References.Select(r => new MaskedImage(r.Image, null)).ToList();
+            sims.Add(scorer.Score(new MaskedImage(loaded.Target, null), refs, 0).MaxReferenceSimilarity);
+        }
+        return sims.Count == 0 ? null : Math.Min(sims.Average(), 0.999);
+    }
+
+    /// <summary>Up to <paramref name="count"/> examples, taken one character at a time in a seeded order.</summary>
+    static List<TrainingExample> SpreadOverCharacters(IReadOnlyList<TrainingExample> manifest, int count, Random random)
+    {
+        var characters = manifest.Select(e => e.Character).Distinct().OrderBy(c => c, StringComparer.Ordinal).ToArray();
+        random.Shuffle(characters);
+        var queues = characters.Select(c =>
+        {
+            var items = manifest.Where(e => e.Character == c && e.References.Count > 0).OrderBy(e => e.Target, StringComparer.Ordinal).ToArray();
+            random.Shuffle(items);
+            return new Queue<TrainingExample>(items);
+        }).ToList();
+        var chosen = new List<TrainingExample>();
+        while (chosen.Count < count && queues.Any(q => q.Count > 0))
+            foreach (var q in queues)
+                if (chosen.Count < count && q.Count > 0) chosen.Add(q.Dequeue());
+        return chosen;
+    }
+}

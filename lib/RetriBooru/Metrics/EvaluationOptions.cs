@@ -1,0 +1,97 @@
+using RetriBooru.Metrics.Vqa;
+
+namespace RetriBooru.Metrics;
+
+/// <summary>The evaluation splits: which reference sets a model is evaluated on.</summary>
+public static class EvaluationSplits
+{
+    /// <summary>Held-out images of seen characters (manifest split <c>heldout</c>).</summary>
+    public const string Seen = "seen";
+    /// <summary>Characters never trained on (manifest split <c>unseen</c>).</summary>
+    public const string Unseen = "unseen";
+    /// <summary>Held-out targets of seen characters, face references of one outfit + clothes references of another outfit.</summary>
+    public const string Composition = "composition";
+
+    public static readonly IReadOnlyList<string> All = [Seen, Unseen, Composition];
+
+    public static void Validate(string split)
+    {
+        if (!All.Contains(split)) throw new ArgumentException($"unknown evaluation split '{split}'; use one of {string.Join(", ", All)}");
+    }
+}
+
+/// <summary>How one model is evaluated (the protocol of <see cref="EvaluationSuite.Evaluate"/>).</summary>
+public sealed record EvaluationOptions
+{
+    /// <summary><c>seen</c>, <c>unseen</c> or <c>composition</c> (see <see cref="EvaluationSplits"/>).</summary>
+    public string Split { get; init; } = EvaluationSplits.Seen;
+    /// <summary>How many manifest examples (reference sets) to use, chosen deterministically from <see cref="Seed"/>, spread over characters.</summary>
+    public int ReferenceSets { get; init; } = 16;
+    /// <summary>K: samples generated per reference set.</summary>
+    public int SamplesPerReference { get; init; } = 4;
+    /// <summary>Seed of the set choice, of every sample (derived from (Seed, set id, k), recorded in the rows) and of the bootstrap.</summary>
+    public long Seed { get; init; } = 1;
+    /// <summary>Steps and guidance scales; its Seed is replaced by each sample's own seed.</summary>
+    public Diffusion.ReferenceSamplingOptions Sampling { get; init; } = new();
+    public int BootstrapResamples { get; init; } = 1000;
+    /// <summary>Write the samples as PNGs under outDir/samples/&lt;set&gt;/&lt;k&gt;.png (their paths go in the rows).</summary>
+    public bool SaveImages { get; init; } = true;
+    /// <summary>A manifest file to read instead of the dataset's <c>manifests/scheme_&lt;scheme&gt;.jsonl</c>.</summary>
+    public string? ManifestPath { get; init; }
+
+    public void Validate()
+    {
+        EvaluationSplits.Validate(Split);
+        if (ReferenceSets < 1) throw new ArgumentOutOfRangeException(nameof(ReferenceSets), ReferenceSets, "need at least one reference set");
+        if (SamplesPerReference < 1) throw new ArgumentOutOfRangeException(nameof(SamplesPerReference), SamplesPerReference, "need at least one sample per reference set");
+        if (Sampling.Steps < 1) throw new ArgumentOutOfRangeException(nameof(Sampling), Sampling.Steps, "need at least one sampling step");
+        if (BootstrapResamples < 1) throw new ArgumentOutOfRangeException(nameof(BootstrapResamples), BootstrapResamples, "need at least one bootstrap resample");
+    }
+}
+
+/// <summary>How the suite's fixed parts (probe, baselines, embedders) are prepared by <see cref="EvaluationSuite.Create"/>.</summary>
+public sealed record EvaluationSuiteOptions
+{
+    /// <summary>Manifest scheme whose examples calibrate the baselines.</summary>
+    public string Scheme { get; init; } = "b";
+    /// <summary>
+    /// Image side the baselines are computed at when the suite is created (the tiny config's 32 px); a model of
+    /// another size gets its own baselines, computed on first use and kept.
+    /// </summary>
+    public int ImageSize { get; init; } = 32;
+    /// <summary>Manifest examples (spread over characters) whose cross-character pairs give the identity baseline.</summary>
+    public int IdentityBaselineExamples { get; init; } = 24;
+    /// <summary>Examples per character averaged into that character's leakage baseline.</summary>
+    public int LeakageBaselineExamples { get; init; } = 4;
+    /// <summary>
+    /// Attribute probe training (its Seed is replaced by the suite's seed). 30 epochs at 32 px: the probe reads images
+    /// at the generations' resolution, and 12 epochs (the probe's own default) left it under-trained on a few hundred images.
+    /// </summary>
+    public AttributeProbeOptions Probe { get; init; } = new() { Epochs = 30, ImageSize = 32 };
+    /// <summary>ONNX Runtime threads of the embedders (1 keeps a busy 2-core machine responsive).</summary>
+    public int EmbedderThreads { get; init; } = 1;
+    /// <summary><c>exact</c> (the probe's closed vocabularies) or <c>minilm</c> (1 - cosine of MiniLM answer embeddings) for SWD's answer distance.</summary>
+    public string AnswerDistance { get; init; } = "exact";
+    /// <summary>Cache the trained probe in &lt;dataset&gt;/probe/ and reuse it when data and options match.</summary>
+    public bool CacheProbe { get; init; } = true;
+
+    public void Validate()
+    {
+        if (ImageSize < 8) throw new ArgumentOutOfRangeException(nameof(ImageSize), ImageSize, "image size must be at least 8");
+        if (IdentityBaselineExamples < 2) throw new ArgumentOutOfRangeException(nameof(IdentityBaselineExamples), IdentityBaselineExamples, "the identity baseline needs at least 2 examples");
+        if (LeakageBaselineExamples < 1) throw new ArgumentOutOfRangeException(nameof(LeakageBaselineExamples), LeakageBaselineExamples, "the leakage baseline needs at least 1 example per character");
+        if (AnswerDistance is not ("exact" or "minilm")) throw new ArgumentException($"unknown answer distance '{AnswerDistance}' (exact or minilm)");
+    }
+}
+
+/// <summary>The outcome of one evaluation: rows, per-score summaries, the sets (for sample grids) and notes.</summary>
+public sealed record EvaluationResult(
+    string Model, string Split,
+    IReadOnlyList<ResultRow> Rows,
+    IReadOnlyDictionary<string, ScoreSummary> Summary,
+    IReadOnlyList<(string SetId, IReadOnlyList<string> ReferencePaths, IReadOnlyList<string> SamplePaths)> Sets,
+    IReadOnlyList<string> Notes)
+{
+    /// <summary>The summary of a score, or null when it was not computed (e.g. probe scores without ground truth).</summary>
+    public ScoreSummary? Score(string name) => Summary.TryGetValue(name, out var s) ? s : null;
+}

@@ -1,0 +1,131 @@
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using RetriBooru.Data;
+using RetriBooru.Data.Synth;
+using RetriBooru.Metrics.Vqa;
+using RetriBooru.Runtime;
+
+namespace RetriBooru.Metrics;
+
+/// <summary>A probe ready for evaluation: the probe, its held-out report and whether it was trained now or loaded from the cache.</summary>
+public sealed record PreparedProbe(AttributeProbe Probe, ProbeReport Report, bool FromCache, int SkippedImages);
+
+/// <summary>
+/// The attribute probe of an evaluation suite, trained on a synthetic dataset's ground truth (<c>attributes.jsonl</c>).
+/// The probe sees images downscaled to the model's image size first (as the generations are), so it is judged on the
+/// same blur it must read. The trained probe is cached in <c>&lt;dataset&gt;/probe/</c> with a key made of the
+/// attributes file's SHA-256, the records, the schema and the options; a mismatch retrains.
+/// </summary>
+public static class EvaluationProbe
+{
+    public const string Folder = "probe";
+    const string KeyFile = "probe-key.json";
+
+    /// <summary>The attributes the probe reads, with the prompt tag that asks for each value (so prompt consistency can check it).</summary>
+    public static AttributeSchema SynthSchema()
+    {
+        static AttributeSpec Spec(string name, Func<string, string>? tag = null)
+        {
+            var values = SynthAttributesFile.Vocabularies[name];
+            return new AttributeSpec(name, values, tag is null ? null : values.ToDictionary(v => v, tag));
+        }
+        // Garment colours have no tag of their own (the tag joins colour and garment, e.g. red_skirt), so no prompt asks them
+        // alone; they are still predicted (and answered as VQA) but only named attributes are checked for consistency.
+        return new AttributeSchema([
+            Spec("hair_color", v => v + "_hair"),
+            Spec("hair_style", SynthVocabulary.HairStyleTag),
+            Spec("eye_color", v => v + "_eyes"),
+            Spec("accessory"),
+            Spec("top", SynthVocabulary.GarmentTag),
+            Spec("top_color"),
+            Spec("bottom", SynthVocabulary.GarmentTag),
+            Spec("bottom_color"),
+            Spec("pose"),
+            Spec("expression"),
+            Spec("background", v => v switch { "simple" => "simple_background", "gradient" => "gradient_background", "sky" => "blue_sky", _ => v }),
+        ]);
+    }
+
+    /// <summary>Null when the dataset has no <c>attributes.jsonl</c> (a real Danbooru folder).</summary>
+    public static PreparedProbe? Prepare(string datasetDir, IReadOnlyList<ImageRecord> records, int imageSize, AttributeProbeOptions options, bool useCache,
+        List<string> notes, IProgress<string>? progress = null)
+    {
+        var attributesPath = Path.Combine(datasetDir, SynthAttributesFile.FileName);
+        if (!File.Exists(attributesPath)) return null;
+        var attributes = SynthAttributesFile.Read(attributesPath);
+        var schema = SynthSchema();
+        var byId = records.ToDictionary(r => r.Id, StringComparer.Ordinal);
+        var entries = attributes.Where(a => byId.ContainsKey(a.Id)).OrderBy(a => a.Id, StringComparer.Ordinal)
+            .Select(a => new LabelledImage(ManifestReader.Resolve(datasetDir, byId[a.Id].Image),
+                schema.Attributes.ToDictionary(s => s.Name, s => SynthAttributesFile.Value(a, s.Name))))
+            .ToList();
+        if (entries.Count < 4)
+        {
+            notes.Add($"{attributesPath}: only {entries.Count} labelled images match records; the attribute probe needs at least 4, so probe scores are omitted");
+            return null;
+        }
+        var folder = Path.Combine(datasetDir, Folder);
+        var key = Key(attributesPath, entries, schema, imageSize, options);
+        if (useCache && TryLoad(folder, key) is { } cached)
+        {
+            progress?.Report($"attribute probe loaded from {folder}");
+            return cached;
+        }
+        progress?.Report($"training the attribute probe on {entries.Count} labelled images ({options.Epochs} epochs)");
+        using var loaded = ProbeSamples.Load(entries, schema, imageSize);
+        foreach (var (path, reason) in loaded.Skipped.Take(5)) notes.Add($"probe training skipped {path}: {reason}");
+        if (loaded.Skipped.Count > 5) notes.Add($"probe training skipped {loaded.Skipped.Count} images in all");
+        var (probe, report) = AttributeProbe.Train(schema, loaded.Samples, options,
+            new Progress<ProbeEpoch>(e => progress?.Report($"probe epoch {e.Epoch}/{e.Epochs}: loss {e.MeanLoss:F3}")));
+        if (useCache)
+        {
+            try
+            {
+                probe.Save(folder);
+                AtomicFile.WriteAllText(Path.Combine(folder, KeyFile), JsonSerializer.Serialize(new CachedProbe(key, report, loaded.Skipped.Count), CacheJson));
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                notes.Add($"the attribute probe could not be cached in {folder}: {e.Message}");
+            }
+        }
+        return new PreparedProbe(probe, report, false, loaded.Skipped.Count);
+    }
+
+    static PreparedProbe? TryLoad(string folder, string key)
+    {
+        var keyPath = Path.Combine(folder, KeyFile);
+        if (!File.Exists(keyPath)) return null;
+        try
+        {
+            var cached = JsonSerializer.Deserialize<CachedProbe>(File.ReadAllText(keyPath), CacheJson);
+            if (cached is null || cached.Key != key) return null;
+            return new PreparedProbe(AttributeProbe.Load(folder), cached.Report, true, cached.Skipped);
+        }
+        catch (Exception e) when (e is JsonException or IOException or InvalidDataException or NotSupportedException)
+        {
+            return null; // a broken cache is retrained and overwritten
+        }
+    }
+
+    static string Key(string attributesPath, IReadOnlyList<LabelledImage> entries, AttributeSchema schema, int imageSize, AttributeProbeOptions options)
+    {
+        var text = new StringBuilder();
+        text.Append(Convert.ToHexString(SHA256.HashData(File.ReadAllBytes(attributesPath)))).Append('|');
+        foreach (var e in entries)
+        {
+            var info = new FileInfo(e.ImagePath);
+            text.Append(Path.GetFileName(e.ImagePath)).Append(':').Append(info.Exists ? info.Length : -1).Append(';');
+        }
+        text.Append('|').Append(string.Join(",", schema.Attributes.Select(a => a.Name + "=" + string.Join("/", a.Values))));
+        text.Append('|').Append(imageSize).Append('|').Append(JsonSerializer.Serialize(options));
+        return Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(text.ToString())));
+    }
+
+    static readonly JsonSerializerOptions CacheJson = new() { WriteIndented = true };
+
+    sealed record CachedProbe([property: JsonPropertyName("key")] string Key, [property: JsonPropertyName("report")] ProbeReport Report,
+        [property: JsonPropertyName("skipped")] int Skipped);
+}

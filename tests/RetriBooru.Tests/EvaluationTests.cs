@@ -1,0 +1,212 @@
+using System.Text.Json.Nodes;
+using RetriBooru.Data;
+using RetriBooru.Data.Synth;
+using RetriBooru.Diffusion;
+using RetriBooru.Imaging;
+using RetriBooru.Metrics;
+using RetriBooru.Metrics.Vqa;
+using RetriBooru.Modeling;
+using Spectre.Console.Testing;
+using Xunit;
+using static TorchSharp.torch;
+
+namespace RetriBooru.Tests;
+
+/// <summary>A tiny 32 px synthetic world, a fresh tiny base model and one evaluation suite, shared by the evaluation tests.</summary>
+public sealed class EvaluationWorld : IDisposable
+{
+    readonly TempDir _dir = new();
+    public string Dataset { get; }
+    public EvaluationSuite Suite { get; }
+    public DiffusionModel Model { get; }
+
+    public static readonly EvaluationSuiteOptions SuiteOptions = new()
+    {
+        IdentityBaselineExamples = 6, LeakageBaselineExamples = 2, CacheProbe = false,
+        Probe = new AttributeProbeOptions { Epochs = 2, ImageSize = 32, Channels = [8, 16] },
+    };
+
+    public EvaluationWorld()
+    {
+        Torch.Load();
+        Dataset = Path.Combine(_dir.Path, "data");
+        SynthDataset.Create(Dataset, new SynthOptions { Characters = 4, OutfitsPerCharacter = 2, ImagesPerCharacter = 12, Size = 32, Seed = 5 });
+        Suite = EvaluationSuite.Create(Dataset, SuiteOptions, seed: 3);
+        Model = BaseModelFactory.Create(ModelConfigs.Tiny, new DatasetFolderSource(Dataset, 32), 1);
+    }
+
+    public string NewFolder() => Path.Combine(_dir.Path, Guid.NewGuid().ToString("N"));
+
+    public void Dispose()
+    {
+        Suite.Dispose();
+        Model.Dispose();
+        _dir.Dispose();
+    }
+}
+
+public class EvaluationTests(EvaluationWorld world) : IClassFixture<EvaluationWorld>
+{
+    static readonly EvaluationOptions Small = new()
+    {
+        Split = EvaluationSplits.Seen, ReferenceSets = 2, SamplesPerReference = 2, Seed = 7, BootstrapResamples = 200,
+        Sampling = new ReferenceSamplingOptions { Steps = 2 },
+    };
+
+    [Fact]
+    public void Evaluate_writes_one_row_per_sample_with_summaries_and_repeats_exactly()
+    {
+        var net = new RetriNet(world.Model.Unet);
+        var outA = world.NewFolder();
+        var result = world.Suite.Evaluate("retrinet", world.Model, net, world.Dataset, "b", Small, outA);
+
+        var sampleRows = result.Rows.Where(r => r.SampleIndex is not null).ToList();
+        Assert.Equal(result.Sets.Count * Small.SamplesPerReference, sampleRows.Count);
+        Assert.Equal(2, result.Sets.Count);
+        Assert.Equal(result.Sets.Count, result.Rows.Count(r => r.SampleIndex is null && r.Scores.ContainsKey("swd")));
+        foreach (var key in new[] { "identity_face", "identity_clothes", "identity", "prompt_consistency", "swd", "leakage" })
+            Assert.True(result.Summary.ContainsKey(key), $"summary lacks {key}; has {string.Join(", ", result.Summary.Keys)}");
+        foreach (var s in result.Summary.Values) Assert.True(s.Lower <= s.Mean && s.Mean <= s.Upper, s.ToString());
+
+        // Seeds: distinct, recorded, and the recorded seed regenerates the saved PNG.
+        Assert.Equal(sampleRows.Count, sampleRows.Select(r => r.Seed).Distinct().Count());
+        var row = sampleRows[0];
+        Assert.Equal(EvaluationSuite.SampleSeed(Small.Seed, row.ReferenceSetId, row.SampleIndex!.Value), row.Seed);
+        var savedPath = Path.Combine(outA, row.ImagePath!);
+        Assert.True(File.Exists(savedPath));
+        var set = result.Sets.Single(s => s.SetId == row.ReferenceSetId);
+        var manifest = ManifestReader.Read(world.Dataset, "b");
+        var example = manifest.Single(e => e.Target == row.ReferenceSetId);
+        using (NewDisposeScope())
+        {
+            var crops = example.References.Select(r => new ReferenceCrop(ImageTensor.Load(ManifestReader.Resolve(world.Dataset, r.Image), 32), r.Concept, r.SourceId)).ToList();
+            var again = ReferenceSampler.Generate(world.Model, net, [example.Prompt], [crops], Small.Sampling with { Seed = row.Seed!.Value });
+            using var bitmap = ImageTensor.ToBitmap(again[0]);
+            Assert.Equal(File.ReadAllBytes(savedPath), ImageTensor.EncodePng(bitmap));
+        }
+        Assert.Equal(example.References.Select(r => ManifestReader.Resolve(world.Dataset, r.Image)), set.ReferencePaths);
+
+        var csv = File.ReadAllLines(Path.Combine(outA, "results.csv"));
+        Assert.Equal(sampleRows.Count, csv.Count(l => l.StartsWith("sample,", StringComparison.Ordinal)));
+        Assert.Single(csv, l => l.StartsWith("summary,retrinet,seen,", StringComparison.Ordinal));
+        var json = JsonNode.Parse(File.ReadAllText(Path.Combine(outA, "results.json")))!;
+        Assert.Equal("retrinet", (string?)json["config"]!["model"]);
+        Assert.Equal(7L, (long)json["config"]!["seed"]!);
+        Assert.NotNull(json["config"]!["suite"]!["probe_accuracy"]);
+
+        // Same model and options into another folder: identical rows and summaries, byte for byte.
+        var outB = world.NewFolder();
+        world.Suite.Evaluate("retrinet", world.Model, net, world.Dataset, "b", Small, outB);
+        var again2 = JsonNode.Parse(File.ReadAllText(Path.Combine(outB, "results.json")))!;
+        Assert.Equal(json["rows"]!.ToJsonString(), again2["rows"]!.ToJsonString());
+        Assert.Equal(json["summaries"]!.ToJsonString(), again2["summaries"]!.ToJsonString());
+        Assert.Equal(File.ReadAllText(Path.Combine(outA, "results.csv")), File.ReadAllText(Path.Combine(outB, "results.csv")));
+    }
+
+    [Fact]
+    public void Composition_sets_take_faces_and_clothes_from_different_outfits_of_one_character()
+    {
+        var manifest = ManifestReader.Read(world.Dataset, "b");
+        var records = DatasetLayout.ReadRecords(world.Dataset).ToDictionary(r => r.Id);
+        var sets = EvaluationSets.Choose(manifest, records.Values.ToList(), EvaluationSplits.Composition, 10, 1);
+        Assert.NotEmpty(sets);
+        foreach (var set in sets)
+        {
+            var faces = set.References.Where(r => r.Concept == Concepts.Face).ToList();
+            var clothes = set.References.Where(r => r.Concept == Concepts.Clothes).ToList();
+            Assert.NotEmpty(faces);
+            Assert.NotEmpty(clothes);
+            foreach (var r in set.References)
+            {
+                Assert.Equal(set.Character, records[r.SourceId].Character);
+                Assert.NotEqual(set.Id, r.SourceId);
+                Assert.True(File.Exists(ManifestReader.Resolve(world.Dataset, r.Image)), r.Image);
+            }
+            Assert.All(faces, f => Assert.NotEqual(set.ClothingId, records[f.SourceId].ClothingId));
+            Assert.All(clothes, c => Assert.Equal(set.ClothingId, records[c.SourceId].ClothingId));
+            Assert.Equal(faces.Select(f => records[f.SourceId].ClothingId), set.FaceClothingIds);
+        }
+        // Deterministic for a seed; spread over characters before repeating one.
+        Assert.Equal(sets.Select(s => s.Id), EvaluationSets.Choose(manifest, records.Values.ToList(), EvaluationSplits.Composition, 10, 1).Select(s => s.Id));
+        var two = EvaluationSets.Choose(manifest, records.Values.ToList(), EvaluationSplits.Unseen, 2, 1);
+        Assert.All(two, s => Assert.Equal(SplitNames.Unseen, manifest.Single(e => e.Target == s.Id).Split));
+    }
+
+    [Fact]
+    public void A_dataset_without_ground_truth_gives_no_probe_scores_and_says_so()
+    {
+        var copy = world.NewFolder();
+        CopyFolder(world.Dataset, copy);
+        File.Delete(Path.Combine(copy, SynthAttributesFile.FileName));
+        using var suite = EvaluationSuite.Create(copy, EvaluationWorld.SuiteOptions, seed: 3);
+        Assert.Null(suite.ProbeReport);
+        Assert.Equal("none", suite.Describe()["vqa"]);
+        var textOnly = new TextOnlyModel(world.Model.Unet);
+        var result = suite.Evaluate("text-only", world.Model, textOnly, copy, "b", Small with { ReferenceSets = 1, SaveImages = false }, world.NewFolder());
+        Assert.Null(result.Score("prompt_consistency"));
+        Assert.Null(result.Score("swd"));
+        Assert.NotNull(result.Score("identity"));
+        Assert.NotNull(result.Score("leakage"));
+        Assert.Contains(result.Notes, n => n.Contains("attributes.jsonl", StringComparison.Ordinal) && n.Contains("omitted", StringComparison.Ordinal));
+        Assert.All(result.Rows, r => Assert.Null(r.ImagePath));
+    }
+
+    [Fact]
+    public void The_probe_is_cached_in_the_dataset_and_reused()
+    {
+        var copy = world.NewFolder();
+        CopyFolder(world.Dataset, copy);
+        var options = EvaluationWorld.SuiteOptions with { CacheProbe = true };
+        IReadOnlyDictionary<string, string> first, second;
+        using (var suite = EvaluationSuite.Create(copy, options, seed: 3)) first = suite.Describe();
+        Assert.True(File.Exists(Path.Combine(copy, EvaluationProbe.Folder, "probe.weights")));
+        using (var suite = EvaluationSuite.Create(copy, options, seed: 3)) second = suite.Describe();
+        Assert.Equal("trained", first["probe_source"]);
+        Assert.StartsWith("cache", second["probe_source"]);
+        Assert.Equal(first["probe_accuracy"], second["probe_accuracy"]);
+        using (var suite = EvaluationSuite.Create(copy, options, seed: 4)) Assert.Equal("trained", suite.Describe()["probe_source"]);
+    }
+
+    [Fact]
+    public void Cli_evaluate_prints_the_summary_table_and_writes_results()
+    {
+        var data = world.NewFolder();
+        CopyFolder(world.Dataset, data);
+        var checkpoint = world.NewFolder();
+        ReferenceModelStore.Save(world.Model, new TextOnlyModel(world.Model.Unet), checkpoint);
+        var outDir = world.NewFolder();
+        var console = new TestConsole().Width(200);
+        int code = RetriBooru.Cli.CliApp.Run(["evaluate", "--checkpoint", checkpoint, "--data", data, "--split", "unseen", "--sets", "1",
+            "--samples-per-reference", "2", "--steps", "2", "--seed", "5", "--out", outDir, "--bootstrap", "100"], console);
+        Assert.True(code == 0, console.Output);
+        foreach (var metric in new[] { "identity_face", "identity_clothes", "leakage", "swd", "95% CI" })
+            Assert.True(console.Output.Contains(metric, StringComparison.Ordinal), $"output lacks {metric}:\n{console.Output}");
+        Assert.True(File.Exists(Path.Combine(outDir, "results.csv")));
+        var json = JsonNode.Parse(File.ReadAllText(Path.Combine(outDir, "results.json")))!;
+        Assert.Equal("text-only", (string?)json["config"]!["model"]);
+        Assert.Equal("unseen", (string?)json["config"]!["split"]);
+        Assert.Equal(2, json["rows"]!.AsArray().Count(r => (string?)r!["row_type"] == "sample"));
+
+        var bad = new TestConsole().Width(200);
+        Assert.NotEqual(0, RetriBooru.Cli.CliApp.Run(["evaluate", "--checkpoint", checkpoint, "--data", data, "--split", "train", "--out", outDir], bad));
+        Assert.True(bad.Output.Contains("--split 'train'", StringComparison.Ordinal), bad.Output);
+    }
+
+    [Fact]
+    public void Bad_options_and_missing_files_fail_with_clear_messages()
+    {
+        var net = new TextOnlyModel(world.Model.Unet);
+        var e = Assert.Throws<ArgumentException>(() => world.Suite.Evaluate("m", world.Model, net, world.Dataset, "b", Small with { Split = "train" }, world.NewFolder()));
+        Assert.Contains("train", e.Message);
+        var missing = Assert.Throws<FileNotFoundException>(() => world.Suite.Evaluate("m", world.Model, net, world.Dataset, "b", Small with { ManifestPath = "/nonexistent/m.jsonl" }, world.NewFolder()));
+        Assert.Contains("/nonexistent/m.jsonl", missing.Message);
+        Assert.Throws<ArgumentOutOfRangeException>(() => world.Suite.Evaluate("m", world.Model, net, world.Dataset, "b", Small with { SamplesPerReference = 0 }, world.NewFolder()));
+    }
+
+    static void CopyFolder(string from, string to)
+    {
+        foreach (var dir in Directory.GetDirectories(from, "*", SearchOption.AllDirectories)) Directory.CreateDirectory(dir.Replace(from, to));
+        Directory.CreateDirectory(to);
+        foreach (var file in Directory.GetFiles(from, "*", SearchOption.AllDirectories)) File.Copy(file, file.Replace(from, to));
+    }
+}
