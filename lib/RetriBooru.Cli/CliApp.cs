@@ -22,6 +22,12 @@ public static class CliApp
             });
             config.AddCommand<DoctorCommand>("doctor")
                 .WithDescription("Check that TorchSharp loads, print versions, device, threads and a matmul benchmark.");
+            config.AddCommand<QuickstartCommand>("quickstart")
+                .WithDescription("The main job: build RetriBooru-Synth, pretrain the tiny base, train RetriNet and the text-only baseline, evaluate, write a report.");
+            config.AddCommand<RunCommand>("run")
+                .WithDescription("Run an experiment spec (experiments/*.json): sweeps, models, schemes, evaluation, report.");
+            config.AddCommand<MergeCommand>("merge")
+                .WithDescription("Merge run folders (e.g. one per sweep point from a job array) into one run with one report.");
             config.AddCommand<RunsCommand>("runs")
                 .WithDescription("List experiment runs (newest first) with their summary metrics.");
             config.AddBranch("dataset", dataset =>

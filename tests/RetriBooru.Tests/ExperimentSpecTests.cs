@@ -123,3 +123,17 @@ public class RunStoreTests
         Assert.False(reusedD);
     }
 }
+
+public class SweepLimitTests
+{
+    [Fact]
+    public void Limiting_a_sweep_keeps_the_ends_and_spreads_the_rest()
+    {
+        var spec = SpecLoader.Load(Path.Combine(RepoPaths.Root, "experiments", "prompt-dropout-ablation.json"));
+        var two = SpecLoader.Expand(SpecLoader.LimitSweep(spec, 2)).Select(p => p.Spec.Train.PromptDropout).ToArray();
+        Assert.Equal([0.0, 0.7], two);
+        var three = SpecLoader.Expand(SpecLoader.LimitSweep(spec, 3)).Select(p => p.Spec.Train.PromptDropout).ToArray();
+        Assert.Equal([0.0, 0.3, 0.7], three);
+        Assert.Equal(5, SpecLoader.Expand(SpecLoader.LimitSweep(spec, 9)).Count);
+    }
+}

@@ -118,6 +118,25 @@ public class RetriNetTests
     }
 
     [Fact]
+    public void Cached_reference_features_give_the_same_output_as_fresh_ones()
+    {
+        using var scope = NewDisposeScope();
+        var net = new RetriNet(BaseUnet(9));
+        using (no_grad())
+            foreach (var (name, p) in net.named_parameters())
+                if (name.StartsWith("zero_convs.")) p.copy_(randn_like(p) * 0.1);
+        var (noisy, t, text, refs) = Inputs(10);
+        using var noGrad = no_grad();
+        var fresh = net.Predict(noisy, t, text, refs);
+        using var cache = new ReferenceFeatureCache();
+        var cached = refs with { Cache = cache };
+        var first = net.Predict(noisy, t, text, cached);
+        var second = net.Predict(noisy * 0.5, t, text, cached);
+        Assert.True(fresh.eq(first).all().item<bool>());
+        Assert.True(net.Predict(noisy * 0.5, t, text, refs).eq(second).all().item<bool>());
+    }
+
+    [Fact]
     public void ControlNet_baseline_starts_as_the_base_and_freezes_it()
     {
         using var scope = NewDisposeScope();

@@ -22,11 +22,12 @@ public static class ReferenceModels
 {
     public static readonly string[] Kinds = ["retrinet", "controlnet", "ipadapter", "text-only"];
 
-    public static IReferenceConditionedModel Create(string kind, DiffusionModel model, RetriNetOptions? retriNet = null, double ipAdapterScale = 1.0) => kind switch
+    /// <param name="seed">Seeds the new layers' initial weights (private generators; the global RNG is not used).</param>
+    public static IReferenceConditionedModel Create(string kind, DiffusionModel model, RetriNetOptions? retriNet = null, double ipAdapterScale = 1.0, long seed = 0) => kind switch
     {
-        "retrinet" => new RetriNet(model.Unet, retriNet),
-        "controlnet" => new ControlNetModel(model.Unet),
-        "ipadapter" => new IpAdapterModel(model.Unet, ipAdapterScale),
+        "retrinet" => new RetriNet(model.Unet, (retriNet ?? new RetriNetOptions()) with { InitSeed = seed }),
+        "controlnet" => new ControlNetModel(model.Unet, seed),
+        "ipadapter" => new IpAdapterModel(model.Unet, ipAdapterScale, seed),
         "text-only" => new TextOnlyModel(model.Unet),
         _ => throw new ArgumentException($"unknown model '{kind}'; known: {string.Join(", ", Kinds)}"),
     };
@@ -137,8 +138,9 @@ public static class ReferenceSampler
         var sampler = new DdimSampler(schedule);
         var refs = batcher.Build(references);
         var none = refs.WithoutReferences();
+        using var featureCache = new ReferenceFeatureCache();
         var tripled = new ReferenceBatch(cat([refs.Images, refs.Images, refs.Images]), cat([refs.ConceptContext, refs.ConceptContext, refs.ConceptContext]),
-            cat([none.Present, none.Present, refs.Present]));
+            cat([none.Present, none.Present, refs.Present])) { Cache = featureCache };
         var contexts = cat([model.EncodePrompts(Enumerable.Repeat("", b).ToList()), model.EncodePrompts(prompts), model.EncodePrompts(prompts)]);
         using var generator = Seeding.TorchGenerator(options.Seed, "reference-sampling");
         var noise = randn([b, .. model.SampleShape], generator: generator).to(model.Device);

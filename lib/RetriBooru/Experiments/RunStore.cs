@@ -136,13 +136,17 @@ public sealed class StageCache(string root)
         AtomicFile.WriteAllText(System.IO.Path.Combine(Folder(stage, key), "done.json"),
             JsonSerializer.Serialize(new { stage, key, inputs, elapsed_seconds = elapsed.TotalSeconds, finished_utc = DateTime.UtcNow }, WorkbenchJson.Pretty) + "\n");
 
-    /// <summary>Runs a stage unless its output exists (or force is set); returns its folder and whether it was reused.</summary>
-    public (string Folder, bool Reused) Run(string stage, object inputs, Action<string> produce, bool force = false)
+    /// <summary>
+    /// Runs a stage unless its output exists (or force is set); returns its folder and whether it was reused.
+    /// With <paramref name="keepPartial"/> an unfinished folder is kept so the stage can resume (training
+    /// checkpoints); otherwise it is cleared first.
+    /// </summary>
+    public (string Folder, bool Reused) Run(string stage, object inputs, Action<string> produce, bool force = false, bool keepPartial = false)
     {
         var key = Key(inputs);
         var folder = Folder(stage, key);
         if (!force && IsDone(stage, key)) return (folder, true);
-        if (Directory.Exists(folder)) Directory.Delete(folder, recursive: true);
+        if (Directory.Exists(folder) && (force || !keepPartial)) Directory.Delete(folder, recursive: true);
         Directory.CreateDirectory(folder);
         var watch = System.Diagnostics.Stopwatch.StartNew();
         produce(folder);

@@ -93,6 +93,23 @@ public static class SpecLoader
         return points;
     }
 
+    /// <summary>
+    /// The spec with each sweep axis cut to at most <paramref name="maxValues"/> values, spread over the axis
+    /// (first and last kept): smoke runs of a sweep in notebooks and tests.
+    /// </summary>
+    public static ExperimentSpec LimitSweep(ExperimentSpec spec, int maxValues)
+    {
+        if (maxValues < 1) throw new ArgumentOutOfRangeException(nameof(maxValues), maxValues, "keep at least one value per axis");
+        var limited = spec.Sweep.ToDictionary(kv => kv.Key, kv =>
+        {
+            var values = kv.Value;
+            if (values.Count <= maxValues) return values;
+            if (maxValues == 1) return (IReadOnlyList<JsonElement>)[values[0]];
+            return Enumerable.Range(0, maxValues).Select(i => values[(int)Math.Round(i * (values.Count - 1.0) / (maxValues - 1))]).ToList();
+        });
+        return spec with { Sweep = limited };
+    }
+
     static void CheckValues(ExperimentSpec s, List<string> problems)
     {
         void Range(double v, double lo, double hi, string path) { if (v < lo || v > hi || double.IsNaN(v)) problems.Add($"{path}: {v} is outside [{lo}, {hi}]"); }

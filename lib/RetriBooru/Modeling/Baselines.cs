@@ -50,7 +50,7 @@ public sealed class ControlNetModel : nn.Module, IReferenceConditionedModel
     public nn.Module Module => this;
     public UNet2DConditionModel Unet => unet;
 
-    public ControlNetModel(UNet2DConditionModel baseUnet) : base(nameof(ControlNetModel))
+    public ControlNetModel(UNet2DConditionModel baseUnet, long initSeed = 0) : base(nameof(ControlNetModel))
     {
         var config = baseUnet.Config;
         var device = baseUnet.parameters().First().device;
@@ -83,8 +83,9 @@ public sealed class ControlNetModel : nn.Module, IReferenceConditionedModel
         }
         controlnet_down_blocks = new ModuleList<Conv2d>(skipChannels.Select(c => ZeroConv(c, device)).ToArray());
         controlnet_mid_block = ZeroConv(channels[^1], device);
-        using (no_grad()) { nn.init.zeros_(last.weight); nn.init.zeros_(last.bias); }
         RegisterComponents();
+        SeededInit.Apply(controlnet_cond_embedding, initSeed);
+        using (no_grad()) { nn.init.zeros_(last.weight); nn.init.zeros_(last.bias); }
         UNetLevels.CopyMatchingParameters(baseUnet, this);
         UNetLevels.SetRequiresGrad([baseUnet], false);
     }

@@ -72,7 +72,7 @@ public sealed class IpAdapterModel : nn.Module, IReferenceConditionedModel
         set { foreach (var p in attn_processors) p.Scale = value; }
     }
 
-    public IpAdapterModel(UNet2DConditionModel baseUnet, double scale = 1.0) : base(nameof(IpAdapterModel))
+    public IpAdapterModel(UNet2DConditionModel baseUnet, double scale = 1.0, long initSeed = 0) : base(nameof(IpAdapterModel))
     {
         var config = baseUnet.Config;
         var device = baseUnet.parameters().First().device;
@@ -85,6 +85,9 @@ public sealed class IpAdapterModel : nn.Module, IReferenceConditionedModel
             new IpAttentionProcessor(config.CrossAttentionDim, a.InnerDim, a.Heads, device)).ToArray());
         _deepestIndex = UNetLevels.LevelFeatureIndices(config)[^1];
         RegisterComponents();
+        SeededInit.Apply(image_proj, initSeed);
+        SeededInit.Apply(image_proj_norm, initSeed);
+        SeededInit.Apply(attn_processors, Runtime.Seeding.DeriveLong(initSeed, "ip-attention"));
         Scale = scale;
         UNetLevels.SetRequiresGrad([baseUnet], false);
     }
@@ -98,14 +101,15 @@ public sealed class IpAdapterModel : nn.Module, IReferenceConditionedModel
         references.Validate();
         using var scope = NewDisposeScope();
         long b = references.Batch, r = references.Count;
-        Tensor pooled;
-        using (no_grad())
+        IReadOnlyList<Tensor> Pool()
         {
+            using var noGrad = no_grad();
             var flat = references.Images.reshape([b * r, .. references.Images.shape[2..]]);
             var context = references.ConceptContext.reshape([b * r, .. references.ConceptContext.shape[2..]]);
             var encoding = unet.Encode(flat, zeros([b * r], dtype: int64, device: flat.device), context);
-            pooled = encoding.DownResiduals[_deepestIndex].mean([2, 3]).reshape(b, r, -1);
+            return [encoding.DownResiduals[_deepestIndex].mean([2, 3]).reshape(b, r, -1)];
         }
+        var pooled = references.Cache is { } cache ? cache.GetOrAdd("ipadapter", Pool)[0] : Pool()[0];
         var weights = references.Present.to(pooled.dtype);
         var mean = (pooled * weights.unsqueeze(-1)).sum(1) / weights.sum(1, keepdim: true).clamp_min(1);
         var tokens = image_proj_norm.forward(image_proj.forward(mean).view(b, Tokens, -1));

@@ -11,6 +11,13 @@ namespace RetriBooru.Modeling;
 /// </summary>
 public sealed record ReferenceBatch(Tensor Images, Tensor ConceptContext, Tensor Present)
 {
+    /// <summary>
+    /// Optional store for features that depend only on the references (not on the noisy sample or timestep).
+    /// A sampler sets it so that branches encode the references once per image instead of once per step; training
+    /// leaves it null because the features need gradients.
+    /// </summary>
+    public ReferenceFeatureCache? Cache { get; init; }
+
     public long Batch => Images.shape[0];
     public long Count => Images.shape[1];
 
@@ -32,6 +39,27 @@ public sealed record ReferenceBatch(Tensor Images, Tensor ConceptContext, Tensor
         if (probability <= 0) return this;
         var keep = rand([Batch, 1], generator: generator, device: Present.device) >= probability;
         return this with { Present = Present.logical_and(keep) };
+    }
+}
+
+/// <summary>Reference features kept across the denoising steps of one sampling call; owns (and disposes) its tensors.</summary>
+public sealed class ReferenceFeatureCache : IDisposable
+{
+    readonly Dictionary<string, IReadOnlyList<Tensor>> _entries = [];
+
+    /// <summary>Returns the cached features for <paramref name="key"/>, computing and keeping them on first use.</summary>
+    public IReadOnlyList<Tensor> GetOrAdd(string key, Func<IReadOnlyList<Tensor>> compute)
+    {
+        if (_entries.TryGetValue(key, out var cached)) return cached;
+        var computed = compute().Select(t => t.detach().DetachFromDisposeScope()).ToList();
+        _entries[key] = computed;
+        return computed;
+    }
+
+    public void Dispose()
+    {
+        foreach (var list in _entries.Values) foreach (var t in list) t.Dispose();
+        _entries.Clear();
     }
 }
 

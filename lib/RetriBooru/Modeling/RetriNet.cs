@@ -15,6 +15,8 @@ public sealed record RetriNetOptions
     public int ReferenceTimestep { get; init; }
     /// <summary>Heads of each reference cross-attention (null = the U-Net's attention heads).</summary>
     public int? AttentionHeads { get; init; }
+    /// <summary>Seed of the new layers' initial weights (a private generator: independent of the global RNG).</summary>
+    public long InitSeed { get; init; }
 }
 
 /// <summary>
@@ -146,7 +148,9 @@ public sealed class RetriNet : nn.Module, IReferenceConditionedModel
         }).ToArray());
         _levelIndices = UNetLevels.LevelFeatureIndices(config);
         RegisterComponents();
+        SeededInit.Apply(reference_attentions, Options.InitSeed);
         if (Options.InitializeFromBase) UNetLevels.CopyMatchingParameters(baseUnet, retrieval_encoder);
+        else SeededInit.Apply(retrieval_encoder, Runtime.Seeding.DeriveLong(Options.InitSeed, "retrieval-encoder"));
         UNetLevels.SetRequiresGrad(baseUnet.EncoderModules.Concat(baseUnet.MidModules), false);
     }
 
@@ -164,7 +168,9 @@ public sealed class RetriNet : nn.Module, IReferenceConditionedModel
         long b = references.Batch, r = references.Count;
         var flatImages = references.Images.reshape([b * r, .. references.Images.shape[2..]]);
         var flatContext = references.ConceptContext.reshape([b * r, .. references.ConceptContext.shape[2..]]);
-        var features = retrieval_encoder.Forward(flatImages, flatContext, Options.ReferenceTimestep);
+        var features = references.Cache is { } cache
+            ? cache.GetOrAdd("retrinet", () => retrieval_encoder.Forward(flatImages, flatContext, Options.ReferenceTimestep))
+            : retrieval_encoder.Forward(flatImages, flatContext, Options.ReferenceTimestep);
         int levels = _levelIndices.Length;
         // Samples without any present reference get exactly the text-only decoder input (the zero
         // convolutions' biases must not leak in), which is what reference guidance contrasts against.

@@ -1,0 +1,278 @@
+using System.Diagnostics;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using RetriBooru.Data;
+using RetriBooru.Data.Ingest;
+using RetriBooru.Data.Synth;
+using RetriBooru.Diffusion;
+using RetriBooru.Metrics;
+using RetriBooru.Modeling;
+using RetriBooru.Runtime;
+using RetriBooru.Weights;
+
+namespace RetriBooru.Experiments;
+
+/// <summary>How to run a spec (not part of the science: where files go, what to reuse).</summary>
+public sealed record RunOptions
+{
+    public bool Quick { get; init; }
+    public string RunsRoot { get; init; } = "runs";
+    /// <summary>Content-addressed stage outputs shared between runs (default RUNS/.cache).</summary>
+    public string? CacheRoot { get; init; }
+    /// <summary>Run only this sweep point (scale-out: one job per point); null = all points.</summary>
+    public int? OnlyPoint { get; init; }
+    /// <summary>Recompute every stage even when a finished one exists.</summary>
+    public bool Force { get; init; }
+    public int Threads { get; init; } = 1;
+    public string Device { get; init; } = "cpu";
+    public string? SpecFile { get; init; }
+}
+
+/// <summary>Something the runner did, for progress displays (stage start/end, training steps, evaluation sets).</summary>
+public sealed record RunnerEvent(string Stage, string Message, double? Fraction = null);
+
+/// <summary>Wall time of one stage and whether a finished result was reused.</summary>
+public sealed record StageTiming([property: JsonPropertyName("stage")] string Stage, [property: JsonPropertyName("seconds")] double Seconds, [property: JsonPropertyName("reused")] bool Reused);
+
+/// <summary>One scored model: sweep point, family, scheme, split, its summary and where its files are.</summary>
+public sealed record ModelEvaluation
+{
+    [JsonPropertyName("point")] public int Point { get; init; }
+    [JsonPropertyName("point_label")] public string PointLabel { get; init; } = "";
+    [JsonPropertyName("model")] public string Model { get; init; } = "";
+    [JsonPropertyName("scheme")] public string Scheme { get; init; } = "b";
+    [JsonPropertyName("split")] public string Split { get; init; } = "";
+    [JsonPropertyName("summary")] public IReadOnlyDictionary<string, ScoreSummary> Summary { get; init; } = new Dictionary<string, ScoreSummary>();
+    [JsonPropertyName("per_set")] public IReadOnlyList<IReadOnlyDictionary<string, double>> PerSet { get; init; } = [];
+    [JsonPropertyName("sets")] public IReadOnlyList<EvaluatedSet> Sets { get; init; } = [];
+    [JsonPropertyName("results_dir")] public string ResultsDir { get; init; } = "";
+    [JsonPropertyName("loss_log")] public string LossLog { get; init; } = "";
+    [JsonPropertyName("notes")] public IReadOnlyList<string> Notes { get; init; } = [];
+
+    /// <summary>A label for charts and tables: model, scheme when it matters, sweep point when there is a sweep.</summary>
+    [JsonIgnore] public string Label => $"{Model}{(Scheme == "a" ? " (scheme a)" : "")}{(PointLabel is "" or "default" ? "" : $" [{PointLabel}]")}";
+}
+
+public sealed record EvaluatedSet(
+    [property: JsonPropertyName("id")] string Id,
+    [property: JsonPropertyName("references")] IReadOnlyList<string> References,
+    [property: JsonPropertyName("samples")] IReadOnlyList<string> Samples);
+
+/// <summary>Everything a run produced.</summary>
+public sealed record ExperimentResult(RunFolder Run, IReadOnlyList<StageTiming> Timings, IReadOnlyList<ModelEvaluation> Evaluations, string ReportPath);
+
+/// <summary>
+/// Runs an experiment spec end to end: dataset, base model, one trained model per (sweep point, model family,
+/// scheme), evaluation per split, report. Every stage is content-addressed (its folder is named by the hash of
+/// its inputs) in a cache shared between runs, so a rerun reuses finished stages and an interrupted training
+/// stage resumes from its checkpoint. The run folder gets the spec, resolved config, seeds, provenance,
+/// timings, evaluations and the HTML report; nothing is overwritten.
+/// </summary>
+public sealed class ExperimentRunner(ExperimentSpec spec, RunOptions options, IProgress<RunnerEvent>? progress = null)
+{
+    readonly List<StageTiming> _timings = [];
+
+    public ExperimentResult Run(CancellationToken cancellation = default)
+    {
+        TorchRuntime.SetDeterministic(true, options.Threads);
+        var device = TorchRuntime.ResolveDevice(options.Device);
+        var points = SpecLoader.Expand(spec);
+        if (options.OnlyPoint is int only && (only < 0 || only >= points.Count))
+            throw new ArgumentOutOfRangeException(nameof(options), $"--only-point {only}: the spec has {points.Count} point(s), 0..{points.Count - 1}");
+        var selected = options.OnlyPoint is int k ? [points[k]] : points;
+        var cache = new StageCache(options.CacheRoot ?? Path.Combine(options.RunsRoot, ".cache"));
+        var run = RunFolder.Create(options.RunsRoot, spec.Name + (options.OnlyPoint is int p ? $"-point{p}" : ""), spec.Seed, "experiment", options.SpecFile,
+            options.Quick, selected.Select(x => x.Index).ToList(), Provenance.Capture(device: device.ToString()));
+        run.WriteJson("spec.json", spec);
+        run.WriteJson("resolved_points.json", selected.Select(x => new { index = x.Index, label = x.Label, spec = x.Spec }));
+        try
+        {
+            var dataset = Stage("dataset", cache, DatasetInputs(), folder => BuildDataset(folder, cancellation), resumable: false);
+            var baseModel = spec.Base.Checkpoint ?? Path.Combine(
+                Stage("base", cache, new { dataset = DatasetInputs(), spec.Base, spec.Seed }, folder => TrainBase(dataset, folder, device, cancellation), resumable: true), "model");
+            var evaluations = new List<ModelEvaluation>();
+            using (var suite = TimedValue("evaluation-suite", () => EvaluationSuite.Create(dataset, spec.Seed, Relay("evaluation-suite"))))
+            {
+                run.WriteJson("evaluation_suite.json", suite.Describe());
+                foreach (var point in selected)
+                    foreach (var model in point.Spec.Models)
+                        foreach (var scheme in model == "text-only" ? ["b"] : point.Spec.Schemes)
+                        {
+                            cancellation.ThrowIfCancellationRequested();
+                            var trainInputs = new { dataset = DatasetInputs(), baseModel, point.Spec.Train, model, scheme, spec.Seed };
+                            var trained = Stage($"train-{model}-{scheme}-p{point.Index}", cache, trainInputs,
+                                folder => TrainModel(dataset, baseModel, point.Spec, model, scheme, folder, device, cancellation), resumable: true, stageFamily: "train");
+                            foreach (var split in Splits(point.Spec))
+                                evaluations.Add(Evaluate(cache, suite, dataset, trained, trainInputs, point, model, scheme, split, device));
+                        }
+            }
+            run.WriteJson("evaluations.json", evaluations);
+            run.WriteJson("timings.json", _timings);
+            WriteSummaryCsv(run, evaluations);
+            var reportPath = run.File("report.html");
+            ReportBuilder.Build(spec, run, evaluations, _timings).Save(reportPath);
+            run.Finish("finished", Headline(evaluations));
+            return new ExperimentResult(run, _timings, evaluations, reportPath);
+        }
+        catch (OperationCanceledException)
+        {
+            run.WriteJson("timings.json", _timings);
+            run.Finish("interrupted");
+            throw;
+        }
+        catch (Exception)
+        {
+            run.WriteJson("timings.json", _timings);
+            run.Finish("failed");
+            throw;
+        }
+    }
+
+    IEnumerable<string> Splits(ExperimentSpec point) =>
+        point.Evaluate.Splits.Concat(point.Evaluate.Compositions ? ["composition"] : []);
+
+    object DatasetInputs() => new { spec.Dataset, schemes = spec.Schemes.Append("b").Distinct().Order().ToList(), spec.Train.FaceReferences, spec.Train.ClothesReferences };
+
+    string BuildDataset(string folder, CancellationToken cancellation)
+    {
+        var build = new BuildOptions
+        {
+            Seed = spec.Dataset.Seed,
+            FaceReferences = spec.Train.FaceReferences,
+            ClothesReferences = spec.Train.ClothesReferences,
+            Schemes = spec.Schemes.Append("b").Distinct().Order().ToList(),
+            UnseenFraction = (double)spec.Dataset.UnseenCharacters / spec.Dataset.Characters,
+        };
+        var relay = new Progress<DatasetProgress>(p => progress?.Report(new RunnerEvent("dataset", p.ToString() ?? "")));
+        if (spec.Dataset.Source is string source)
+            DatasetBuilder.Build(source, folder, build, relay, cancellation);
+        else
+            SynthDataset.Create(folder, new SynthOptions
+            {
+                Characters = spec.Dataset.Characters, OutfitsPerCharacter = spec.Dataset.Outfits,
+                ImagesPerCharacter = spec.Dataset.ImagesPerCharacter, Size = spec.Dataset.Size, Seed = spec.Dataset.Seed,
+            }, build, relay, cancellation);
+        return folder;
+    }
+
+    void TrainBase(string dataset, string folder, TorchSharp.torch.Device device, CancellationToken cancellation)
+    {
+        var config = ModelConfigs.Get(spec.Base.Config);
+        var source = new DatasetFolderSource(dataset, config.ImageSize);
+        using var model = BaseModelFactory.Create(config, source, Seeding.DeriveLong(spec.Seed, "base"), device: device);
+        var task = new TextToImageTask(model, source, spec.Train.PromptDropout);
+        var trainer = new TrainerOptions
+        {
+            Steps = spec.Base.Steps, BatchSize = spec.Base.BatchSize, LearningRate = spec.Base.LearningRate,
+            WarmupSteps = Math.Min(100, spec.Base.Steps / 10), Seed = Seeding.DeriveLong(spec.Seed, "base-train"), CheckpointEvery = Math.Max(50, spec.Base.Steps / 10),
+        };
+        bool resume = File.Exists(Path.Combine(folder, DiffusionTrainer.CheckpointFolder, DiffusionTrainer.StateFile));
+        var result = new DiffusionTrainer(task, trainer).Run(folder, resume, TrainingRelay("base", spec.Base.Steps), cancellation);
+        if (!result.Finished) throw new OperationCanceledException("base training interrupted; rerun to resume");
+    }
+
+    void TrainModel(string dataset, string baseModel, ExperimentSpec point, string kind, string scheme, string folder, TorchSharp.torch.Device device, CancellationToken cancellation)
+    {
+        using var model = ModelStore.LoadDiffusers(baseModel, device);
+        var branch = ReferenceModels.Create(kind, model, seed: Seeding.DeriveLong(spec.Seed, $"init/{kind}"));
+        var examples = ManifestReader.Read(dataset, scheme, SplitNames.Train);
+        using var data = new ReferenceDataset(dataset, examples, model.Config.ImageSize);
+        using var task = new ReferenceTrainingTask(model, branch, data, new ReferenceTrainingOptions
+        {
+            PromptDropout = point.Train.PromptDropout, ReferenceDropout = point.Train.ReferenceDropout, MaskedLoss = point.Train.MaskedLoss,
+        });
+        var trainer = new TrainerOptions
+        {
+            Steps = point.Train.Steps, BatchSize = point.Train.BatchSize, LearningRate = point.Train.LearningRate,
+            WarmupSteps = Math.Min(50, point.Train.Steps / 10), Seed = Seeding.DeriveLong(spec.Seed, $"train/{kind}/{scheme}"), CheckpointEvery = Math.Max(50, point.Train.Steps / 10),
+        };
+        bool resume = File.Exists(Path.Combine(folder, DiffusionTrainer.CheckpointFolder, DiffusionTrainer.StateFile));
+        var result = new DiffusionTrainer(task, trainer).Run(folder, resume, TrainingRelay($"train {kind}/{scheme}", point.Train.Steps), cancellation);
+        if (!result.Finished) throw new OperationCanceledException($"training of {kind} interrupted; rerun to resume");
+    }
+
+    ModelEvaluation Evaluate(StageCache cache, EvaluationSuite suite, string dataset, string trained, object trainInputs, SweepPoint point, string kind, string scheme, string split,
+        TorchSharp.torch.Device device)
+    {
+        var e = point.Spec.Evaluate;
+        var evaluation = new EvaluationOptions
+        {
+            Split = split, ReferenceSets = e.ReferenceSets, SamplesPerReference = e.SamplesPerReference, Seed = Seeding.DeriveLong(spec.Seed, "evaluate"),
+            Sampling = new ReferenceSamplingOptions { Steps = e.SamplingSteps, TextScale = e.TextGuidance, ReferenceScale = e.ReferenceGuidance },
+            BootstrapResamples = e.BootstrapResamples,
+        };
+        var folder = Stage($"evaluate-{kind}-{scheme}-p{point.Index}-{split}", cache, new { trainInputs, evaluation, suiteSeed = spec.Seed }, dir =>
+        {
+            var (model, branch) = ReferenceModelStore.Load(Path.Combine(trained, "model"), device);
+            using (model)
+            {
+                var result = suite.Evaluate(kind, model, branch, dataset, "b", evaluation, dir,
+                    new Progress<(int Done, int Total)>(p => progress?.Report(new RunnerEvent($"evaluate {kind}/{split}", $"{p.Done}/{p.Total}", (double)p.Done / Math.Max(1, p.Total)))));
+                var perSet = result.Rows.Where(r => r.SampleIndex is null).Select(r => r.Scores).ToList();
+                var stored = new ModelEvaluation
+                {
+                    Point = point.Index, PointLabel = point.Label, Model = kind, Scheme = scheme, Split = split, Summary = result.Summary, PerSet = perSet,
+                    Sets = result.Sets.Select(s => new EvaluatedSet(s.SetId, s.ReferencePaths, s.SamplePaths)).ToList(),
+                    ResultsDir = dir, LossLog = Path.Combine(trained, DiffusionTrainer.LossLog), Notes = result.Notes,
+                };
+                AtomicFile.WriteAllText(Path.Combine(dir, "evaluation.json"), JsonSerializer.Serialize(stored, WorkbenchJson.Pretty));
+            }
+        }, resumable: false, stageFamily: "evaluate");
+        return JsonSerializer.Deserialize<ModelEvaluation>(File.ReadAllText(Path.Combine(folder, "evaluation.json")), WorkbenchJson.Lines)!;
+    }
+
+    string Stage(string name, StageCache cache, object inputs, Action<string> produce, bool resumable, string? stageFamily = null)
+    {
+        progress?.Report(new RunnerEvent(name, "starting"));
+        var clock = Stopwatch.StartNew();
+        var (folder, reused) = cache.Run(stageFamily ?? name, inputs, produce, options.Force, keepPartial: resumable);
+        _timings.Add(new StageTiming(name, clock.Elapsed.TotalSeconds, reused));
+        progress?.Report(new RunnerEvent(name, reused ? $"reused {folder}" : $"done in {clock.Elapsed.TotalSeconds:F1} s", 1));
+        return folder;
+    }
+
+    string Stage(string name, StageCache cache, object inputs, Func<string, string> produce, bool resumable) =>
+        Stage(name, cache, inputs, folder => { produce(folder); }, resumable);
+
+    T TimedValue<T>(string name, Func<T> create)
+    {
+        var clock = Stopwatch.StartNew();
+        progress?.Report(new RunnerEvent(name, "starting"));
+        var value = create();
+        _timings.Add(new StageTiming(name, clock.Elapsed.TotalSeconds, false));
+        return value;
+    }
+
+    IProgress<string> Relay(string stage) => new SyncProgress<string>(m => progress?.Report(new RunnerEvent(stage, m)));
+
+    IProgress<TrainingProgress> TrainingRelay(string stage, int steps) =>
+        new SyncProgress<TrainingProgress>(p => progress?.Report(new RunnerEvent(stage, $"step {p.Step + 1}/{steps} loss {p.Loss:F4}", (p.Step + 1.0) / steps)));
+
+    public static void WriteSummaryCsv(RunFolder run, IReadOnlyList<ModelEvaluation> evaluations)
+    {
+        var lines = new List<string> { "point,point_label,model,scheme,split,metric,mean,ci_low,ci_high,n" };
+        foreach (var e in evaluations)
+            foreach (var (metric, s) in e.Summary.OrderBy(kv => kv.Key, StringComparer.Ordinal))
+                lines.Add(string.Join(',', e.Point, Csv(e.PointLabel), e.Model, e.Scheme, e.Split, metric,
+                    s.Mean.ToString("R"), s.Lower.ToString("R"), s.Upper.ToString("R"), s.Count));
+        AtomicFile.WriteAllLines(run.File("metrics/summary.csv"), lines);
+    }
+
+    static string Csv(string value) => value.Contains(',') || value.Contains('"') ? $"\"{value.Replace("\"", "\"\"")}\"" : value;
+
+    /// <summary>The run's headline numbers for `retribooru runs`: each model's seen-split identity and SWD.</summary>
+    static Dictionary<string, double> Headline(IReadOnlyList<ModelEvaluation> evaluations)
+    {
+        var headline = new Dictionary<string, double>();
+        foreach (var e in evaluations.Where(e => e.Split == "seen"))
+            foreach (var metric in new[] { "identity", "swd", "prompt_consistency", "leakage" })
+                if (e.Summary.TryGetValue(metric, out var s)) headline[$"{e.Label}:{metric}"] = s.Mean;
+        return headline;
+    }
+}
+
+/// <summary>IProgress that reports on the calling thread (Progress&lt;T&gt; posts to the thread pool and reorders).</summary>
+public sealed class SyncProgress<T>(Action<T> report) : IProgress<T>
+{
+    public void Report(T value) => report(value);
+}

@@ -1,0 +1,100 @@
+using RetriBooru.Cli;
+using RetriBooru.Experiments;
+using Spectre.Console.Testing;
+using Xunit;
+
+namespace RetriBooru.Tests;
+
+/// <summary>One quick quickstart run shared by the runner tests (the expensive part).</summary>
+public sealed class QuickstartRun : IDisposable
+{
+    readonly TempDir _dir = new();
+    public string Runs => Path.Combine(_dir.Path, "runs");
+    public int ExitCode { get; }
+    public string Output { get; }
+
+    public QuickstartRun()
+    {
+        var console = new TestConsole().Width(220);
+        ExitCode = CliApp.Run(["quickstart", "--quick", "--out", Runs], console);
+        Output = console.Output;
+    }
+
+    public void Dispose() => _dir.Dispose();
+}
+
+public class ExperimentRunnerTests(QuickstartRun quickstart) : IClassFixture<QuickstartRun>
+{
+    [Fact]
+    public void Quickstart_quick_runs_end_to_end_and_prints_results()
+    {
+        Assert.True(quickstart.ExitCode == 0, quickstart.Output);
+        foreach (var expected in new[] { "stages", "dataset", "base", "results: mean [95% CI]", "retrinet", "text-only", "report:" })
+            Assert.True(quickstart.Output.Contains(expected), $"missing '{expected}' in:\n{quickstart.Output}");
+        // The fixture's run is the oldest (another test reruns the quickstart into the same folder).
+        var run = RunIndex.List(quickstart.Runs).Last();
+        Assert.Equal("finished", run.Info.Status);
+        Assert.Matches("^[0-9a-f]{40}$", run.Info.Provenance?.GitCommit ?? "");
+        foreach (var file in new[] { "run.json", "spec.json", "resolved_points.json", "evaluations.json", "timings.json", "metrics/summary.csv", "report.html" })
+            Assert.True(File.Exists(Path.Combine(run.Path, file)), $"{file} missing");
+    }
+
+    [Fact]
+    public void Report_contains_every_section()
+    {
+        var run = RunIndex.List(quickstart.Runs).Last();
+        var html = File.ReadAllText(Path.Combine(run.Path, "report.html"));
+        foreach (var id in ReportBuilder.SectionIds)
+            Assert.True(html.Contains($"<section id=\"{id}\">"), $"report section '{id}' missing");
+        Assert.True(html.Contains("Plotly.newPlot('chart-"), "charts are drawn");
+        Assert.True(html.Contains("data:image/png;base64,"), "sample grids are inline images");
+        Assert.False(html.Contains("<script src="), "the report must open offline");
+    }
+
+    [Fact]
+    public void Rerun_reuses_finished_stages()
+    {
+        var console = new TestConsole().Width(220);
+        Assert.Equal(0, CliApp.Run(["quickstart", "--quick", "--out", quickstart.Runs], console));
+        var newest = RunIndex.List(quickstart.Runs).First();
+        var timings = System.Text.Json.JsonSerializer.Deserialize<List<StageTiming>>(File.ReadAllText(Path.Combine(newest.Path, "timings.json")), RetriBooru.Data.WorkbenchJson.Lines)!;
+        Assert.All(timings.Where(t => t.Stage != "evaluation-suite"), t => Assert.True(t.Reused, $"{t.Stage} was recomputed"));
+        Assert.True(RunIndex.List(quickstart.Runs).Count >= 2, "a rerun gets a new run folder");
+    }
+
+    [Fact]
+    public void A_spec_with_a_typo_is_a_clear_usage_error()
+    {
+        using var tmp = new TempDir();
+        var spec = tmp.File("bad.json");
+        File.WriteAllText(spec, """{"name":"bad","train":{"steps":10,"prompt_dropot":0.2}}""");
+        var console = new TestConsole().Width(220);
+        Assert.NotEqual(0, CliApp.Run(["run", spec, "--out", tmp.File("runs")], console));
+        Assert.Contains("prompt_dropot", console.Output);
+        Assert.Contains("did you mean 'prompt_dropout'", console.Output);
+        Assert.False(Directory.Exists(tmp.File("runs")), "nothing is written for an invalid spec");
+    }
+
+    [Fact]
+    public void An_interrupted_run_resumes_its_training_from_the_checkpoint()
+    {
+        using var tmp = new TempDir();
+        var spec = SpecLoader.Parse(BuiltInSpecs.Quickstart, "quickstart", quick: true) with { Name = "interrupt" };
+        var options = new RunOptions { RunsRoot = tmp.File("runs"), Quick = true };
+        using var cancel = new CancellationTokenSource();
+        // Cancel in the middle of RetriNet's training.
+        var progress = new SyncProgress<RunnerEvent>(e =>
+        {
+            if (e.Stage.StartsWith("train retrinet", StringComparison.Ordinal) && e.Fraction > 0.4) cancel.Cancel();
+        });
+        Assert.ThrowsAny<OperationCanceledException>(() => new ExperimentRunner(spec, options, progress).Run(cancel.Token));
+        Assert.Equal("interrupted", RunIndex.List(options.RunsRoot).Single().Info.Status);
+        var events = new List<RunnerEvent>();
+        var result = new ExperimentRunner(spec, options, new SyncProgress<RunnerEvent>(events.Add)).Run();
+        Assert.Equal("finished", result.Run.Info.Status);
+        Assert.Contains(result.Timings, t => t.Stage == "dataset" && t.Reused);
+        // The resumed training started after the interruption point, not at step 1.
+        var first = events.First(e => e.Stage.StartsWith("train retrinet", StringComparison.Ordinal) && e.Message.StartsWith("step"));
+        Assert.DoesNotContain("step 1/", first.Message);
+    }
+}
