@@ -94,7 +94,7 @@ public static class EvaluationBaselines
 {
     public sealed record IdentityBaseline(double Value, int Examples, int Pairs, int Characters);
 
-    public static IdentityBaseline Identity(IImageEmbedder embedder, string datasetDir, IReadOnlyList<TrainingExample> manifest, int imageSize, int examples, long seed, List<string> notes)
+    public static IdentityBaseline Identity(IImageEmbedder embedder, string datasetDir, IReadOnlyList<TrainingExample> manifest, int imageSize, int examples, long seed, List<string> notes, double quantile = 0.95)
     {
         var chosen = SpreadOverCharacters(manifest, examples, Seeding.Stream(seed, "identity-baseline"));
         var loaded = chosen.Select(e => LoadedExample.TryLoad(datasetDir, e, imageSize, notes)).OfType<LoadedExample>().ToList();
@@ -116,7 +116,7 @@ public static class EvaluationBaselines
             if (scores.Count == 0)
                 throw new InvalidDataException($"{datasetDir}: the identity baseline needs readable examples of at least two characters (found {loaded.Select(l => l.Example.Character).Distinct().Count()})");
             scores.Sort();
-            return new IdentityBaseline(Math.Min(Bootstrap.Quantile(scores, 0.95), 0.999), loaded.Count, scores.Count, loaded.Select(l => l.Example.Character).Distinct().Count());
+            return new IdentityBaseline(Math.Min(Bootstrap.Quantile(scores, quantile), 0.999), loaded.Count, scores.Count, loaded.Select(l => l.Example.Character).Distinct().Count());
         }
         finally
         {

@@ -51,6 +51,13 @@ public sealed class EvaluationSuite : IDisposable
         _notes.AddRange(notes);
     }
 
+    // For SwdWalkthrough (same yardsticks as Evaluate).
+    internal IImageEmbedder IdentityEmbedder => _embedder;
+    internal IVqaProvider? Vqa => _probe?.Probe;
+    internal IAnswerDistance AnswerDistance => _distance;
+    internal double IdentityBaselineValue(int imageSize) => IdentityBaselineFor(imageSize).Value;
+    internal string DatasetDir => _datasetDir;
+
     /// <summary>The notes every evaluation with this suite carries (e.g. why probe scores are missing).</summary>
     public IReadOnlyList<string> Notes => _notes;
 
@@ -232,7 +239,7 @@ public sealed class EvaluationSuite : IDisposable
     EvaluationBaselines.IdentityBaseline IdentityBaselineFor(int size)
     {
         if (!_identityBaselines.TryGetValue(size, out var baseline))
-            _identityBaselines[size] = baseline = EvaluationBaselines.Identity(_embedder, _datasetDir, _calibration, size, _options.IdentityBaselineExamples, _seed, _notes);
+            _identityBaselines[size] = baseline = EvaluationBaselines.Identity(_embedder, _datasetDir, _calibration, size, _options.IdentityBaselineExamples, _seed, _notes, _options.IdentityBaselineQuantile);
         return baseline;
     }
 
