@@ -137,3 +137,22 @@ public class SweepLimitTests
         Assert.Equal(5, SpecLoader.Expand(SpecLoader.LimitSweep(spec, 9)).Count);
     }
 }
+
+public class StageCacheLockTests
+{
+    [Fact]
+    public void Concurrent_runs_of_one_stage_produce_it_once()
+    {
+        using var tmp = new TempDir();
+        var cache = new StageCache(tmp.Path);
+        int produced = 0;
+        var results = new System.Collections.Concurrent.ConcurrentBag<bool>();
+        Parallel.For(0, 4, _ =>
+        {
+            var (_, reused) = cache.Run("stage", new { x = 1 }, dir => { Interlocked.Increment(ref produced); Thread.Sleep(200); File.WriteAllText(Path.Combine(dir, "out"), "1"); });
+            results.Add(reused);
+        });
+        Assert.Equal(1, produced);
+        Assert.Equal(3, results.Count(r => r));
+    }
+}

@@ -78,6 +78,16 @@ public static class Charts
             .WithXAxisStyle<double, double, string>(TitleText: xTitle).WithYAxisStyle<double, double, string>(TitleText: yTitle).Titled(title);
     }
 
+    /// <summary>A matrix as a heat map (e.g. pairwise answer diversity of generations), rows and columns numbered from 0.</summary>
+    public static GenericChart Heatmap(IReadOnlyList<IReadOnlyList<double>> values, string xTitle, string yTitle, string title)
+    {
+        if (values.Count == 0) throw new ArgumentException("no values to plot", nameof(values));
+        var labels = Enumerable.Range(0, values.Count).Select(i => i.ToString(System.Globalization.CultureInfo.InvariantCulture)).ToArray();
+        var columns = Enumerable.Range(0, values.Max(r => r.Count)).Select(i => i.ToString(System.Globalization.CultureInfo.InvariantCulture)).ToArray();
+        return CSharpChart.Heatmap<double, string, string, string>(values.Select(r => (IEnumerable<double>)r), X: columns, Y: labels)
+            .WithXAxisStyle<double, double, string>(TitleText: xTitle).WithYAxisStyle<double, double, string>(TitleText: yTitle).Titled(title);
+    }
+
     static GenericChart Titled(this GenericChart chart, string title) => Plotly.NET.Chart.withTitle(title, null).Invoke(chart);
 
     static IReadOnlyList<double> Smooth(IReadOnlyList<double> values, double smoothing)

@@ -128,6 +128,16 @@ public sealed class StageCache(string root)
         return Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(canonical)))[..16].ToLowerInvariant();
     }
 
+    static FileStream Lock(string path)
+    {
+        Directory.CreateDirectory(System.IO.Path.GetDirectoryName(path)!);
+        while (true)
+        {
+            try { return new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None); }
+            catch (IOException) { Thread.Sleep(250); }
+        }
+    }
+
     public string Folder(string stage, string key) => System.IO.Path.Combine(Root, stage, key);
 
     public bool IsDone(string stage, string key) => System.IO.File.Exists(System.IO.Path.Combine(Folder(stage, key), "done.json"));
@@ -145,6 +155,8 @@ public sealed class StageCache(string root)
     {
         var key = Key(inputs);
         var folder = Folder(stage, key);
+        // Several processes may share a cache (job arrays): one of them produces a stage, the others wait and reuse it.
+        using var exclusive = Lock(folder + ".lock");
         if (!force && IsDone(stage, key)) return (folder, true);
         if (Directory.Exists(folder) && (force || !keepPartial)) Directory.Delete(folder, recursive: true);
         Directory.CreateDirectory(folder);
