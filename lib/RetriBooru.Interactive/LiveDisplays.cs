@@ -1,7 +1,6 @@
 using System.Diagnostics;
 using System.Net;
 using Microsoft.DotNet.Interactive;
-using Microsoft.AspNetCore.Html;
 using Microsoft.DotNet.Interactive.Formatting;
 using RetriBooru.Experiments;
 
@@ -31,7 +30,7 @@ public sealed class LiveLossChart : IProgress<(int Step, double Loss)>
     {
         Name = name;
         Smoothing = smoothing;
-        _minInterval = minInterval ?? TimeSpan.FromSeconds(1);
+        _minInterval = minInterval ?? TimeSpan.FromSeconds(3);
         _display = KernelInvocationContext.Current is null ? null
             : Kernel.display(Html("<em>waiting for the first step...</em>"), "text/html");
     }
@@ -64,7 +63,7 @@ public sealed class LiveLossChart : IProgress<(int Step, double Loss)>
         _display.Update(Html(WorkbenchFormatters.ChartHtml(ToChart())));
     }
 
-    static HtmlString Html(string html) => new(html);
+    static HtmlView Html(string html) => new(html);
 }
 
 /// <summary>A progress bar in a notebook output, updated in place; a plain IProgress for library calls.</summary>
@@ -79,15 +78,25 @@ public sealed class NotebookProgress : IProgress<(double Fraction, string Messag
     public NotebookProgress(string label)
     {
         Label = label;
-        _display = KernelInvocationContext.Current is null ? null : Kernel.display(new HtmlString(Render(0, "starting")), "text/html");
+        _display = KernelInvocationContext.Current is null ? null : Kernel.display(new HtmlView(Render(0, "starting")), "text/html");
     }
 
+    public string LastMessage { get; private set; } = "";
+
+    /// <summary>Thread-safe: the dataset pipeline reports from parallel workers.</summary>
     public void Report((double Fraction, string Message) value)
     {
-        LastFraction = Math.Clamp(value.Fraction, 0, 1);
-        if (_display is null || (_sinceDraw.ElapsedMilliseconds < 250 && LastFraction < 1)) return;
-        _sinceDraw.Restart();
-        _display.Update(new HtmlString(Render(LastFraction, value.Message)));
+        lock (_clock)
+        {
+            double previous = LastFraction;
+            LastFraction = Math.Clamp(value.Fraction, 0, 1);
+            LastMessage = value.Message;
+            // Redraw at most twice a second, plus once when a stage completes (headless runners keep every redraw).
+            bool completes = LastFraction >= 1 && previous < 1;
+            if (_display is null || (_sinceDraw.ElapsedMilliseconds < 500 && !completes)) return;
+            _sinceDraw.Restart();
+            _display.Update(new HtmlView(Render(LastFraction, value.Message)));
+        }
     }
 
     string Render(double fraction, string message)

@@ -18,6 +18,29 @@ public static class NotebookSession
     /// <summary>The tutorial value, or the smoke value when <see cref="Smoke"/> is set.</summary>
     public static T Size<T>(T tutorial, T smoke) => Smoke ? smoke : tutorial;
 
+    /// <summary>
+    /// Where a notebook writes its files: a fresh temp folder in smoke mode (test runs leave nothing in the
+    /// repository), else <c>runs/notebooks/NAME</c> under the repository root (gitignored; reruns reuse it).
+    /// </summary>
+    public static string OutputFolder(string name, string? startDirectory = null)
+    {
+        if (string.IsNullOrWhiteSpace(name) || name.IndexOfAny(Path.GetInvalidFileNameChars()) >= 0)
+            throw new ArgumentException($"'{name}' is not a usable folder name", nameof(name));
+        var folder = Smoke
+            ? Path.Combine(Path.GetTempPath(), $"retribooru-{name}-{Guid.NewGuid():N}"[..(name.Length + 23)])
+            : Path.Combine(RepositoryRoot(startDirectory ?? Environment.CurrentDirectory), "runs", "notebooks", name);
+        Directory.CreateDirectory(folder);
+        return folder;
+    }
+
+    /// <summary>The nearest folder at or above <paramref name="start"/> that holds Workbench.sln.</summary>
+    public static string RepositoryRoot(string start)
+    {
+        for (var dir = new DirectoryInfo(start); dir is not null; dir = dir.Parent)
+            if (File.Exists(Path.Combine(dir.FullName, "Workbench.sln"))) return dir.FullName;
+        throw new DirectoryNotFoundException($"Workbench.sln not found at or above {start}; start the notebook kernel inside the repository");
+    }
+
     public static void Start()
     {
         if (Interlocked.Exchange(ref _started, 1) != 0) return;

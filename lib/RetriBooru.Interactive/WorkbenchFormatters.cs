@@ -1,6 +1,8 @@
 using System.Net;
 using Microsoft.DotNet.Interactive.Formatting;
 using Plotly.NET;
+using RetriBooru.Data;
+using RetriBooru.Data.Retrieval;
 using RetriBooru.Experiments;
 using RetriBooru.Imaging;
 using SkiaSharp;
@@ -26,7 +28,12 @@ public static class WorkbenchFormatters
             context.Writer.Write(TensorHtml(tensor));
             return true;
         }, Html);
-        foreach (var type in new[] { typeof(GenericChart), typeof(SKBitmap), typeof(ImageGrid), typeof(torch.Tensor) })
+        Formatter.Register<HtmlView>((view, writer) => writer.Write(view.Html), Html);
+        Formatter.Register<RecordCard>((card, writer) => writer.Write(card.ToHtml()), Html);
+        Formatter.Register<SideBySide>((view, writer) => writer.Write(view.ToHtml()), Html);
+        Formatter.Register<DatasetStats>((stats, writer) => writer.Write(HtmlTables.DatasetStatsHtml(stats)), Html);
+        Formatter.Register<LeakageReport>((report, writer) => writer.Write(HtmlTables.LeakageHtml(report)), Html);
+        foreach (var type in new[] { typeof(GenericChart), typeof(SKBitmap), typeof(ImageGrid), typeof(torch.Tensor), typeof(RecordCard), typeof(SideBySide), typeof(HtmlView), typeof(DatasetStats), typeof(LeakageReport) })
             Formatter.SetPreferredMimeTypesFor(type, Html);
     }
 

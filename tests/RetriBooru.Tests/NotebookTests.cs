@@ -39,7 +39,9 @@ public static class NotebookRunner
         var executed = Path.Combine(outputDirectory, Path.GetFileNameWithoutExtension(notebook) + ".executed.ipynb");
         var (code, output) = Run("dotnet",
             ["repl", "--run", notebook, "--exit-after-run", "--output-format", "ipynb", "--output-path", executed],
-            RepoPaths.Root, TimeSpan.FromMinutes(10), new Dictionary<string, string> { ["RETRIBOORU_SMOKE"] = "1" });
+            RepoPaths.Root, TimeSpan.FromMinutes(10),
+            // TMPDIR: the notebooks' smoke-mode files (Path.GetTempPath()) land in the test's folder and go with it.
+            new Dictionary<string, string> { ["RETRIBOORU_SMOKE"] = "1", ["TMPDIR"] = outputDirectory });
         Assert.True(File.Exists(executed), $"dotnet repl wrote no output for {notebook} (exit {code}):\n{output}");
         var document = JsonNode.Parse(File.ReadAllText(executed))!;
         var errors = Outputs(document).Where(o => (string?)o["output_type"] == "error")
@@ -99,5 +101,36 @@ public class NotebookTests : IClassFixture<NotebookToolFixture>
         // Checked with booleans: a failing Assert.Contains would print 3.5 MB of plotly.js.
         Assert.True(chart.Contains("plotly.js v" + RetriBooru.Experiments.PlotlyHtml.PlotlyJsVersion), "the first chart must embed plotly.js");
         Assert.False(chart.Contains("<script src="), "charts must not load scripts from the network");
+    }
+
+    static List<string> Html(JsonNode document) =>
+        NotebookRunner.OutputData(document).Where(d => d.Mime == "text/html").Select(d => d.Content).ToList();
+
+    [Fact]
+    public void Dataset_notebook_shows_records_histogram_and_leakage_check()
+    {
+        using var tmp = new TempDir();
+        var html = Html(NotebookRunner.Execute("notebooks/01-dataset-build.ipynb", tmp.Path));
+        Assert.True(html.Count(h => h.Contains("image + face box") && h.Contains("data:image/png;base64,")) >= 2, "record cards with images are missing");
+        Assert.True(html.Any(h => h.Contains("references:") && h.Contains("face &larr;") && h.Contains("clothes &larr;")), "no training-example card with references");
+        Assert.True(html.Any(h => h.Contains("Plotly.newPlot") && h.Contains("Images by number of similar images")), "no similar-length histogram");
+        Assert.True(html.Any(h => h.Contains("scheme b: leakage-free")), "scheme b must pass the leakage check");
+        Assert.True(html.Any(h => h.Contains("scheme a: LEAKS") && h.Contains("cut from the target itself")), "scheme a must show its self references");
+        Assert.True(html.Count(h => h.Contains(">images kept</td>")) >= 2, "stats tables of the synthetic and the rebuilt folder are missing");
+        // Smoke mode writes into the temp folder (here the test's own), never into the repository.
+        Assert.Single(Directory.GetDirectories(tmp.Path, "retribooru-01-dataset-*"));
+    }
+
+    [Fact]
+    public void RetriNet_notebook_trains_with_live_charts_and_compares_with_text_only()
+    {
+        using var tmp = new TempDir();
+        var html = Html(NotebookRunner.Execute("notebooks/02-train-retrinet.ipynb", tmp.Path));
+        foreach (var run in new[] { "base model", "RetriNet", "text-only" })
+            Assert.True(html.Any(h => h.Contains("Plotly.newPlot") && h.Contains($"\"name\":\"{run}\"")), $"no live loss chart for {run}");
+        var comparison = html.SingleOrDefault(h => h.Contains(">RetriNet</div>") && h.Contains(">text-only</div>"));
+        Assert.True(comparison is not null, "no side-by-side comparison of RetriNet and text-only samples");
+        Assert.True(comparison!.Contains("references (face, face, clothes, clothes)"), "the comparison must show the references");
+        Assert.True(comparison.Split("data:image/png;base64,").Length - 1 == 3, "references, RetriNet and text-only grids must be images");
     }
 }
