@@ -97,9 +97,7 @@ public class EvaluationTests(EvaluationWorld world) : IClassFixture<EvaluationWo
         // Same model and options into another folder: identical rows and summaries, byte for byte.
         var outB = world.NewFolder();
         world.Suite.Evaluate("retrinet", world.Model, net, world.Dataset, "b", Small, outB);
-        var again2 = JsonNode.Parse(File.ReadAllText(Path.Combine(outB, "results.json")))!;
-        Assert.Equal(json["rows"]!.ToJsonString(), again2["rows"]!.ToJsonString());
-        Assert.Equal(json["summaries"]!.ToJsonString(), again2["summaries"]!.ToJsonString());
+        Assert.Equal(File.ReadAllText(Path.Combine(outA, "results.json")), File.ReadAllText(Path.Combine(outB, "results.json")));
         Assert.Equal(File.ReadAllText(Path.Combine(outA, "results.csv")), File.ReadAllText(Path.Combine(outB, "results.csv")));
     }
 

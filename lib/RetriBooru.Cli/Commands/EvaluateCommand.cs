@@ -116,7 +116,7 @@ public sealed class EvaluateCommand(IAnsiConsole console) : Command<EvaluateComm
                 BootstrapResamples = settings.Bootstrap, SaveImages = !settings.NoImages, ManifestPath = settings.Manifest,
             };
             var watch = Stopwatch.StartNew();
-            var result = Run(suite, name, model, branch, settings, options);
+            var result = Run(suite, name, model, branch, settings, options, cancellationToken);
             watch.Stop();
             Print(result, settings.Out);
             int samples = result.Rows.Count(r => r.SampleIndex is not null);
@@ -126,7 +126,7 @@ public sealed class EvaluateCommand(IAnsiConsole console) : Command<EvaluateComm
         return ExitCodes.Ok;
     }
 
-    EvaluationResult Run(EvaluationSuite suite, string name, Modeling.DiffusionModel model, Modeling.IReferenceConditionedModel branch, Settings settings, EvaluationOptions options)
+    EvaluationResult Run(EvaluationSuite suite, string name, Modeling.DiffusionModel model, Modeling.IReferenceConditionedModel branch, Settings settings, EvaluationOptions options, CancellationToken cancellationToken)
     {
         if (!console.Profile.Capabilities.Interactive)
         {
@@ -140,7 +140,7 @@ public sealed class EvaluateCommand(IAnsiConsole console) : Command<EvaluateComm
                     console.MarkupLine($"sampled and scored {p.Done}/{p.Total} samples");
                 }
             });
-            return suite.Evaluate(name, model, branch, settings.Data, settings.Scheme, options, settings.Out, lines);
+            return suite.Evaluate(name, model, branch, settings.Data, settings.Scheme, options, settings.Out, lines, cancellationToken);
         }
         EvaluationResult? result = null;
         console.Progress()
@@ -154,7 +154,7 @@ public sealed class EvaluateCommand(IAnsiConsole console) : Command<EvaluateComm
                     bar.Value = p.Done;
                     bar.Description = $"sample {p.Done}/{p.Total}";
                 });
-                result = suite.Evaluate(name, model, branch, settings.Data, settings.Scheme, options, settings.Out, progress);
+                result = suite.Evaluate(name, model, branch, settings.Data, settings.Scheme, options, settings.Out, progress, cancellationToken);
             });
         return result!;
     }

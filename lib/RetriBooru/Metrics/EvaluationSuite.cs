@@ -99,7 +99,7 @@ public sealed class EvaluationSuite : IDisposable
     public static long SampleSeed(long seed, string setId, int k) => Seeding.DeriveLong(seed, $"evaluation-sample/{setId}/{k}");
 
     public EvaluationResult Evaluate(string modelName, DiffusionModel model, IReferenceConditionedModel branch, string datasetDir, string scheme,
-        EvaluationOptions options, string outDir, IProgress<(int Done, int Total)>? progress = null)
+        EvaluationOptions options, string outDir, IProgress<(int Done, int Total)>? progress = null, CancellationToken cancellationToken = default)
     {
         options.Validate();
         if (string.IsNullOrWhiteSpace(modelName)) throw new ArgumentException("the model needs a name for the results table", nameof(modelName));
@@ -152,6 +152,7 @@ public sealed class EvaluationSuite : IDisposable
                 }
                 for (int k = 0; k < options.SamplesPerReference; k++)
                 {
+                    cancellationToken.ThrowIfCancellationRequested();
                     long seed = SampleSeed(options.Seed, set.Id, k);
                     SKBitmap image;
                     using (NewDisposeScope())
@@ -177,8 +178,8 @@ public sealed class EvaluationSuite : IDisposable
                 var scoringSet = new ScoringReferenceSet(set.Id, scoringRefs, set.Prompt, PromptTags(set.Prompt), beta);
                 // Without a VQA provider SWD cannot be computed: scoring one sample at a time skips it (and nothing else).
                 var rows = _probe is null
-                    ? samples.SelectMany(s => scorer.Score(modelName, options.Split, scoringSet, [s]))
-                    : scorer.Score(modelName, options.Split, scoringSet, samples);
+                    ? samples.SelectMany(s => scorer.Score(modelName, options.Split, scoringSet, [s], cancellationToken)).ToList()
+                    : scorer.Score(modelName, options.Split, scoringSet, samples, cancellationToken);
                 foreach (var row in rows) table.Add(Renamed(row));
                 outputs.Add((set.Id, referencePaths, samplePaths));
             }
@@ -251,7 +252,10 @@ public sealed class EvaluationSuite : IDisposable
         EvaluationOptions options, EvaluationBaselines.IdentityBaseline identity, IReadOnlyDictionary<string, double?> leakage, IReadOnlyList<EvaluationSet> sets, IReadOnlyList<string> notes)
     {
         var suite = new JsonObject();
-        foreach (var (k, v) in Describe()) if (!k.StartsWith("leakage_baseline@", StringComparison.Ordinal) && !k.StartsWith("identity_baseline", StringComparison.Ordinal)) suite[k] = v;
+        // Baselines get their own entries below; whether the probe was trained now or loaded from its cache is left out
+        // (the cached weights are exact copies), so the file's bytes depend only on the inputs.
+        foreach (var (k, v) in Describe())
+            if (!k.StartsWith("leakage_baseline@", StringComparison.Ordinal) && !k.StartsWith("identity_baseline", StringComparison.Ordinal) && k != "probe_source") suite[k] = v;
         var leak = new JsonObject();
         foreach (var (character, beta) in leakage) leak[character] = beta;
         return new JsonObject
