@@ -139,8 +139,16 @@ public class EvaluationTests(EvaluationWorld world) : IClassFixture<EvaluationWo
         using var suite = EvaluationSuite.Create(copy, EvaluationWorld.SuiteOptions, seed: 3);
         Assert.Null(suite.ProbeReport);
         Assert.Equal("none", suite.Describe()["vqa"]);
+        // One unreadable reference crop: its set is reported and skipped, the other set is still scored.
+        var chosen = EvaluationSets.Choose(ManifestReader.Read(copy, "b"), DatasetLayout.ReadRecords(copy), EvaluationSplits.Seen, 2, Small.Seed);
+        Assert.Equal(2, chosen.Count);
+        var broken = ManifestReader.Resolve(copy, chosen[0].References[0].Image);
+        File.WriteAllText(broken, "not a png");
         var textOnly = new TextOnlyModel(world.Model.Unet);
-        var result = suite.Evaluate("text-only", world.Model, textOnly, copy, "b", Small with { ReferenceSets = 1, SaveImages = false }, world.NewFolder());
+        var result = suite.Evaluate("text-only", world.Model, textOnly, copy, "b", Small with { ReferenceSets = 2, SaveImages = false }, world.NewFolder());
+        Assert.Equal([chosen[1].Id], result.Sets.Select(s => s.SetId));
+        Assert.Contains(result.Notes, n => n.Contains(chosen[0].Id, StringComparison.Ordinal) && n.Contains(broken, StringComparison.Ordinal));
+        Assert.All(result.Rows, r => Assert.Equal(chosen[1].Id, r.ReferenceSetId));
         Assert.Null(result.Score("prompt_consistency"));
         Assert.Null(result.Score("swd"));
         Assert.NotNull(result.Score("identity"));
