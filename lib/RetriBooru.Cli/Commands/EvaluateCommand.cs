@@ -106,7 +106,9 @@ public sealed class EvaluateCommand(IAnsiConsole console) : Command<EvaluateComm
         {
             var name = string.IsNullOrWhiteSpace(settings.Name) ? branch.Kind : settings.Name;
             var setup = Stopwatch.StartNew();
-            using var suite = EvaluationSuite.Create(settings.Data, new EvaluationSuiteOptions { Scheme = settings.Scheme, ImageSize = model.Config.ImageSize }, settings.Seed,
+            // Baselines always come from the leakage-free scheme-b manifest, also when --scheme a draws the reference sets
+            // (calibrating leakage on crops of the target itself would call copying honest).
+            using var suite = EvaluationSuite.Create(settings.Data, new EvaluationSuiteOptions { ImageSize = model.Config.ImageSize }, settings.Seed,
                 new SynchronousProgress<string>(m => console.MarkupLine($"[grey]{Markup.Escape(m)}[/]")));
             setup.Stop();
             var options = new EvaluationOptions

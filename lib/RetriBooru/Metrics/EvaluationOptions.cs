@@ -52,7 +52,10 @@ public sealed record EvaluationOptions
 /// <summary>How the suite's fixed parts (probe, baselines, embedders) are prepared by <see cref="EvaluationSuite.Create"/>.</summary>
 public sealed record EvaluationSuiteOptions
 {
-    /// <summary>Manifest scheme whose examples calibrate the baselines.</summary>
+    /// <summary>
+    /// Manifest scheme whose examples calibrate the baselines: keep the leakage-free <c>b</c> also when evaluating on
+    /// scheme-a reference sets (calibrating leakage on crops of the target would make copying look honest).
+    /// </summary>
     public string Scheme { get; init; } = "b";
     /// <summary>
     /// Image side the baselines are computed at when the suite is created (the tiny config's 32 px); a model of
