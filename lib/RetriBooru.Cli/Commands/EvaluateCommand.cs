@@ -66,6 +66,11 @@ public sealed class EvaluateCommand(IAnsiConsole console) : Command<EvaluateComm
         [DefaultValue(1000)]
         public int Bootstrap { get; init; } = 1000;
 
+        [CommandOption("--identity-quantile <Q>")]
+        [Description("Quantile of cross-character identity scores used as SWD's identity baseline.")]
+        [DefaultValue(0.95)]
+        public double IdentityQuantile { get; init; } = 0.95;
+
         [CommandOption("--name <NAME>")]
         [Description("Model name in the results table (default: the checkpoint's model kind).")]
         public string? Name { get; init; }
@@ -92,6 +97,7 @@ public sealed class EvaluateCommand(IAnsiConsole console) : Command<EvaluateComm
             if (SamplesPerReference < 1) return ValidationResult.Error("--samples-per-reference must be at least 1");
             if (Steps < 1) return ValidationResult.Error("--steps must be at least 1");
             if (Bootstrap < 1) return ValidationResult.Error("--bootstrap must be at least 1");
+            if (IdentityQuantile is <= 0 or >= 1) return ValidationResult.Error("--identity-quantile must be in (0, 1)");
             if (Threads < 1) return ValidationResult.Error("--threads must be at least 1");
             return ValidationResult.Success();
         }
@@ -108,7 +114,7 @@ public sealed class EvaluateCommand(IAnsiConsole console) : Command<EvaluateComm
             var setup = Stopwatch.StartNew();
             // Baselines always come from the leakage-free scheme-b manifest, also when --scheme a draws the reference sets
             // (calibrating leakage on crops of the target itself would call copying honest).
-            using var suite = EvaluationSuite.Create(settings.Data, new EvaluationSuiteOptions { ImageSize = model.Config.ImageSize }, settings.Seed,
+            using var suite = EvaluationSuite.Create(settings.Data, new EvaluationSuiteOptions { ImageSize = model.Config.ImageSize, IdentityBaselineQuantile = settings.IdentityQuantile }, settings.Seed,
                 new SynchronousProgress<string>(m => console.MarkupLine($"[grey]{Markup.Escape(m)}[/]")));
             setup.Stop();
             var options = new EvaluationOptions

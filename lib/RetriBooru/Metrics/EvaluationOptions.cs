@@ -64,6 +64,11 @@ public sealed record EvaluationSuiteOptions
     public int ImageSize { get; init; } = 32;
     /// <summary>Manifest examples (spread over characters) whose cross-character pairs give the identity baseline.</summary>
     public int IdentityBaselineExamples { get; init; } = 24;
+    /// <summary>
+    /// Quantile of the cross-character identity scores used as SWD's baseline b (0.95 as the metric defines it: unrelated
+    /// images get weight ~0). Lower it when same-character and cross-character scores overlap (see the suite description).
+    /// </summary>
+    public double IdentityBaselineQuantile { get; init; } = 0.95;
     /// <summary>Examples per character averaged into that character's leakage baseline.</summary>
     public int LeakageBaselineExamples { get; init; } = 4;
     /// <summary>
@@ -82,6 +87,7 @@ public sealed record EvaluationSuiteOptions
     {
         if (ImageSize < 8) throw new ArgumentOutOfRangeException(nameof(ImageSize), ImageSize, "image size must be at least 8");
         if (IdentityBaselineExamples < 2) throw new ArgumentOutOfRangeException(nameof(IdentityBaselineExamples), IdentityBaselineExamples, "the identity baseline needs at least 2 examples");
+        if (IdentityBaselineQuantile is <= 0 or >= 1) throw new ArgumentOutOfRangeException(nameof(IdentityBaselineQuantile), IdentityBaselineQuantile, "the quantile must be in (0, 1)");
         if (LeakageBaselineExamples < 1) throw new ArgumentOutOfRangeException(nameof(LeakageBaselineExamples), LeakageBaselineExamples, "the leakage baseline needs at least 1 example per character");
         if (AnswerDistance is not ("exact" or "minilm")) throw new ArgumentException($"unknown answer distance '{AnswerDistance}' (exact or minilm)");
     }

@@ -223,6 +223,8 @@ public sealed class EvaluationSuite : IDisposable
         foreach (var (size, b) in _identityBaselines)
         {
             d[$"identity_baseline@{size}"] = Num(b.Value);
+            d[$"identity_same_character_mean@{size}"] = Num(b.SameCharacterMean);
+            d[$"identity_cross_character_median@{size}"] = Num(b.CrossCharacterMedian);
             d[$"identity_baseline_pairs@{size}"] = $"{b.Pairs} pairs, {b.Examples} examples, {b.Characters} characters";
         }
         foreach (var ((size, character), beta) in _leakageBaselines)
@@ -233,7 +235,7 @@ public sealed class EvaluationSuite : IDisposable
     EvaluationBaselines.IdentityBaseline IdentityBaselineFor(int size)
     {
         if (!_identityBaselines.TryGetValue(size, out var baseline))
-            _identityBaselines[size] = baseline = EvaluationBaselines.Identity(_embedder, _datasetDir, _calibration, size, _options.IdentityBaselineExamples, _seed, _notes);
+            _identityBaselines[size] = baseline = EvaluationBaselines.Identity(_embedder, _datasetDir, _calibration, size, _options.IdentityBaselineExamples, _options.IdentityBaselineQuantile, _seed, _notes);
         return baseline;
     }
 
@@ -255,7 +257,7 @@ public sealed class EvaluationSuite : IDisposable
         // Baselines get their own entries below; whether the probe was trained now or loaded from its cache is left out
         // (the cached weights are exact copies), so the file's bytes depend only on the inputs.
         foreach (var (k, v) in Describe())
-            if (!k.StartsWith("leakage_baseline@", StringComparison.Ordinal) && !k.StartsWith("identity_baseline", StringComparison.Ordinal) && k != "probe_source") suite[k] = v;
+            if (!k.StartsWith("leakage_baseline@", StringComparison.Ordinal) && !k.StartsWith("identity_baseline", StringComparison.Ordinal) && !k.StartsWith("identity_same", StringComparison.Ordinal) && !k.StartsWith("identity_cross", StringComparison.Ordinal) && k != "probe_source") suite[k] = v;
         var leak = new JsonObject();
         foreach (var (character, beta) in leakage) leak[character] = beta;
         return new JsonObject
@@ -287,7 +289,8 @@ public sealed class EvaluationSuite : IDisposable
             },
             ["torch_threads"] = TorchRuntime.Threads,
             ["suite"] = suite,
-            ["identity_baseline"] = new JsonObject { ["value"] = identity.Value, ["pairs"] = identity.Pairs, ["examples"] = identity.Examples, ["quantile"] = 0.95 },
+            ["identity_baseline"] = new JsonObject { ["value"] = identity.Value, ["pairs"] = identity.Pairs, ["examples"] = identity.Examples, ["quantile"] = identity.Quantile,
+                ["same_character_mean"] = identity.SameCharacterMean, ["cross_character_median"] = identity.CrossCharacterMedian },
             ["leakage_baselines"] = leak,
             ["notes"] = new JsonArray(notes.Select(n => (JsonNode?)n).ToArray()),
         };
