@@ -97,7 +97,8 @@ public static class EvaluationBaselines
     /// <param name="CrossCharacterMedian">Median score of the cross-character pairs (how far apart the two distributions are).</param>
     public sealed record IdentityBaseline(double Value, double Quantile, int Examples, int Pairs, int Characters, double SameCharacterMean, double CrossCharacterMedian);
 
-    public static IdentityBaseline Identity(IImageEmbedder embedder, string datasetDir, IReadOnlyList<TrainingExample> manifest, int imageSize, int examples, double quantile, long seed, List<string> notes)
+    public static IdentityBaseline Identity(IImageEmbedder embedder, string datasetDir, IReadOnlyList<TrainingExample> manifest, int imageSize, int examples, double quantile, long seed, List<string> notes,
+        string view = EvaluationViews.Whole)
     {
         var chosen = SpreadOverCharacters(manifest, examples, Seeding.Stream(seed, "identity-baseline"));
         var loaded = chosen.Select(e => LoadedExample.TryLoad(datasetDir, e, imageSize, notes)).OfType<LoadedExample>().ToList();
@@ -105,19 +106,22 @@ public static class EvaluationBaselines
         {
             var scores = new List<double>();
             var same = new List<double>();
+            double ScoreAgainst(SKBitmap target, LoadedExample references)
+            {
+                var faces = references.References.Where(r => r.IsFace).Select(r => r.Image).ToList();
+                var clothes = references.References.Where(r => r.IsClothing).Select(r => r.Image).ToList();
+                var faceBox = EvaluationViews.Locate(view, embedder, target, faces);
+                var clothesBox = EvaluationViews.Locate(view, embedder, target, clothes);
+                var full = new SKRectI(0, 0, target.Width, target.Height);
+                var views = IdentityViews.FromBoxes(target, faces.Count > 0 ? faceBox ?? full : null, clothes.Count > 0 ? clothesBox ?? full : null);
+                try { return IdentitySimilarity.Score(embedder, views, faces, clothes).Combined; }
+                finally { views.Face?.Dispose(); views.Clothing?.Dispose(); }
+            }
             foreach (var a in loaded)
             {
-                var view = new IdentityViews(a.Target, a.Target);
-                same.Add(IdentitySimilarity.Score(embedder, view, a.References.Where(r => r.IsFace).Select(r => r.Image).ToList(),
-                    a.References.Where(r => r.IsClothing).Select(r => r.Image).ToList()).Combined);
+                if (a.References.Count > 0) same.Add(ScoreAgainst(a.Target, a));
                 foreach (var b in loaded)
-                {
-                    if (a.Example.Character == b.Example.Character) continue;
-                    var faces = b.References.Where(r => r.IsFace).Select(r => r.Image).ToList();
-                    var clothes = b.References.Where(r => r.IsClothing).Select(r => r.Image).ToList();
-                    if (faces.Count + clothes.Count == 0) continue;
-                    scores.Add(IdentitySimilarity.Score(embedder, view, faces, clothes).Combined);
-                }
+                    if (a.Example.Character != b.Example.Character && b.References.Count > 0) scores.Add(ScoreAgainst(a.Target, b));
             }
             if (scores.Count == 0)
                 throw new InvalidDataException($"{datasetDir}: the identity baseline needs readable examples of at least two characters (found {loaded.Select(l => l.Example.Character).Distinct().Count()})");

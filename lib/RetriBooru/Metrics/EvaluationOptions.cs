@@ -69,6 +69,8 @@ public sealed record EvaluationSuiteOptions
     /// images get weight ~0). Lower it when same-character and cross-character scores overlap (see the suite description).
     /// </summary>
     public double IdentityBaselineQuantile { get; init; } = 0.95;
+    /// <summary>Where generations are compared with each concept's references: <c>whole</c> or <c>best-window</c> (<see cref="EvaluationViews"/>).</summary>
+    public string IdentityView { get; init; } = EvaluationViews.BestWindow;
     /// <summary>Examples per character averaged into that character's leakage baseline.</summary>
     public int LeakageBaselineExamples { get; init; } = 4;
     /// <summary>
@@ -89,6 +91,7 @@ public sealed record EvaluationSuiteOptions
         if (IdentityBaselineExamples < 2) throw new ArgumentOutOfRangeException(nameof(IdentityBaselineExamples), IdentityBaselineExamples, "the identity baseline needs at least 2 examples");
         if (IdentityBaselineQuantile is <= 0 or >= 1) throw new ArgumentOutOfRangeException(nameof(IdentityBaselineQuantile), IdentityBaselineQuantile, "the quantile must be in (0, 1)");
         if (LeakageBaselineExamples < 1) throw new ArgumentOutOfRangeException(nameof(LeakageBaselineExamples), LeakageBaselineExamples, "the leakage baseline needs at least 1 example per character");
+        if (IdentityView is not (EvaluationViews.Whole or EvaluationViews.BestWindow)) throw new ArgumentException($"unknown identity view '{IdentityView}' ({EvaluationViews.Whole} or {EvaluationViews.BestWindow})");
         if (AnswerDistance is not ("exact" or "minilm")) throw new ArgumentException($"unknown answer distance '{AnswerDistance}' (exact or minilm)");
     }
 }

@@ -17,9 +17,9 @@ namespace RetriBooru.Metrics;
 /// and write the results table (rows per sample and set, a summary with 95% bootstrap CIs, config and git commit).
 /// The suite holds what does not depend on the model: the embedders, the attribute probe and the baselines, so several
 /// models (RetriNet, the text-only baseline, ...) are scored against the same yardsticks.
-/// <para>Generated images have no face box or mask: identity compares the whole generated image with the face crops
-/// and with the clothes crops. The baselines are computed the same way from real images, which keeps the scores
-/// calibrated (see <see cref="EvaluationBaselines"/>).</para>
+/// <para>Generated images have no face box or mask: identity compares, per concept, the best of 14 windows of the
+/// generated image (or the whole image) with that concept's crops (<see cref="EvaluationViews"/>). The baselines are
+/// computed the same way from real images, which keeps the scores calibrated (see <see cref="EvaluationBaselines"/>).</para>
 /// </summary>
 public sealed class EvaluationSuite : IDisposable
 {
@@ -169,7 +169,9 @@ public sealed class EvaluationSuite : IDisposable
                         AtomicFile.WriteAllBytes(full, ImageTensor.EncodePng(image));
                         samplePaths.Add(full);
                     }
-                    samples.Add(new ScoringSample(image, k, seed, relative));
+                    var faceBox = EvaluationViews.Locate(_options.IdentityView, _embedder, image, scoringRefs.Where(r => r.IsFace).Select(r => r.Image).ToList());
+                    var clothesBox = EvaluationViews.Locate(_options.IdentityView, _embedder, image, scoringRefs.Where(r => r.IsClothing).Select(r => r.Image).ToList());
+                    samples.Add(new ScoringSample(image, k, seed, relative, faceBox, clothesBox));
                     progress?.Report((++done, total));
                 }
                 double? beta = LeakageBaselineFor(size, set.Character, notes);
@@ -209,7 +211,9 @@ public sealed class EvaluationSuite : IDisposable
             ["text_embedder"] = _minilm?.Name ?? "none (answer distance is exact match)",
             ["answer_distance"] = _distance.Name,
             ["vqa"] = _probe is null ? "none" : _probe.Probe.Name,
-            ["identity_view"] = "whole generated image (no face box or mask) vs face crops and vs clothes crops",
+            ["identity_view"] = _options.IdentityView == EvaluationViews.Whole
+                ? "whole generated image (no face box or mask) vs face crops and vs clothes crops"
+                : "best of 14 windows per concept (whole, 3x3 half-size, 2x2 three-quarter) vs that concept's crops",
         };
         if (_probe is { } p)
         {
@@ -235,7 +239,7 @@ public sealed class EvaluationSuite : IDisposable
     EvaluationBaselines.IdentityBaseline IdentityBaselineFor(int size)
     {
         if (!_identityBaselines.TryGetValue(size, out var baseline))
-            _identityBaselines[size] = baseline = EvaluationBaselines.Identity(_embedder, _datasetDir, _calibration, size, _options.IdentityBaselineExamples, _options.IdentityBaselineQuantile, _seed, _notes);
+            _identityBaselines[size] = baseline = EvaluationBaselines.Identity(_embedder, _datasetDir, _calibration, size, _options.IdentityBaselineExamples, _options.IdentityBaselineQuantile, _seed, _notes, _options.IdentityView);
         return baseline;
     }
 
