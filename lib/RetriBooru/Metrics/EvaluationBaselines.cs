@@ -82,7 +82,7 @@ sealed class LoadedExample(TrainingExample example, SKBitmap target, IReadOnlyLi
 /// image at the model's size, no mask, against the reference crops), so a real picture of the character scores
 /// "honest" by construction:
 /// <list type="bullet">
-/// <item>identity baseline b (SWD weights) = 95th percentile of the combined identity score of a target image against
+/// <item>identity baseline b (SWD weights) = the 95th percentile (configurable) of the combined identity score of a target image against
 /// the references of an example of a <em>different</em> character, over all cross-character pairs of up to N examples
 /// spread over characters;</item>
 /// <item>leakage baseline beta(character) = mean over up to L examples of that character of
@@ -92,31 +92,41 @@ sealed class LoadedExample(TrainingExample example, SKBitmap target, IReadOnlyLi
 /// </summary>
 public static class EvaluationBaselines
 {
-    public sealed record IdentityBaseline(double Value, int Examples, int Pairs, int Characters);
+    /// <param name="SameCharacterMean">For reference: the mean identity score of the same real targets against their own
+    /// references (what an honest picture of the character scores; a good model's samples should come near it).</param>
+    /// <param name="CrossCharacterMedian">Median score of the cross-character pairs (how far apart the two distributions are).</param>
+    public sealed record IdentityBaseline(double Value, double Quantile, int Examples, int Pairs, int Characters, double SameCharacterMean, double CrossCharacterMedian);
 
-    public static IdentityBaseline Identity(IImageEmbedder embedder, string datasetDir, IReadOnlyList<TrainingExample> manifest, int imageSize, int examples, long seed, List<string> notes, double quantile = 0.95)
+    public static IdentityBaseline Identity(IImageEmbedder embedder, string datasetDir, IReadOnlyList<TrainingExample> manifest, int imageSize, int examples, double quantile, long seed, List<string> notes,
+        string view = EvaluationViews.Whole)
     {
         var chosen = SpreadOverCharacters(manifest, examples, Seeding.Stream(seed, "identity-baseline"));
         var loaded = chosen.Select(e => LoadedExample.TryLoad(datasetDir, e, imageSize, notes)).OfType<LoadedExample>().ToList();
         try
         {
             var scores = new List<double>();
+            var same = new List<double>();
+            double ScoreAgainst(SKBitmap target, LoadedExample references)
+            {
+                var faces = references.References.Where(r => r.IsFace).Select(r => r.Image).ToList();
+                var clothes = references.References.Where(r => r.IsClothing).Select(r => r.Image).ToList();
+                var faceBox = EvaluationViews.Locate(view, embedder, target, faces);
+                var clothesBox = EvaluationViews.Locate(view, embedder, target, clothes);
+                var full = new SKRectI(0, 0, target.Width, target.Height);
+                var views = IdentityViews.FromBoxes(target, faces.Count > 0 ? faceBox ?? full : null, clothes.Count > 0 ? clothesBox ?? full : null);
+                try { return IdentitySimilarity.Score(embedder, views, faces, clothes).Combined; }
+                finally { views.Face?.Dispose(); views.Clothing?.Dispose(); }
+            }
             foreach (var a in loaded)
             {
-                var view = new IdentityViews(a.Target, a.Target);
+                if (a.References.Count > 0) same.Add(ScoreAgainst(a.Target, a));
                 foreach (var b in loaded)
-                {
-                    if (a.Example.Character == b.Example.Character) continue;
-                    var faces = b.References.Where(r => r.IsFace).Select(r => r.Image).ToList();
-                    var clothes = b.References.Where(r => r.IsClothing).Select(r => r.Image).ToList();
-                    if (faces.Count + clothes.Count == 0) continue;
-                    scores.Add(IdentitySimilarity.Score(embedder, view, faces, clothes).Combined);
-                }
+                    if (a.Example.Character != b.Example.Character && b.References.Count > 0) scores.Add(ScoreAgainst(a.Target, b));
             }
             if (scores.Count == 0)
                 throw new InvalidDataException($"{datasetDir}: the identity baseline needs readable examples of at least two characters (found {loaded.Select(l => l.Example.Character).Distinct().Count()})");
             scores.Sort();
-            return new IdentityBaseline(Math.Min(Bootstrap.Quantile(scores, quantile), 0.999), loaded.Count, scores.Count, loaded.Select(l => l.Example.Character).Distinct().Count());
+            return new IdentityBaseline(Math.Min(Bootstrap.Quantile(scores, quantile), 0.999), quantile, loaded.Count, scores.Count, loaded.Select(l => l.Example.Character).Distinct().Count(), same.Average(), Bootstrap.Quantile(scores, 0.5));
         }
         finally
         {

@@ -17,9 +17,9 @@ namespace RetriBooru.Metrics;
 /// and write the results table (rows per sample and set, a summary with 95% bootstrap CIs, config and git commit).
 /// The suite holds what does not depend on the model: the embedders, the attribute probe and the baselines, so several
 /// models (RetriNet, the text-only baseline, ...) are scored against the same yardsticks.
-/// <para>Generated images have no face box or mask: identity compares the whole generated image with the face crops
-/// and with the clothes crops. The baselines are computed the same way from real images, which keeps the scores
-/// calibrated (see <see cref="EvaluationBaselines"/>).</para>
+/// <para>Generated images have no face box or mask: identity compares, per concept, the best of 14 windows of the
+/// generated image (or the whole image) with that concept's crops (<see cref="EvaluationViews"/>). The baselines are
+/// computed the same way from real images, which keeps the scores calibrated (see <see cref="EvaluationBaselines"/>).</para>
 /// </summary>
 public sealed class EvaluationSuite : IDisposable
 {
@@ -57,6 +57,7 @@ public sealed class EvaluationSuite : IDisposable
     internal IAnswerDistance AnswerDistance => _distance;
     internal double IdentityBaselineValue(int imageSize) => IdentityBaselineFor(imageSize).Value;
     internal string DatasetDir => _datasetDir;
+    internal string IdentityView => _options.IdentityView;
 
     /// <summary>The notes every evaluation with this suite carries (e.g. why probe scores are missing).</summary>
     public IReadOnlyList<string> Notes => _notes;
@@ -106,7 +107,7 @@ public sealed class EvaluationSuite : IDisposable
     public static long SampleSeed(long seed, string setId, int k) => Seeding.DeriveLong(seed, $"evaluation-sample/{setId}/{k}");
 
     public EvaluationResult Evaluate(string modelName, DiffusionModel model, IReferenceConditionedModel branch, string datasetDir, string scheme,
-        EvaluationOptions options, string outDir, IProgress<(int Done, int Total)>? progress = null)
+        EvaluationOptions options, string outDir, IProgress<(int Done, int Total)>? progress = null, CancellationToken cancellationToken = default)
     {
         options.Validate();
         if (string.IsNullOrWhiteSpace(modelName)) throw new ArgumentException("the model needs a name for the results table", nameof(modelName));
@@ -159,6 +160,7 @@ public sealed class EvaluationSuite : IDisposable
                 }
                 for (int k = 0; k < options.SamplesPerReference; k++)
                 {
+                    cancellationToken.ThrowIfCancellationRequested();
                     long seed = SampleSeed(options.Seed, set.Id, k);
                     SKBitmap image;
                     using (NewDisposeScope())
@@ -175,7 +177,9 @@ public sealed class EvaluationSuite : IDisposable
                         AtomicFile.WriteAllBytes(full, ImageTensor.EncodePng(image));
                         samplePaths.Add(full);
                     }
-                    samples.Add(new ScoringSample(image, k, seed, relative));
+                    var faceBox = EvaluationViews.Locate(_options.IdentityView, _embedder, image, scoringRefs.Where(r => r.IsFace).Select(r => r.Image).ToList());
+                    var clothesBox = EvaluationViews.Locate(_options.IdentityView, _embedder, image, scoringRefs.Where(r => r.IsClothing).Select(r => r.Image).ToList());
+                    samples.Add(new ScoringSample(image, k, seed, relative, faceBox, clothesBox));
                     progress?.Report((++done, total));
                 }
                 double? beta = LeakageBaselineFor(size, set.Character, notes);
@@ -184,8 +188,8 @@ public sealed class EvaluationSuite : IDisposable
                 var scoringSet = new ScoringReferenceSet(set.Id, scoringRefs, set.Prompt, PromptTags(set.Prompt), beta);
                 // Without a VQA provider SWD cannot be computed: scoring one sample at a time skips it (and nothing else).
                 var rows = _probe is null
-                    ? samples.SelectMany(s => scorer.Score(modelName, options.Split, scoringSet, [s]))
-                    : scorer.Score(modelName, options.Split, scoringSet, samples);
+                    ? samples.SelectMany(s => scorer.Score(modelName, options.Split, scoringSet, [s], cancellationToken)).ToList()
+                    : scorer.Score(modelName, options.Split, scoringSet, samples, cancellationToken);
                 foreach (var row in rows) table.Add(Renamed(row));
                 outputs.Add((set.Id, referencePaths, samplePaths));
             }
@@ -215,7 +219,9 @@ public sealed class EvaluationSuite : IDisposable
             ["text_embedder"] = _minilm?.Name ?? "none (answer distance is exact match)",
             ["answer_distance"] = _distance.Name,
             ["vqa"] = _probe is null ? "none" : _probe.Probe.Name,
-            ["identity_view"] = "whole generated image (no face box or mask) vs face crops and vs clothes crops",
+            ["identity_view"] = _options.IdentityView == EvaluationViews.Whole
+                ? "whole generated image (no face box or mask) vs face crops and vs clothes crops"
+                : "best of 14 windows per concept (whole, 3x3 half-size, 2x2 three-quarter) vs that concept's crops",
         };
         if (_probe is { } p)
         {
@@ -229,6 +235,8 @@ public sealed class EvaluationSuite : IDisposable
         foreach (var (size, b) in _identityBaselines)
         {
             d[$"identity_baseline@{size}"] = Num(b.Value);
+            d[$"identity_same_character_mean@{size}"] = Num(b.SameCharacterMean);
+            d[$"identity_cross_character_median@{size}"] = Num(b.CrossCharacterMedian);
             d[$"identity_baseline_pairs@{size}"] = $"{b.Pairs} pairs, {b.Examples} examples, {b.Characters} characters";
         }
         foreach (var ((size, character), beta) in _leakageBaselines)
@@ -239,7 +247,7 @@ public sealed class EvaluationSuite : IDisposable
     EvaluationBaselines.IdentityBaseline IdentityBaselineFor(int size)
     {
         if (!_identityBaselines.TryGetValue(size, out var baseline))
-            _identityBaselines[size] = baseline = EvaluationBaselines.Identity(_embedder, _datasetDir, _calibration, size, _options.IdentityBaselineExamples, _seed, _notes, _options.IdentityBaselineQuantile);
+            _identityBaselines[size] = baseline = EvaluationBaselines.Identity(_embedder, _datasetDir, _calibration, size, _options.IdentityBaselineExamples, _options.IdentityBaselineQuantile, _seed, _notes, _options.IdentityView);
         return baseline;
     }
 
@@ -258,7 +266,10 @@ public sealed class EvaluationSuite : IDisposable
         EvaluationOptions options, EvaluationBaselines.IdentityBaseline identity, IReadOnlyDictionary<string, double?> leakage, IReadOnlyList<EvaluationSet> sets, IReadOnlyList<string> notes)
     {
         var suite = new JsonObject();
-        foreach (var (k, v) in Describe()) if (!k.StartsWith("leakage_baseline@", StringComparison.Ordinal) && !k.StartsWith("identity_baseline", StringComparison.Ordinal)) suite[k] = v;
+        // Baselines get their own entries below; whether the probe was trained now or loaded from its cache is left out
+        // (the cached weights are exact copies), so the file's bytes depend only on the inputs.
+        foreach (var (k, v) in Describe())
+            if (!k.StartsWith("leakage_baseline@", StringComparison.Ordinal) && !k.StartsWith("identity_baseline", StringComparison.Ordinal) && !k.StartsWith("identity_same", StringComparison.Ordinal) && !k.StartsWith("identity_cross", StringComparison.Ordinal) && k != "probe_source") suite[k] = v;
         var leak = new JsonObject();
         foreach (var (character, beta) in leakage) leak[character] = beta;
         return new JsonObject
@@ -290,7 +301,8 @@ public sealed class EvaluationSuite : IDisposable
             },
             ["torch_threads"] = TorchRuntime.Threads,
             ["suite"] = suite,
-            ["identity_baseline"] = new JsonObject { ["value"] = identity.Value, ["pairs"] = identity.Pairs, ["examples"] = identity.Examples, ["quantile"] = 0.95 },
+            ["identity_baseline"] = new JsonObject { ["value"] = identity.Value, ["pairs"] = identity.Pairs, ["examples"] = identity.Examples, ["quantile"] = identity.Quantile,
+                ["same_character_mean"] = identity.SameCharacterMean, ["cross_character_median"] = identity.CrossCharacterMedian },
             ["leakage_baselines"] = leak,
             ["notes"] = new JsonArray(notes.Select(n => (JsonNode?)n).ToArray()),
         };

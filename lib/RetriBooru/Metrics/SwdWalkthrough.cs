@@ -50,15 +50,21 @@ public static class SwdAnalysis
         if (suite.AnswerDistance is EmbeddingAnswerDistance embedding) embedding.Warm(genAnswers.Concat(refAnswers).SelectMany(a => a.Values));
         var faceRefs = references.Where(r => r.IsFace).Select(r => r.Image).ToList();
         var clothingRefs = references.Where(r => r.IsClothing).Select(r => r.Image).ToList();
-        // Generated images have no boxes: the whole image is compared, as in the evaluation.
-        var identities = generations.Select(g => IdentitySimilarity.Score(suite.IdentityEmbedder,
-            new IdentityViews(faceRefs.Count > 0 ? g : null, clothingRefs.Count > 0 ? g : null), faceRefs, clothingRefs).Combined).ToList();
+        // Generated images have no boxes: each concept's view is located as the evaluation does (the suite's identity view).
+        var identities = generations.Select(g =>
+        {
+            using var face = faceRefs.Count > 0 ? View(g, EvaluationViews.Locate(suite.IdentityView, suite.IdentityEmbedder, g, faceRefs)) : null;
+            using var clothes = clothingRefs.Count > 0 ? View(g, EvaluationViews.Locate(suite.IdentityView, suite.IdentityEmbedder, g, clothingRefs)) : null;
+            return IdentitySimilarity.Score(suite.IdentityEmbedder, new IdentityViews(face, clothes), faceRefs, clothingRefs).Combined;
+        }).ToList();
         double baseline = suite.IdentityBaselineValue(imageSize);
         var result = SimilarityWeightedDiversity.Compute(genAnswers, identities, baseline, suite.AnswerDistance, refAnswers);
         var q = result.QuestionIds;
         var pairs = genAnswers.Select(a => genAnswers.Select(b => SimilarityWeightedDiversity.AnswerSetDistance(a, b, q, suite.AnswerDistance)).ToArray()).ToArray();
         return new SwdWalkthrough(q, genAnswers, refAnswers, pairs, identities, baseline, result.IdentityWeights, result.Novelty, result.Value);
     }
+
+    static SKBitmap View(SKBitmap image, SKRectI? box) => box is SKRectI b ? ImageOps.Crop(image, b) : image.Copy();
 
     /// <summary>Loads image files (generations or references) at the evaluation's image size.</summary>
     public static IReadOnlyList<SKBitmap> Load(IEnumerable<string> paths, int imageSize) => paths.Select(p => ImageTensor.LoadBitmap(p, imageSize)).ToList();
