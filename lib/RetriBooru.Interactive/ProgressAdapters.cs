@@ -21,6 +21,10 @@ public static class ProgressAdapters
     public static IProgress<DatasetProgress> ForDataset(this NotebookProgress bar) =>
         new Sink<DatasetProgress>(p => bar.Report(p.Total > 0 ? (p.Fraction, $"{p.Stage} {p.Done}/{p.Total}") : (0, $"{p.Stage} {p.Done}")));
 
+    /// <summary>An experiment-runner progress sink: the bar shows the current stage and its fraction.</summary>
+    public static IProgress<Experiments.RunnerEvent> ForRunner(this NotebookProgress bar) =>
+        new Sink<Experiments.RunnerEvent>(e => bar.Report((e.Fraction ?? 0, $"{e.Stage}: {e.Message}")));
+
     /// <summary>Runs the callback on the reporting thread (Progress&lt;T&gt; would post to the thread pool and reorder points).</summary>
     sealed class Sink<T>(Action<T> report) : IProgress<T>
     {

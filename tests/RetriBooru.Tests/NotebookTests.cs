@@ -133,4 +133,27 @@ public class NotebookTests : IClassFixture<NotebookToolFixture>
         Assert.True(comparison!.Contains("references (face, face, clothes, clothes)"), "the comparison must show the references");
         Assert.True(comparison.Split("data:image/png;base64,").Length - 1 == 3, "references, RetriNet and text-only grids must be images");
     }
+
+    [Fact]
+    public void Ablation_notebook_runs_the_sweep_and_charts_the_trade_off()
+    {
+        using var tmp = new TempDir();
+        var html = Html(NotebookRunner.Execute("notebooks/03-prompt-dropout-ablation.ipynb", tmp.Path));
+        Assert.True(html.Any(h => h.Contains("Plotly.newPlot") && h.Contains("across train.prompt_dropout")), "no trade-off chart across dropout rates");
+        Assert.True(html.Any(h => h.Contains("Plotly.newPlot") && h.Contains("seen split (mean, 95% CI)")), "no metric bars with confidence intervals");
+        Assert.True(html.Any(h => h.Contains("prompt_dropout=0.7")), "the results must name the dropout rates");
+        Assert.True(html.Any(h => h.Contains(">references</div>") && h.Contains("data:image/png;base64,")), "no sample grid");
+    }
+
+    [Fact]
+    public void Swd_notebook_explains_the_metric_and_shows_the_sanity_cases()
+    {
+        using var tmp = new TempDir();
+        var document = NotebookRunner.Execute("notebooks/04-swd-analysis.ipynb", tmp.Path);
+        var html = Html(document);
+        Assert.True(html.Any(h => h.Contains("Plotly.newPlot") && h.Contains("answer diversity (SWD =")), "no pairwise diversity heat map");
+        Assert.True(html.Any(h => h.Contains("Plotly.newPlot") && h.Contains("SWD vs identity")), "no SWD vs identity scatter");
+        Assert.True(html.Any(h => h.Contains(">copy<") && h.Contains(">random<") && h.Contains(">ideal<")), "no sanity-case table");
+        Assert.True(html.Any(h => h.Contains("novelty")), "no per-generation walkthrough table");
+    }
 }

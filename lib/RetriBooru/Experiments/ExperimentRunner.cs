@@ -72,6 +72,12 @@ public sealed class ExperimentRunner(ExperimentSpec spec, RunOptions options, IP
 {
     readonly List<StageTiming> _timings = [];
 
+    /// <summary>
+    /// Part of every evaluation stage's cache key: stage keys hash configs, not code, so a change to how samples
+    /// are scored must bump this to keep old cached scores from being reused.
+    /// </summary>
+    public const string EvaluationProtocolVersion = "2 (best-window identity view)";
+
     public ExperimentResult Run(CancellationToken cancellation = default)
     {
         TorchRuntime.SetDeterministic(true, options.Threads);
@@ -201,7 +207,7 @@ public sealed class ExperimentRunner(ExperimentSpec spec, RunOptions options, IP
             Sampling = new ReferenceSamplingOptions { Steps = e.SamplingSteps, TextScale = e.TextGuidance, ReferenceScale = e.ReferenceGuidance },
             BootstrapResamples = e.BootstrapResamples,
         };
-        var folder = Stage($"evaluate-{kind}-{scheme}-p{point.Index}-{split}", cache, new { trainInputs, evaluation, suiteSeed = spec.Seed }, dir =>
+        var folder = Stage($"evaluate-{kind}-{scheme}-p{point.Index}-{split}", cache, new { trainInputs, evaluation, suiteSeed = spec.Seed, protocol = EvaluationProtocolVersion }, dir =>
         {
             var (model, branch) = ReferenceModelStore.Load(Path.Combine(trained, "model"), device);
             using (model)
