@@ -70,6 +70,7 @@ public sealed class LiveLossChart : IProgress<(int Step, double Loss)>
 public sealed class NotebookProgress : IProgress<(double Fraction, string Message)>
 {
     readonly DisplayedValue? _display;
+    readonly object _gate = new();
     readonly Stopwatch _clock = Stopwatch.StartNew();
     readonly Stopwatch _sinceDraw = Stopwatch.StartNew();
     public string Label { get; }
@@ -86,7 +87,7 @@ public sealed class NotebookProgress : IProgress<(double Fraction, string Messag
     /// <summary>Thread-safe: the dataset pipeline reports from parallel workers.</summary>
     public void Report((double Fraction, string Message) value)
     {
-        lock (_clock)
+        lock (_gate)
         {
             double previous = LastFraction;
             LastFraction = Math.Clamp(value.Fraction, 0, 1);

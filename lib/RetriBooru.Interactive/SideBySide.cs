@@ -65,25 +65,33 @@ public static class ReferenceComparison
         if (examples.Count == 0) throw new ArgumentException("no examples to sample");
         if (samplesPerExample < 1) throw new ArgumentOutOfRangeException(nameof(samplesPerExample), samplesPerExample, "must be at least 1");
         var view = new SideBySide();
-        var references = new ImageGrid(cellSize);
-        foreach (var example in examples)
+        try
         {
-            using var scope = NewDisposeScope();
-            references.AddRow(RowLabel(example), stack(example.References.Select(r => r.Image)));
+            var references = new ImageGrid(cellSize);
+            view.Add("references (" + string.Join(", ", examples[0].References.Select(r => r.Concept)) + ")", references);
+            foreach (var example in examples)
+            {
+                using var scope = NewDisposeScope();
+                references.AddRow(RowLabel(example), stack(example.References.Select(r => r.Image)));
+            }
+            var prompts = examples.SelectMany(e => Enumerable.Repeat(e.Prompt, samplesPerExample)).ToList();
+            var referenceSets = examples.SelectMany(e => Enumerable.Repeat(e.References, samplesPerExample)).ToList();
+            foreach (var model in models)
+            {
+                using var scope = NewDisposeScope();
+                var images = ReferenceSampler.Generate(model.Model, model.Branch, prompts, referenceSets, options);
+                var grid = new ImageGrid(cellSize);
+                for (int i = 0; i < examples.Count; i++)
+                    grid.AddRow(RowLabel(examples[i]), images.narrow(0, i * samplesPerExample, samplesPerExample));
+                view.Add(model.Name, grid);
+            }
+            return view;
         }
-        view.Add("references (" + string.Join(", ", examples[0].References.Select(r => r.Concept)) + ")", references);
-        var prompts = examples.SelectMany(e => Enumerable.Repeat(e.Prompt, samplesPerExample)).ToList();
-        var referenceSets = examples.SelectMany(e => Enumerable.Repeat(e.References, samplesPerExample)).ToList();
-        foreach (var model in models)
+        catch
         {
-            using var scope = NewDisposeScope();
-            var images = ReferenceSampler.Generate(model.Model, model.Branch, prompts, referenceSets, options);
-            var grid = new ImageGrid(cellSize);
-            for (int i = 0; i < examples.Count; i++)
-                grid.AddRow(RowLabel(examples[i]), images.narrow(0, i * samplesPerExample, samplesPerExample));
-            view.Add(model.Name, grid);
+            view.Dispose();   // the grids hold bitmaps
+            throw;
         }
-        return view;
     }
 
     static string RowLabel(ReferenceExample e) => $"{e.Character} {e.ClothingId} ({e.Split})";
