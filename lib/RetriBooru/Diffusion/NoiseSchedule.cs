@@ -53,18 +53,36 @@ public sealed class NoiseSchedule
         return picked.to(like.dtype).view(shape);
     }
 
+    /// <summary>
+    /// (sqrt(alpha_bar_t), sqrt(1 - alpha_bar_t)) shaped like <see cref="AlphaBar"/>, read from double tables. No
+    /// tensor-scalar arithmetic on this hot path: with TorchSharp 0.107 a temporary Scalar (as in <c>1 - a</c>) can be
+    /// finalised during the native call when a GC happens then, which surfaced as a rare "Unknown scalar type".
+    /// </summary>
+    public (Tensor SqrtAlphaBar, Tensor SqrtOneMinusAlphaBar) Coefficients(Tensor t, Tensor like)
+    {
+        var shape = new long[like.dim()];
+        Array.Fill(shape, 1L);
+        shape[0] = t.shape[0];
+        using var index = t.to(int64).to(like.device);
+        using var signal = tensor(AlphasCumprod.Select(Math.Sqrt).ToArray(), dtype: float64, device: like.device);
+        using var noise = tensor(AlphasCumprod.Select(a => Math.Sqrt(1 - a)).ToArray(), dtype: float64, device: like.device);
+        using var pickedSignal = signal.index_select(0, index);
+        using var pickedNoise = noise.index_select(0, index);
+        return (pickedSignal.to(like.dtype).view(shape), pickedNoise.to(like.dtype).view(shape));
+    }
+
     public Tensor AddNoise(Tensor x0, Tensor noise, Tensor t)
     {
         using var scope = NewDisposeScope();
-        var a = AlphaBar(t, x0);
-        return (a.sqrt() * x0 + (1 - a).sqrt() * noise).MoveToOuterDisposeScope();
+        var (signal, noiseScale) = Coefficients(t, x0);
+        return (signal * x0 + noiseScale * noise).MoveToOuterDisposeScope();
     }
 
     public Tensor Velocity(Tensor x0, Tensor noise, Tensor t)
     {
         using var scope = NewDisposeScope();
-        var a = AlphaBar(t, x0);
-        return (a.sqrt() * noise - (1 - a).sqrt() * x0).MoveToOuterDisposeScope();
+        var (signal, noiseScale) = Coefficients(t, x0);
+        return (signal * noise - noiseScale * x0).MoveToOuterDisposeScope();
     }
 
     /// <summary>What the network is trained to output at x_t: eps, or v.</summary>
