@@ -156,3 +156,23 @@ public class StageCacheLockTests
         Assert.Equal(3, results.Count(r => r));
     }
 }
+
+public class PerSetScoreTests
+{
+    [Fact]
+    public void Per_set_scores_average_samples_and_keep_set_level_scores()
+    {
+        var rows = new List<RetriBooru.Metrics.ResultRow>
+        {
+            new("m", "seen", "s1", 0, 1, null, new Dictionary<string, double> { ["identity"] = 0.2 }),
+            new("m", "seen", "s1", 1, 2, null, new Dictionary<string, double> { ["identity"] = 0.4 }),
+            new("m", "seen", "s1", null, null, null, new Dictionary<string, double> { ["swd"] = 0.1 }),
+            new("m", "seen", "s2", 0, 3, null, new Dictionary<string, double> { ["identity"] = 0.9 }),
+        };
+        var sets = ExperimentRunner.PerSetScores(rows, ["s1", "s2"]);
+        Assert.Equal(0.3, sets[0]["identity"], 9);
+        Assert.Equal(0.1, sets[0]["swd"], 9);
+        Assert.Equal(0.9, sets[1]["identity"], 9);
+        Assert.False(sets[1].ContainsKey("swd"));
+    }
+}

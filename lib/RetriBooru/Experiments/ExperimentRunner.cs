@@ -214,7 +214,7 @@ public sealed class ExperimentRunner(ExperimentSpec spec, RunOptions options, IP
             {
                 var result = suite.Evaluate(kind, model, branch, dataset, "b", evaluation, dir,
                     new Progress<(int Done, int Total)>(p => progress?.Report(new RunnerEvent($"evaluate {kind}/{split}", $"{p.Done}/{p.Total}", (double)p.Done / Math.Max(1, p.Total)))));
-                var perSet = result.Rows.Where(r => r.SampleIndex is null).Select(r => r.Scores).ToList();
+                var perSet = PerSetScores(result.Rows, result.Sets.Select(x => x.SetId));
                 var stored = new ModelEvaluation
                 {
                     Point = point.Index, PointLabel = point.Label, Model = kind, Scheme = scheme, Split = split, Summary = result.Summary, PerSet = perSet,
@@ -253,6 +253,22 @@ public sealed class ExperimentRunner(ExperimentSpec spec, RunOptions options, IP
 
     IProgress<TrainingProgress> TrainingRelay(string stage, int steps) =>
         new SyncProgress<TrainingProgress>(p => progress?.Report(new RunnerEvent(stage, $"step {p.Step + 1}/{steps} loss {p.Loss:F4}", (p.Step + 1.0) / steps)));
+
+    /// <summary>
+    /// One score dictionary per reference set, in set order: set-level scores (swd) plus the mean of every
+    /// per-sample score (identity, prompt consistency, leakage) of that set, for per-set charts.
+    /// </summary>
+    public static IReadOnlyList<IReadOnlyDictionary<string, double>> PerSetScores(IReadOnlyList<ResultRow> rows, IEnumerable<string> setIds) =>
+        setIds.Select(id =>
+        {
+            var ofSet = rows.Where(r => r.ReferenceSetId == id).ToList();
+            var scores = new Dictionary<string, double>();
+            foreach (var key in ofSet.Where(r => r.SampleIndex is not null).SelectMany(r => r.Scores.Keys).Distinct())
+                scores[key] = ofSet.Where(r => r.SampleIndex is not null && r.Scores.ContainsKey(key)).Average(r => r.Scores[key]);
+            foreach (var row in ofSet.Where(r => r.SampleIndex is null))
+                foreach (var (key, value) in row.Scores) scores[key] = value;
+            return (IReadOnlyDictionary<string, double>)scores;
+        }).ToList();
 
     public static void WriteSummaryCsv(RunFolder run, IReadOnlyList<ModelEvaluation> evaluations)
     {
