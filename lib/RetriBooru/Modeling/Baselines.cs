@@ -63,16 +63,7 @@ public sealed class ControlNetModel : nn.Module, IReferenceConditionedModel
             ("conv_in", nn.Conv2d(config.InChannels, 16, 3, padding: 1, device: device)), ("act_0", nn.SiLU()),
             ("blocks_0", nn.Conv2d(16, 32, 3, padding: 1, device: device)), ("act_1", nn.SiLU()),
             ("conv_out", last));
-        var blocks = new List<DownBlock>();
-        long output = channels[0];
-        for (int i = 0; i < channels.Length; i++)
-        {
-            long input = output;
-            output = channels[i];
-            blocks.Add(new DownBlock(input, output, config.TimeEmbedDim, config.LayersPerBlock, config.DownBlockTypes[i] == "CrossAttnDownBlock2D",
-                addDownsample: i < channels.Length - 1, config, device));
-        }
-        down_blocks = new ModuleList<DownBlock>(blocks.ToArray());
+        down_blocks = UNetLevels.DownBlocks(config, device);
         mid_block = new UNetMidBlock2DCrossAttn(channels[^1], config.TimeEmbedDim, config, device);
         // One zero conv per skip, with that skip's channels: conv_in, then per level its ResNets and downsampler.
         var skipChannels = new List<long> { channels[0] };

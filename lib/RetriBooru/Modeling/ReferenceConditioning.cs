@@ -108,6 +108,22 @@ public static class UNetLevels
         return upIndex == 0 ? ch[^1] : ch[ch.Length - upIndex];
     }
 
+    /// <summary>A fresh copy of the U-Net's down-block structure (for branches that copy the encoder: RetriNet, ControlNet).</summary>
+    public static TorchSharp.Modules.ModuleList<DownBlock> DownBlocks(UNetConfig config, Device? device)
+    {
+        var channels = config.BlockOutChannels;
+        var blocks = new List<DownBlock>();
+        long output = channels[0];
+        for (int i = 0; i < channels.Length; i++)
+        {
+            long input = output;
+            output = channels[i];
+            blocks.Add(new DownBlock(input, output, config.TimeEmbedDim, config.LayersPerBlock, config.DownBlockTypes[i] == "CrossAttnDownBlock2D",
+                addDownsample: i < channels.Length - 1, config, device));
+        }
+        return new TorchSharp.Modules.ModuleList<DownBlock>(blocks.ToArray());
+    }
+
     /// <summary>Sets every parameter of the modules to (not) require gradients.</summary>
     public static void SetRequiresGrad(IEnumerable<nn.Module> modules, bool value)
     {

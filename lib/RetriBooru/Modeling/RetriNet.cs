@@ -38,16 +38,7 @@ public sealed class RetrievalEncoder : nn.Module
         var channels = config.BlockOutChannels;
         conv_in = nn.Conv2d(config.InChannels, channels[0], 3, padding: 1, device: device);
         time_embedding = new TimestepEmbedding(channels[0], config.TimeEmbedDim, device);
-        var blocks = new List<DownBlock>();
-        long output = channels[0];
-        for (int i = 0; i < channels.Length; i++)
-        {
-            long input = output;
-            output = channels[i];
-            blocks.Add(new DownBlock(input, output, config.TimeEmbedDim, config.LayersPerBlock, config.DownBlockTypes[i] == "CrossAttnDownBlock2D",
-                addDownsample: i < channels.Length - 1, config, device));
-        }
-        down_blocks = new ModuleList<DownBlock>(blocks.ToArray());
+        down_blocks = UNetLevels.DownBlocks(config, device);
         _levelIndices = UNetLevels.LevelFeatureIndices(config);
         RegisterComponents();
     }
