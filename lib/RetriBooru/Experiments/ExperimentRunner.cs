@@ -78,6 +78,9 @@ public sealed class ExperimentRunner(ExperimentSpec spec, RunOptions options, IP
     /// </summary>
     public const string EvaluationProtocolVersion = "2 (best-window identity view)";
 
+    /// <summary>Prompt dropout of base-model pretraining (part of the base stage's key).</summary>
+    public const double BasePromptDropout = 0.1;
+
     public ExperimentResult Run(CancellationToken cancellation = default)
     {
         TorchRuntime.SetDeterministic(true, options.Threads);
@@ -95,7 +98,7 @@ public sealed class ExperimentRunner(ExperimentSpec spec, RunOptions options, IP
         {
             var dataset = Stage("dataset", cache, DatasetInputs(), folder => BuildDataset(folder, cancellation), resumable: false);
             var baseModel = spec.Base.Checkpoint ?? Path.Combine(
-                Stage("base", cache, new { dataset = DatasetInputs(), spec.Base, spec.Seed }, folder => TrainBase(dataset, folder, device, cancellation), resumable: true), "model");
+                Stage("base", cache, new { dataset = DatasetInputs(), spec.Base, spec.Seed, promptDropout = BasePromptDropout }, folder => TrainBase(dataset, folder, device, cancellation), resumable: true), "model");
             var evaluations = new List<ModelEvaluation>();
             using (var suite = TimedValue("evaluation-suite", () => EvaluationSuite.Create(dataset, spec.Seed, Relay("evaluation-suite"))))
             {
@@ -166,7 +169,9 @@ public sealed class ExperimentRunner(ExperimentSpec spec, RunOptions options, IP
         var config = ModelConfigs.Get(spec.Base.Config);
         var source = new DatasetFolderSource(dataset, config.ImageSize);
         using var model = BaseModelFactory.Create(config, source, Seeding.DeriveLong(spec.Seed, "base"), device: device);
-        var task = new TextToImageTask(model, source, spec.Train.PromptDropout);
+        // The base model always learns an unconditional branch (10% empty prompts) for classifier-free guidance;
+        // the spec's prompt dropout is a RetriNet-training knob (the ablation sweeps it), not a base-model one.
+        var task = new TextToImageTask(model, source, BasePromptDropout);
         var trainer = new TrainerOptions
         {
             Steps = spec.Base.Steps, BatchSize = spec.Base.BatchSize, LearningRate = spec.Base.LearningRate,
