@@ -17,7 +17,9 @@ public static class CliApp
             config.SetExceptionHandler((exception, _) =>
             {
                 var target = console ?? AnsiConsole.Console;
-                target.MarkupLine($"[red]error:[/] {Markup.Escape(exception.GetBaseException().Message)}");
+                var log = ErrorLog.Write(args, exception);
+                target.MarkupLine($"[red]error:[/] {Markup.Escape(exception.GetBaseException().Message)}" +
+                                  (log is null ? "" : $" [grey](details: {Markup.Escape(log)})[/]"));
                 return exception is CommandParseException or CommandRuntimeException ? ExitCodes.Usage : ExitCodes.Failure;
             });
             config.AddCommand<DoctorCommand>("doctor")
@@ -56,6 +58,28 @@ public static class CliApp
             });
         });
         return app.Run(args);
+    }
+}
+
+/// <summary>Full exception details go to a log file, so the console shows one clear line.</summary>
+public static class ErrorLog
+{
+    public static string? Write(string[] args, Exception exception)
+    {
+        try
+        {
+            var xdg = Environment.GetEnvironmentVariable("XDG_CACHE_HOME");
+            var root = !string.IsNullOrEmpty(xdg) ? xdg : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache");
+            var dir = Path.Combine(root, "retribooru", "logs");
+            Directory.CreateDirectory(dir);
+            var path = Path.Combine(dir, $"{DateTime.UtcNow:yyyyMMdd-HHmmss}-{Environment.ProcessId}.log");
+            RetriBooru.Runtime.AtomicFile.WriteAllText(path, $"retribooru {string.Join(' ', args)}\n{DateTime.UtcNow:u}\n\n{exception}\n");
+            return path;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return null; // a read-only home must not hide the original error
+        }
     }
 }
 

@@ -73,6 +73,9 @@ public class ExperimentRunnerTests(QuickstartRun quickstart) : IClassFixture<Qui
         Assert.Contains("prompt_dropot", console.Output);
         Assert.Contains("did you mean 'prompt_dropout'", console.Output);
         Assert.False(Directory.Exists(tmp.File("runs")), "nothing is written for an invalid spec");
+        var log = System.Text.RegularExpressions.Regex.Match(console.Output, @"details: (\S+\.log)").Groups[1].Value;
+        Assert.True(File.Exists(log), $"the error line must name a log file with the details:\n{console.Output}");
+        Assert.Contains("SpecValidationException", File.ReadAllText(log));
     }
 
     [Fact]
