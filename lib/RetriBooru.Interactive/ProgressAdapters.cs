@@ -1,3 +1,4 @@
+using RetriBooru.Runtime;
 using RetriBooru.Data;
 using RetriBooru.Diffusion;
 
@@ -11,7 +12,7 @@ public static class ProgressAdapters
     /// and, when given, moves a progress bar with the step rate.
     /// </summary>
     public static IProgress<TrainingProgress> ForTraining(this LiveLossChart chart, NotebookProgress? bar = null) =>
-        new Sink<TrainingProgress>(p =>
+        new SyncProgress<TrainingProgress>(p =>
         {
             chart.Report(((int)(p.Step + 1), p.Loss));
             bar?.Report(((p.Step + 1.0) / p.TotalSteps, $"step {p.Step + 1}/{p.TotalSteps}, loss {p.Loss:F4}, {p.StepsPerSecond:F1} steps/s"));
@@ -19,15 +20,9 @@ public static class ProgressAdapters
 
     /// <summary>A dataset-pipeline progress sink (generate, scan, ingest, crops, manifests ...): the bar shows the current stage.</summary>
     public static IProgress<DatasetProgress> ForDataset(this NotebookProgress bar) =>
-        new Sink<DatasetProgress>(p => bar.Report(p.Total > 0 ? (p.Fraction, $"{p.Stage} {p.Done}/{p.Total}") : (0, $"{p.Stage} {p.Done}")));
+        new SyncProgress<DatasetProgress>(p => bar.Report(p.Total > 0 ? (p.Fraction, $"{p.Stage} {p.Done}/{p.Total}") : (0, $"{p.Stage} {p.Done}")));
 
     /// <summary>An experiment-runner progress sink: the bar shows the current stage and its fraction.</summary>
     public static IProgress<Experiments.RunnerEvent> ForRunner(this NotebookProgress bar) =>
-        new Sink<Experiments.RunnerEvent>(e => bar.Report((e.Fraction ?? 0, $"{e.Stage}: {e.Message}")));
-
-    /// <summary>Runs the callback on the reporting thread (Progress&lt;T&gt; would post to the thread pool and reorder points).</summary>
-    sealed class Sink<T>(Action<T> report) : IProgress<T>
-    {
-        public void Report(T value) => report(value);
-    }
+        new SyncProgress<Experiments.RunnerEvent>(e => bar.Report((e.Fraction ?? 0, $"{e.Stage}: {e.Message}")));
 }

@@ -1,3 +1,4 @@
+using RetriBooru.Runtime;
 using RetriBooru.Cli;
 using RetriBooru.Experiments;
 using Spectre.Console.Testing;

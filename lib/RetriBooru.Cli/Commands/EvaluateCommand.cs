@@ -121,7 +121,7 @@ public sealed class EvaluateCommand(IAnsiConsole console) : Command<EvaluateComm
             // Baselines always come from the leakage-free scheme-b manifest, also when --scheme a draws the reference sets
             // (calibrating leakage on crops of the target itself would call copying honest).
             using var suite = EvaluationSuite.Create(settings.Data, new EvaluationSuiteOptions { ImageSize = model.Config.ImageSize, IdentityBaselineQuantile = settings.IdentityQuantile, IdentityView = settings.IdentityView }, settings.Seed,
-                new SynchronousProgress<string>(m => console.MarkupLine($"[grey]{Markup.Escape(m)}[/]")));
+                new SyncProgress<string>(m => console.MarkupLine($"[grey]{Markup.Escape(m)}[/]")));
             setup.Stop();
             var options = new EvaluationOptions
             {
@@ -145,7 +145,7 @@ public sealed class EvaluateCommand(IAnsiConsole console) : Command<EvaluateComm
         if (!console.Profile.Capabilities.Interactive)
         {
             int lastSet = -1;
-            var lines = new SynchronousProgress<(int Done, int Total)>(p =>
+            var lines = new SyncProgress<(int Done, int Total)>(p =>
             {
                 int set = p.Done / options.SamplesPerReference;
                 if (p.Done % options.SamplesPerReference == 0 && set != lastSet)
@@ -162,7 +162,7 @@ public sealed class EvaluateCommand(IAnsiConsole console) : Command<EvaluateComm
             .Start(ctx =>
             {
                 var bar = ctx.AddTask("sampling", maxValue: options.ReferenceSets * options.SamplesPerReference);
-                var progress = new SynchronousProgress<(int Done, int Total)>(p =>
+                var progress = new SyncProgress<(int Done, int Total)>(p =>
                 {
                     bar.MaxValue = p.Total;
                     bar.Value = p.Done;

@@ -81,7 +81,7 @@ public sealed class ModelBenchmarkCommand(IAnsiConsole console) : Command<ModelB
         var rssLines = new List<string>();
         var clock = Stopwatch.StartNew();
         double warmSeconds = 0;
-        var progress = new SynchronousProgress<TrainingProgress>(p =>
+        var progress = new SyncProgress<TrainingProgress>(p =>
         {
             long done = p.Step + 1;
             if (done == 1) warmSeconds = clock.Elapsed.TotalSeconds;

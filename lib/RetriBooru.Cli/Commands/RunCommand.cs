@@ -1,3 +1,4 @@
+using RetriBooru.Runtime;
 using System.ComponentModel;
 using System.Diagnostics;
 using RetriBooru.Experiments;

@@ -128,7 +128,7 @@ public sealed class TrainBaseCommand(IAnsiConsole console) : Command<TrainBaseCo
         };
         console.MarkupLine($"model {Markup.Escape(model.Config.Name)}: U-Net {ModelInfo.CountParameters(model.Unet):N0} + text encoder {ModelInfo.CountParameters(model.TextEncoder):N0} parameters, " +
                            $"{model.Tokenizer.VocabSize} tokens; seed {settings.Seed}, batch {settings.Batch}, lr {settings.LearningRate}, {settings.Threads} threads");
-        var progress = new SynchronousProgress<TrainingProgress>(p =>
+        var progress = new SyncProgress<TrainingProgress>(p =>
         {
             if ((p.Step + 1) % Math.Max(1, settings.LogEvery) == 0 || p.Step + 1 == p.TotalSteps)
                 console.MarkupLine($"step {p.Step + 1}/{p.TotalSteps}  loss {p.Loss:F4}  lr {p.LearningRate:G3}  grad {p.GradNorm:F3}  {p.StepsPerSecond:F2} steps/s");
@@ -139,10 +139,4 @@ public sealed class TrainBaseCommand(IAnsiConsole console) : Command<TrainBaseCo
             : $"[yellow]stopped[/] after step {result.StepsDone}; resume with --resume (checkpoint {Markup.Escape(result.CheckpointFolder)})");
         return result.Finished || settings.StopAfter is not null ? ExitCodes.Ok : ExitCodes.Interrupted;
     }
-}
-
-/// <summary>IProgress that runs the callback on the reporting thread (Progress&lt;T&gt; posts to the thread pool, reordering lines).</summary>
-public sealed class SynchronousProgress<T>(Action<T> report) : IProgress<T>
-{
-    public void Report(T value) => report(value);
 }

@@ -157,7 +157,7 @@ public static class AnsiProgress
         if (!console.Profile.Capabilities.Interactive)
         {
             // Logs and CI: plain lines, no redrawn bar.
-            var lines = new SynchronousProgress<TrainingProgress>(p =>
+            var lines = new SyncProgress<TrainingProgress>(p =>
             {
                 if ((p.Step + 1) % Math.Max(1, logEvery) == 0 || p.Step + 1 == p.TotalSteps)
                     console.MarkupLine($"step {p.Step + 1}/{p.TotalSteps}  loss {p.Loss:F4}  lr {p.LearningRate:G3}  grad {p.GradNorm:F3}  {p.StepsPerSecond:F2} steps/s");
@@ -169,7 +169,7 @@ public static class AnsiProgress
             .Start(ctx =>
             {
                 var bar = ctx.AddTask("training", maxValue: options.Steps);
-                var progress = new SynchronousProgress<TrainingProgress>(p =>
+                var progress = new SyncProgress<TrainingProgress>(p =>
                 {
                     bar.Value = p.Step + 1;
                     bar.Description = $"loss {p.Loss:F4}, {p.StepsPerSecond:F2} steps/s";

@@ -297,9 +297,3 @@ public sealed class ExperimentRunner(ExperimentSpec spec, RunOptions options, IP
         return headline;
     }
 }
-
-/// <summary>IProgress that reports on the calling thread (Progress&lt;T&gt; posts to the thread pool and reorders).</summary>
-public sealed class SyncProgress<T>(Action<T> report) : IProgress<T>
-{
-    public void Report(T value) => report(value);
-}
