@@ -65,7 +65,8 @@ public class EvaluationTests(EvaluationWorld world) : IClassFixture<EvaluationWo
         Assert.Equal(result.Sets.Count * Small.SamplesPerReference, sampleRows.Count);
         Assert.Equal(2, result.Sets.Count);
         Assert.Equal(result.Sets.Count, result.Rows.Count(r => r.SampleIndex is null && r.Scores.ContainsKey("swd")));
-        foreach (var key in new[] { "identity_face", "identity_clothes", "identity", "prompt_consistency", "swd", "leakage" })
+        foreach (var key in new[] { "identity_face", "identity_clothes", "identity", "prompt_consistency", "swd", "leakage",
+                     "attribute_agreement", "attribute_agreement_face", "attribute_agreement_clothes" })
             Assert.True(result.Summary.ContainsKey(key), $"summary lacks {key}; has {string.Join(", ", result.Summary.Keys)}");
         foreach (var s in result.Summary.Values) Assert.True(s.Lower <= s.Mean && s.Mean <= s.Upper, s.ToString());
 
@@ -81,7 +82,11 @@ public class EvaluationTests(EvaluationWorld world) : IClassFixture<EvaluationWo
         using (NewDisposeScope())
         {
             var crops = example.References.Select(r => new ReferenceCrop(ImageTensor.Load(ManifestReader.Resolve(world.Dataset, r.Image), 32), r.Concept, r.SourceId)).ToList();
-            var again = ReferenceSampler.Generate(world.Model, net, [example.Prompt], [crops], Small.Sampling with { Seed = row.Seed!.Value });
+            // Generations get the context view of the prompt (no identity tags) by default.
+            var prompt = PromptViews.Apply(Small.PromptView, example.Prompt, example.Character);
+            Assert.DoesNotContain(example.Character, prompt);
+            Assert.DoesNotContain("_hair", prompt);
+            var again = ReferenceSampler.Generate(world.Model, net, [prompt], [crops], Small.Sampling with { Seed = row.Seed!.Value });
             using var bitmap = ImageTensor.ToBitmap(again[0]);
             Assert.Equal(File.ReadAllBytes(savedPath), ImageTensor.EncodePng(bitmap));
         }
@@ -94,6 +99,11 @@ public class EvaluationTests(EvaluationWorld world) : IClassFixture<EvaluationWo
         Assert.Equal("retrinet", (string?)json["config"]!["model"]);
         Assert.Equal(7L, (long)json["config"]!["seed"]!);
         Assert.NotNull(json["config"]!["suite"]!["probe_accuracy"]);
+        Assert.Equal("context", (string?)json["config"]!["prompt_view"]);
+        var baseline = json["config"]!["attribute_agreement_baseline"]!;
+        Assert.InRange((double)baseline["value"]!, 0, 1);
+        Assert.InRange((double)baseline["same_character_mean"]!, 0, 1);
+        Assert.True((int)baseline["pairs"]! > 0);
 
         // Same model and options into another folder: identical rows and summaries, byte for byte.
         var outB = world.NewFolder();

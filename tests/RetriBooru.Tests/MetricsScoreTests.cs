@@ -172,7 +172,9 @@ public class MetricsScoreTests(MetricsProbeFixture fixture, ITestOutputHelper ou
         var refScenes = Enumerable.Range(0, 2).Select(_ => MetricsShapeWorld.Draw(MetricsShapeWorld.RandomScene(Target, rng))).ToList();
         var references = refScenes.Select(r => new ScoringReference(ImageOps.Crop(r.Image, r.FaceBox), "face", ImageOps.Crop(r.Mask, r.FaceBox)))
             .Concat(refScenes.Select(r => new ScoringReference(ImageOps.Crop(r.Image, r.BodyBox), "clothes", ImageOps.Crop(r.Mask, r.BodyBox)))).ToList();
-        var set = new ScoringReferenceSet("ref-0", references, "a girl with red hair", ["red_hair", "1girl"], LeakageBaseline: 0.3);
+        // The shape world's probe reads "hair" and "clothing"; the expected values are the target character's.
+        var expected = new ExpectedAttributes(new Dictionary<string, string> { ["hair"] = Target.Hair }, new Dictionary<string, string> { ["clothing"] = Target.Clothing });
+        var set = new ScoringReferenceSet("ref-0", references, "a girl with red hair", ["red_hair", "1girl"], LeakageBaseline: 0.3, Expected: expected);
         var scorer = new EvaluationScorer(fixture.Embedder, fixture.Probe, new ExactMatchAnswerDistance(), identityBaseline: 0.9, probe: fixture.Probe);
 
         List<ResultRow> ScoreCharacter(MetricsShapeWorld.Character character, string model)
@@ -189,7 +191,8 @@ public class MetricsScoreTests(MetricsProbeFixture fixture, ITestOutputHelper ou
         Assert.Equal(4, same.Count);
         Assert.Equal([0, 1, 2, null], same.Select(r => r.SampleIndex));
         foreach (var row in same.Take(3))
-            Assert.Equal(["identity", "identity_clothing", "identity_face", "leakage", "prompt_consistency"], row.Scores.Keys.OrderBy(k => k, StringComparer.Ordinal));
+            Assert.Equal(["attribute_agreement", "attribute_agreement_clothes", "attribute_agreement_face", "identity", "identity_clothing", "identity_face", "leakage", "prompt_consistency"],
+                row.Scores.Keys.OrderBy(k => k, StringComparer.Ordinal));
         Assert.Equal(["swd"], same[3].Scores.Keys);
         Assert.Equal(100L, same[0].Seed);
         double Mean(List<ResultRow> rows, string key) => rows.Where(r => r.Scores.ContainsKey(key)).Average(r => r.Scores[key]);
@@ -197,6 +200,10 @@ public class MetricsScoreTests(MetricsProbeFixture fixture, ITestOutputHelper ou
         Assert.True(Mean(same, "identity") > Mean(other, "identity") + 0.05);
         Assert.Equal(1.0, Mean(same, "prompt_consistency"));
         Assert.Equal(0.0, Mean(other, "prompt_consistency"));
+        // The other character has another hair and clothing colour: the probe sees the difference.
+        output.WriteLine($"attribute agreement same {Mean(same, "attribute_agreement"):F2} other {Mean(other, "attribute_agreement"):F2}");
+        Assert.True(Mean(same, "attribute_agreement") >= 0.8);
+        Assert.True(Mean(other, "attribute_agreement") <= 0.2);
 
         var table = new ResultsTable();
         foreach (var row in same.Concat(other)) table.Add(row);

@@ -76,6 +76,11 @@ public sealed class EvaluateCommand(IAnsiConsole console) : Command<EvaluateComm
         [DefaultValue("best-window")]
         public string IdentityView { get; init; } = "best-window";
 
+        [CommandOption("--prompt-view <VIEW>")]
+        [Description("context (default: prompts without character, hair, eye and clothing tags, so identity must come from the references) or full (the target's whole prompt).")]
+        [DefaultValue("context")]
+        public string PromptView { get; init; } = "context";
+
         [CommandOption("--name <NAME>")]
         [Description("Model name in the results table (default: the checkpoint's model kind).")]
         public string? Name { get; init; }
@@ -98,6 +103,7 @@ public sealed class EvaluateCommand(IAnsiConsole console) : Command<EvaluateComm
             if (string.IsNullOrWhiteSpace(Out)) return ValidationResult.Error("--out is required");
             if (!EvaluationSplits.All.Contains(Split)) return ValidationResult.Error($"--split '{Split}': use {string.Join(", ", EvaluationSplits.All)}");
             if (Scheme is not ("a" or "b")) return ValidationResult.Error($"--scheme '{Scheme}': use a or b");
+            if (!RetriBooru.Data.PromptViews.All.Contains(PromptView)) return ValidationResult.Error($"--prompt-view '{PromptView}': use full or context");
             if (Sets < 1) return ValidationResult.Error("--sets must be at least 1");
             if (SamplesPerReference < 1) return ValidationResult.Error("--samples-per-reference must be at least 1");
             if (Steps < 1) return ValidationResult.Error("--steps must be at least 1");
@@ -127,7 +133,7 @@ public sealed class EvaluateCommand(IAnsiConsole console) : Command<EvaluateComm
             {
                 Split = settings.Split, ReferenceSets = settings.Sets, SamplesPerReference = settings.SamplesPerReference, Seed = settings.Seed,
                 Sampling = new ReferenceSamplingOptions { Steps = settings.Steps, TextScale = settings.TextScale, ReferenceScale = settings.ReferenceScale },
-                BootstrapResamples = settings.Bootstrap, SaveImages = !settings.NoImages, ManifestPath = settings.Manifest,
+                BootstrapResamples = settings.Bootstrap, SaveImages = !settings.NoImages, ManifestPath = settings.Manifest, PromptView = settings.PromptView,
             };
             var watch = Stopwatch.StartNew();
             var result = Run(suite, name, model, branch, settings, options, cancellationToken);

@@ -61,6 +61,11 @@ public sealed class TrainCommand(IAnsiConsole console) : Command<TrainCommand.Se
         [DefaultValue(0.1)]
         public double ReferenceDropout { get; init; } = 0.1;
 
+        [CommandOption("--prompt-view <VIEW>")]
+        [Description("full (the target's whole tag prompt, as the paper) or context (character, hair, eye and clothing tags removed: identity only from the references).")]
+        [DefaultValue("full")]
+        public string PromptView { get; init; } = "full";
+
         [CommandOption("--no-mask")]
         [Description("Plain (unmasked) loss over the whole image.")]
         public bool NoMask { get; init; }
@@ -107,6 +112,7 @@ public sealed class TrainCommand(IAnsiConsole console) : Command<TrainCommand.Se
             if (string.IsNullOrWhiteSpace(Out)) return ValidationResult.Error("--out is required");
             if (!ReferenceModels.Kinds.Contains(Model)) return ValidationResult.Error($"--model must be one of {string.Join(", ", ReferenceModels.Kinds)}");
             if (Scheme is not ("a" or "b")) return ValidationResult.Error("--scheme must be a or b");
+            if (!RetriBooru.Data.PromptViews.All.Contains(PromptView)) return ValidationResult.Error("--prompt-view must be full or context");
             if (Steps < 1 || Batch < 1) return ValidationResult.Error("--steps and --batch must be at least 1");
             return ValidationResult.Success();
         }
@@ -124,7 +130,7 @@ public sealed class TrainCommand(IAnsiConsole console) : Command<TrainCommand.Se
         using var data = new ReferenceDataset(dataDir, examples, model.Config.ImageSize);
         console.MarkupLine($"{data.Count} training examples from {Markup.Escape(manifest)}" + (data.Skipped.Count > 0 ? $", [yellow]{data.Skipped.Count} skipped[/]" : ""));
         foreach (var s in data.Skipped.Take(10)) console.MarkupLine($"  [yellow]skipped[/] {Markup.Escape(s.Path)}: {Markup.Escape(s.Reason)}");
-        var trainingOptions = new ReferenceTrainingOptions { PromptDropout = settings.PromptDropout, ReferenceDropout = settings.ReferenceDropout, MaskedLoss = !settings.NoMask };
+        var trainingOptions = new ReferenceTrainingOptions { PromptDropout = settings.PromptDropout, ReferenceDropout = settings.ReferenceDropout, MaskedLoss = !settings.NoMask, PromptView = settings.PromptView };
         using var task = new ReferenceTrainingTask(model, branch, data, trainingOptions);
         var options = new TrainerOptions
         {

@@ -14,9 +14,15 @@ public sealed record ReferenceTrainingOptions
     public double ReferenceDropout { get; init; } = 0.1;
     /// <summary>Only the figure (the mask, resized to model resolution) counts in the loss.</summary>
     public bool MaskedLoss { get; init; } = true;
+    /// <summary>
+    /// <see cref="Data.PromptViews.Full"/> (the paper: the target's whole tag prompt) or <see cref="Data.PromptViews.Context"/>
+    /// (identity tags removed, so the references are the only source of hair, eyes and outfit).
+    /// </summary>
+    public string PromptView { get; init; } = Data.PromptViews.Full;
 
     public void Validate()
     {
+        Data.PromptViews.Validate(PromptView);
         if (PromptDropout is < 0 or > 1) throw new ArgumentOutOfRangeException(nameof(PromptDropout), PromptDropout, "prompt dropout must be in [0, 1]");
         if (ReferenceDropout is < 0 or > 1) throw new ArgumentOutOfRangeException(nameof(ReferenceDropout), ReferenceDropout, "reference dropout must be in [0, 1]");
     }
@@ -129,7 +135,7 @@ public sealed class ReferenceTrainingTask : ITrainingTask, IDisposable
         var t = schedule.SampleTimesteps(batch.Length, generator, device);
         var dropPrompt = rand([batch.Length], generator: generator).data<float>().ToArray();
         var references = batcher.Build(examples.Select(e => e.References).ToList()).DropWhole(Options.ReferenceDropout, generator);
-        var prompts = examples.Select((e, i) => dropPrompt[i] < Options.PromptDropout ? "" : e.Prompt).ToList();
+        var prompts = examples.Select((e, i) => dropPrompt[i] < Options.PromptDropout ? "" : Data.PromptViews.Apply(Options.PromptView, e.Prompt, e.Character)).ToList();
         Tensor context;
         using (no_grad()) context = model.EncodePrompts(prompts);
         var noisy = schedule.AddNoise(x0, noise, t);

@@ -76,7 +76,7 @@ public sealed class ExperimentRunner(ExperimentSpec spec, RunOptions options, IP
     /// Part of every evaluation stage's cache key: stage keys hash configs, not code, so a change to how samples
     /// are scored must bump this to keep old cached scores from being reused.
     /// </summary>
-    public const string EvaluationProtocolVersion = "2 (best-window identity view)";
+    public const string EvaluationProtocolVersion = "3 (context prompts, attribute agreement, SWD weighted by attributes)";
 
     /// <summary>Prompt dropout of base-model pretraining (part of the base stage's key).</summary>
     public const double BasePromptDropout = 0.1;
@@ -191,6 +191,7 @@ public sealed class ExperimentRunner(ExperimentSpec spec, RunOptions options, IP
         using var task = new ReferenceTrainingTask(model, branch, data, new ReferenceTrainingOptions
         {
             PromptDropout = point.Train.PromptDropout, ReferenceDropout = point.Train.ReferenceDropout, MaskedLoss = point.Train.MaskedLoss,
+            PromptView = point.Train.PromptView,
         });
         var trainer = new TrainerOptions
         {
@@ -210,7 +211,7 @@ public sealed class ExperimentRunner(ExperimentSpec spec, RunOptions options, IP
         {
             Split = split, ReferenceSets = e.ReferenceSets, SamplesPerReference = e.SamplesPerReference, Seed = Seeding.DeriveLong(spec.Seed, "evaluate"),
             Sampling = new ReferenceSamplingOptions { Steps = e.SamplingSteps, TextScale = e.TextGuidance, ReferenceScale = e.ReferenceGuidance },
-            BootstrapResamples = e.BootstrapResamples,
+            BootstrapResamples = e.BootstrapResamples, PromptView = e.PromptView,
         };
         var folder = Stage($"evaluate-{kind}-{scheme}-p{point.Index}-{split}", cache, new { trainInputs, evaluation, suiteSeed = spec.Seed, protocol = EvaluationProtocolVersion }, dir =>
         {

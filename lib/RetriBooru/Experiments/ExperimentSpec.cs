@@ -61,6 +61,8 @@ public sealed record TrainSpec
     [JsonPropertyName("masked_loss")] public bool MaskedLoss { get; init; } = true;
     [JsonPropertyName("face_references")] public int FaceReferences { get; init; } = 2;
     [JsonPropertyName("clothes_references")] public int ClothesReferences { get; init; } = 2;
+    /// <summary><c>full</c> (the paper: the whole tag prompt) or <c>context</c> (identity tags removed; see PromptViews).</summary>
+    [JsonPropertyName("prompt_view")] public string PromptView { get; init; } = "full";
 }
 
 public sealed record EvaluateSpec
@@ -73,6 +75,11 @@ public sealed record EvaluateSpec
     [JsonPropertyName("reference_guidance")] public double ReferenceGuidance { get; init; } = 2.0;
     [JsonPropertyName("bootstrap_resamples")] public int BootstrapResamples { get; init; } = 1000;
     [JsonPropertyName("compositions")] public bool Compositions { get; init; } = true;
+    /// <summary>
+    /// The prompt generations get: <c>context</c> (default: no character, hair, eye or clothing tags, so identity must
+    /// come from the references) or <c>full</c> (the target's whole prompt).
+    /// </summary>
+    [JsonPropertyName("prompt_view")] public string PromptView { get; init; } = "context";
 }
 
 public sealed record ReportSpec

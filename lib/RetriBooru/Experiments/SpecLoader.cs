@@ -134,6 +134,8 @@ public static class SpecLoader
         Range(s.Evaluate.SamplesPerReference, 1, 1000, "$.evaluate.samples_per_reference");
         Range(s.Evaluate.SamplingSteps, 1, 1000, "$.evaluate.sampling_steps");
         Range(s.Evaluate.BootstrapResamples, 10, 1_000_000, "$.evaluate.bootstrap_resamples");
+        if (!Data.PromptViews.All.Contains(s.Train.PromptView)) problems.Add($"$.train.prompt_view: unknown view '{s.Train.PromptView}'; use full or context");
+        if (!Data.PromptViews.All.Contains(s.Evaluate.PromptView)) problems.Add($"$.evaluate.prompt_view: unknown view '{s.Evaluate.PromptView}'; use full or context");
         foreach (var (m, i) in s.Models.Select((m, i) => (m, i)))
             if (!KnownModels.Contains(m)) problems.Add($"$.models[{i}]: unknown model '{m}'{Hint(m, KnownModels)}; known: {string.Join(", ", KnownModels)}");
         foreach (var (m, i) in s.Schemes.Select((m, i) => (m, i)))

@@ -134,6 +134,48 @@ public static class EvaluationBaselines
         }
     }
 
+    /// <summary>
+    /// The attribute-agreement counterpart of <see cref="Identity"/>: the probe reads each calibration target (at the
+    /// model's size) and its agreement with the attributes expected from the references of an example of a different
+    /// character gives the cross-character distribution (its <paramref name="quantile"/> is SWD's baseline when SWD
+    /// weighs by attributes); agreement with its own references gives the same-character mean (the probe's ceiling on
+    /// real pictures). Null when fewer than two characters have ground truth.
+    /// </summary>
+    public static IdentityBaseline? Attributes(Vqa.AttributeProbe probe, AttributeGroundTruth truth, string datasetDir, IReadOnlyList<TrainingExample> manifest, int imageSize,
+        int examples, double quantile, long seed, List<string> notes)
+    {
+        var chosen = SpreadOverCharacters(manifest, examples, Seeding.Stream(seed, "identity-baseline"));
+        var predictions = new List<(TrainingExample Example, IReadOnlyDictionary<string, string> Predicted, ExpectedAttributes Expected)>();
+        foreach (var example in chosen)
+        {
+            var expected = truth.Expected(example.References.Select(r => (r.Concept, r.SourceId)));
+            if (expected.IsEmpty) continue;
+            try
+            {
+                using var target = ImageTensor.LoadBitmap(ManifestReader.Resolve(datasetDir, example.Image), imageSize);
+                predictions.Add((example, probe.Predict(target), expected));
+            }
+            catch (Exception e) when (e is IOException or InvalidDataException or UnauthorizedAccessException)
+            {
+                notes.Add($"{ManifestReader.Resolve(datasetDir, example.Image)}: {e.Message}");
+            }
+        }
+        static double Agreement(IReadOnlyDictionary<string, string> predicted, ExpectedAttributes expected) =>
+            new[] { AttributeAgreement.Score(predicted, expected.Face), AttributeAgreement.Score(predicted, expected.Clothes) }.OfType<double>().Average();
+        var cross = new List<double>();
+        var same = new List<double>();
+        foreach (var a in predictions)
+        {
+            same.Add(Agreement(a.Predicted, a.Expected));
+            foreach (var b in predictions)
+                if (a.Example.Character != b.Example.Character) cross.Add(Agreement(a.Predicted, b.Expected));
+        }
+        int characters = predictions.Select(p => p.Example.Character).Distinct().Count();
+        if (cross.Count == 0) return null;
+        cross.Sort();
+        return new IdentityBaseline(Math.Min(Bootstrap.Quantile(cross, quantile), 0.999), quantile, predictions.Count, cross.Count, characters, same.Average(), Bootstrap.Quantile(cross, 0.5));
+    }
+
     /// <summary>Null when no example of the character can be read.</summary>
     public static double? Leakage(LeakageScorer scorer, string datasetDir, IReadOnlyList<TrainingExample> manifest, string character, int imageSize, int examples, long seed, List<string> notes)
     {

@@ -38,10 +38,16 @@ public sealed record EvaluationOptions
     public bool SaveImages { get; init; } = true;
     /// <summary>A manifest file to read instead of the dataset's <c>manifests/scheme_&lt;scheme&gt;.jsonl</c>.</summary>
     public string? ManifestPath { get; init; }
+    /// <summary>
+    /// The prompt each sample is generated with (<see cref="Data.PromptViews"/>): <c>context</c> by default, so the
+    /// character, hair, eye and clothing tags are not in it and identity has to come from the references.
+    /// </summary>
+    public string PromptView { get; init; } = Data.PromptViews.Context;
 
     public void Validate()
     {
         EvaluationSplits.Validate(Split);
+        Data.PromptViews.Validate(PromptView);
         if (ReferenceSets < 1) throw new ArgumentOutOfRangeException(nameof(ReferenceSets), ReferenceSets, "need at least one reference set");
         if (SamplesPerReference < 1) throw new ArgumentOutOfRangeException(nameof(SamplesPerReference), SamplesPerReference, "need at least one sample per reference set");
         if (Sampling.Steps < 1) throw new ArgumentOutOfRangeException(nameof(Sampling), Sampling.Steps, "need at least one sampling step");
@@ -82,6 +88,12 @@ public sealed record EvaluationSuiteOptions
     public int EmbedderThreads { get; init; } = 1;
     /// <summary><c>exact</c> (the probe's closed vocabularies) or <c>minilm</c> (1 - cosine of MiniLM answer embeddings) for SWD's answer distance.</summary>
     public string AnswerDistance { get; init; } = "exact";
+    /// <summary>
+    /// What SWD's identity weights are computed from: <c>attributes</c> (attribute agreement of the probe with the
+    /// references' ground truth; used when the dataset has ground truth, else the embedder) or <c>embedder</c>.
+    /// At 32 px ResNet18 similarity does not separate the synthetic identities, so every weight came out 0.
+    /// </summary>
+    public string SwdIdentity { get; init; } = "attributes";
     /// <summary>Cache the trained probe in &lt;dataset&gt;/probe/ and reuse it when data and options match.</summary>
     public bool CacheProbe { get; init; } = true;
 
@@ -92,6 +104,7 @@ public sealed record EvaluationSuiteOptions
         if (IdentityBaselineQuantile is <= 0 or >= 1) throw new ArgumentOutOfRangeException(nameof(IdentityBaselineQuantile), IdentityBaselineQuantile, "the quantile must be in (0, 1)");
         if (LeakageBaselineExamples < 1) throw new ArgumentOutOfRangeException(nameof(LeakageBaselineExamples), LeakageBaselineExamples, "the leakage baseline needs at least 1 example per character");
         if (IdentityView is not (EvaluationViews.Whole or EvaluationViews.BestWindow)) throw new ArgumentException($"unknown identity view '{IdentityView}' ({EvaluationViews.Whole} or {EvaluationViews.BestWindow})");
+        if (SwdIdentity is not ("attributes" or "embedder")) throw new ArgumentException($"unknown SWD identity source '{SwdIdentity}' (attributes or embedder)");
         if (AnswerDistance is not ("exact" or "minilm")) throw new ArgumentException($"unknown answer distance '{AnswerDistance}' (exact or minilm)");
     }
 }

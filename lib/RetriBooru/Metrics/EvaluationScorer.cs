@@ -16,14 +16,22 @@ public sealed record ScoringReference(SKBitmap Image, string Concept, SKBitmap? 
 /// </summary>
 public sealed record ScoringSample(SKBitmap Image, int SampleIndex, long Seed, string? ImagePath = null, SKRectI? FaceBox = null, SKRectI? ClothingBox = null, SKBitmap? FigureMask = null);
 
-/// <summary>One reference set to score: its references, the prompt (text and tags) and the character's leakage baseline.</summary>
-public sealed record ScoringReferenceSet(string Id, IReadOnlyList<ScoringReference> References, string Prompt, IReadOnlyList<string> PromptTags, double? LeakageBaseline = null);
+/// <summary>
+/// One reference set to score: its references, the prompt (text and tags), the character's leakage baseline and, with
+/// ground truth, the attributes the references' source images have (for attribute agreement).
+/// </summary>
+public sealed record ScoringReferenceSet(string Id, IReadOnlyList<ScoringReference> References, string Prompt, IReadOnlyList<string> PromptTags,
+    double? LeakageBaseline = null, ExpectedAttributes? Expected = null);
 
 /// <summary>
 /// Scores the samples of one reference set into <see cref="ResultRow"/>s for <see cref="ResultsTable"/>:
 /// per sample identity_face, identity_clothing, identity (their mean), prompt_consistency (probe, when the prompt names a
-/// probe attribute), clip_t (when CLIP towers are given), leakage (when the set has a leakage baseline); per set swd.
+/// probe attribute), attribute_agreement(_face, _clothes) (probe + expected attributes, <see cref="AttributeAgreement"/>),
+/// clip_t (when CLIP towers are given), leakage (when the set has a leakage baseline); per set swd.
 /// Scores that do not apply are left out of the row (and so out of the summary).
+/// <para>SWD's identity weights come from attribute agreement (against <paramref name="attributeBaseline"/>) when that
+/// baseline is given and the set has expected attributes, otherwise from the embedding identity (against
+/// <paramref name="identityBaseline"/>).</para>
 /// </summary>
 public sealed class EvaluationScorer(
     IImageEmbedder identityEmbedder,
@@ -33,9 +41,11 @@ public sealed class EvaluationScorer(
     AttributeProbe? probe = null,
     IImageEmbedder? clipImage = null,
     ITextEmbedder? clipText = null,
-    IImageEmbedder? leakageEmbedder = null)
+    IImageEmbedder? leakageEmbedder = null,
+    double? attributeBaseline = null)
 {
     readonly SwdEvaluator _swd = new(vqa, answerDistance, identityBaseline);
+    readonly SwdEvaluator? _swdByAttributes = attributeBaseline is double b ? new(vqa, answerDistance, b) : null;
     readonly LeakageScorer _leakage = new(leakageEmbedder ?? identityEmbedder);
 
     public IReadOnlyList<ResultRow> Score(string model, string split, ScoringReferenceSet set, IReadOnlyList<ScoringSample> samples, CancellationToken cancellationToken = default)
@@ -45,6 +55,8 @@ public sealed class EvaluationScorer(
         var clothingRefs = set.References.Where(r => r.IsClothing).Select(Masked).ToList();
         var rows = new List<ResultRow>();
         var identities = new List<double>();
+        var agreements = new List<double>();
+        bool attributesApply = probe is not null && set.Expected is { IsEmpty: false };
         try
         {
             foreach (var sample in samples)
@@ -59,6 +71,17 @@ public sealed class EvaluationScorer(
                 if (identity.Clothing is double c) scores["identity_clothing"] = c;
                 scores["identity"] = identity.Combined;
                 identities.Add(identity.Combined);
+                if (attributesApply)
+                {
+                    var predicted = probe!.Predict(sample.Image);
+                    var face = AttributeAgreement.Score(predicted, set.Expected!.Face);
+                    var clothes = AttributeAgreement.Score(predicted, set.Expected.Clothes);
+                    if (face is double af) scores["attribute_agreement_face"] = af;
+                    if (clothes is double ac) scores["attribute_agreement_clothes"] = ac;
+                    double agreement = new[] { face, clothes }.OfType<double>().Average();
+                    scores["attribute_agreement"] = agreement;
+                    agreements.Add(agreement);
+                }
                 if (probe is not null && PromptConsistency.FromProbe(probe, sample.Image, set.PromptTags).Score is double p) scores["prompt_consistency"] = p;
                 if (clipImage is not null && clipText is not null) scores["clip_t"] = PromptConsistency.ClipT(clipImage, clipText, sample.Image, set.Prompt);
                 if (set.LeakageBaseline is double beta)
@@ -67,7 +90,8 @@ public sealed class EvaluationScorer(
             }
             if (samples.Count >= 2)
             {
-                var swd = _swd.Evaluate(samples.Select(s => s.Image).ToList(), identities, set.References.Select(r => r.Image).ToList(), cancellationToken);
+                var (evaluator, weights) = attributesApply && _swdByAttributes is not null ? (_swdByAttributes, agreements) : (_swd, identities);
+                var swd = evaluator.Evaluate(samples.Select(s => s.Image).ToList(), weights, set.References.Select(r => r.Image).ToList(), cancellationToken);
                 rows.Add(new ResultRow(model, split, set.Id, null, null, null, new Dictionary<string, double> { ["swd"] = swd.Value }));
             }
         }

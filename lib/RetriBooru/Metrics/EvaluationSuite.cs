@@ -29,14 +29,16 @@ public sealed class EvaluationSuite : IDisposable
     readonly EvaluationEmbeddingCache _embedder;
     readonly LeakageScorer _leakage;
     readonly PreparedProbe? _probe;
+    readonly AttributeGroundTruth? _truth;
     readonly MiniLmTextEmbedder? _minilm;
     readonly IAnswerDistance _distance;
     readonly IReadOnlyList<TrainingExample> _calibration;
     readonly List<string> _notes = [];
     readonly Dictionary<int, EvaluationBaselines.IdentityBaseline> _identityBaselines = [];
+    readonly Dictionary<int, EvaluationBaselines.IdentityBaseline?> _attributeBaselines = [];
     readonly Dictionary<(int Size, string Character), double?> _leakageBaselines = [];
 
-    EvaluationSuite(string datasetDir, long seed, EvaluationSuiteOptions options, EvaluationEmbeddingCache embedder, PreparedProbe? probe,
+    EvaluationSuite(string datasetDir, long seed, EvaluationSuiteOptions options, EvaluationEmbeddingCache embedder, PreparedProbe? probe, AttributeGroundTruth? truth,
         MiniLmTextEmbedder? minilm, IReadOnlyList<TrainingExample> calibration, List<string> notes)
     {
         _datasetDir = datasetDir;
@@ -45,6 +47,7 @@ public sealed class EvaluationSuite : IDisposable
         _embedder = embedder;
         _leakage = new LeakageScorer(embedder);
         _probe = probe;
+        _truth = truth;
         _minilm = minilm;
         _distance = minilm is null ? new ExactMatchAnswerDistance() : new EmbeddingAnswerDistance(minilm);
         _calibration = calibration;
@@ -56,6 +59,9 @@ public sealed class EvaluationSuite : IDisposable
     internal IVqaProvider? Vqa => _probe?.Probe;
     internal IAnswerDistance AnswerDistance => _distance;
     internal double IdentityBaselineValue(int imageSize) => IdentityBaselineFor(imageSize).Value;
+    /// <summary>SWD's baseline for attribute-agreement weights, or null when SWD weighs by the embedder (no ground truth, or the option says so).</summary>
+    internal double? AttributeBaselineValue(int imageSize) => _options.SwdIdentity == "attributes" ? AttributeBaselineFor(imageSize)?.Value : null;
+    internal AttributeGroundTruth? GroundTruth => _truth;
     internal string DatasetDir => _datasetDir;
     internal string IdentityView => _options.IdentityView;
 
@@ -89,9 +95,11 @@ public sealed class EvaluationSuite : IDisposable
                 progress?.Report("loading all-MiniLM-L6-v2 (ONNX Runtime)");
                 minilm = new MiniLmTextEmbedder(options.EmbedderThreads);
             }
-            var suite = new EvaluationSuite(datasetDir, seed, options, embedder, probe, minilm, calibration, notes);
+            var truth = probe is null ? null : AttributeGroundTruth.FromSynth(Data.Synth.SynthAttributesFile.Read(datasetDir));
+            var suite = new EvaluationSuite(datasetDir, seed, options, embedder, probe, truth, minilm, calibration, notes);
             progress?.Report($"identity baseline at {options.ImageSize} px");
             suite.IdentityBaselineFor(options.ImageSize);
+            suite.AttributeBaselineFor(options.ImageSize);
             return suite;
         }
         catch
@@ -126,7 +134,8 @@ public sealed class EvaluationSuite : IDisposable
 
         int size = model.Config.ImageSize;
         var identityBaseline = IdentityBaselineFor(size);
-        var scorer = new EvaluationScorer(_embedder, (IVqaProvider?)_probe?.Probe ?? NoAnswers.Instance, _distance, identityBaseline.Value, _probe?.Probe, leakageEmbedder: _embedder);
+        var scorer = new EvaluationScorer(_embedder, (IVqaProvider?)_probe?.Probe ?? NoAnswers.Instance, _distance, identityBaseline.Value, _probe?.Probe, leakageEmbedder: _embedder,
+            attributeBaseline: AttributeBaselineValue(size));
         var table = new ResultsTable(options.Seed, options.BootstrapResamples);
         var outputs = new List<(string, IReadOnlyList<string>, IReadOnlyList<string>)>();
         var leakageBaselines = new SortedDictionary<string, double?>(StringComparer.Ordinal);
@@ -134,6 +143,7 @@ public sealed class EvaluationSuite : IDisposable
         int total = sets.Count * options.SamplesPerReference, done = 0, skippedSets = 0;
         foreach (var set in sets)
         {
+            var prompt = PromptViews.Apply(options.PromptView, set.Prompt, set.Character);
             var referencePaths = set.References.Select(r => ManifestReader.Resolve(datasetDir, r.Image)).ToList();
             var scoringRefs = new List<ScoringReference>();
             var samples = new List<ScoringSample>();
@@ -165,7 +175,7 @@ public sealed class EvaluationSuite : IDisposable
                     SKBitmap image;
                     using (NewDisposeScope())
                     {
-                        var generated = ReferenceSampler.Generate(model, branch, [set.Prompt], [crops], options.Sampling with { Seed = seed });
+                        var generated = ReferenceSampler.Generate(model, branch, [prompt], [crops], options.Sampling with { Seed = seed });
                         image = ImageTensor.ToBitmap(generated[0]);
                     }
                     string? relative = null;
@@ -185,7 +195,8 @@ public sealed class EvaluationSuite : IDisposable
                 double? beta = LeakageBaselineFor(size, set.Character, notes);
                 leakageBaselines[set.Character] = beta;
                 if (beta is null) notes.Add($"no leakage baseline for {set.Character}: leakage omitted for set {set.Id}");
-                var scoringSet = new ScoringReferenceSet(set.Id, scoringRefs, set.Prompt, PromptTags(set.Prompt), beta);
+                var expected = _truth?.Expected(set.References.Select(r => (r.Concept, r.SourceId)));
+                var scoringSet = new ScoringReferenceSet(set.Id, scoringRefs, prompt, PromptTags(prompt), beta, expected);
                 // Without a VQA provider SWD cannot be computed: scoring one sample at a time skips it (and nothing else).
                 var rows = _probe is null
                     ? samples.SelectMany(s => scorer.Score(modelName, options.Split, scoringSet, [s], cancellationToken)).ToList()
@@ -239,6 +250,16 @@ public sealed class EvaluationSuite : IDisposable
             d[$"identity_cross_character_median@{size}"] = Num(b.CrossCharacterMedian);
             d[$"identity_baseline_pairs@{size}"] = $"{b.Pairs} pairs, {b.Examples} examples, {b.Characters} characters";
         }
+        foreach (var (size, b) in _attributeBaselines)
+        {
+            if (b is null) continue;
+            d[$"attribute_agreement_baseline@{size}"] = Num(b.Value);
+            d[$"attribute_agreement_same_character_mean@{size}"] = Num(b.SameCharacterMean);
+            d[$"attribute_agreement_cross_character_median@{size}"] = Num(b.CrossCharacterMedian);
+        }
+        d["swd_identity"] = _options.SwdIdentity == "attributes" && _truth is not null
+            ? "attribute agreement (probe vs the references' ground truth), baseline attribute_agreement_baseline"
+            : "embedding identity (image embedder), baseline identity_baseline";
         foreach (var ((size, character), beta) in _leakageBaselines)
             d[$"leakage_baseline@{size}/{character}"] = beta is double v ? Num(v) : "none";
         return d;
@@ -248,6 +269,14 @@ public sealed class EvaluationSuite : IDisposable
     {
         if (!_identityBaselines.TryGetValue(size, out var baseline))
             _identityBaselines[size] = baseline = EvaluationBaselines.Identity(_embedder, _datasetDir, _calibration, size, _options.IdentityBaselineExamples, _options.IdentityBaselineQuantile, _seed, _notes, _options.IdentityView);
+        return baseline;
+    }
+
+    EvaluationBaselines.IdentityBaseline? AttributeBaselineFor(int size)
+    {
+        if (_probe is null || _truth is null) return null;
+        if (!_attributeBaselines.TryGetValue(size, out var baseline))
+            _attributeBaselines[size] = baseline = EvaluationBaselines.Attributes(_probe.Probe, _truth, _datasetDir, _calibration, size, _options.IdentityBaselineExamples, _options.IdentityBaselineQuantile, _seed, _notes);
         return baseline;
     }
 
@@ -269,7 +298,7 @@ public sealed class EvaluationSuite : IDisposable
         // Baselines get their own entries below; whether the probe was trained now or loaded from its cache is left out
         // (the cached weights are exact copies), so the file's bytes depend only on the inputs.
         foreach (var (k, v) in Describe())
-            if (!k.StartsWith("leakage_baseline@", StringComparison.Ordinal) && !k.StartsWith("identity_baseline", StringComparison.Ordinal) && !k.StartsWith("identity_same", StringComparison.Ordinal) && !k.StartsWith("identity_cross", StringComparison.Ordinal) && k != "probe_source") suite[k] = v;
+            if (!k.StartsWith("leakage_baseline@", StringComparison.Ordinal) && !k.StartsWith("identity_baseline", StringComparison.Ordinal) && !k.StartsWith("identity_same", StringComparison.Ordinal) && !k.StartsWith("identity_cross", StringComparison.Ordinal) && !k.StartsWith("attribute_agreement_", StringComparison.Ordinal) && k != "probe_source") suite[k] = v;
         var leak = new JsonObject();
         foreach (var (character, beta) in leakage) leak[character] = beta;
         return new JsonObject
@@ -288,9 +317,11 @@ public sealed class EvaluationSuite : IDisposable
             ["reference_sets"] = new JsonArray(sets.Select(s => (JsonNode?)new JsonObject
             {
                 ["id"] = s.Id, ["character"] = s.Character, ["clothing_id"] = s.ClothingId, ["prompt"] = s.Prompt,
+                ["generation_prompt"] = PromptViews.Apply(options.PromptView, s.Prompt, s.Character),
                 ["references"] = new JsonArray(s.References.Select(r => (JsonNode?)new JsonObject { ["concept"] = r.Concept, ["image"] = r.Image }).ToArray()),
                 ["face_clothing_ids"] = new JsonArray(s.FaceClothingIds.Select(c => (JsonNode?)c).ToArray()),
             }).ToArray()),
+            ["prompt_view"] = options.PromptView,
             ["samples_per_reference"] = options.SamplesPerReference,
             ["seed"] = options.Seed,
             ["sample_seed_rule"] = "SHA-256 of \"<seed>/evaluation-sample/<set id>/<k>\" (Seeding.DeriveLong), recorded per row",
@@ -304,6 +335,8 @@ public sealed class EvaluationSuite : IDisposable
             ["identity_baseline"] = new JsonObject { ["value"] = identity.Value, ["pairs"] = identity.Pairs, ["examples"] = identity.Examples, ["quantile"] = identity.Quantile,
                 ["same_character_mean"] = identity.SameCharacterMean, ["cross_character_median"] = identity.CrossCharacterMedian },
             ["leakage_baselines"] = leak,
+            ["attribute_agreement_baseline"] = AttributeBaselineFor(model.Config.ImageSize) is { } ab ? new JsonObject { ["value"] = ab.Value, ["pairs"] = ab.Pairs, ["examples"] = ab.Examples,
+                ["quantile"] = ab.Quantile, ["same_character_mean"] = ab.SameCharacterMean, ["cross_character_median"] = ab.CrossCharacterMedian } : null,
             ["notes"] = new JsonArray(notes.Select(n => (JsonNode?)n).ToArray()),
         };
     }
