@@ -65,4 +65,28 @@ public class ModelingCliTests
         Assert.NotEqual(0, CliApp.Run(["train-base", "--out", dir.File("out")], usage));
         Assert.Contains("--data is required", usage.Output);
     }
+
+    [Fact]
+    public void Step_benchmark_times_the_base_step_and_each_reference_model_in_one_run()
+    {
+        var phases = RetriBooru.Diffusion.StepBenchmark.Run(new RetriBooru.Diffusion.StepBenchmark.Options { BatchSize = 2, Steps = 2, References = 4, Models = ["retrinet", "controlnet"] });
+        Assert.Equal(["base", "retrinet", "controlnet"], phases.Select(p => p.Model));
+        Assert.Equal([0, 4, 4], phases.Select(p => p.References));
+        foreach (var p in phases)
+        {
+            Assert.True(p.StepsPerSecond > 0 && double.IsFinite(p.StepsPerSecond), p.ToString());
+            Assert.True(p.PeakRssMiB > 50, p.ToString());
+            Assert.True(p.TrainableParameters > 0 && double.IsFinite(p.FinalLoss), p.ToString());
+        }
+        // RetriNet freezes the encoder: fewer trainable parameters than the whole U-Net trained by the base step.
+        Assert.True(phases[1].TrainableParameters < phases[0].TrainableParameters);
+
+        var console = new TestConsole().Width(200);
+        Assert.Equal(0, CliApp.Run(["model", "step-benchmark", "--steps", "2", "--batch", "2", "--models", "retrinet"], console));
+        Assert.Contains("step vs base", console.Output);
+        Assert.Contains("retrinet", console.Output);
+        var bad = new TestConsole().Width(200);
+        Assert.NotEqual(0, CliApp.Run(["model", "step-benchmark", "--models", "retrinett"], bad));
+        Assert.Contains("unknown model 'retrinett'", bad.Output);
+    }
 }

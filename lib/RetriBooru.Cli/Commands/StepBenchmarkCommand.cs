@@ -1,0 +1,72 @@
+using System.ComponentModel;
+using RetriBooru.Diffusion;
+using RetriBooru.Runtime;
+using Spectre.Console;
+using Spectre.Console.Cli;
+
+namespace RetriBooru.Cli.Commands;
+
+/// <summary>Issue #5's benchmark: reference-model training steps against the base U-Net step, in one run (figures, not a test).</summary>
+public sealed class StepBenchmarkCommand(IAnsiConsole console) : Command<StepBenchmarkCommand.Settings>
+{
+    public sealed class Settings : CommandSettings
+    {
+        [CommandOption("--config <NAME>")]
+        [DefaultValue("tiny")]
+        public string Config { get; init; } = "tiny";
+
+        [CommandOption("--batch <N>")]
+        [DefaultValue(16)]
+        public int Batch { get; init; } = 16;
+
+        [CommandOption("--steps <N>")]
+        [Description("Training steps per model (the first is timed apart).")]
+        [DefaultValue(50)]
+        public int Steps { get; init; } = 50;
+
+        [CommandOption("--references <N>")]
+        [Description("References per example, half face and half clothes.")]
+        [DefaultValue(4)]
+        public int References { get; init; } = 4;
+
+        [CommandOption("--models <LIST>")]
+        [Description("Comma-separated reference models to time after the base step: retrinet, controlnet, ipadapter, text-only.")]
+        [DefaultValue("retrinet")]
+        public string Models { get; init; } = "retrinet";
+
+        [CommandOption("--threads <N>")]
+        [DefaultValue(1)]
+        public int Threads { get; init; } = 1;
+
+        [CommandOption("--seed <N>")]
+        [DefaultValue(0L)]
+        public long Seed { get; init; }
+
+        public override ValidationResult Validate() =>
+            Steps < 2 ? ValidationResult.Error("--steps must be at least 2")
+            : Batch < 1 ? ValidationResult.Error("--batch must be at least 1")
+            : References < 1 ? ValidationResult.Error("--references must be at least 1")
+            : ValidationResult.Success();
+    }
+
+    public override int Execute(CommandContext context, Settings settings, CancellationToken cancellationToken)
+    {
+        TorchRuntime.SetDeterministic(true, settings.Threads);
+        var options = new StepBenchmark.Options
+        {
+            Config = settings.Config, BatchSize = settings.Batch, Steps = settings.Steps, References = settings.References, Seed = settings.Seed,
+            Models = settings.Models.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries),
+        };
+        console.MarkupLine($"step benchmark: config {settings.Config}, batch {settings.Batch}, {settings.Steps} steps per model, {settings.References} references, " +
+                           $"{settings.Threads} thread(s), seed {settings.Seed}");
+        var phases = StepBenchmark.Run(options, new SyncProgress<string>(m => console.MarkupLine(Markup.Escape(m))), cancellationToken);
+        var table = new Table().AddColumns("model", "trainable", "refs", "steps/s", "img/s", "step vs base", "1st step s", "peak MiB", "loss");
+        var baseRate = phases[0].StepsPerSecond;
+        foreach (var p in phases)
+            table.AddRow(p.Model, p.TrainableParameters.ToString("N0"), p.References.ToString(), p.StepsPerSecond.ToString("F2"), (p.StepsPerSecond * p.BatchSize).ToString("F1"),
+                (baseRate / p.StepsPerSecond).ToString("F2") + "x", p.FirstStepSeconds.ToString("F2"), p.PeakRssMiB.ToString("F0"), p.FinalLoss.ToString("F4"));
+        console.Write(table);
+        console.MarkupLine("Peak RSS is the largest resident set seen after any step of that model's phase; phases run one after the other in this process, so later phases include what earlier ones left allocated.");
+        return ExitCodes.Ok;
+    }
+}
