@@ -30,8 +30,12 @@ public static class CliApp
                 .WithDescription("Run an experiment spec (experiments/*.json): sweeps, models, schemes, evaluation, report.");
             config.AddCommand<MergeCommand>("merge")
                 .WithDescription("Merge run folders (e.g. one per sweep point from a job array) into one run with one report.");
-            config.AddCommand<RunsCommand>("runs")
-                .WithDescription("List experiment runs (newest first) with their summary metrics.");
+            config.AddBranch("runs", runs =>
+            {
+                runs.SetDescription("List experiment runs (newest first) with their summary metrics; grid compares a run's samples.");
+                runs.SetDefaultCommand<RunsCommand>();
+                runs.AddCommand<RunsGridCommand>("grid").WithDescription("One PNG: per reference set, the references and each model's samples.");
+            });
             config.AddBranch("dataset", dataset =>
             {
                 dataset.SetDescription("Build, generate and inspect RetriBooru datasets.");

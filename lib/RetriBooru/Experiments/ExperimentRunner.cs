@@ -293,7 +293,7 @@ public sealed class ExperimentRunner(ExperimentSpec spec, RunOptions options, IP
     {
         var headline = new Dictionary<string, double>();
         foreach (var e in evaluations.Where(e => e.Split == "seen"))
-            foreach (var metric in new[] { "identity", "swd", "prompt_consistency", "leakage" })
+            foreach (var metric in new[] { "attribute_agreement", "identity", "swd", "prompt_consistency", "leakage" })
                 if (e.Summary.TryGetValue(metric, out var s)) headline[$"{e.Label}:{metric}"] = s.Mean;
         return headline;
     }

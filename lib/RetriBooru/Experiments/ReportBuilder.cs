@@ -118,6 +118,28 @@ public static class ReportBuilder
         return null;
     }
 
+    /// <summary>
+    /// Several reference sets of one split in one grid: for each set a row of references, then one row per model with
+    /// its samples for those references and seeds (so colours can be compared down a column). Null when nothing was saved.
+    /// </summary>
+    public static ImageGrid? ComparisonGrid(IReadOnlyList<ModelEvaluation> evaluations, string split, int maxSets, int cellSize = 64)
+    {
+        if (maxSets < 1) throw new ArgumentOutOfRangeException(nameof(maxSets), maxSets, "show at least one reference set");
+        var ofSplit = evaluations.Where(e => e.Split == split).ToList();
+        if (ofSplit.Count == 0)
+            throw new ArgumentException($"no evaluation of split '{split}' in this run (it has: {string.Join(", ", evaluations.Select(e => e.Split).Distinct())})");
+        var grid = new ImageGrid(cellSize, padding: 3);
+        foreach (var set in ofSplit[0].Sets.Take(maxSets))
+        {
+            AddRow(grid, $"{set.Id} refs", set.References);
+            foreach (var e in ofSplit)
+                if (e.Sets.FirstOrDefault(s => s.Id == set.Id) is { } same) AddRow(grid, e.Label, same.Samples);
+        }
+        if (grid.RowCount > 0) return grid;
+        grid.Dispose();
+        return null;
+    }
+
     static void AddSampleGrids(HtmlReport report, ExperimentSpec spec, IReadOnlyList<ModelEvaluation> evaluations)
     {
         var splits = evaluations.Select(e => e.Split).Distinct().ToList();

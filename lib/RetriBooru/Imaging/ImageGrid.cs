@@ -43,27 +43,35 @@ public sealed class ImageGrid : IDisposable
         return this;
     }
 
-    public SKBitmap Compose()
+    /// <param name="labels">Draw each row's label in a column on the left (for PNGs viewed outside a report).</param>
+    public SKBitmap Compose(bool labels = false)
     {
         if (_rows.Count == 0) throw new InvalidOperationException("the grid has no rows");
-        int width = Padding + ColumnCount * (CellSize + Padding);
+        using var font = new SKFont(SKTypeface.Default, Math.Clamp(CellSize / 5f, 10, 16));
+        using var ink = new SKPaint { Color = SKColors.Black, IsAntialias = true };
+        int labelWidth = labels ? (int)Math.Ceiling(_rows.Max(r => font.MeasureText(r.Label))) + 2 * Padding : 0;
+        int width = labelWidth + Padding + ColumnCount * (CellSize + Padding);
         int height = Padding + _rows.Count * (CellSize + Padding);
         var result = new SKBitmap(new SKImageInfo(width, height, SKColorType.Rgba8888, SKAlphaType.Premul));
         using var canvas = new SKCanvas(result);
         canvas.Clear(SKColors.White);
         for (int r = 0; r < _rows.Count; r++)
+        {
+            float top = Padding + r * (CellSize + Padding);
+            if (labels) canvas.DrawText(_rows[r].Label, Padding, top + CellSize / 2f + font.Size / 3f, SKTextAlign.Left, font, ink);
             for (int c = 0; c < _rows[r].Images.Count; c++)
             {
-                var rect = SKRect.Create(Padding + c * (CellSize + Padding), Padding + r * (CellSize + Padding), CellSize, CellSize);
+                var rect = SKRect.Create(labelWidth + Padding + c * (CellSize + Padding), top, CellSize, CellSize);
                 using var image = SKImage.FromBitmap(_rows[r].Images[c]);
                 canvas.DrawImage(image, rect, new SKSamplingOptions(SKFilterMode.Nearest));
             }
+        }
         return result;
     }
 
-    public byte[] ToPng()
+    public byte[] ToPng(bool labels = false)
     {
-        using var composed = Compose();
+        using var composed = Compose(labels);
         return ImageTensor.EncodePng(composed);
     }
 
