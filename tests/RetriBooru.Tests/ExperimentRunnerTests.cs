@@ -53,6 +53,32 @@ public class ExperimentRunnerTests(QuickstartRun quickstart) : IClassFixture<Qui
     }
 
     [Fact]
+    public void Runs_grid_writes_a_labelled_png_with_references_and_every_model()
+    {
+        var run = RunIndex.List(quickstart.Runs).Last();
+        var results = RunResults.Load(run.Path);
+        using (var grid = ReportBuilder.ComparisonGrid(results.Evaluations, "unseen", 2)!)
+        {
+            int models = results.Evaluations.Where(e => e.Split == "unseen").Select(e => e.Label).Distinct().Count();
+            Assert.Equal(2, models);
+            Assert.Equal(2 * (1 + models), grid.RowCount);
+            Assert.EndsWith(" refs", grid.RowLabels[0]);
+            using var plain = grid.Compose();
+            using var labelled = grid.Compose(labels: true);
+            Assert.True(labelled.Width > plain.Width, "labels take a column on the left");
+        }
+        var console = new TestConsole().Width(220);
+        var png = Path.Combine(run.Path, "grid-test.png");
+        Assert.Equal(0, CliApp.Run(["runs", "grid", run.Path, "--split", "unseen", "--sets", "2", "--out", png], console));
+        using var decoded = SkiaSharp.SKBitmap.Decode(png);
+        Assert.NotNull(decoded);
+        Assert.Contains("retrinet", console.Output);
+        var missing = new TestConsole().Width(220);
+        Assert.NotEqual(0, CliApp.Run(["runs", "grid", run.Path, "--split", "composition-x"], missing));
+        Assert.Contains("no evaluation of split 'composition-x'", missing.Output);
+    }
+
+    [Fact]
     public void Rerun_reuses_finished_stages()
     {
         var console = new TestConsole().Width(220);

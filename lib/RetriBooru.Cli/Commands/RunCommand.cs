@@ -179,7 +179,7 @@ public static class ExperimentConsole
 
     public static void PrintResults(IAnsiConsole console, IReadOnlyList<ModelEvaluation> evaluations)
     {
-        var metrics = new[] { "identity", "prompt_consistency", "swd", "leakage" }.Where(m => evaluations.Any(e => e.Summary.ContainsKey(m))).ToList();
+        var metrics = new[] { "attribute_agreement", "identity", "prompt_consistency", "swd", "leakage" }.Where(m => evaluations.Any(e => e.Summary.ContainsKey(m))).ToList();
         var table = new Table().Title("results: mean [[95% CI]]").AddColumns("model", "split");
         foreach (var m in metrics) table.AddColumn(new TableColumn(m).RightAligned());
         foreach (var e in evaluations)

@@ -12,7 +12,16 @@ namespace RetriBooru.Experiments;
 /// </summary>
 public static class ReportBuilder
 {
-    public static readonly string[] HeadlineMetrics = ["identity", "identity_face", "identity_clothes", "prompt_consistency", "swd", "leakage"];
+    public static readonly string[] HeadlineMetrics = ["attribute_agreement", "attribute_agreement_face", "attribute_agreement_clothes", "identity", "identity_face", "identity_clothes", "prompt_consistency", "swd", "leakage"];
+
+    /// <summary>
+    /// The identity score charts use: attribute agreement when the evaluations have it (synthetic data: it separates
+    /// identities), else the embedding identity similarity.
+    /// </summary>
+    public static string IdentityMetric(IReadOnlyList<ModelEvaluation> evaluations) =>
+        evaluations.Any(e => e.Summary.ContainsKey("attribute_agreement")) ? "attribute_agreement" : "identity";
+
+    static string AxisTitle(string metric) => metric == "attribute_agreement" ? "identity (attribute agreement)" : "identity similarity";
     public static readonly string[] SectionIds = ["run", "timings", "loss", "results", "metrics", "tradeoff", "swd-identity", "samples"];
 
     public static HtmlReport Build(ExperimentSpec spec, RunFolder run, IReadOnlyList<ModelEvaluation> evaluations, IReadOnlyList<StageTiming> timings)
@@ -64,10 +73,10 @@ public static class ReportBuilder
     }
 
     /// <summary>One line of a results table, each metric as "mean [low, high]" (95% bootstrap CI).</summary>
-    public sealed record ResultLine(string Model, string Split, string Identity, string PromptConsistency, string Swd, string Leakage);
+    public sealed record ResultLine(string Model, string Split, string AttributeAgreement, string Identity, string PromptConsistency, string Swd, string Leakage);
 
     public static IReadOnlyList<ResultLine> ResultLines(IReadOnlyList<ModelEvaluation> evaluations, string? split = null) =>
-        evaluations.Where(e => split is null || e.Split == split).Select(e => new ResultLine(e.Label, e.Split,
+        evaluations.Where(e => split is null || e.Split == split).Select(e => new ResultLine(e.Label, e.Split, Format(e, "attribute_agreement"),
             Format(e, "identity"), Format(e, "prompt_consistency"), Format(e, "swd"), Format(e, "leakage"))).ToList();
 
     static string Format(ModelEvaluation e, string metric) =>
@@ -85,22 +94,24 @@ public static class ReportBuilder
     public static Plotly.NET.GenericChart? TradeOffChart(ExperimentSpec spec, IReadOnlyList<ModelEvaluation> evaluations)
     {
         var split = evaluations.Any(x => x.Split == "seen") ? "seen" : evaluations.FirstOrDefault()?.Split;
-        var points = evaluations.Where(e => e.Split == split && e.Summary.ContainsKey("identity") && e.Summary.ContainsKey("prompt_consistency"))
+        var identity = IdentityMetric(evaluations);
+        var points = evaluations.Where(e => e.Split == split && e.Summary.ContainsKey(identity) && e.Summary.ContainsKey("prompt_consistency"))
             .Select(e => new TradeOffPoint(spec.Sweep.Count > 0 ? $"{e.Model} {e.PointLabel}" : e.Label,
-                e.Summary["identity"].Mean, e.Summary["identity"].Lower, e.Summary["identity"].Upper,
+                e.Summary[identity].Mean, e.Summary[identity].Lower, e.Summary[identity].Upper,
                 e.Summary["prompt_consistency"].Mean, e.Summary["prompt_consistency"].Lower, e.Summary["prompt_consistency"].Upper)).ToList();
-        return points.Count == 0 ? null : Charts.TradeOff(points, "identity similarity", "prompt consistency",
+        return points.Count == 0 ? null : Charts.TradeOff(points, AxisTitle(identity), "prompt consistency",
             spec.Sweep.Count > 0 ? $"across {string.Join(", ", spec.Sweep.Keys)}" : "per model");
     }
 
     /// <summary>Per reference set: SWD against identity, one colour per model (seen split); null without scores.</summary>
     public static Plotly.NET.GenericChart? SwdIdentityChart(IReadOnlyList<ModelEvaluation> evaluations)
     {
+        var identity = IdentityMetric(evaluations);
         var points = evaluations.Where(e => e.Split == "seen" || evaluations.All(x => x.Split != "seen"))
             .SelectMany(e => e.PerSet.Select((s, i) => (e, s, i)))
-            .Where(x => x.s.ContainsKey("identity") && x.s.ContainsKey("swd"))
-            .Select(x => (x.e.Label, x.s["identity"], x.s["swd"], x.i < x.e.Sets.Count ? x.e.Sets[x.i].Id : $"set {x.i}")).ToList();
-        return points.Count == 0 ? null : Charts.GroupedScatter(points, "identity similarity", "SWD", "SWD vs identity");
+            .Where(x => x.s.ContainsKey(identity) && x.s.ContainsKey("swd"))
+            .Select(x => (x.e.Label, x.s[identity], x.s["swd"], x.i < x.e.Sets.Count ? x.e.Sets[x.i].Id : $"set {x.i}")).ToList();
+        return points.Count == 0 ? null : Charts.GroupedScatter(points, AxisTitle(identity), "SWD", "SWD vs identity");
     }
 
     /// <summary>References and every model's samples for one reference set of one split, as an image grid (null if nothing was saved).</summary>

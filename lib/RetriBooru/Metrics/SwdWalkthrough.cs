@@ -15,7 +15,8 @@ public sealed record SwdWalkthrough(
     double IdentityBaseline,
     IReadOnlyList<double> IdentityWeights,
     IReadOnlyList<double> Novelty,
-    double Swd)
+    double Swd,
+    string IdentityMeasure = "embedding")
 {
     /// <summary>One row per generation: its answers, identity similarity, weight and novelty (a table for notebooks).</summary>
     public IReadOnlyList<IReadOnlyDictionary<string, object>> Table() =>
@@ -37,10 +38,17 @@ public sealed record SwdCase(string Name, string Explanation, double Swd, IReadO
 /// SWD step by step with an evaluation suite's yardsticks (its VQA probe, answer distance, identity embedder and
 /// baseline): the answers to every question, the pairwise answer diversity, each generation's identity weight and
 /// novelty, and the final value, which equals what <see cref="EvaluationSuite.Evaluate"/> reports for the same images.
+/// Like the evaluation, identity is the attribute agreement with the references' ground truth when the expected
+/// attributes are given and the suite weighs SWD by attributes (<see cref="ExpectedFor"/>), else the embedding identity.
 /// </summary>
 public static class SwdAnalysis
 {
-    public static SwdWalkthrough Explain(EvaluationSuite suite, IReadOnlyList<SKBitmap> generations, IReadOnlyList<ScoringReference> references, int imageSize)
+    /// <summary>What the references' source images say a generation should show (null without ground truth).</summary>
+    public static ExpectedAttributes? ExpectedFor(EvaluationSuite suite, IEnumerable<ReferenceImage> references) =>
+        suite.GroundTruth?.Expected(references.Select(r => (r.Concept, r.SourceId)));
+
+    public static SwdWalkthrough Explain(EvaluationSuite suite, IReadOnlyList<SKBitmap> generations, IReadOnlyList<ScoringReference> references, int imageSize,
+        ExpectedAttributes? expected = null)
     {
         var vqa = suite.Vqa ?? throw new InvalidOperationException($"{suite.DatasetDir}: no attribute probe (not a synthetic dataset), so SWD has no VQA answers");
         if (generations.Count < 2) throw new ArgumentException("SWD needs at least 2 generations");
@@ -50,6 +58,15 @@ public static class SwdAnalysis
         if (suite.AnswerDistance is EmbeddingAnswerDistance embedding) embedding.Warm(genAnswers.Concat(refAnswers).SelectMany(a => a.Values));
         var faceRefs = references.Where(r => r.IsFace).Select(r => r.Image).ToList();
         var clothingRefs = references.Where(r => r.IsClothing).Select(r => r.Image).ToList();
+        if (expected is { IsEmpty: false } && suite.AttributeBaselineValue(imageSize) is double attributeBaseline && suite.Vqa is AttributeProbe probe)
+        {
+            var agreements = generations.Select(g =>
+            {
+                var predicted = probe.Predict(g);
+                return new[] { AttributeAgreement.Score(predicted, expected.Face), AttributeAgreement.Score(predicted, expected.Clothes) }.OfType<double>().Average();
+            }).ToList();
+            return Walk(suite, genAnswers, refAnswers, agreements, attributeBaseline, "attribute agreement");
+        }
         // Generated images have no boxes: each concept's view is located as the evaluation does (the suite's identity view).
         var identities = generations.Select(g =>
         {
@@ -57,11 +74,16 @@ public static class SwdAnalysis
             using var clothes = clothingRefs.Count > 0 ? View(g, EvaluationViews.Locate(suite.IdentityView, suite.IdentityEmbedder, g, clothingRefs)) : null;
             return IdentitySimilarity.Score(suite.IdentityEmbedder, new IdentityViews(face, clothes), faceRefs, clothingRefs).Combined;
         }).ToList();
-        double baseline = suite.IdentityBaselineValue(imageSize);
+        return Walk(suite, genAnswers, refAnswers, identities, suite.IdentityBaselineValue(imageSize), "embedding");
+    }
+
+    static SwdWalkthrough Walk(EvaluationSuite suite, List<IReadOnlyDictionary<string, string>> genAnswers, List<IReadOnlyDictionary<string, string>> refAnswers,
+        IReadOnlyList<double> identities, double baseline, string measure)
+    {
         var result = SimilarityWeightedDiversity.Compute(genAnswers, identities, baseline, suite.AnswerDistance, refAnswers);
         var q = result.QuestionIds;
         var pairs = genAnswers.Select(a => genAnswers.Select(b => SimilarityWeightedDiversity.AnswerSetDistance(a, b, q, suite.AnswerDistance)).ToArray()).ToArray();
-        return new SwdWalkthrough(q, genAnswers, refAnswers, pairs, identities, baseline, result.IdentityWeights, result.Novelty, result.Value);
+        return new SwdWalkthrough(q, genAnswers, refAnswers, pairs, identities, baseline, result.IdentityWeights, result.Novelty, result.Value, measure);
     }
 
     static SKBitmap View(SKBitmap image, SKRectI? box) => box is SKRectI b ? ImageOps.Crop(image, b) : image.Copy();
@@ -97,7 +119,7 @@ public static class SwdAnalysis
             foreach (var (name, why, paths) in cases.Where(c => c.Paths.Count >= 2))
             {
                 var images = Load(paths, imageSize);
-                try { results.Add(new SwdCase(name, why, Explain(suite, images, references, imageSize).Swd, paths)); }
+                try { results.Add(new SwdCase(name, why, Explain(suite, images, references, imageSize, ExpectedFor(suite, example.References)).Swd, paths)); }
                 finally { foreach (var i in images) i.Dispose(); }
             }
             return results;
