@@ -1,5 +1,6 @@
 using System.Net;
 using System.Text;
+using RetriBooru.Data;
 using RetriBooru.Diffusion;
 using RetriBooru.Imaging;
 using RetriBooru.Modeling;
@@ -57,10 +58,12 @@ public static class ReferenceComparison
 {
     /// <summary>
     /// One row per example: its references, then <paramref name="samplesPerExample"/> samples of each model. Every
-    /// model gets the same seed, so differences come from the models, not the noise.
+    /// model gets the same seed, so differences come from the models, not the noise. Prompts are shown to the models in
+    /// <paramref name="promptView"/> (default <c>context</c>, as the evaluation: no character, hair, eye or clothing tags,
+    /// so what a sample shows of the identity comes from its references).
     /// </summary>
     public static SideBySide Build(IReadOnlyList<ReferenceExample> examples, IReadOnlyList<NamedModel> models, ReferenceSamplingOptions options,
-        int samplesPerExample = 2, int cellSize = 64)
+        int samplesPerExample = 2, int cellSize = 64, string promptView = PromptViews.Context)
     {
         if (examples.Count == 0) throw new ArgumentException("no examples to sample");
         if (samplesPerExample < 1) throw new ArgumentOutOfRangeException(nameof(samplesPerExample), samplesPerExample, "must be at least 1");
@@ -74,7 +77,7 @@ public static class ReferenceComparison
                 using var scope = NewDisposeScope();
                 references.AddRow(RowLabel(example), stack(example.References.Select(r => r.Image)));
             }
-            var prompts = examples.SelectMany(e => Enumerable.Repeat(e.Prompt, samplesPerExample)).ToList();
+            var prompts = examples.SelectMany(e => Enumerable.Repeat(PromptViews.Apply(promptView, e.Prompt, e.Character), samplesPerExample)).ToList();
             var referenceSets = examples.SelectMany(e => Enumerable.Repeat(e.References, samplesPerExample)).ToList();
             foreach (var model in models)
             {

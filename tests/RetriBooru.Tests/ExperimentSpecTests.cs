@@ -57,6 +57,8 @@ public class ExperimentSpecTests
     [InlineData("""{"name":"x","models":["retrinett"]}""", "unknown model 'retrinett' (did you mean 'retrinet'?)")]
     [InlineData("""{"name":"x","sweep":{"train.dropout":[0.1]}}""", "$.sweep.train.dropout: 'train.dropout' is not a field of the spec")]
     [InlineData("""{"name":"x","schemes":["c"]}""", "unknown scheme 'c'")]
+    [InlineData("""{"name":"x","train":{"prompt_view":"short"}}""", "$.train.prompt_view: unknown view 'short'; use full or context")]
+    [InlineData("""{"name":"x","evaluate":{"prompt_view":"tags"}}""", "$.evaluate.prompt_view: unknown view 'tags'")]
     [InlineData("""{"name":"x",""", "not valid JSON")]
     [InlineData("""{"train":{}}""", "$.name: required")]
     public void Bad_specs_are_rejected_with_the_problem(string json, string expected)

@@ -20,6 +20,10 @@ public class PromptViewAndAgreementTests
         Assert.Equal("", PromptViews.Apply(PromptViews.Context, "", null));
         var e = Assert.Throws<ArgumentException>(() => PromptViews.Apply("short", SynthPrompt, null));
         Assert.Contains("full or context", e.Message);
+        Assert.Throws<ArgumentException>(() => new RetriBooru.Diffusion.ReferenceTrainingOptions { PromptView = "short" }.Validate());
+        Assert.Throws<ArgumentException>(() => new EvaluationOptions { PromptView = "short" }.Validate());
+        Assert.Equal(PromptViews.Full, new RetriBooru.Diffusion.ReferenceTrainingOptions().PromptView);
+        Assert.Equal(PromptViews.Context, new EvaluationOptions().PromptView);
     }
 
     [Fact]
