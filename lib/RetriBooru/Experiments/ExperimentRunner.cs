@@ -176,6 +176,7 @@ public sealed class ExperimentRunner(ExperimentSpec spec, RunOptions options, IP
         {
             Steps = spec.Base.Steps, BatchSize = spec.Base.BatchSize, LearningRate = spec.Base.LearningRate,
             WarmupSteps = Math.Min(100, spec.Base.Steps / 10), Seed = Seeding.DeriveLong(spec.Seed, "base-train"), CheckpointEvery = Math.Max(50, spec.Base.Steps / 10),
+            EmaDecay = spec.Base.Ema,
         };
         bool resume = File.Exists(Path.Combine(folder, DiffusionTrainer.CheckpointFolder, DiffusionTrainer.StateFile));
         var result = new DiffusionTrainer(task, trainer).Run(folder, resume, TrainingRelay("base", spec.Base.Steps), cancellation);

@@ -122,6 +122,7 @@ public static class SpecLoader
         Range(s.Base.Steps, 0, 10_000_000, "$.base.steps");
         Range(s.Base.BatchSize, 1, 4096, "$.base.batch_size");
         Range(s.Base.LearningRate, 1e-8, 1, "$.base.learning_rate");
+        if (s.Base.Ema is double ema) Range(ema, 0, 0.99999, "$.base.ema");
         Range(s.Train.Steps, 0, 10_000_000, "$.train.steps");
         Range(s.Train.BatchSize, 1, 4096, "$.train.batch_size");
         Range(s.Train.LearningRate, 1e-8, 1, "$.train.learning_rate");
