@@ -59,6 +59,8 @@ public class ExperimentSpecTests
     [InlineData("""{"name":"x","schemes":["c"]}""", "unknown scheme 'c'")]
     [InlineData("""{"name":"x","train":{"prompt_view":"short"}}""", "$.train.prompt_view: unknown view 'short'; use full or context")]
     [InlineData("""{"name":"x","evaluate":{"prompt_view":"tags"}}""", "$.evaluate.prompt_view: unknown view 'tags'")]
+    [InlineData("""{"name":"x","train":{"background_weight":2}}""", "$.train.background_weight: 2 is outside [0, 1]")]
+    [InlineData("""{"name":"x","base":{"ema":1.5}}""", "$.base.ema: 1.5 is outside")]
     [InlineData("""{"name":"x",""", "not valid JSON")]
     [InlineData("""{"train":{}}""", "$.name: required")]
     public void Bad_specs_are_rejected_with_the_problem(string json, string expected)

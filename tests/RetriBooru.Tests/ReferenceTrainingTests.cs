@@ -48,6 +48,17 @@ public class ReferenceTrainingTests(SmallReferenceWorld world) : IClassFixture<S
         mask[0, 0, 0, 0] = tensor(1f);
         Assert.Equal(5f, ReferenceTrainingTask.MaskedMean(error, mask).item<float>());
         Assert.Equal(0f, ReferenceTrainingTask.MaskedMean(error, zeros(1, 1, 2, 2)).item<float>());
+
+        // A background weight w: weights m + w (1 - m). Figure pixel (error 1) and three background pixels at w = 0.5:
+        // (1*1 + 0.5*(9 + 1 + 1)) / (1 + 0.5*3) = 6.5 / 2.5.
+        var figure = zeros(1, 1, 2, 2);
+        figure[0, 0, 1, 1] = tensor(1f);
+        var weights = ReferenceTrainingTask.WithBackground(figure, 0.5);
+        Assert.Equal(new[] { 0.5f, 0.5f, 0.5f, 1f }, weights.data<float>().ToArray());
+        Assert.Equal(6.5f / 2.5f, ReferenceTrainingTask.MaskedMean(error, weights).item<float>(), 5);
+        Assert.True(ReferenceTrainingTask.WithBackground(figure, 0).eq(figure).all().item<bool>(), "weight 0 is the hard mask");
+        Assert.True(ReferenceTrainingTask.WithBackground(figure, 1).eq(1f).all().item<bool>(), "weight 1 is the plain loss");
+        Assert.Throws<ArgumentOutOfRangeException>(() => new ReferenceTrainingOptions { BackgroundWeight = 1.5 }.Validate());
     }
 
     [Fact]

@@ -66,6 +66,11 @@ public sealed class TrainCommand(IAnsiConsole console) : Command<TrainCommand.Se
         [DefaultValue("full")]
         public string PromptView { get; init; } = "full";
 
+        [CommandOption("--background-weight <W>")]
+        [Description("Loss weight of the background under the masked loss (0 = only the figure counts, as the paper).")]
+        [DefaultValue(0.0)]
+        public double BackgroundWeight { get; init; }
+
         [CommandOption("--no-mask")]
         [Description("Plain (unmasked) loss over the whole image.")]
         public bool NoMask { get; init; }
@@ -113,6 +118,7 @@ public sealed class TrainCommand(IAnsiConsole console) : Command<TrainCommand.Se
             if (!ReferenceModels.Kinds.Contains(Model)) return ValidationResult.Error($"--model must be one of {string.Join(", ", ReferenceModels.Kinds)}");
             if (Scheme is not ("a" or "b")) return ValidationResult.Error("--scheme must be a or b");
             if (!RetriBooru.Data.PromptViews.All.Contains(PromptView)) return ValidationResult.Error("--prompt-view must be full or context");
+            if (BackgroundWeight is < 0 or > 1) return ValidationResult.Error("--background-weight must be in [0, 1]");
             if (Steps < 1 || Batch < 1) return ValidationResult.Error("--steps and --batch must be at least 1");
             return ValidationResult.Success();
         }
@@ -130,7 +136,7 @@ public sealed class TrainCommand(IAnsiConsole console) : Command<TrainCommand.Se
         using var data = new ReferenceDataset(dataDir, examples, model.Config.ImageSize);
         console.MarkupLine($"{data.Count} training examples from {Markup.Escape(manifest)}" + (data.Skipped.Count > 0 ? $", [yellow]{data.Skipped.Count} skipped[/]" : ""));
         foreach (var s in data.Skipped.Take(10)) console.MarkupLine($"  [yellow]skipped[/] {Markup.Escape(s.Path)}: {Markup.Escape(s.Reason)}");
-        var trainingOptions = new ReferenceTrainingOptions { PromptDropout = settings.PromptDropout, ReferenceDropout = settings.ReferenceDropout, MaskedLoss = !settings.NoMask, PromptView = settings.PromptView };
+        var trainingOptions = new ReferenceTrainingOptions { PromptDropout = settings.PromptDropout, ReferenceDropout = settings.ReferenceDropout, MaskedLoss = !settings.NoMask, PromptView = settings.PromptView, BackgroundWeight = settings.BackgroundWeight };
         using var task = new ReferenceTrainingTask(model, branch, data, trainingOptions);
         var options = new TrainerOptions
         {

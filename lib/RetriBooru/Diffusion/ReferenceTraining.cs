@@ -15,6 +15,13 @@ public sealed record ReferenceTrainingOptions
     /// <summary>Only the figure (the mask, resized to model resolution) counts in the loss.</summary>
     public bool MaskedLoss { get; init; } = true;
     /// <summary>
+    /// Loss weight of the background under the masked loss: 0 is the paper's hard mask (only the figure counts); a
+    /// small weight keeps the trainable decoder drawing backgrounds. Measured on the tiny config: with 0, 1000 steps
+    /// of decoder fine-tuning turned a base model's clean "simple_background" into coloured noise for RetriNet and the
+    /// text-only baseline alike.
+    /// </summary>
+    public double BackgroundWeight { get; init; }
+    /// <summary>
     /// <see cref="Data.PromptViews.Full"/> (the paper: the target's whole tag prompt) or <see cref="Data.PromptViews.Context"/>
     /// (identity tags removed, so the references are the only source of hair, eyes and outfit).
     /// </summary>
@@ -23,6 +30,7 @@ public sealed record ReferenceTrainingOptions
     public void Validate()
     {
         Data.PromptViews.Validate(PromptView);
+        if (BackgroundWeight is < 0 or > 1 || double.IsNaN(BackgroundWeight)) throw new ArgumentOutOfRangeException(nameof(BackgroundWeight), BackgroundWeight, "background weight must be in [0, 1]");
         if (PromptDropout is < 0 or > 1) throw new ArgumentOutOfRangeException(nameof(PromptDropout), PromptDropout, "prompt dropout must be in [0, 1]");
         if (ReferenceDropout is < 0 or > 1) throw new ArgumentOutOfRangeException(nameof(ReferenceDropout), ReferenceDropout, "reference dropout must be in [0, 1]");
     }
@@ -143,7 +151,7 @@ public sealed class ReferenceTrainingTask : ITrainingTask, IDisposable
         var target = schedule.Target(x0, noise, t);
         var error = (prediction - target).square();
         if (!Options.MaskedLoss) return error.mean().MoveToOuterDisposeScope();
-        var weights = LossWeights(examples, x0.shape[2], x0.shape[3]).to(device);
+        var weights = WithBackground(LossWeights(examples, x0.shape[2], x0.shape[3]), Options.BackgroundWeight).to(device);
         return MaskedMean(error, weights).MoveToOuterDisposeScope();
     }
 
@@ -153,6 +161,16 @@ public sealed class ReferenceTrainingTask : ITrainingTask, IDisposable
         var masks = examples.Select(e => e.Mask is null ? ones(1, height, width)
             : nn.functional.interpolate(e.Mask.unsqueeze(0), [height, width], mode: InterpolationMode.Area).squeeze(0)).ToList();
         return stack(masks);
+    }
+
+    /// <summary>Per-pixel loss weights m + w (1 - m): the figure counts fully, the background with weight <paramref name="backgroundWeight"/>.</summary>
+    public static Tensor WithBackground(Tensor mask, double backgroundWeight)
+    {
+        if (backgroundWeight == 0) return mask.alias();
+        // Explicit scalars, disposed here: implicit Scalar temporaries can be finalised during the native call.
+        using var figureScale = (1 - backgroundWeight).ToScalar();
+        using var floor = backgroundWeight.ToScalar();
+        return mask.mul(figureScale).add_(floor);
     }
 
     /// <summary>Mean squared error over the masked region: sum(m * e) / (sum(m) * C), guarded for empty masks.</summary>
@@ -175,6 +193,8 @@ public sealed class ReferenceTrainingTask : ITrainingTask, IDisposable
         ["prompt_dropout"] = Options.PromptDropout.ToString("R"),
         ["reference_dropout"] = Options.ReferenceDropout.ToString("R"),
         ["masked_loss"] = Options.MaskedLoss.ToString(),
+        ["background_weight"] = Options.BackgroundWeight.ToString("R"),
+        ["prompt_view"] = Options.PromptView,
     };
 
     public void Dispose() => batcher.Dispose();

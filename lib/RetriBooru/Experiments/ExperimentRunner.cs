@@ -192,7 +192,7 @@ public sealed class ExperimentRunner(ExperimentSpec spec, RunOptions options, IP
         using var task = new ReferenceTrainingTask(model, branch, data, new ReferenceTrainingOptions
         {
             PromptDropout = point.Train.PromptDropout, ReferenceDropout = point.Train.ReferenceDropout, MaskedLoss = point.Train.MaskedLoss,
-            PromptView = point.Train.PromptView,
+            PromptView = point.Train.PromptView, BackgroundWeight = point.Train.BackgroundWeight,
         });
         var trainer = new TrainerOptions
         {

@@ -64,6 +64,8 @@ public sealed record TrainSpec
     [JsonPropertyName("prompt_dropout")] public double PromptDropout { get; init; } = 0.1;
     [JsonPropertyName("reference_dropout")] public double ReferenceDropout { get; init; } = 0.1;
     [JsonPropertyName("masked_loss")] public bool MaskedLoss { get; init; } = true;
+    /// <summary>Loss weight of the background under the masked loss (0 = the paper's hard mask).</summary>
+    [JsonPropertyName("background_weight")] public double BackgroundWeight { get; init; }
     [JsonPropertyName("face_references")] public int FaceReferences { get; init; } = 2;
     [JsonPropertyName("clothes_references")] public int ClothesReferences { get; init; } = 2;
     /// <summary><c>full</c> (the paper: the whole tag prompt) or <c>context</c> (identity tags removed; see PromptViews).</summary>
