@@ -48,6 +48,15 @@ public static class AttributeAgreement
 public sealed record ExpectedAttributes(IReadOnlyDictionary<string, string> Face, IReadOnlyDictionary<string, string> Clothes)
 {
     public bool IsEmpty => Face.Count == 0 && Clothes.Count == 0;
+
+    /// <summary>Per-concept agreement of a probe's prediction (null where nothing is expected) and their mean (null when both are).</summary>
+    public (double? Face, double? Clothes, double? Combined) Agreement(IReadOnlyDictionary<string, string> predicted)
+    {
+        var face = AttributeAgreement.Score(predicted, Face);
+        var clothes = AttributeAgreement.Score(predicted, Clothes);
+        var present = new[] { face, clothes }.OfType<double>().ToList();
+        return (face, clothes, present.Count == 0 ? null : present.Average());
+    }
 }
 
 /// <summary>Ground-truth attributes of a dataset's images (from <c>attributes.jsonl</c>), looked up by the references' source images.</summary>

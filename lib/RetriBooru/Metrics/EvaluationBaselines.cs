@@ -161,7 +161,7 @@ public static class EvaluationBaselines
             }
         }
         static double Agreement(IReadOnlyDictionary<string, string> predicted, ExpectedAttributes expected) =>
-            new[] { AttributeAgreement.Score(predicted, expected.Face), AttributeAgreement.Score(predicted, expected.Clothes) }.OfType<double>().Average();
+            expected.Agreement(predicted).Combined ?? 0;
         var cross = new List<double>();
         var same = new List<double>();
         foreach (var a in predictions)

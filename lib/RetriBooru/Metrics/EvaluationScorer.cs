@@ -73,12 +73,10 @@ public sealed class EvaluationScorer(
                 identities.Add(identity.Combined);
                 if (attributesApply)
                 {
-                    var predicted = probe!.Predict(sample.Image);
-                    var face = AttributeAgreement.Score(predicted, set.Expected!.Face);
-                    var clothes = AttributeAgreement.Score(predicted, set.Expected.Clothes);
+                    var (face, clothes, combined) = set.Expected!.Agreement(probe!.Predict(sample.Image));
                     if (face is double af) scores["attribute_agreement_face"] = af;
                     if (clothes is double ac) scores["attribute_agreement_clothes"] = ac;
-                    double agreement = new[] { face, clothes }.OfType<double>().Average();
+                    double agreement = combined ?? 0; // not empty (attributesApply), so at least one concept scored
                     scores["attribute_agreement"] = agreement;
                     agreements.Add(agreement);
                 }

@@ -60,11 +60,7 @@ public static class SwdAnalysis
         var clothingRefs = references.Where(r => r.IsClothing).Select(r => r.Image).ToList();
         if (expected is { IsEmpty: false } && suite.AttributeBaselineValue(imageSize) is double attributeBaseline && suite.Vqa is AttributeProbe probe)
         {
-            var agreements = generations.Select(g =>
-            {
-                var predicted = probe.Predict(g);
-                return new[] { AttributeAgreement.Score(predicted, expected.Face), AttributeAgreement.Score(predicted, expected.Clothes) }.OfType<double>().Average();
-            }).ToList();
+            var agreements = generations.Select(g => expected.Agreement(probe.Predict(g)).Combined ?? 0).ToList();
             return Walk(suite, genAnswers, refAnswers, agreements, attributeBaseline, "attribute agreement");
         }
         // Generated images have no boxes: each concept's view is located as the evaluation does (the suite's identity view).
