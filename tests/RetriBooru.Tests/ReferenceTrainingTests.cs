@@ -108,6 +108,30 @@ public class ReferenceTrainingTests(SmallReferenceWorld world) : IClassFixture<S
     }
 
     [Fact]
+    public void Decoder_learning_rate_scale_slows_only_the_base_decoder()
+    {
+        using var tmp = new TempDir();
+        using var model = world.NewBase();
+        var net = new RetriNet(model.Unet);
+        using var data = world.Examples();
+        // Scale 0: the decoder must not move at all (weight decay is scaled too) while the new branch trains.
+        using var task = new ReferenceTrainingTask(model, net, data, new ReferenceTrainingOptions { DecoderLearningRateScale = 0 });
+        Assert.NotEmpty(task.DecoderParameters);
+        Assert.All(task.DecoderParameters, name => Assert.StartsWith("unet.", name));
+        Assert.Contains(task.TrainableParameters, p => p.Key.StartsWith("zero_convs.", StringComparison.Ordinal) && !task.DecoderParameters.Contains(p.Key));
+        var before = task.TrainableParameters.ToDictionary(p => p.Key, p => p.Value.detach().clone());
+        new DiffusionTrainer(task, Quick with { Steps = 4 }).Run(tmp.Path);
+        foreach (var (name, p) in task.TrainableParameters)
+        {
+            bool same = p.detach().eq(before[name]).all().item<bool>();
+            if (task.DecoderParameters.Contains(name)) Assert.True(same, $"{name} moved with scale 0");
+        }
+        Assert.Contains(task.TrainableParameters, p => !task.DecoderParameters.Contains(p.Key) && !p.Value.detach().eq(before[p.Key]).all().item<bool>());
+        foreach (var t in before.Values) t.Dispose();
+        Assert.Throws<ArgumentOutOfRangeException>(() => new ReferenceTrainingOptions { DecoderLearningRateScale = -1 }.Validate());
+    }
+
+    [Fact]
     public void Resuming_gives_bit_identical_losses()
     {
         using var whole = new TempDir();

@@ -71,6 +71,11 @@ public sealed class TrainCommand(IAnsiConsole console) : Command<TrainCommand.Se
         [DefaultValue(0.0)]
         public double BackgroundWeight { get; init; }
 
+        [CommandOption("--decoder-lr-scale <S>")]
+        [Description("Learning-rate multiplier of the base U-Net's decoder (the new branch keeps --lr).")]
+        [DefaultValue(1.0)]
+        public double DecoderLearningRateScale { get; init; } = 1.0;
+
         [CommandOption("--no-mask")]
         [Description("Plain (unmasked) loss over the whole image.")]
         public bool NoMask { get; init; }
@@ -136,7 +141,7 @@ public sealed class TrainCommand(IAnsiConsole console) : Command<TrainCommand.Se
         using var data = new ReferenceDataset(dataDir, examples, model.Config.ImageSize);
         console.MarkupLine($"{data.Count} training examples from {Markup.Escape(manifest)}" + (data.Skipped.Count > 0 ? $", [yellow]{data.Skipped.Count} skipped[/]" : ""));
         foreach (var s in data.Skipped.Take(10)) console.MarkupLine($"  [yellow]skipped[/] {Markup.Escape(s.Path)}: {Markup.Escape(s.Reason)}");
-        var trainingOptions = new ReferenceTrainingOptions { PromptDropout = settings.PromptDropout, ReferenceDropout = settings.ReferenceDropout, MaskedLoss = !settings.NoMask, PromptView = settings.PromptView, BackgroundWeight = settings.BackgroundWeight };
+        var trainingOptions = new ReferenceTrainingOptions { PromptDropout = settings.PromptDropout, ReferenceDropout = settings.ReferenceDropout, MaskedLoss = !settings.NoMask, PromptView = settings.PromptView, BackgroundWeight = settings.BackgroundWeight, DecoderLearningRateScale = settings.DecoderLearningRateScale };
         using var task = new ReferenceTrainingTask(model, branch, data, trainingOptions);
         var options = new TrainerOptions
         {

@@ -19,6 +19,8 @@ public sealed class AdamW : IDisposable
     public double Beta2 { get; init; } = 0.999;
     public double Eps { get; init; } = 1e-8;
     public double WeightDecay { get; init; } = 1e-2;
+    /// <summary>Per-parameter learning-rate multiplier by name (torch's parameter groups); null = 1 for all.</summary>
+    public Func<string, double>? LearningRateScale { get; init; }
     public long StepCount { get; private set; }
 
     public AdamW(IReadOnlyList<KeyValuePair<string, Parameter>> parameters)
@@ -41,11 +43,12 @@ public sealed class AdamW : IDisposable
             using var scope = NewDisposeScope();
             var g = p.grad;
             if (g is null) continue;
-            p.mul_(1 - learningRate * WeightDecay);
+            double lr = LearningRateScale is null ? learningRate : learningRate * LearningRateScale(name);
+            p.mul_(1 - lr * WeightDecay);
             expAvg[name].mul_(Beta1).add_(g, alpha: 1 - Beta1);
             expAvgSq[name].mul_(Beta2).addcmul_(g, g, value: 1 - Beta2);
             var denom = (expAvgSq[name].sqrt() / Math.Sqrt(bc2)).add_(Eps);
-            p.addcdiv_(expAvg[name], denom, value: -learningRate / bc1);
+            p.addcdiv_(expAvg[name], denom, value: -lr / bc1);
         }
     }
 

@@ -47,6 +47,8 @@ public interface ITrainingTask
     void LoadModel(string folder);
     /// <summary>Recorded in the trainer state (config name, data path, ...).</summary>
     IReadOnlyDictionary<string, string> Describe();
+    /// <summary>Learning-rate multiplier of one trainable parameter (e.g. a slower pretrained decoder than a new branch).</summary>
+    double LearningRateScale(string parameterName) => 1.0;
 }
 
 /// <summary>Reported after every step.</summary>
@@ -82,7 +84,7 @@ public sealed class DiffusionTrainer(ITrainingTask task, TrainerOptions options)
         Directory.CreateDirectory(outDir);
         var parameters = task.TrainableParameters;
         if (parameters.Count == 0) throw new InvalidOperationException("the task has no trainable parameters");
-        using var optimizer = new AdamW(parameters) { WeightDecay = options.WeightDecay };
+        using var optimizer = new AdamW(parameters) { WeightDecay = options.WeightDecay, LearningRateScale = task.LearningRateScale };
         using var ema = options.EmaDecay is double decay ? new ExponentialMovingAverage(parameters, decay) : null;
 
         var checkpoint = Path.Combine(outDir, CheckpointFolder);

@@ -22,6 +22,11 @@ public sealed record ReferenceTrainingOptions
     /// </summary>
     public double BackgroundWeight { get; init; }
     /// <summary>
+    /// Learning-rate multiplier of the base U-Net's decoder (RetriNet and text-only train it; the new branch's layers
+    /// keep the full rate). Below 1 the pretrained decoder drifts less while the branch learns at the full rate.
+    /// </summary>
+    public double DecoderLearningRateScale { get; init; } = 1.0;
+    /// <summary>
     /// <see cref="Data.PromptViews.Full"/> (the paper: the target's whole tag prompt) or <see cref="Data.PromptViews.Context"/>
     /// (identity tags removed, so the references are the only source of hair, eyes and outfit).
     /// </summary>
@@ -30,6 +35,7 @@ public sealed record ReferenceTrainingOptions
     public void Validate()
     {
         Data.PromptViews.Validate(PromptView);
+        if (DecoderLearningRateScale is < 0 or > 100 || double.IsNaN(DecoderLearningRateScale)) throw new ArgumentOutOfRangeException(nameof(DecoderLearningRateScale), DecoderLearningRateScale, "decoder learning-rate scale must be in [0, 100]");
         if (BackgroundWeight is < 0 or > 1 || double.IsNaN(BackgroundWeight)) throw new ArgumentOutOfRangeException(nameof(BackgroundWeight), BackgroundWeight, "background weight must be in [0, 1]");
         if (PromptDropout is < 0 or > 1) throw new ArgumentOutOfRangeException(nameof(PromptDropout), PromptDropout, "prompt dropout must be in [0, 1]");
         if (ReferenceDropout is < 0 or > 1) throw new ArgumentOutOfRangeException(nameof(ReferenceDropout), ReferenceDropout, "reference dropout must be in [0, 1]");
@@ -126,7 +132,16 @@ public sealed class ReferenceTrainingTask : ITrainingTask, IDisposable
         TrainableParameters = branch.Module.named_parameters()
             .Where(p => trainable.Contains(p.parameter.Handle))
             .Select(p => new KeyValuePair<string, Parameter>(p.name, p.parameter)).ToList();
+        var unet = new HashSet<IntPtr>(model.Unet.parameters().Select(p => p.Handle));
+        _decoderParameters = TrainableParameters.Where(p => unet.Contains(p.Value.Handle)).Select(p => p.Key).ToHashSet(StringComparer.Ordinal);
     }
+
+    readonly HashSet<string> _decoderParameters;
+
+    /// <summary>Names of the trainable parameters that belong to the base U-Net (its decoder), which <see cref="ReferenceTrainingOptions.DecoderLearningRateScale"/> scales.</summary>
+    public IReadOnlySet<string> DecoderParameters => _decoderParameters;
+
+    public double LearningRateScale(string parameterName) => _decoderParameters.Contains(parameterName) ? Options.DecoderLearningRateScale : 1.0;
 
     public int ExampleCount => data.Count;
     public IReadOnlyList<KeyValuePair<string, Parameter>> TrainableParameters { get; }
@@ -194,6 +209,7 @@ public sealed class ReferenceTrainingTask : ITrainingTask, IDisposable
         ["reference_dropout"] = Options.ReferenceDropout.ToString("R"),
         ["masked_loss"] = Options.MaskedLoss.ToString(),
         ["background_weight"] = Options.BackgroundWeight.ToString("R"),
+        ["decoder_learning_rate_scale"] = Options.DecoderLearningRateScale.ToString("R"),
         ["prompt_view"] = Options.PromptView,
     };
 

@@ -193,6 +193,7 @@ public sealed class ExperimentRunner(ExperimentSpec spec, RunOptions options, IP
         {
             PromptDropout = point.Train.PromptDropout, ReferenceDropout = point.Train.ReferenceDropout, MaskedLoss = point.Train.MaskedLoss,
             PromptView = point.Train.PromptView, BackgroundWeight = point.Train.BackgroundWeight,
+            DecoderLearningRateScale = point.Train.DecoderLearningRateScale,
         });
         var trainer = new TrainerOptions
         {

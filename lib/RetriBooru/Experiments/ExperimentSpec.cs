@@ -66,6 +66,8 @@ public sealed record TrainSpec
     [JsonPropertyName("masked_loss")] public bool MaskedLoss { get; init; } = true;
     /// <summary>Loss weight of the background under the masked loss (0 = the paper's hard mask).</summary>
     [JsonPropertyName("background_weight")] public double BackgroundWeight { get; init; }
+    /// <summary>Learning-rate multiplier of the base U-Net's decoder relative to the new branch (1 = same rate).</summary>
+    [JsonPropertyName("decoder_lr_scale")] public double DecoderLearningRateScale { get; init; } = 1.0;
     [JsonPropertyName("face_references")] public int FaceReferences { get; init; } = 2;
     [JsonPropertyName("clothes_references")] public int ClothesReferences { get; init; } = 2;
     /// <summary><c>full</c> (the paper: the whole tag prompt) or <c>context</c> (identity tags removed; see PromptViews).</summary>

@@ -129,6 +129,7 @@ public static class SpecLoader
         Range(s.Train.PromptDropout, 0, 1, "$.train.prompt_dropout");
         Range(s.Train.ReferenceDropout, 0, 1, "$.train.reference_dropout");
         Range(s.Train.BackgroundWeight, 0, 1, "$.train.background_weight");
+        Range(s.Train.DecoderLearningRateScale, 0, 100, "$.train.decoder_lr_scale");
         Range(s.Train.FaceReferences, 0, 16, "$.train.face_references");
         Range(s.Train.ClothesReferences, 0, 16, "$.train.clothes_references");
         if (s.Train.FaceReferences + s.Train.ClothesReferences == 0) problems.Add("$.train: at least one face or clothes reference is needed");
