@@ -68,6 +68,25 @@ public class DiffusionTrainerTests
     }
 
     [Fact]
+    public void Ema_warms_up_so_the_initial_weights_fade_out()
+    {
+        Assert.Equal(0.1, ExponentialMovingAverage.EffectiveDecay(0.999, 0), 12);
+        Assert.Equal(0.5, ExponentialMovingAverage.EffectiveDecay(0.999, 8), 12);
+        Assert.Equal(0.999, ExponentialMovingAverage.EffectiveDecay(0.999, 100_000), 12);
+        // Weight of the initial value after n updates: prod of the decays. With warm-up it is ~1e-4 after 2000
+        // steps at 0.999 (without: 0.999^2000 = 0.135).
+        double remaining = 1;
+        for (long step = 0; step < 2000; step++) remaining *= ExponentialMovingAverage.EffectiveDecay(0.999, step);
+        Assert.True(remaining < 1e-3, $"initial weights keep {remaining:E2} of the average");
+        Torch.Load();
+        using var p = new TorchSharp.Modules.Parameter(TorchSharp.torch.zeros(1));
+        using var ema = new ExponentialMovingAverage([new("p", p)], 0.999);
+        using (TorchSharp.torch.no_grad()) p.fill_(1f);
+        ema.Update(0);
+        Assert.Equal(0.9f, ema.Shadow["p"].item<float>(), 6);
+    }
+
+    [Fact]
     public void Stop_and_resume_gives_bit_identical_losses()
     {
         using var dir = new TempDir();

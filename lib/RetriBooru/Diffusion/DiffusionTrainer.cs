@@ -116,7 +116,7 @@ public sealed class DiffusionTrainer(ITrainingTask task, TrainerOptions options)
             if (!double.IsFinite(gradNorm)) throw new InvalidOperationException($"step {step}: gradient norm is {gradNorm} (loss {loss.item<float>()}); lower the learning rate");
             double lr = options.LearningRateAt(step);
             optimizer.Step(lr);
-            ema?.Update();
+            ema?.Update(step);
             double value = loss.item<float>();
             losses.Add(value);
             log.Add(JsonSerializer.Serialize(new LossLogEntry(step, value, lr, gradNorm, stepClock.Elapsed.TotalSeconds), WorkbenchJson.Lines));

@@ -78,6 +78,9 @@ public sealed class ExperimentRunner(ExperimentSpec spec, RunOptions options, IP
     /// </summary>
     public const string EvaluationProtocolVersion = "3 (context prompts, attribute agreement, SWD weighted by attributes)";
 
+    /// <summary>How the base model's EMA decays (part of the base stage's key when EMA is on: changing the rule must retrain).</summary>
+    public const string EmaRule = "min(decay, (1+step)/(10+step))";
+
     /// <summary>Prompt dropout of base-model pretraining (part of the base stage's key).</summary>
     public const double BasePromptDropout = 0.1;
 
@@ -98,7 +101,7 @@ public sealed class ExperimentRunner(ExperimentSpec spec, RunOptions options, IP
         {
             var dataset = Stage("dataset", cache, DatasetInputs(), folder => BuildDataset(folder, cancellation), resumable: false);
             var baseModel = spec.Base.Checkpoint ?? Path.Combine(
-                Stage("base", cache, new { dataset = DatasetInputs(), spec.Base, spec.Seed, promptDropout = BasePromptDropout }, folder => TrainBase(dataset, folder, device, cancellation), resumable: true), "model");
+                Stage("base", cache, new { dataset = DatasetInputs(), spec.Base, spec.Seed, promptDropout = BasePromptDropout, emaRule = spec.Base.Ema is null ? null : EmaRule }, folder => TrainBase(dataset, folder, device, cancellation), resumable: true), "model");
             var evaluations = new List<ModelEvaluation>();
             using (var suite = TimedValue("evaluation-suite", () => EvaluationSuite.Create(dataset, spec.Seed, Relay("evaluation-suite"))))
             {
