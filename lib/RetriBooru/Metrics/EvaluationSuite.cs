@@ -257,7 +257,7 @@ public sealed class EvaluationSuite : IDisposable
             d[$"attribute_agreement_same_character_mean@{size}"] = Num(b.SameCharacterMean);
             d[$"attribute_agreement_cross_character_median@{size}"] = Num(b.CrossCharacterMedian);
         }
-        d["swd_identity"] = _options.SwdIdentity == "attributes" && _truth is not null
+        d["swd_identity"] = _options.SwdIdentity == "attributes" && _attributeBaselines.Values.Any(b => b is not null)
             ? "attribute agreement (probe vs the references' ground truth), baseline attribute_agreement_baseline"
             : "embedding identity (image embedder), baseline identity_baseline";
         foreach (var ((size, character), beta) in _leakageBaselines)
