@@ -57,13 +57,13 @@ public static class StepBenchmark
                 var task = new TextToImageTask(model, source);
                 phases.Add(Measure("base", task, 0, options, Path.Combine(root, "base"), cancellation));
             }
-            var examples = ManifestReader.Read(dataset, "b", SplitNames.Train);
+            // Loaded once: every reference model trains on the same in-memory examples (the task only reads them).
+            using var data = new ReferenceDataset(dataset, ManifestReader.Read(dataset, "b", SplitNames.Train), config.ImageSize);
             foreach (var kind in options.Models)
             {
                 progress?.Report($"{kind} step");
                 using var model = BaseModelFactory.Create(config, source, options.Seed);
                 var branch = ReferenceModels.Create(kind, model, seed: options.Seed);
-                using var data = new ReferenceDataset(dataset, examples, config.ImageSize);
                 using var task = new ReferenceTrainingTask(model, branch, data);
                 phases.Add(Measure(kind, task, data.MaxReferences, options, Path.Combine(root, kind), cancellation));
             }
