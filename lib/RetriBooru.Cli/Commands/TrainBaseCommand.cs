@@ -57,6 +57,31 @@ public sealed class TrainBaseCommand(IAnsiConsole console) : Command<TrainBaseCo
         [Description("epsilon or v_prediction for fresh --config models (default: the config's; tiny uses v_prediction).")]
         public string? Prediction { get; init; }
 
+        [CommandOption("--lr-schedule <NAME>")]
+        [Description("After warm-up: constant or cosine (decays to 0 at the last step).")]
+        [DefaultValue("constant")]
+        public string LrSchedule { get; init; } = "constant";
+
+        [CommandOption("--min-snr-gamma <GAMMA>")]
+        [Description("Min-SNR-gamma loss weighting (e.g. 5); off when omitted.")]
+        public double? MinSnrGamma { get; init; }
+
+        [CommandOption("--beta-schedule <NAME>")]
+        [Description("Noise schedule of a fresh --config model: scaled_linear, linear or squaredcos_cap_v2 (default: the config's).")]
+        public string? BetaSchedule { get; init; }
+
+        [CommandOption("--zero-snr")]
+        [Description("Rescale the schedule to zero terminal SNR, with trailing DDIM timesteps (fresh --config models, v-prediction).")]
+        public bool ZeroSnr { get; init; }
+
+        [CommandOption("--channels <LIST>")]
+        [Description("U-Net block channels of a fresh --config model, comma-separated (e.g. 64,64,64; default: the config's).")]
+        public string? Channels { get; init; }
+
+        [CommandOption("--patch-size <P>")]
+        [Description("Pixel-unshuffle patch of a fresh pixel-space model (1 = full resolution; default: the config's).")]
+        public int? PatchSize { get; init; }
+
         [CommandOption("--seed <N>")]
         [DefaultValue(0L)]
         public long Seed { get; init; }
@@ -114,17 +139,28 @@ public sealed class TrainBaseCommand(IAnsiConsole console) : Command<TrainBaseCo
         if (settings.Prediction is not (null or "epsilon" or "v_prediction")) throw new ArgumentException($"--prediction must be epsilon or v_prediction, not '{settings.Prediction}'");
         var named = ModelConfigs.Get(settings.Config);
         var config = pretrained?.Config ?? named with { Schedule = named.Schedule with { PredictionType = settings.Prediction ?? named.Schedule.PredictionType } };
+        if (pretrained is null)
+        {
+            if (settings.BetaSchedule is { } beta) config = config with { Schedule = config.Schedule with { BetaSchedule = beta } };
+            if (settings.ZeroSnr) config = config with { Schedule = config.Schedule with { RescaleBetasZeroSnr = true, TimestepSpacing = "trailing" } };
+            if (settings.Channels is { } list)
+                config = config with { Unet = config.Unet with { BlockOutChannels = list.Split(',').Select(c => int.Parse(c.Trim(), System.Globalization.CultureInfo.InvariantCulture)).ToArray() } };
+            if (settings.PatchSize is int p)
+                config = config with { PatchSize = p, Unet = config.Unet with { InChannels = 3 * p * p, OutChannels = 3 * p * p, SampleSize = config.ImageSize / p } };
+            config.Unet.Validate();
+            _ = new NoiseSchedule(config.Schedule);
+        }
         var source = new DatasetFolderSource(settings.Data, config.ImageSize);
         console.MarkupLine($"dataset {Markup.Escape(settings.Data)}: {source.Count} images at {config.ImageSize} px" +
                            (source.Skipped.Count > 0 ? $", [yellow]{source.Skipped.Count} skipped[/]" : ""));
         foreach (var s in source.Skipped.Take(10)) console.MarkupLine($"  [yellow]skipped[/] {Markup.Escape(s.Path)}: {Markup.Escape(s.Reason)}");
         using var fresh = pretrained is null ? BaseModelFactory.Create(config, source, settings.Seed, settings.Tokenizer, device) : null;
         var model = pretrained ?? fresh!;
-        var task = new TextToImageTask(model, source, settings.PromptDropout);
+        var task = new TextToImageTask(model, source, settings.PromptDropout, minSnrGamma: settings.MinSnrGamma);
         var options = new TrainerOptions
         {
             Steps = settings.Steps, BatchSize = settings.Batch, LearningRate = settings.LearningRate, WarmupSteps = settings.Warmup,
-            GradClip = settings.GradClip, EmaDecay = settings.Ema, Seed = settings.Seed, CheckpointEvery = settings.CheckpointEvery, StopAfter = settings.StopAfter,
+            GradClip = settings.GradClip, EmaDecay = settings.Ema, LearningRateSchedule = settings.LrSchedule, Seed = settings.Seed, CheckpointEvery = settings.CheckpointEvery, StopAfter = settings.StopAfter,
         };
         console.MarkupLine($"model {Markup.Escape(model.Config.Name)}: U-Net {ModelInfo.CountParameters(model.Unet):N0} + text encoder {ModelInfo.CountParameters(model.TextEncoder):N0} parameters, " +
                            $"{model.Tokenizer.VocabSize} tokens; seed {settings.Seed}, batch {settings.Batch}, lr {settings.LearningRate}, {settings.Threads} threads");

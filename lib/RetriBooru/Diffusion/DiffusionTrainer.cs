@@ -15,8 +15,10 @@ public sealed record TrainerOptions
     public int Steps { get; init; } = 1000;
     public int BatchSize { get; init; } = 16;
     public double LearningRate { get; init; } = 1e-3;
-    /// <summary>Linear warm-up from 0 to the learning rate over this many steps, then constant.</summary>
+    /// <summary>Linear warm-up from 0 to the learning rate over this many steps, then <see cref="LearningRateSchedule"/>.</summary>
     public int WarmupSteps { get; init; } = 100;
+    /// <summary>After warm-up: "constant", or "cosine" (half a cosine from the learning rate down to 0 at the last step).</summary>
+    public string LearningRateSchedule { get; init; } = "constant";
     public double WeightDecay { get; init; } = 1e-2;
     /// <summary>Global gradient-norm clip (0 = off).</summary>
     public double GradClip { get; init; } = 1.0;
@@ -28,8 +30,28 @@ public sealed record TrainerOptions
     /// <summary>Stop (with a checkpoint) after this many steps have run in total, as if interrupted.</summary>
     public int? StopAfter { get; init; }
 
-    public double LearningRateAt(long step) =>
-        WarmupSteps > 0 && step < WarmupSteps ? LearningRate * (step + 1) / WarmupSteps : LearningRate;
+    public double LearningRateAt(long step)
+    {
+        if (WarmupSteps > 0 && step < WarmupSteps) return LearningRate * (step + 1) / WarmupSteps;
+        if (LearningRateSchedule != "cosine" || Steps <= WarmupSteps) return LearningRate;
+        double progress = Math.Clamp((step - WarmupSteps) / (double)(Steps - WarmupSteps), 0, 1);
+        return LearningRate * 0.5 * (1 + Math.Cos(Math.PI * progress));
+    }
+
+    public static readonly IReadOnlyList<string> LearningRateSchedules = ["constant", "cosine"];
+
+    /// <summary>Every field checked before anything is allocated; one message naming the field.</summary>
+    public void Validate()
+    {
+        if (Steps < 1) throw new ArgumentException($"steps must be at least 1, got {Steps}");
+        if (BatchSize is < 1 or > 65_536) throw new ArgumentException($"batch size must be in [1, 65536], got {BatchSize}");
+        if (!double.IsFinite(LearningRate) || LearningRate <= 0) throw new ArgumentException($"learning rate must be a positive finite number, got {LearningRate}");
+        if (WarmupSteps < 0) throw new ArgumentException($"warm-up steps must be at least 0, got {WarmupSteps}");
+        if (!LearningRateSchedules.Contains(LearningRateSchedule)) throw new ArgumentException($"unknown learning-rate schedule '{LearningRateSchedule}' ({string.Join(" or ", LearningRateSchedules)})");
+        if (!double.IsFinite(WeightDecay) || WeightDecay < 0) throw new ArgumentException($"weight decay must be a finite number >= 0, got {WeightDecay}");
+        if (!double.IsFinite(GradClip) || GradClip < 0) throw new ArgumentException($"gradient clip must be a finite number >= 0, got {GradClip}");
+        if (EmaDecay is double d && !(d > 0 && d < 1)) throw new ArgumentException($"EMA decay must be in (0, 1), got {d}");
+    }
 }
 
 /// <summary>What one optimisation step computes; the trainer owns data order, randomness, optimiser and checkpoints.</summary>
@@ -79,8 +101,7 @@ public sealed class DiffusionTrainer(ITrainingTask task, TrainerOptions options)
     public TrainingResult Run(string outDir, bool resume = false, IProgress<TrainingProgress>? progress = null, CancellationToken cancellation = default)
     {
         TorchRuntime.EnsureLoaded();
-        if (options.Steps < 1) throw new ArgumentException($"steps must be at least 1, got {options.Steps}");
-        if (options.BatchSize < 1) throw new ArgumentException($"batch size must be at least 1, got {options.BatchSize}");
+        options.Validate();
         Directory.CreateDirectory(outDir);
         var parameters = task.TrainableParameters;
         if (parameters.Count == 0) throw new InvalidOperationException("the task has no trainable parameters");

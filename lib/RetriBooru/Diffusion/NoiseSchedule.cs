@@ -22,6 +22,10 @@ public sealed class NoiseSchedule
     {
         if (config.NumTrainTimesteps < 2) throw new ArgumentException($"num_train_timesteps must be at least 2, got {config.NumTrainTimesteps}");
         if (config.PredictionType is not ("epsilon" or "v_prediction")) throw new ArgumentException($"unknown prediction_type '{config.PredictionType}' (epsilon or v_prediction)");
+        if (config.NumTrainTimesteps > MaxTrainTimesteps) throw new ArgumentException($"num_train_timesteps {config.NumTrainTimesteps} is above {MaxTrainTimesteps}");
+        if (config.TimestepSpacing is not ("leading" or "trailing" or "linspace")) throw new ArgumentException($"unknown timestep_spacing '{config.TimestepSpacing}' (leading, trailing or linspace)");
+        if (config.RescaleBetasZeroSnr && config.PredictionType != "v_prediction")
+            throw new ArgumentException("rescale_betas_zero_snr needs prediction_type v_prediction (an epsilon model cannot recover x0 at zero SNR)");
         Config = config;
         int n = config.NumTrainTimesteps;
         var betas = new double[n];
@@ -32,14 +36,71 @@ public sealed class NoiseSchedule
             {
                 "scaled_linear" => Math.Pow(Math.Sqrt(config.BetaStart) + f * (Math.Sqrt(config.BetaEnd) - Math.Sqrt(config.BetaStart)), 2),
                 "linear" => config.BetaStart + f * (config.BetaEnd - config.BetaStart),
-                _ => throw new ArgumentException($"unknown beta_schedule '{config.BetaSchedule}' (scaled_linear or linear)"),
+                // alpha_bar(s) = cos^2((s + 0.008) / 1.008 * pi / 2), betas from its ratios, capped at 0.999.
+                "squaredcos_cap_v2" => Math.Min(1 - CosineAlphaBar((i + 1) / (double)n) / CosineAlphaBar(i / (double)n), 0.999),
+                _ => throw new ArgumentException($"unknown beta_schedule '{config.BetaSchedule}' (scaled_linear, linear or squaredcos_cap_v2)"),
             };
         }
+        if (config.RescaleBetasZeroSnr) betas = RescaleZeroTerminalSnr(betas);
         var cumulative = new double[n];
         double product = 1;
         for (int i = 0; i < n; i++) cumulative[i] = product *= 1 - betas[i];
         Betas = betas;
         AlphasCumprod = cumulative;
+    }
+
+    /// <summary>A bound checked before the tables are allocated (a config file could ask for billions).</summary>
+    public const int MaxTrainTimesteps = 100_000;
+
+    static double CosineAlphaBar(double s) => Math.Pow(Math.Cos((s + 0.008) / 1.008 * Math.PI / 2), 2);
+
+    /// <summary>
+    /// Shifts and scales sqrt(alpha_bar) so the first value is kept and the last becomes 0 (Lin et al. 2024, Algorithm 1),
+    /// then recovers the betas. The last beta becomes 1: x_T is pure noise.
+    /// </summary>
+    static double[] RescaleZeroTerminalSnr(double[] betas)
+    {
+        int n = betas.Length;
+        var sqrtAlphaBar = new double[n];
+        double product = 1;
+        for (int i = 0; i < n; i++) sqrtAlphaBar[i] = Math.Sqrt(product *= 1 - betas[i]);
+        double first = sqrtAlphaBar[0], last = sqrtAlphaBar[n - 1];
+        for (int i = 0; i < n; i++) sqrtAlphaBar[i] = (sqrtAlphaBar[i] - last) * first / (first - last);
+        var rescaled = new double[n];
+        double previous = 1;
+        for (int i = 0; i < n; i++)
+        {
+            double alphaBar = sqrtAlphaBar[i] * sqrtAlphaBar[i];
+            rescaled[i] = 1 - alphaBar / previous;
+            previous = alphaBar;
+        }
+        return rescaled;
+    }
+
+    /// <summary>Signal-to-noise ratio alpha_bar / (1 - alpha_bar) of a timestep.</summary>
+    public double Snr(int t) => AlphasCumprod[t] / Math.Max(1 - AlphasCumprod[t], 1e-20);
+
+    /// <summary>
+    /// Min-SNR-gamma loss weights (Hang et al. 2023) per timestep, shaped like <see cref="AlphaBar"/>: the per-timestep
+    /// x0-error weight becomes min(SNR, gamma), written for the network's target: min(SNR, gamma) / (SNR + 1) for v,
+    /// min(SNR, gamma) / SNR for epsilon. Read from double tables (no tensor-scalar arithmetic on the hot path).
+    /// </summary>
+    public Tensor MinSnrWeights(Tensor t, Tensor like, double gamma)
+    {
+        if (!(gamma > 0) || !double.IsFinite(gamma)) throw new ArgumentOutOfRangeException(nameof(gamma), gamma, "min-SNR gamma must be a positive finite number");
+        var shape = new long[like.dim()];
+        Array.Fill(shape, 1L);
+        shape[0] = t.shape[0];
+        var table = new double[Steps];
+        for (int i = 0; i < Steps; i++)
+        {
+            double snr = Snr(i);
+            table[i] = VPrediction ? Math.Min(snr, gamma) / (snr + 1) : Math.Min(snr, gamma) / Math.Max(snr, 1e-20);
+        }
+        using var index = t.to(int64).to(like.device);
+        using var weights = tensor(table, dtype: float64, device: like.device);
+        using var picked = weights.index_select(0, index);
+        return picked.to(like.dtype).view(shape);
     }
 
     /// <summary>alpha_bar for each timestep in <paramref name="t"/>, shaped [B, 1, 1, ...] to broadcast over <paramref name="like"/>.</summary>

@@ -14,27 +14,45 @@ public sealed class DdimSampler(NoiseSchedule schedule)
 {
     public NoiseSchedule Schedule { get; } = schedule;
 
-    /// <summary>The descending timesteps of an N-step run: (i * T/N + offset) for i = N-1 .. 0.</summary>
+    /// <summary>
+    /// The descending timesteps of an N-step run, as diffusers spaces them: "leading" (i * T/N + offset for
+    /// i = N-1 .. 0), "trailing" (round(T - i T/N) - 1 for i = 0 .. N-1: the first step is T - 1) or "linspace".
+    /// </summary>
     public int[] Timesteps(int steps)
     {
         if (steps < 1 || steps > Schedule.Steps) throw new ArgumentException($"DDIM steps must be in [1, {Schedule.Steps}], got {steps}");
+        int T = Schedule.Steps;
+        return Schedule.Config.TimestepSpacing switch
+        {
+            "trailing" => Enumerable.Range(0, steps).Select(i => Math.Max((int)Math.Round(T - i * (double)T / steps) - 1, 0)).ToArray(),
+            "linspace" => Enumerable.Range(0, steps).Select(i => (int)Math.Round(steps == 1 ? T - 1 : i * (T - 1) / (double)(steps - 1))).Reverse().ToArray(),
+            _ => LeadingTimesteps(steps),
+        };
+    }
+
+    int[] LeadingTimesteps(int steps)
+    {
         int ratio = Schedule.Steps / steps;
         int offset = steps == Schedule.Steps ? 0 : Schedule.Config.StepsOffset;
         return Enumerable.Range(0, steps).Select(i => Math.Min(i * ratio + offset, Schedule.Steps - 1)).Reverse().ToArray();
     }
 
-    /// <summary>One step from timestep <paramref name="t"/> to <paramref name="tPrev"/> (-1 = the end, alpha_bar = alpha_bar_0).</summary>
+    /// <summary>alpha_bar after the last step: 1 (the clean estimate) with set_alpha_to_one, else alpha_bar_0.</summary>
+    public double FinalAlphaBar => Schedule.Config.SetAlphaToOne ? 1.0 : Schedule.AlphasCumprod[0];
+
+    /// <summary>One step from timestep <paramref name="t"/> to <paramref name="tPrev"/> (-1 = the end, alpha_bar = <see cref="FinalAlphaBar"/>).</summary>
     public Tensor Step(Tensor modelOutput, int t, int tPrev, Tensor sample, double eta, Generator? generator)
     {
         using var scope = NewDisposeScope();
         double a = Schedule.AlphasCumprod[t];
-        double aPrev = tPrev >= 0 ? Schedule.AlphasCumprod[tPrev] : Schedule.AlphasCumprod[0];
+        double aPrev = tPrev >= 0 ? Schedule.AlphasCumprod[tPrev] : FinalAlphaBar;
         var (x0, eps) = Schedule.Split(modelOutput, sample, a);
         if (Schedule.Config.ClipSample)
         {
             x0 = x0.clamp(-1, 1);
             eps = (sample - Math.Sqrt(a) * x0) / Math.Sqrt(1 - a);
         }
+        if (aPrev >= 1) return x0.MoveToOuterDisposeScope();
         double variance = (1 - aPrev) / (1 - a) * (1 - a / aPrev);
         double std = eta * Math.Sqrt(Math.Max(variance, 0));
         var next = Math.Sqrt(aPrev) * x0 + Math.Sqrt(Math.Max(1 - aPrev - std * std, 0)) * eps;

@@ -21,10 +21,14 @@ public sealed class TextToImageTask : ITrainingTask
 
     public double PromptDropout { get; }
     public bool TrainTextEncoder { get; }
+    /// <summary>Min-SNR-gamma loss weighting (null = the plain MSE on the target); see <see cref="NoiseSchedule.MinSnrWeights"/>.</summary>
+    public double? MinSnrGamma { get; }
 
-    public TextToImageTask(DiffusionModel model, IImagePromptDataset data, double promptDropout = 0.1, bool trainTextEncoder = true)
+    public TextToImageTask(DiffusionModel model, IImagePromptDataset data, double promptDropout = 0.1, bool trainTextEncoder = true, double? minSnrGamma = null)
     {
         if (promptDropout is < 0 or > 1) throw new ArgumentOutOfRangeException(nameof(promptDropout), promptDropout, "prompt dropout must be in [0, 1]");
+        if (minSnrGamma is double g && !(g > 0 && double.IsFinite(g))) throw new ArgumentOutOfRangeException(nameof(minSnrGamma), g, "min-SNR gamma must be a positive finite number");
+        MinSnrGamma = minSnrGamma;
         if (data.ImageSize != model.Config.ImageSize)
             throw new ArgumentException($"dataset images are {data.ImageSize} px but model '{model.Config.Name}' expects {model.Config.ImageSize} px");
         this.model = model;
@@ -59,7 +63,11 @@ public sealed class TextToImageTask : ITrainingTask
         var noisy = schedule.AddNoise(x0, noise, t);
         var prediction = model.Unet.Forward(noisy, t, context);
         var target = schedule.Target(x0, noise, t);
-        return nn.functional.mse_loss(prediction, target).MoveToOuterDisposeScope();
+        if (MinSnrGamma is not double gamma) return nn.functional.mse_loss(prediction, target).MoveToOuterDisposeScope();
+        // Per-sample squared error, weighted by min(SNR, gamma) in x0 terms, then averaged.
+        var perSample = (prediction - target).square().mean([1, 2, 3]);
+        using var weights = schedule.MinSnrWeights(t, x0, gamma).flatten();
+        return (perSample * weights).mean().MoveToOuterDisposeScope();
     }
 
     public void SaveModel(string folder) => ModelStore.SaveDiffusers(model, folder);
@@ -72,6 +80,7 @@ public sealed class TextToImageTask : ITrainingTask
         ["examples"] = data.Count.ToString(),
         ["prompt_dropout"] = PromptDropout.ToString("R"),
         ["prediction_type"] = model.Config.Schedule.PredictionType,
+        ["min_snr_gamma"] = MinSnrGamma is double g ? g.ToString("R") : "off",
     };
 }
 

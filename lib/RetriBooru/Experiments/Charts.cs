@@ -35,6 +35,19 @@ public static class Charts
             .Titled(title);
     }
 
+    /// <summary>Denoising error per timestep (log-log): the model's x0 MSE against the naive x_t guess (<c>model diagnose</c>).</summary>
+    public static GenericChart DenoisingError(IReadOnlyList<Diffusion.DenoisingErrorRow> rows, string title = "Denoising error per timestep (x0 MSE, real images)")
+    {
+        if (rows.Count == 0) throw new ArgumentException("no rows to plot", nameof(rows));
+        var t = rows.Select(r => Math.Max(r.Timestep, 1)).ToList();
+        var model = CSharpChart.Line<int, double, string>(t, rows.Select(r => r.ModelX0Mse), Name: "model", ShowMarkers: true);
+        var naive = CSharpChart.Line<int, double, string>(t, rows.Select(r => r.NaiveX0Mse), Name: "naive (x_t)", ShowMarkers: true);
+        return CSharpChart.Combine([model, naive])
+            .WithXAxisStyle<double, double, string>(TitleText: "timestep (0 shown at 1)", AxisType: StyleParam.AxisType.Log)
+            .WithYAxisStyle<double, double, string>(TitleText: "x0 MSE", AxisType: StyleParam.AxisType.Log)
+            .Titled(title);
+    }
+
     /// <summary>Grouped bars, one group of bars per metric and one colour per group, with 95% CI error bars.</summary>
     public static GenericChart MetricBars(IEnumerable<MetricPoint> points, string title = "Metrics (mean, 95% CI)")
     {

@@ -61,7 +61,10 @@ public sealed class ResNet18Embedder : IImageEmbedder
         return folders.Distinct().ToArray();
     }
 
-    public float[] Embed(SKBitmap image)
+    public float[] Embed(SKBitmap image) => VectorMath.Normalize(Features(image));
+
+    /// <summary>The raw 512-d global-average-pool output (not normalised): the feature KID compares.</summary>
+    public float[] Features(SKBitmap image)
     {
         var input = ToRgbPlanes(image);
         using var prepared = _preprocess.Run([NamedOnnxValue.CreateFromTensor(_preprocessInput, input)]);
@@ -69,7 +72,7 @@ public sealed class ResNet18Embedder : IImageEmbedder
         using var output = _model.Run([NamedOnnxValue.CreateFromTensor(_modelInput, preprocessed)]);
         var features = output.First().AsEnumerable<float>().ToArray();
         if (features.Length != Dimension) throw new InvalidOperationException($"ResNet18 returned {features.Length} values, expected {Dimension}");
-        return VectorMath.Normalize(features);
+        return features;
     }
 
     /// <summary>Resizes to 224x224 and lays out raw 0..255 RGB planes, as ML.NET's ExtractPixels does by default.</summary>

@@ -81,8 +81,14 @@ public sealed record ScheduleConfig
     public int NumTrainTimesteps { get; init; } = 1000;
     public double BetaStart { get; init; } = 0.00085;
     public double BetaEnd { get; init; } = 0.012;
-    /// <summary>"scaled_linear" (SD) or "linear".</summary>
+    /// <summary>"scaled_linear" (SD, made for latents), "linear" (DDPM) or "squaredcos_cap_v2" (the cosine schedule of Nichol and Dhariwal, made for pixels).</summary>
     public string BetaSchedule { get; init; } = "scaled_linear";
+    /// <summary>Rescale the betas so the last timestep has zero SNR (Lin et al. 2024): sampling then starts from pure noise, as training saw it. Needs v-prediction.</summary>
+    public bool RescaleBetasZeroSnr { get; init; }
+    /// <summary>How DDIM picks its timesteps: "leading" (SD's default; the first step is below T) or "trailing" (starts at T - 1; pairs with zero terminal SNR).</summary>
+    public string TimestepSpacing { get; init; } = "leading";
+    /// <summary>The last DDIM step ends at alpha_bar = 1 (returns the clean estimate) instead of alpha_bar_0 (SD keeps a trace of noise).</summary>
+    public bool SetAlphaToOne { get; init; }
     /// <summary>"epsilon" or "v_prediction".</summary>
     public string PredictionType { get; init; } = "epsilon";
     /// <summary>Added to DDIM timesteps (SD uses 1).</summary>
@@ -173,7 +179,7 @@ public static class ModelConfigs
         // v-prediction and x0 clipping: in pixel space an epsilon model's early high-noise x0 guesses are its
         // noise error times sqrt((1 - a)/a) (up to 14.6x); after 600 steps epsilon samples were coloured noise
         // while v-prediction samples already showed the prompted background colour.
-        Schedule = new ScheduleConfig { ClipSample = true, PredictionType = "v_prediction" },
+        Schedule = new ScheduleConfig { ClipSample = true, PredictionType = "v_prediction", SetAlphaToOne = true },
         ImageSize = 32,
         PatchSize = 2,
     };

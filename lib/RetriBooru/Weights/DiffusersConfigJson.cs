@@ -70,7 +70,9 @@ public static class DiffusersConfigJson
         ["prediction_type"] = c.PredictionType,
         ["steps_offset"] = c.StepsOffset,
         ["clip_sample"] = c.ClipSample,
-        ["set_alpha_to_one"] = false,
+        ["set_alpha_to_one"] = c.SetAlphaToOne,
+        ["rescale_betas_zero_snr"] = c.RescaleBetasZeroSnr,
+        ["timestep_spacing"] = c.TimestepSpacing,
     }.ToJsonString(Indented);
 
     static JsonObject Read(string path)
@@ -172,6 +174,9 @@ public static class DiffusersConfigJson
             PredictionType = Get(o, "prediction_type", d.PredictionType, path),
             StepsOffset = Get(o, "steps_offset", d.StepsOffset, path),
             ClipSample = Get(o, "clip_sample", d.ClipSample, path),
+            SetAlphaToOne = Get(o, "set_alpha_to_one", d.SetAlphaToOne, path),
+            RescaleBetasZeroSnr = Get(o, "rescale_betas_zero_snr", d.RescaleBetasZeroSnr, path),
+            TimestepSpacing = Get(o, "timestep_spacing", d.TimestepSpacing, path),
         };
     }
 }
