@@ -54,7 +54,7 @@ public sealed class TrainBaseCommand(IAnsiConsole console) : Command<TrainBaseCo
         public double PromptDropout { get; init; } = 0.1;
 
         [CommandOption("--prediction <TYPE>")]
-        [Description("epsilon or v_prediction for fresh --config models (default: the config's; tiny uses v_prediction).")]
+        [Description("epsilon, v_prediction or sample (x0) for fresh --config models (default: the config's; tiny uses v_prediction).")]
         public string? Prediction { get; init; }
 
         [CommandOption("--lr-schedule <NAME>")]
@@ -136,7 +136,7 @@ public sealed class TrainBaseCommand(IAnsiConsole console) : Command<TrainBaseCo
         using var pretrained = settings.Init is null ? null
             : File.Exists(settings.Init) ? ModelStore.LoadSingleFile(settings.Init, tokenizerDir: settings.Tokenizer, device: device)
             : ModelStore.LoadDiffusers(settings.Init, device);
-        if (settings.Prediction is not (null or "epsilon" or "v_prediction")) throw new ArgumentException($"--prediction must be epsilon or v_prediction, not '{settings.Prediction}'");
+        if (settings.Prediction is not null && !NoiseSchedule.PredictionTypes.Contains(settings.Prediction)) throw new ArgumentException($"--prediction must be one of {string.Join(", ", NoiseSchedule.PredictionTypes)}, not '{settings.Prediction}'");
         var named = ModelConfigs.Get(settings.Config);
         var config = pretrained?.Config ?? named with { Schedule = named.Schedule with { PredictionType = settings.Prediction ?? named.Schedule.PredictionType } };
         if (pretrained is null)

@@ -17,15 +17,19 @@ public sealed class NoiseSchedule
     public IReadOnlyList<double> AlphasCumprod { get; }
     public int Steps => Betas.Count;
     public bool VPrediction => Config.PredictionType == "v_prediction";
+    /// <summary>x-prediction (diffusers' "sample"): the network outputs the clean image itself.</summary>
+    public bool SamplePrediction => Config.PredictionType == "sample";
+
+    public static readonly IReadOnlyList<string> PredictionTypes = ["epsilon", "v_prediction", "sample"];
 
     public NoiseSchedule(ScheduleConfig config)
     {
         if (config.NumTrainTimesteps < 2) throw new ArgumentException($"num_train_timesteps must be at least 2, got {config.NumTrainTimesteps}");
-        if (config.PredictionType is not ("epsilon" or "v_prediction")) throw new ArgumentException($"unknown prediction_type '{config.PredictionType}' (epsilon or v_prediction)");
+        if (!PredictionTypes.Contains(config.PredictionType)) throw new ArgumentException($"unknown prediction_type '{config.PredictionType}' ({string.Join(", ", PredictionTypes)})");
         if (config.NumTrainTimesteps > MaxTrainTimesteps) throw new ArgumentException($"num_train_timesteps {config.NumTrainTimesteps} is above {MaxTrainTimesteps}");
         if (config.TimestepSpacing is not ("leading" or "trailing" or "linspace")) throw new ArgumentException($"unknown timestep_spacing '{config.TimestepSpacing}' (leading, trailing or linspace)");
-        if (config.RescaleBetasZeroSnr && config.PredictionType != "v_prediction")
-            throw new ArgumentException("rescale_betas_zero_snr needs prediction_type v_prediction (an epsilon model cannot recover x0 at zero SNR)");
+        if (config.RescaleBetasZeroSnr && config.PredictionType == "epsilon")
+            throw new ArgumentException("rescale_betas_zero_snr needs prediction_type v_prediction or sample (an epsilon model cannot recover x0 at zero SNR)");
         Config = config;
         int n = config.NumTrainTimesteps;
         var betas = new double[n];
@@ -83,7 +87,9 @@ public sealed class NoiseSchedule
     /// <summary>
     /// Min-SNR-gamma loss weights (Hang et al. 2023) per timestep, shaped like <see cref="AlphaBar"/>: the per-timestep
     /// x0-error weight becomes min(SNR, gamma), written for the network's target: min(SNR, gamma) / (SNR + 1) for v,
-    /// min(SNR, gamma) / SNR for epsilon. Read from double tables (no tensor-scalar arithmetic on the hot path).
+    /// min(SNR, gamma) / SNR for epsilon. For x-prediction the x0 weight is min(SNR + 1, gamma): the v-space loss
+    /// (x0 error / (1 - alpha_bar)) with its low-noise blow-up capped at gamma, as JiT (Li and He 2025) clamps it.
+    /// Read from double tables (no tensor-scalar arithmetic on the hot path).
     /// </summary>
     public Tensor MinSnrWeights(Tensor t, Tensor like, double gamma)
     {
@@ -95,7 +101,9 @@ public sealed class NoiseSchedule
         for (int i = 0; i < Steps; i++)
         {
             double snr = Snr(i);
-            table[i] = VPrediction ? Math.Min(snr, gamma) / (snr + 1) : Math.Min(snr, gamma) / Math.Max(snr, 1e-20);
+            table[i] = VPrediction ? Math.Min(snr, gamma) / (snr + 1)
+                : SamplePrediction ? Math.Min(snr + 1, gamma)
+                : Math.Min(snr, gamma) / Math.Max(snr, 1e-20);
         }
         using var index = t.to(int64).to(like.device);
         using var weights = tensor(table, dtype: float64, device: like.device);
@@ -146,8 +154,8 @@ public sealed class NoiseSchedule
         return (signal * noise - noiseScale * x0).MoveToOuterDisposeScope();
     }
 
-    /// <summary>What the network is trained to output at x_t: eps, or v.</summary>
-    public Tensor Target(Tensor x0, Tensor noise, Tensor t) => VPrediction ? Velocity(x0, noise, t) : noise.alias();
+    /// <summary>What the network is trained to output at x_t: eps, v, or x0.</summary>
+    public Tensor Target(Tensor x0, Tensor noise, Tensor t) => VPrediction ? Velocity(x0, noise, t) : SamplePrediction ? x0.alias() : noise.alias();
 
     /// <summary>Converts a model output at x_t to (predicted x0, predicted eps).</summary>
     public (Tensor X0, Tensor Eps) Split(Tensor modelOutput, Tensor sample, double alphaBar)
@@ -159,6 +167,11 @@ public sealed class NoiseSchedule
         {
             x0 = sa * sample - sb * modelOutput;
             eps = sa * modelOutput + sb * sample;
+        }
+        else if (SamplePrediction)
+        {
+            x0 = modelOutput.alias();
+            eps = (sample - sa * modelOutput) / Math.Max(sb, 1e-6);
         }
         else
         {

@@ -1,0 +1,128 @@
+using RetriBooru.Diffusion;
+using RetriBooru.Modeling;
+using RetriBooru.Weights;
+using TorchSharp;
+using Xunit;
+using static TorchSharp.torch;
+
+namespace RetriBooru.Tests;
+
+/// <summary>The pixel-space recipe's parts: schedules, timestep spacing, loss weighting, learning-rate decay.</summary>
+public class DiffusionRecipeTests
+{
+    [Fact]
+    public void Cosine_schedule_follows_its_closed_form_alpha_bar()
+    {
+        var s = new NoiseSchedule(new ScheduleConfig { BetaSchedule = "squaredcos_cap_v2" });
+        static double F(double x) => Math.Pow(Math.Cos((x + 0.008) / 1.008 * Math.PI / 2), 2);
+        // Uncapped steps telescope: alpha_bar_t = f((t + 1) / T) / f(0).
+        Assert.Equal(F(501 / 1000.0) / F(0), s.AlphasCumprod[500], 10);
+        Assert.True(s.Betas.All(b => b is > 0 and <= 0.999));
+    }
+
+    [Fact]
+    public void Zero_terminal_snr_makes_the_last_timestep_pure_noise_and_keeps_the_first()
+    {
+        var plain = new NoiseSchedule(new ScheduleConfig { BetaSchedule = "squaredcos_cap_v2", PredictionType = "v_prediction" });
+        var zero = new NoiseSchedule(new ScheduleConfig { BetaSchedule = "squaredcos_cap_v2", PredictionType = "v_prediction", RescaleBetasZeroSnr = true });
+        Assert.Equal(0, zero.AlphasCumprod[^1], 12);
+        Assert.Equal(plain.AlphasCumprod[0], zero.AlphasCumprod[0], 12);
+        for (int t = 1; t < zero.Steps; t++) Assert.True(zero.AlphasCumprod[t] < zero.AlphasCumprod[t - 1]);
+        // An epsilon model cannot recover x0 where there is no signal.
+        Assert.Throws<ArgumentException>(() => new NoiseSchedule(new ScheduleConfig { RescaleBetasZeroSnr = true }));
+    }
+
+    [Fact]
+    public void Trailing_spacing_starts_at_the_last_timestep_and_leading_does_not()
+    {
+        var trailing = new DdimSampler(new NoiseSchedule(new ScheduleConfig { TimestepSpacing = "trailing" })).Timesteps(15);
+        Assert.Equal(999, trailing[0]);
+        Assert.Equal(15, trailing.Distinct().Count());
+        Assert.True(trailing.Zip(trailing.Skip(1)).All(p => p.First > p.Second));
+        Assert.Equal(66, trailing[^1]);
+        var leading = new DdimSampler(new NoiseSchedule(new ScheduleConfig())).Timesteps(15);
+        Assert.Equal(925, leading[0]);
+        Assert.Throws<ArgumentException>(() => new NoiseSchedule(new ScheduleConfig { TimestepSpacing = "sideways" }));
+    }
+
+    [Fact]
+    public void With_alpha_to_one_the_last_ddim_step_returns_the_clean_estimate()
+    {
+        Torch.Load();
+        var schedule = new NoiseSchedule(new ScheduleConfig { PredictionType = "v_prediction", SetAlphaToOne = true });
+        var ddim = new DdimSampler(schedule);
+        using var g = new Generator(0).manual_seed(3);
+        var x = randn([1, 3, 4, 4], generator: g);
+        var v = randn([1, 3, 4, 4], generator: g);
+        var (x0, _) = schedule.Split(v, x, schedule.AlphasCumprod[1]);
+        Assert.True(ddim.Step(v, 1, -1, x, 0, null).allclose(x0, 1e-6, 1e-6));
+        var keepsNoise = new DdimSampler(new NoiseSchedule(new ScheduleConfig { PredictionType = "v_prediction" }));
+        Assert.False(keepsNoise.Step(v, 1, -1, x, 0, null).allclose(x0, 1e-6, 1e-6));
+    }
+
+    [Fact]
+    public void Min_snr_weights_cap_the_x0_weight_at_gamma()
+    {
+        Torch.Load();
+        var v = new NoiseSchedule(new ScheduleConfig { PredictionType = "v_prediction" });
+        var eps = new NoiseSchedule(new ScheduleConfig());
+        var t = tensor(new long[] { 0, 500, 999 });
+        using var like = zeros(3, 2, 2, 2);
+        var wv = v.MinSnrWeights(t, like, 5).flatten().data<float>().ToArray();
+        var we = eps.MinSnrWeights(t, like, 5).flatten().data<float>().ToArray();
+        int[] steps = [0, 500, 999];
+        for (int i = 0; i < 3; i++)
+        {
+            double snr = v.Snr(steps[i]);
+            Assert.Equal(Math.Min(snr, 5) / (snr + 1), wv[i], 5);
+            Assert.Equal(Math.Min(snr, 5) / snr, we[i], 5);
+        }
+        // Low noise (SNR above gamma) is down-weighted; high noise keeps the plain epsilon weight 1.
+        Assert.True(we[0] < 0.01 && Math.Abs(we[2] - 1) < 1e-6);
+        Assert.Throws<ArgumentOutOfRangeException>(() => v.MinSnrWeights(t, like, double.NaN));
+    }
+
+    [Fact]
+    public void Cosine_learning_rate_warms_up_peaks_and_decays_to_zero()
+    {
+        var o = new TrainerOptions { Steps = 1000, WarmupSteps = 100, LearningRate = 2e-3, LearningRateSchedule = "cosine" };
+        Assert.Equal(2e-3 / 100, o.LearningRateAt(0), 12);
+        Assert.Equal(2e-3, o.LearningRateAt(100), 12);
+        Assert.Equal(1e-3, o.LearningRateAt(550), 9);
+        Assert.True(o.LearningRateAt(999) < 1e-7);
+        Assert.Equal(2e-3, (o with { LearningRateSchedule = "constant" }).LearningRateAt(999), 12);
+    }
+
+    [Theory]
+    [InlineData("lr")]
+    [InlineData("schedule")]
+    [InlineData("batch")]
+    [InlineData("ema")]
+    public void Trainer_options_refuse_bad_values_with_a_message_naming_them(string field)
+    {
+        var ok = new TrainerOptions();
+        ok.Validate();
+        var bad = field switch
+        {
+            "lr" => ok with { LearningRate = double.NaN },
+            "schedule" => ok with { LearningRateSchedule = "cosin" },
+            "batch" => ok with { BatchSize = 100_000_000 },
+            _ => ok with { EmaDecay = 1.5 },
+        };
+        var e = Assert.Throws<ArgumentException>(bad.Validate);
+        Assert.Contains(field switch { "lr" => "learning rate", "schedule" => "cosin", "batch" => "batch size", _ => "EMA" }, e.Message);
+    }
+
+    [Fact]
+    public void Schedule_options_survive_the_diffusers_scheduler_config()
+    {
+        var config = new ScheduleConfig { BetaSchedule = "squaredcos_cap_v2", PredictionType = "v_prediction", RescaleBetasZeroSnr = true, TimestepSpacing = "trailing", SetAlphaToOne = true, ClipSample = true };
+        var path = Path.Combine(Path.GetTempPath(), $"scheduler-{Guid.NewGuid():N}.json");
+        try
+        {
+            File.WriteAllText(path, DiffusersConfigJson.Write(config));
+            Assert.Equal(config, DiffusersConfigJson.ReadSchedule(path));
+        }
+        finally { File.Delete(path); }
+    }
+}
