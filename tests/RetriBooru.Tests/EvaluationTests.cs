@@ -46,7 +46,7 @@ public sealed class EvaluationWorld : IDisposable
     }
 }
 
-public class EvaluationTests(EvaluationWorld world) : IClassFixture<EvaluationWorld>
+public class EvaluationTests(EvaluationWorld world, Xunit.Abstractions.ITestOutputHelper output) : IClassFixture<EvaluationWorld>
 {
     static readonly EvaluationOptions Small = new()
     {
@@ -110,6 +110,58 @@ public class EvaluationTests(EvaluationWorld world) : IClassFixture<EvaluationWo
         world.Suite.Evaluate("retrinet", world.Model, net, world.Dataset, "b", Small, outB);
         Assert.Equal(File.ReadAllText(Path.Combine(outA, "results.json")), File.ReadAllText(Path.Combine(outB, "results.json")));
         Assert.Equal(File.ReadAllText(Path.Combine(outA, "results.csv")), File.ReadAllText(Path.Combine(outB, "results.csv")));
+    }
+
+    [Fact]
+    public void Evaluate_scores_image_quality_against_the_split_and_every_model_shares_its_reference_points()
+    {
+        // The unseen split: its character's 12 pictures are the real side (the tiny world holds out only 3 seen-character pictures, and KID needs 4).
+        var unseen = Small with { Split = EvaluationSplits.Unseen };
+        var outDir = world.NewFolder();
+        var result = world.Suite.Evaluate("retrinet", world.Model, new RetriNet(world.Model.Unet), world.Dataset, "b", unseen, outDir);
+        int samples = result.Rows.Count(r => r.SampleIndex is not null);
+        foreach (var key in new[] { "kid", "kid_floor", "kid_ceiling", "kid_position", "readability" })
+            Assert.True(result.Summary.ContainsKey(key), $"summary lacks {key}; notes: {string.Join(" | ", result.Notes)}");
+        var kid = result.Score("kid")!;
+        var floor = result.Score("kid_floor")!;
+        var ceiling = result.Score("kid_ceiling")!;
+        var readability = result.Score("readability")!;
+        Assert.Equal(samples, kid.Count);
+        Assert.Equal(samples, readability.Count);
+        Assert.True(floor.Mean < ceiling.Mean, $"floor {floor} < ceiling {ceiling}");
+        Assert.Equal((floor.Mean, floor.Mean), (floor.Lower, floor.Upper));
+        Assert.Equal((ceiling.Mean, ceiling.Mean), (ceiling.Lower, ceiling.Upper));
+        Assert.True(readability.Lower <= readability.Mean && readability.Mean <= readability.Upper, readability.ToString());
+
+        var json = JsonNode.Parse(File.ReadAllText(Path.Combine(outDir, "results.json")))!;
+        Assert.Equal("retribooru-evaluate/2", (string?)json["config"]!["protocol"]);
+        var quality = json["quality"]!;
+        output.WriteLine(quality.ToJsonString());
+        Assert.Equal(SplitNames.Unseen, (string?)quality["manifest_split"]);
+        var realImages = ManifestReader.Read(world.Dataset, "b").Where(e => e.Split == SplitNames.Unseen).Select(e => e.Target).Distinct().Count();
+        Assert.Equal(realImages, (int)quality["real_images"]!);
+        Assert.Equal(kid.Mean, (double)quality["kid"]!["value"]!);
+        Assert.Equal(kid.Lower, (double)quality["kid"]!["ci_low"]!);
+        Assert.Equal(samples, (int)quality["kid"]!["n"]!);
+        Assert.Equal(floor.Mean, (double)quality["kid_floor"]!["value"]!);
+        Assert.Equal(ceiling.Mean, (double)quality["kid_ceiling"]!["value"]!);
+        Assert.Equal(result.Score("kid_position")!.Mean, (double)quality["kid_position"]!, 12);
+        var read = quality["readability"]!;
+        Assert.Equal(readability.Mean, (double)read["value"]!);
+        // Readability is the samples' mean prompt consistency over the real images' mean.
+        Assert.Equal(result.Score("prompt_consistency")!.Mean / (double)read["real_mean"]!, readability.Mean, 12);
+        Assert.Equal(kid.Mean, (double)json["summaries"]![0]!["scores"]!["kid"]!["mean"]!);
+
+        var csv = File.ReadAllLines(Path.Combine(outDir, "results.csv"));
+        var header = csv[0].Split(',').ToList();
+        var summaryRow = csv.Single(l => l.StartsWith("summary,", StringComparison.Ordinal)).Split(',');
+        foreach (var column in new[] { "kid", "kid_floor", "kid_ceiling", "kid_position", "readability" })
+            Assert.True(header.Contains(column) && summaryRow[header.IndexOf(column)] != "", $"results.csv summary lacks {column}");
+
+        // Another model on the same split is measured against the same, cached reference points.
+        var other = world.Suite.Evaluate("text-only", world.Model, new TextOnlyModel(world.Model.Unet), world.Dataset, "b", unseen with { SaveImages = false }, world.NewFolder());
+        Assert.Equal(floor, other.Score("kid_floor"));
+        Assert.Equal(ceiling, other.Score("kid_ceiling"));
     }
 
     [Fact]
@@ -200,7 +252,7 @@ public class EvaluationTests(EvaluationWorld world) : IClassFixture<EvaluationWo
         int code = RetriBooru.Cli.CliApp.Run(["evaluate", "--checkpoint", checkpoint, "--data", data, "--split", "unseen", "--sets", "1",
             "--samples-per-reference", "2", "--steps", "2", "--seed", "5", "--out", outDir, "--bootstrap", "100", "--identity-view", "whole"], console);
         Assert.True(code == 0, console.Output);
-        foreach (var metric in new[] { "identity_face", "identity_clothes", "leakage", "swd", "95% CI" })
+        foreach (var metric in new[] { "identity_face", "identity_clothes", "leakage", "swd", "kid", "kid_floor", "kid_ceiling", "95% CI" })
             Assert.True(console.Output.Contains(metric, StringComparison.Ordinal), $"output lacks {metric}:\n{console.Output}");
         Assert.True(File.Exists(Path.Combine(outDir, "results.csv")));
         var json = JsonNode.Parse(File.ReadAllText(Path.Combine(outDir, "results.json")))!;

@@ -30,7 +30,7 @@ public class ExperimentRunnerTests(QuickstartRun quickstart) : IClassFixture<Qui
     public void Quickstart_quick_runs_end_to_end_and_prints_results()
     {
         Assert.True(quickstart.ExitCode == 0, quickstart.Output);
-        foreach (var expected in new[] { "stages", "dataset", "base", "results: mean [95% CI]", "retrinet", "text-only", "report:" })
+        foreach (var expected in new[] { "stages", "dataset", "base", "results: mean [95% CI]", "retrinet", "text-only", "report:", "kid", "readability", "kid reference points" })
             Assert.True(quickstart.Output.Contains(expected), $"missing '{expected}' in:\n{quickstart.Output}");
         // The fixture's run is the oldest (another test reruns the quickstart into the same folder).
         var run = RunIndex.List(quickstart.Runs).Last();
@@ -49,6 +49,7 @@ public class ExperimentRunnerTests(QuickstartRun quickstart) : IClassFixture<Qui
             Assert.True(html.Contains($"<section id=\"{id}\">"), $"report section '{id}' missing");
         Assert.True(html.Contains("Plotly.newPlot('chart-"), "charts are drawn");
         Assert.True(html.Contains("data:image/png;base64,"), "sample grids are inline images");
+        Assert.True(html.Contains("floor: real vs real") && html.Contains("ceiling: noise vs real"), "the image quality table shows KID's reference points");
         Assert.False(html.Contains("<script src="), "the report must open offline");
     }
 

@@ -188,6 +188,9 @@ public sealed class EvaluateCommand(IAnsiConsole console) : Command<EvaluateComm
                 $"[{s.Lower.ToString("F4", CultureInfo.InvariantCulture)}, {s.Upper.ToString("F4", CultureInfo.InvariantCulture)}]".Replace("[", "[[").Replace("]", "]]"),
                 s.Count.ToString(CultureInfo.InvariantCulture));
         console.Write(table);
+        if (result.Score("kid") is { } kid && result.Score("kid_floor") is { } floor && result.Score("kid_ceiling") is { } ceiling && result.Score("kid_position") is { } position)
+            console.MarkupLine(Markup.Escape(string.Create(CultureInfo.InvariantCulture,
+                $"kid {kid.Mean:F4} (lower is better) sits at {position.Mean:F3} of the way from the real-vs-real floor {floor.Mean:F4} to the noise-vs-real ceiling {ceiling.Mean:F4}")));
         foreach (var note in result.Notes) console.MarkupLine($"[yellow]note:[/] {Markup.Escape(note)}");
         console.MarkupLine($"wrote {Markup.Escape(Path.Combine(outDir, "results.csv"))}, {Markup.Escape(Path.Combine(outDir, "results.json"))}");
     }

@@ -179,11 +179,15 @@ public static class ExperimentConsole
 
     public static void PrintResults(IAnsiConsole console, IReadOnlyList<ModelEvaluation> evaluations)
     {
-        var metrics = new[] { "attribute_agreement", "identity", "prompt_consistency", "swd", "leakage" }.Where(m => evaluations.Any(e => e.Summary.ContainsKey(m))).ToList();
+        var metrics = new[] { "attribute_agreement", "identity", "prompt_consistency", "swd", "leakage", "kid", "readability" }.Where(m => evaluations.Any(e => e.Summary.ContainsKey(m))).ToList();
         var table = new Table().Title("results: mean [[95% CI]]").AddColumns("model", "split");
         foreach (var m in metrics) table.AddColumn(new TableColumn(m).RightAligned());
         foreach (var e in evaluations)
             table.AddRow([Markup.Escape(e.Label), Markup.Escape(e.Split), .. metrics.Select(m => e.Summary.TryGetValue(m, out var s) ? Markup.Escape($"{s.Mean:F3} [{s.Lower:F3}, {s.Upper:F3}]") : "-")]);
+        // KID alone does not say whether a value is good: its reference points (same for every model of a split) do.
+        if (evaluations.Any(e => e.Summary.ContainsKey("kid")))
+            table.Caption(Markup.Escape("kid reference points: " + string.Join("; ", evaluations.Where(e => e.Summary.ContainsKey("kid_floor") && e.Summary.ContainsKey("kid_ceiling"))
+                .GroupBy(e => e.Split).Select(g => $"{g.Key} real vs real {g.First().Summary["kid_floor"].Mean:F3}, noise vs real {g.First().Summary["kid_ceiling"].Mean:F3}"))));
         console.Write(table);
     }
 }

@@ -76,7 +76,7 @@ public sealed class ExperimentRunner(ExperimentSpec spec, RunOptions options, IP
     /// Part of every evaluation stage's cache key: stage keys hash configs, not code, so a change to how samples
     /// are scored must bump this to keep old cached scores from being reused.
     /// </summary>
-    public const string EvaluationProtocolVersion = "3 (context prompts, attribute agreement, SWD weighted by attributes)";
+    public const string EvaluationProtocolVersion = "4 (context prompts, attribute agreement, SWD weighted by attributes, KID and readability)";
 
     /// <summary>How the base model's EMA decays (part of the base stage's key when EMA is on: changing the rule must retrain).</summary>
     public const string EmaRule = "min(decay, (1+step)/(10+step))";
@@ -293,12 +293,12 @@ public sealed class ExperimentRunner(ExperimentSpec spec, RunOptions options, IP
 
     static string Csv(string value) => value.Contains(',') || value.Contains('"') ? $"\"{value.Replace("\"", "\"\"")}\"" : value;
 
-    /// <summary>The run's headline numbers for `retribooru runs`: each model's seen-split identity and SWD.</summary>
-    static Dictionary<string, double> Headline(IReadOnlyList<ModelEvaluation> evaluations)
+    /// <summary>The run's headline numbers for `retribooru runs`: each model's seen-split identity, SWD and image quality (KID, readability).</summary>
+    public static Dictionary<string, double> Headline(IReadOnlyList<ModelEvaluation> evaluations)
     {
         var headline = new Dictionary<string, double>();
         foreach (var e in evaluations.Where(e => e.Split == "seen"))
-            foreach (var metric in new[] { "attribute_agreement", "identity", "swd", "prompt_consistency", "leakage" })
+            foreach (var metric in new[] { "attribute_agreement", "identity", "swd", "prompt_consistency", "leakage", "kid", "readability" })
                 if (e.Summary.TryGetValue(metric, out var s)) headline[$"{e.Label}:{metric}"] = s.Mean;
         return headline;
     }

@@ -6,8 +6,8 @@ using SkiaSharp;
 namespace RetriBooru.Experiments;
 
 /// <summary>
-/// Assembles a run's HTML report: run facts, stage timings, loss curves, results table, metric bars with 95%
-/// confidence intervals per split, the identity vs prompt-consistency trade-off, SWD vs identity per
+/// Assembles a run's HTML report: run facts, stage timings, loss curves, results table, image quality (KID beside its
+/// floor and ceiling, readability), metric bars with 95% confidence intervals per split, the identity vs prompt-consistency trade-off, SWD vs identity per
 /// reference set, and sample grids (references | generations of each model).
 /// </summary>
 public static class ReportBuilder
@@ -22,7 +22,7 @@ public static class ReportBuilder
         evaluations.Any(e => e.Summary.ContainsKey("attribute_agreement")) ? "attribute_agreement" : "identity";
 
     static string AxisTitle(string metric) => metric == "attribute_agreement" ? "identity (attribute agreement)" : "identity similarity";
-    public static readonly string[] SectionIds = ["run", "timings", "loss", "results", "metrics", "tradeoff", "swd-identity", "samples"];
+    public static readonly string[] SectionIds = ["run", "timings", "loss", "results", "quality", "metrics", "tradeoff", "swd-identity", "samples"];
 
     public static HtmlReport Build(ExperimentSpec spec, RunFolder run, IReadOnlyList<ModelEvaluation> evaluations, IReadOnlyList<StageTiming> timings)
     {
@@ -50,6 +50,8 @@ public static class ReportBuilder
             [["model", "split", .. metrics], .. evaluations.Select(e => (IReadOnlyList<string>)[e.Label, e.Split,
                 .. metrics.Select(m => e.Summary.TryGetValue(m, out var s) ? $"{s.Mean:F3} [{s.Lower:F3}, {s.Upper:F3}]" : "-")])]);
 
+        AddImageQuality(report, evaluations);
+
         var bars = evaluations.Select(e => e.Split).Distinct()
             .Select(split => (Split: split, Chart: MetricBarsChart(evaluations, split))).Where(b => b.Chart is not null).ToList();
         if (bars.Count > 0)
@@ -73,11 +75,34 @@ public static class ReportBuilder
     }
 
     /// <summary>One line of a results table, each metric as "mean [low, high]" (95% bootstrap CI).</summary>
-    public sealed record ResultLine(string Model, string Split, string AttributeAgreement, string Identity, string PromptConsistency, string Swd, string Leakage);
+    public sealed record ResultLine(string Model, string Split, string AttributeAgreement, string Identity, string PromptConsistency, string Swd, string Leakage,
+        string Kid, string Readability);
 
     public static IReadOnlyList<ResultLine> ResultLines(IReadOnlyList<ModelEvaluation> evaluations, string? split = null) =>
         evaluations.Where(e => split is null || e.Split == split).Select(e => new ResultLine(e.Label, e.Split, Format(e, "attribute_agreement"),
-            Format(e, "identity"), Format(e, "prompt_consistency"), Format(e, "swd"), Format(e, "leakage"))).ToList();
+            Format(e, "identity"), Format(e, "prompt_consistency"), Format(e, "swd"), Format(e, "leakage"), Format(e, "kid"), Format(e, "readability"))).ToList();
+
+    /// <summary>
+    /// KID per model and split beside its two reference points (real vs real, noise vs real: a KID means little without
+    /// them), where it sits between them, and readability.
+    /// </summary>
+    static void AddImageQuality(HtmlReport report, IReadOnlyList<ModelEvaluation> evaluations)
+    {
+        var scored = evaluations.Where(e => e.Summary.ContainsKey("kid") || e.Summary.ContainsKey("readability")).ToList();
+        if (scored.Count == 0)
+        {
+            report.Paragraph("quality", "Image quality", "No KID or readability scores (evaluations from before they were measured, or too few real images in the split).");
+            return;
+        }
+        string Value(ModelEvaluation e, string metric) => e.Summary.TryGetValue(metric, out var s) ? s.Mean.ToString("F3", CultureInfo.InvariantCulture) : "-";
+        report.Table("quality", "Image quality",
+            [["model", "split", "KID [95% CI]", "floor: real vs real", "ceiling: noise vs real", "position (0 floor, 1 ceiling)", "readability [95% CI]"],
+             .. scored.Select(e => (IReadOnlyList<string>)[e.Label, e.Split, Format(e, "kid"), Value(e, "kid_floor"), Value(e, "kid_ceiling"),
+                 Format(e, "kid_position"), Format(e, "readability")])],
+            "KID: unbiased MMD² between ResNet18 pool features of the samples and of the split's real images (lower is better). " +
+            "The floor is KID between two halves of the real images, the ceiling KID of per-pixel noise against them. " +
+            "Readability: the probe's agreement with the prompt on samples divided by the same on the real images (1 = as readable as real pictures).");
+    }
 
     static string Format(ModelEvaluation e, string metric) =>
         e.Summary.TryGetValue(metric, out var s) ? $"{s.Mean:F3} [{s.Lower:F3}, {s.Upper:F3}]" : "-";

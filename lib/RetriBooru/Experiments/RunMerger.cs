@@ -66,7 +66,7 @@ public static class RunMerger
         ExperimentRunner.WriteSummaryCsv(merged, unique);
         var report = merged.File("report.html");
         ReportBuilder.Build(spec, merged, unique, timings).Save(report);
-        merged.Finish("finished");
+        merged.Finish("finished", ExperimentRunner.Headline(unique));
         return new ExperimentResult(merged, timings, unique, report);
     }
 }

@@ -96,6 +96,13 @@ public sealed record EvaluationSuiteOptions
     public string SwdIdentity { get; init; } = "attributes";
     /// <summary>Cache the trained probe in &lt;dataset&gt;/probe/ and reuse it when data and options match.</summary>
     public bool CacheProbe { get; init; } = true;
+    /// <summary>
+    /// Most real pictures of a split that KID and readability compare samples with (a seeded choice when the split has
+    /// more): each costs two ResNet18 passes (the picture and its noise twin of the ceiling), once per suite.
+    /// </summary>
+    public int QualityImages { get; init; } = 256;
+    /// <summary>Bootstrap resamples of the KID intervals (each resample re-averages the kernel matrices, so fewer than the score CIs).</summary>
+    public int KidResamples { get; init; } = 200;
 
     public void Validate()
     {
@@ -106,6 +113,8 @@ public sealed record EvaluationSuiteOptions
         if (IdentityView is not (EvaluationViews.Whole or EvaluationViews.BestWindow)) throw new ArgumentException($"unknown identity view '{IdentityView}' ({EvaluationViews.Whole} or {EvaluationViews.BestWindow})");
         if (SwdIdentity is not ("attributes" or "embedder")) throw new ArgumentException($"unknown SWD identity source '{SwdIdentity}' (attributes or embedder)");
         if (AnswerDistance is not ("exact" or "minilm")) throw new ArgumentException($"unknown answer distance '{AnswerDistance}' (exact or minilm)");
+        if (QualityImages is < 4 or > 100_000) throw new ArgumentOutOfRangeException(nameof(QualityImages), QualityImages, "quality images must be in [4, 100000] (KID's floor needs two halves of at least 2)");
+        if (KidResamples is < 0 or > 100_000) throw new ArgumentOutOfRangeException(nameof(KidResamples), KidResamples, "KID resamples must be in [0, 100000]");
     }
 }
 

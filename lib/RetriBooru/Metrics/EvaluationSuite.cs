@@ -15,6 +15,8 @@ namespace RetriBooru.Metrics;
 /// The evaluation protocol (issue #6 item 5): for a reference-conditioned model, choose reference sets of a split,
 /// generate K samples per set with recorded seeds, score them (identity per concept, prompt consistency, SWD, leakage),
 /// and write the results table (rows per sample and set, a summary with 95% bootstrap CIs, config and git commit).
+/// Image quality is scored on all samples at once: KID against the real pictures of the split (with its real-vs-real
+/// floor and noise-vs-real ceiling) and readability (prompt consistency relative to those real pictures).
 /// The suite holds what does not depend on the model: the embedders, the attribute probe and the baselines, so several
 /// models (RetriNet, the text-only baseline, ...) are scored against the same yardsticks.
 /// <para>Generated images have no face box or mask: identity compares, per concept, the best of 14 windows of the
@@ -27,6 +29,8 @@ public sealed class EvaluationSuite : IDisposable
     readonly long _seed;
     readonly EvaluationSuiteOptions _options;
     readonly EvaluationEmbeddingCache _embedder;
+    // The session _embedder wraps: KID reads its raw pool features, which the cache (normalised embeddings) does not keep.
+    readonly ResNet18Embedder _features;
     readonly LeakageScorer _leakage;
     readonly PreparedProbe? _probe;
     readonly AttributeGroundTruth? _truth;
@@ -37,14 +41,24 @@ public sealed class EvaluationSuite : IDisposable
     readonly Dictionary<int, EvaluationBaselines.IdentityBaseline> _identityBaselines = [];
     readonly Dictionary<int, EvaluationBaselines.IdentityBaseline?> _attributeBaselines = [];
     readonly Dictionary<(int Size, string Character), double?> _leakageBaselines = [];
+    // The real side of image quality, shared by every model of one image size evaluated on one manifest split.
+    readonly Dictionary<(string Manifest, int Size, string Split), RealQuality> _qualityReferences = [];
+    readonly Dictionary<(string Manifest, int Size, string Split, string View), RealReadability> _realReadability = [];
 
-    EvaluationSuite(string datasetDir, long seed, EvaluationSuiteOptions options, EvaluationEmbeddingCache embedder, PreparedProbe? probe, AttributeGroundTruth? truth,
+    /// <summary>KID's real side for a split (null when fewer than 4 real pictures could be read) and what happened loading it.</summary>
+    sealed record RealQuality(ImageQualityReference? Reference, int Images, IReadOnlyList<string> Notes);
+
+    /// <summary>Mean prompt consistency of a split's real pictures with their own prompts (null when no prompt asks for a probe attribute).</summary>
+    sealed record RealReadability(double? Mean, int Count, IReadOnlyList<string> Notes);
+
+    EvaluationSuite(string datasetDir, long seed, EvaluationSuiteOptions options, EvaluationEmbeddingCache embedder, ResNet18Embedder features, PreparedProbe? probe, AttributeGroundTruth? truth,
         MiniLmTextEmbedder? minilm, IReadOnlyList<TrainingExample> calibration, List<string> notes)
     {
         _datasetDir = datasetDir;
         _seed = seed;
         _options = options;
         _embedder = embedder;
+        _features = features;
         _leakage = new LeakageScorer(embedder);
         _probe = probe;
         _truth = truth;
@@ -82,7 +96,8 @@ public sealed class EvaluationSuite : IDisposable
         var calibration = ManifestReader.Read(datasetDir, options.Scheme);
         var notes = new List<string>();
         progress?.Report("loading ResNet18 (ONNX Runtime)");
-        var embedder = new EvaluationEmbeddingCache(new ResNet18Embedder(intraOpThreads: options.EmbedderThreads));
+        var features = new ResNet18Embedder(intraOpThreads: options.EmbedderThreads);
+        var embedder = new EvaluationEmbeddingCache(features);
         PreparedProbe? probe = null;
         MiniLmTextEmbedder? minilm = null;
         try
@@ -96,7 +111,7 @@ public sealed class EvaluationSuite : IDisposable
                 minilm = new MiniLmTextEmbedder(options.EmbedderThreads);
             }
             var truth = probe is null ? null : AttributeGroundTruth.FromSynth(Data.Synth.SynthAttributesFile.Read(datasetDir));
-            var suite = new EvaluationSuite(datasetDir, seed, options, embedder, probe, truth, minilm, calibration, notes);
+            var suite = new EvaluationSuite(datasetDir, seed, options, embedder, features, probe, truth, minilm, calibration, notes);
             progress?.Report($"identity baseline at {options.ImageSize} px");
             suite.IdentityBaselineFor(options.ImageSize);
             suite.AttributeBaselineFor(options.ImageSize);
@@ -138,6 +153,7 @@ public sealed class EvaluationSuite : IDisposable
             attributeBaseline: AttributeBaselineValue(size));
         var table = new ResultsTable(options.Seed, options.BootstrapResamples);
         var outputs = new List<(string, IReadOnlyList<string>, IReadOnlyList<string>)>();
+        var sampleFeatures = new List<float[]>();
         var leakageBaselines = new SortedDictionary<string, double?>(StringComparer.Ordinal);
         Directory.CreateDirectory(outDir);
         int total = sets.Count * options.SamplesPerReference, done = 0, skippedSets = 0;
@@ -178,6 +194,7 @@ public sealed class EvaluationSuite : IDisposable
                         var generated = ReferenceSampler.Generate(model, branch, [prompt], [crops], options.Sampling with { Seed = seed });
                         image = ImageTensor.ToBitmap(generated[0]);
                     }
+                    sampleFeatures.Add(_features.Features(image));
                     string? relative = null;
                     if (options.SaveImages)
                     {
@@ -213,8 +230,9 @@ public sealed class EvaluationSuite : IDisposable
         if (table.Rows.Count == 0) throw new InvalidDataException($"{manifestPath}: none of the {sets.Count} reference sets could be read (see the skipped files above)");
         if (skippedSets > 0) notes.Add($"{skippedSets} of {sets.Count} reference sets skipped because a file could not be read");
 
+        var quality = ScoreImageQuality(modelName, table, sampleFeatures, manifest, manifestPath, datasetDir, size, options, notes);
         var config = Config(modelName, model, branch, datasetDir, manifestPath, scheme, options, identityBaseline, leakageBaselines, sets, notes);
-        table.Write(outDir, config, GitCommit.Describe() ?? GitCommit.Describe(AppContext.BaseDirectory));
+        table.Write(outDir, config, GitCommit.Describe() ?? GitCommit.Describe(AppContext.BaseDirectory), quality);
         var summary = table.Summaries().Single().Scores.ToDictionary(s => s.Name, s => s);
         return new EvaluationResult(modelName, options.Split, table.Rows.ToList(), summary, outputs, notes);
     }
@@ -233,6 +251,7 @@ public sealed class EvaluationSuite : IDisposable
             ["identity_view"] = _options.IdentityView == EvaluationViews.Whole
                 ? "whole generated image (no face box or mask) vs face crops and vs clothes crops"
                 : "best of 14 windows per concept (whole, 3x3 half-size, 2x2 three-quarter) vs that concept's crops",
+            ["image_quality"] = $"KID (unbiased MMD^2, kernel (x.y/d + 1)^3 on raw ResNet18 pool features, {_options.KidResamples} bootstrap resamples) vs at most {_options.QualityImages} real images of the split; readability = samples' / real images' prompt consistency",
         };
         if (_probe is { } p)
         {
@@ -291,6 +310,128 @@ public sealed class EvaluationSuite : IDisposable
         return beta;
     }
 
+    /// <summary>
+    /// KID of the samples against the split's real pictures (with floor, ceiling and position) and readability; adds
+    /// them to <paramref name="table"/>'s summary as aggregates and returns results.json's <c>quality</c> object.
+    /// A part that cannot be computed is left out with a note (fewer than 2 samples or 4 real pictures, no probe, ...).
+    /// </summary>
+    JsonObject ScoreImageQuality(string modelName, ResultsTable table, IReadOnlyList<float[]> sampleFeatures, IReadOnlyList<TrainingExample> manifest, string manifestPath,
+        string datasetDir, int size, EvaluationOptions options, List<string> notes)
+    {
+        var manifestSplit = EvaluationSets.ManifestSplit(options.Split);
+        var (real, readableReal) = RealSideFor(manifest, manifestPath, datasetDir, size, manifestSplit, options.PromptView);
+        foreach (var note in real.Notes.Concat(readableReal?.Notes ?? []))
+            if (!notes.Contains(note)) notes.Add(note);
+        var quality = new JsonObject
+        {
+            ["features"] = $"{_features.Name} raw {_features.Dimension}-d global-average-pool output (not normalised)",
+            ["kernel"] = "k(x, y) = (x.y / d + 1)^3; KID = unbiased MMD^2",
+            ["manifest_split"] = manifestSplit,
+            ["real_images"] = real.Images,
+        };
+
+        if (real.Reference is null) notes.Add("kid omitted: it needs at least 4 readable real images of the split");
+        else if (sampleFeatures.Count < 2) notes.Add("kid omitted: it needs at least 2 samples");
+        else
+        {
+            var report = real.Reference.ScoreFeatures(sampleFeatures);
+            var (kid, floor, ceiling) = (report.Kid, report.RealFloor, report.NoiseCeiling);
+            double range = Math.Max(ceiling.Value - floor.Value, 1e-12);
+            // Floor and ceiling are fixed reference points here, so the position's interval is KID's mapped onto the range.
+            table.AddAggregate(modelName, options.Split, new ScoreSummary("kid", kid.Value, kid.Lower, kid.Upper, kid.Generated, 0.95, _options.KidResamples, _seed));
+            table.AddAggregate(modelName, options.Split, Fixed("kid_floor", floor.Value, real.Images));
+            table.AddAggregate(modelName, options.Split, Fixed("kid_ceiling", ceiling.Value, real.Images));
+            table.AddAggregate(modelName, options.Split, new ScoreSummary("kid_position", report.PositionInRange, (kid.Lower - floor.Value) / range, (kid.Upper - floor.Value) / range,
+                kid.Generated, 0.95, _options.KidResamples, _seed));
+            quality["kid"] = KidJson(kid);
+            quality["kid_floor"] = KidJson(floor);
+            quality["kid_ceiling"] = KidJson(ceiling);
+            quality["kid_position"] = report.PositionInRange;
+        }
+
+        if (_probe is null) return quality;
+        var sampleConsistency = table.Rows.Where(r => r.Model == modelName && r.Split == options.Split && r.SampleIndex is not null && r.Scores.ContainsKey("prompt_consistency"))
+            .Select(r => r.Scores["prompt_consistency"]).ToList();
+        if (sampleConsistency.Count == 0) notes.Add("readability omitted: no sample's prompt asks for a probe attribute");
+        else if (readableReal?.Mean is not double realMean || realMean <= 0) notes.Add($"readability omitted: the probe agrees with no real {manifestSplit} image's prompt (nothing to divide by)");
+        else
+        {
+            // The real mean is a fixed yardstick (cached, shared by every model): only the samples are resampled.
+            var samples = Bootstrap.MeanInterval("readability", sampleConsistency, options.Seed, options.BootstrapResamples);
+            table.AddAggregate(modelName, options.Split, samples with { Mean = samples.Mean / realMean, Lower = samples.Lower / realMean, Upper = samples.Upper / realMean });
+            quality["readability"] = new JsonObject
+            {
+                ["value"] = samples.Mean / realMean, ["ci_low"] = samples.Lower / realMean, ["ci_high"] = samples.Upper / realMean, ["n"] = samples.Count,
+                ["samples_mean"] = samples.Mean, ["real_mean"] = realMean, ["real_n"] = readableReal.Count, ["prompt_view"] = options.PromptView,
+            };
+        }
+        return quality;
+
+        ScoreSummary Fixed(string name, double value, int count) => new(name, value, value, value, count, 0.95, _options.KidResamples, _seed);
+        static JsonObject KidJson(KidResult k) => new() { ["value"] = k.Value, ["ci_low"] = k.Lower, ["ci_high"] = k.Upper, ["n"] = k.Generated, ["real_n"] = k.Real };
+    }
+
+    /// <summary>
+    /// The cached real side of image quality for (manifest, size, split[, prompt view]); the pictures are loaded only
+    /// when a part is missing, and disposed right after.
+    /// </summary>
+    (RealQuality Quality, RealReadability? Readability) RealSideFor(IReadOnlyList<TrainingExample> manifest, string manifestPath, string datasetDir, int size, string manifestSplit, string promptView)
+    {
+        var path = Path.GetFullPath(manifestPath);
+        var qualityKey = (path, size, manifestSplit);
+        var readabilityKey = (path, size, manifestSplit, promptView);
+        bool needQuality = !_qualityReferences.ContainsKey(qualityKey);
+        bool needReadability = _probe is not null && !_realReadability.ContainsKey(readabilityKey);
+        if (needQuality || needReadability)
+        {
+            var loadNotes = new List<string>();
+            var real = LoadSplitTargets(manifest, datasetDir, size, manifestSplit, loadNotes);
+            try
+            {
+                if (needQuality)
+                    _qualityReferences[qualityKey] = new RealQuality(
+                        real.Count >= 4 ? ImageQualityReference.Create(_features, real.Select(r => r.Image).ToList(), size, _seed, _options.KidResamples) : null, real.Count, loadNotes);
+                if (needReadability)
+                {
+                    var consistencies = Readability.Consistencies(_probe!.Probe,
+                        real.Select(r => (r.Image, PromptTags(PromptViews.Apply(promptView, r.Example.Prompt, r.Example.Character)))));
+                    _realReadability[readabilityKey] = new RealReadability(consistencies.Count == 0 ? null : consistencies.Average(), consistencies.Count, loadNotes);
+                }
+            }
+            finally
+            {
+                foreach (var r in real) r.Image.Dispose();
+            }
+        }
+        return (_qualityReferences[qualityKey], _realReadability.GetValueOrDefault(readabilityKey));
+    }
+
+    /// <summary>
+    /// The distinct targets of a manifest split at the model's size, at most <see cref="EvaluationSuiteOptions.QualityImages"/>
+    /// of them (a seeded choice); unreadable files are skipped and counted in one note.
+    /// </summary>
+    List<(SKBitmap Image, TrainingExample Example)> LoadSplitTargets(IReadOnlyList<TrainingExample> manifest, string datasetDir, int size, string manifestSplit, List<string> notes)
+    {
+        var targets = manifest.Where(e => e.Split == manifestSplit).GroupBy(e => e.Target, StringComparer.Ordinal).Select(g => g.First())
+            .OrderBy(e => e.Target, StringComparer.Ordinal).ToArray();
+        if (targets.Length > _options.QualityImages)
+        {
+            Seeding.Stream(_seed, "quality-images/" + manifestSplit).Shuffle(targets);
+            notes.Add($"image quality compares with {_options.QualityImages} of the {targets.Length} {manifestSplit} images (a seeded choice)");
+            targets = targets.Take(_options.QualityImages).ToArray();
+        }
+        var loaded = new List<(SKBitmap, TrainingExample)>();
+        var unreadable = new List<string>();
+        foreach (var example in targets)
+        {
+            try { loaded.Add((ImageTensor.LoadBitmap(ManifestReader.Resolve(datasetDir, example.Image), size), example)); }
+            catch (Exception e) when (e is IOException or InvalidDataException or UnauthorizedAccessException) { unreadable.Add(e.Message); }
+        }
+        if (unreadable.Count > 0)
+            notes.Add($"image quality: {unreadable.Count} of {targets.Length} {manifestSplit} images could not be read and were skipped (first: {unreadable[0]})");
+        return loaded;
+    }
+
     JsonObject Config(string modelName, DiffusionModel model, IReferenceConditionedModel branch, string datasetDir, string manifestPath, string scheme,
         EvaluationOptions options, EvaluationBaselines.IdentityBaseline identity, IReadOnlyDictionary<string, double?> leakage, IReadOnlyList<EvaluationSet> sets, IReadOnlyList<string> notes)
     {
@@ -303,7 +444,7 @@ public sealed class EvaluationSuite : IDisposable
         foreach (var (character, beta) in leakage) leak[character] = beta;
         return new JsonObject
         {
-            ["protocol"] = "retribooru-evaluate/1",
+            ["protocol"] = "retribooru-evaluate/2",
             ["model"] = modelName,
             ["branch"] = branch.Kind,
             ["model_config"] = model.Config.Name,

@@ -17,11 +17,13 @@ public sealed record ResultRow(string Model, string Split, string ReferenceSetId
 /// <summary>
 /// The evaluation results table: per-sample and per-set rows plus one summary row per (model, split) holding each
 /// score's mean and 95% bootstrap CI (<see cref="Bootstrap"/>), written as CSV and JSON with the run's config and
-/// git commit. Output bytes depend only on the rows, config, commit and bootstrap seed (no timestamps).
+/// git commit. Scores of a whole sample set (KID) join the summary row as given (<see cref="AddAggregate"/>).
+/// Output bytes depend only on the rows, aggregates, config, commit and bootstrap seed (no timestamps).
 /// </summary>
 public sealed class ResultsTable(long bootstrapSeed = 0, int resamples = Bootstrap.DefaultResamples)
 {
     readonly List<ResultRow> _rows = [];
+    readonly List<(string Model, string Split, ScoreSummary Summary)> _aggregates = [];
 
     public IReadOnlyList<ResultRow> Rows => _rows;
 
@@ -32,34 +34,55 @@ public sealed class ResultsTable(long bootstrapSeed = 0, int resamples = Bootstr
         _rows.Add(row);
     }
 
-    public IReadOnlyList<string> ScoreNames => _rows.SelectMany(r => r.Scores.Keys).Distinct().OrderBy(n => n, StringComparer.Ordinal).ToList();
+    /// <summary>
+    /// A score that belongs to the (model, split) sample set as a whole and has no per-row values (KID compares two
+    /// distributions; readability divides by a real-image mean): it goes into that summary row unchanged.
+    /// </summary>
+    public void AddAggregate(string model, string split, ScoreSummary summary)
+    {
+        foreach (var (name, value) in new[] { ("mean", summary.Mean), ("lower", summary.Lower), ("upper", summary.Upper) })
+            if (!double.IsFinite(value)) throw new ArgumentException($"aggregate score '{summary.Name}' of {model}/{split}: {name} is {value}; leave undefined scores out instead");
+        if (_aggregates.Any(a => a.Model == model && a.Split == split && a.Summary.Name == summary.Name))
+            throw new ArgumentException($"aggregate score '{summary.Name}' of {model}/{split} was already added");
+        if (_rows.Any(r => r.Model == model && r.Split == split && r.Scores.ContainsKey(summary.Name)))
+            throw new ArgumentException($"score '{summary.Name}' of {model}/{split} has row values; an aggregate cannot share its name");
+        _aggregates.Add((model, split, summary));
+    }
+
+    public IReadOnlyList<string> ScoreNames => _rows.SelectMany(r => r.Scores.Keys).Concat(_aggregates.Select(a => a.Summary.Name))
+        .Distinct().OrderBy(n => n, StringComparer.Ordinal).ToList();
 
     /// <summary>(model, split) -> one <see cref="ScoreSummary"/> per score defined on at least one row.</summary>
     public IReadOnlyList<(string Model, string Split, IReadOnlyList<ScoreSummary> Scores)> Summaries()
     {
         var result = new List<(string, string, IReadOnlyList<ScoreSummary>)>();
-        foreach (var group in _rows.GroupBy(r => (r.Model, r.Split)).OrderBy(g => g.Key.Model, StringComparer.Ordinal).ThenBy(g => g.Key.Split, StringComparer.Ordinal))
+        var keys = _rows.Select(r => (r.Model, r.Split)).Concat(_aggregates.Select(a => (a.Model, a.Split))).Distinct()
+            .OrderBy(k => k.Model, StringComparer.Ordinal).ThenBy(k => k.Split, StringComparer.Ordinal);
+        foreach (var (model, split) in keys)
         {
+            var group = _rows.Where(r => r.Model == model && r.Split == split).ToList();
             var summaries = new List<ScoreSummary>();
             foreach (var name in ScoreNames)
             {
                 var values = group.Where(r => r.Scores.ContainsKey(name)).Select(r => r.Scores[name]).ToList();
                 if (values.Count > 0) summaries.Add(Bootstrap.MeanInterval(name, values, bootstrapSeed, resamples));
+                else if (_aggregates.FirstOrDefault(a => a.Model == model && a.Split == split && a.Summary.Name == name) is { Summary: { } aggregate }) summaries.Add(aggregate);
             }
-            result.Add((group.Key.Model, group.Key.Split, summaries));
+            result.Add((model, split, summaries));
         }
         return result;
     }
 
     /// <summary>Writes DIR/results.csv and DIR/results.json atomically; returns their paths.</summary>
-    public (string Csv, string Json) Write(string directory, JsonObject config, string? gitCommit)
+    /// <param name="quality">The image-quality details (KID with its floor and ceiling, readability), a top-level <c>quality</c> object of the JSON.</param>
+    public (string Csv, string Json) Write(string directory, JsonObject config, string? gitCommit, JsonObject? quality = null)
     {
         Directory.CreateDirectory(directory);
         var summaries = Summaries();
         var csvPath = Path.Combine(directory, "results.csv");
         var jsonPath = Path.Combine(directory, "results.json");
         AtomicFile.WriteAllText(csvPath, ToCsv(summaries));
-        AtomicFile.WriteAllText(jsonPath, ToJson(summaries, config, gitCommit).ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
+        AtomicFile.WriteAllText(jsonPath, ToJson(summaries, config, gitCommit, quality).ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
         return (csvPath, jsonPath);
     }
 
@@ -89,7 +112,7 @@ public sealed class ResultsTable(long bootstrapSeed = 0, int resamples = Bootstr
         return sb.ToString();
     }
 
-    JsonObject ToJson(IReadOnlyList<(string Model, string Split, IReadOnlyList<ScoreSummary> Scores)> summaries, JsonObject config, string? gitCommit)
+    JsonObject ToJson(IReadOnlyList<(string Model, string Split, IReadOnlyList<ScoreSummary> Scores)> summaries, JsonObject config, string? gitCommit, JsonObject? quality)
     {
         var rows = new JsonArray();
         foreach (var r in _rows)
@@ -110,14 +133,16 @@ public sealed class ResultsTable(long bootstrapSeed = 0, int resamples = Bootstr
                 byName[s.Name] = new JsonObject { ["mean"] = s.Mean, ["ci_low"] = s.Lower, ["ci_high"] = s.Upper, ["n"] = s.Count, ["level"] = s.Level };
             summaryArray.Add(new JsonObject { ["row_type"] = "summary", ["model"] = model, ["split"] = split, ["scores"] = byName });
         }
-        return new JsonObject
+        var json = new JsonObject
         {
             ["git_commit"] = gitCommit,
             ["config"] = config.DeepClone(),
             ["bootstrap"] = new JsonObject { ["seed"] = bootstrapSeed, ["resamples"] = resamples, ["level"] = 0.95 },
-            ["rows"] = rows,
-            ["summaries"] = summaryArray,
         };
+        if (quality is not null) json["quality"] = quality.DeepClone();
+        json["rows"] = rows;
+        json["summaries"] = summaryArray;
+        return json;
     }
 
     static string Num(double v) => v.ToString("R", CultureInfo.InvariantCulture);
