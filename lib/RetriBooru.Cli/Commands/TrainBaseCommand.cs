@@ -59,12 +59,13 @@ public sealed class TrainBaseCommand(IAnsiConsole console) : Command<TrainBaseCo
 
         [CommandOption("--lr-schedule <NAME>")]
         [Description("After warm-up: constant or cosine (decays to 0 at the last step).")]
-        [DefaultValue("constant")]
-        public string LrSchedule { get; init; } = "constant";
+        [DefaultValue(TrainingRecipe.LearningRateSchedule)]
+        public string LrSchedule { get; init; } = TrainingRecipe.LearningRateSchedule;
 
         [CommandOption("--min-snr-gamma <GAMMA>")]
-        [Description("Min-SNR-gamma loss weighting (e.g. 5); off when omitted.")]
-        public double? MinSnrGamma { get; init; }
+        [Description("Min-SNR-gamma loss weighting; 0 = off (plain MSE on the prediction target).")]
+        [DefaultValue(TrainingRecipe.MinSnrGamma)]
+        public double MinSnrGamma { get; init; } = TrainingRecipe.MinSnrGamma;
 
         [CommandOption("--beta-schedule <NAME>")]
         [Description("Noise schedule of a fresh --config model: scaled_linear, linear or squaredcos_cap_v2 (default: the config's).")]
@@ -125,6 +126,10 @@ public sealed class TrainBaseCommand(IAnsiConsole console) : Command<TrainBaseCo
             if (string.IsNullOrWhiteSpace(Out)) return ValidationResult.Error("--out is required");
             if (Steps < 1) return ValidationResult.Error("--steps must be at least 1");
             if (Batch < 1) return ValidationResult.Error("--batch must be at least 1");
+            if (!double.IsFinite(LearningRate) || LearningRate <= 0) return ValidationResult.Error($"--lr must be a positive finite number, not {LearningRate}");
+            if (!double.IsFinite(MinSnrGamma) || MinSnrGamma < 0) return ValidationResult.Error($"--min-snr-gamma must be a finite number >= 0 (0 = off), not {MinSnrGamma}");
+            if (!TrainerOptions.LearningRateSchedules.Contains(LrSchedule)) return ValidationResult.Error($"--lr-schedule must be one of {string.Join(", ", TrainerOptions.LearningRateSchedules)}, not '{LrSchedule}'");
+            if (PatchSize is int p && p is < 1 or > 16) return ValidationResult.Error($"--patch-size must be in [1, 16], not {p}");
             return ValidationResult.Success();
         }
     }
@@ -156,7 +161,7 @@ public sealed class TrainBaseCommand(IAnsiConsole console) : Command<TrainBaseCo
         foreach (var s in source.Skipped.Take(10)) console.MarkupLine($"  [yellow]skipped[/] {Markup.Escape(s.Path)}: {Markup.Escape(s.Reason)}");
         using var fresh = pretrained is null ? BaseModelFactory.Create(config, source, settings.Seed, settings.Tokenizer, device) : null;
         var model = pretrained ?? fresh!;
-        var task = new TextToImageTask(model, source, settings.PromptDropout, minSnrGamma: settings.MinSnrGamma);
+        var task = new TextToImageTask(model, source, settings.PromptDropout, minSnrGamma: settings.MinSnrGamma > 0 ? settings.MinSnrGamma : null);
         var options = new TrainerOptions
         {
             Steps = settings.Steps, BatchSize = settings.Batch, LearningRate = settings.LearningRate, WarmupSteps = settings.Warmup,

@@ -76,6 +76,11 @@ public sealed class TrainCommand(IAnsiConsole console) : Command<TrainCommand.Se
         [DefaultValue(1.0)]
         public double DecoderLearningRateScale { get; init; } = 1.0;
 
+        [CommandOption("--min-snr-gamma <GAMMA>")]
+        [Description("Min-SNR-gamma loss weighting; 0 = off (plain MSE on the prediction target).")]
+        [DefaultValue(RetriBooru.Diffusion.TrainingRecipe.MinSnrGamma)]
+        public double MinSnrGamma { get; init; } = RetriBooru.Diffusion.TrainingRecipe.MinSnrGamma;
+
         [CommandOption("--no-mask")]
         [Description("Plain (unmasked) loss over the whole image.")]
         public bool NoMask { get; init; }
@@ -123,6 +128,7 @@ public sealed class TrainCommand(IAnsiConsole console) : Command<TrainCommand.Se
             if (!ReferenceModels.Kinds.Contains(Model)) return ValidationResult.Error($"--model must be one of {string.Join(", ", ReferenceModels.Kinds)}");
             if (Scheme is not ("a" or "b")) return ValidationResult.Error("--scheme must be a or b");
             if (!RetriBooru.Data.PromptViews.All.Contains(PromptView)) return ValidationResult.Error("--prompt-view must be full or context");
+            if (!double.IsFinite(MinSnrGamma) || MinSnrGamma < 0) return ValidationResult.Error($"--min-snr-gamma must be a finite number >= 0 (0 = off), not {MinSnrGamma}");
             if (BackgroundWeight is < 0 or > 1) return ValidationResult.Error("--background-weight must be in [0, 1]");
             if (Steps < 1 || Batch < 1) return ValidationResult.Error("--steps and --batch must be at least 1");
             return ValidationResult.Success();
@@ -141,7 +147,7 @@ public sealed class TrainCommand(IAnsiConsole console) : Command<TrainCommand.Se
         using var data = new ReferenceDataset(dataDir, examples, model.Config.ImageSize);
         console.MarkupLine($"{data.Count} training examples from {Markup.Escape(manifest)}" + (data.Skipped.Count > 0 ? $", [yellow]{data.Skipped.Count} skipped[/]" : ""));
         foreach (var s in data.Skipped.Take(10)) console.MarkupLine($"  [yellow]skipped[/] {Markup.Escape(s.Path)}: {Markup.Escape(s.Reason)}");
-        var trainingOptions = new ReferenceTrainingOptions { PromptDropout = settings.PromptDropout, ReferenceDropout = settings.ReferenceDropout, MaskedLoss = !settings.NoMask, PromptView = settings.PromptView, BackgroundWeight = settings.BackgroundWeight, DecoderLearningRateScale = settings.DecoderLearningRateScale };
+        var trainingOptions = new ReferenceTrainingOptions { PromptDropout = settings.PromptDropout, ReferenceDropout = settings.ReferenceDropout, MaskedLoss = !settings.NoMask, PromptView = settings.PromptView, BackgroundWeight = settings.BackgroundWeight, DecoderLearningRateScale = settings.DecoderLearningRateScale, MinSnrGamma = settings.MinSnrGamma > 0 ? settings.MinSnrGamma : null };
         using var task = new ReferenceTrainingTask(model, branch, data, trainingOptions);
         var options = new TrainerOptions
         {

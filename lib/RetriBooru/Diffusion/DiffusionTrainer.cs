@@ -18,7 +18,7 @@ public sealed record TrainerOptions
     /// <summary>Linear warm-up from 0 to the learning rate over this many steps, then <see cref="LearningRateSchedule"/>.</summary>
     public int WarmupSteps { get; init; } = 100;
     /// <summary>After warm-up: "constant", or "cosine" (half a cosine from the learning rate down to 0 at the last step).</summary>
-    public string LearningRateSchedule { get; init; } = "constant";
+    public string LearningRateSchedule { get; init; } = TrainingRecipe.LearningRateSchedule;
     public double WeightDecay { get; init; } = 1e-2;
     /// <summary>Global gradient-norm clip (0 = off).</summary>
     public double GradClip { get; init; } = 1.0;

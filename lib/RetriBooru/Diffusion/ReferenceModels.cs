@@ -125,10 +125,17 @@ public sealed record ReferenceSamplingOptions
 /// </summary>
 public static class ReferenceSampler
 {
+    /// <param name="sampleSeeds">
+    /// One seed per sample (deterministic sampling, eta = 0): sample i starts from the noise <paramref name="options"/>
+    /// with Seed = sampleSeeds[i] would draw alone, so a sample does not depend on which others share its batch
+    /// (beyond float rounding). Null: one generator from options.Seed draws the whole batch.
+    /// </param>
     public static Tensor Generate(DiffusionModel model, IReferenceConditionedModel branch, IReadOnlyList<string> prompts,
-        IReadOnlyList<IReadOnlyList<ReferenceCrop>> references, ReferenceSamplingOptions options, IProgress<int>? progress = null)
+        IReadOnlyList<IReadOnlyList<ReferenceCrop>> references, ReferenceSamplingOptions options, IProgress<int>? progress = null, IReadOnlyList<long>? sampleSeeds = null)
     {
         if (prompts.Count != references.Count) throw new ArgumentException($"{prompts.Count} prompts but {references.Count} reference sets");
+        if (sampleSeeds is not null && sampleSeeds.Count != prompts.Count) throw new ArgumentException($"{prompts.Count} prompts but {sampleSeeds.Count} sample seeds");
+        if (sampleSeeds is not null && options.Eta != 0) throw new ArgumentException("per-sample seeds need deterministic sampling (eta 0): the per-step noise of a batch comes from one generator");
         TorchRuntime.EnsureLoaded();
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
@@ -143,7 +150,12 @@ public static class ReferenceSampler
             cat([none.Present, none.Present, refs.Present])) { Cache = featureCache };
         var contexts = cat([model.EncodePrompts(Enumerable.Repeat("", b).ToList()), model.EncodePrompts(prompts), model.EncodePrompts(prompts)]);
         using var generator = Seeding.TorchGenerator(options.Seed, "reference-sampling");
-        var noise = randn([b, .. model.SampleShape], generator: generator).to(model.Device);
+        var noise = sampleSeeds is null ? randn([b, .. model.SampleShape], generator: generator).to(model.Device)
+            : cat(sampleSeeds.Select(seed =>
+            {
+                using var own = Seeding.TorchGenerator(seed, "reference-sampling");
+                return randn([1, .. model.SampleShape], generator: own);
+            }).ToArray()).to(model.Device);
         Tensor Denoise(Tensor sample, Tensor t)
         {
             using var step = NewDisposeScope();

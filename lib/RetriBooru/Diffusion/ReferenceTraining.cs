@@ -32,6 +32,8 @@ public sealed record ReferenceTrainingOptions
     /// (identity tags removed, so the references are the only source of hair, eyes and outfit).
     /// </summary>
     public string PromptView { get; init; } = Data.PromptViews.Full;
+    /// <summary>Min-SNR-gamma loss weighting per sample (null = off), as the base model's trainer uses it (<see cref="NoiseSchedule.MinSnrWeights"/>).</summary>
+    public double? MinSnrGamma { get; init; }
 
     public void Validate()
     {
@@ -40,6 +42,7 @@ public sealed record ReferenceTrainingOptions
         if (BackgroundWeight is < 0 or > 1 || double.IsNaN(BackgroundWeight)) throw new ArgumentOutOfRangeException(nameof(BackgroundWeight), BackgroundWeight, "background weight must be in [0, 1]");
         if (PromptDropout is < 0 or > 1) throw new ArgumentOutOfRangeException(nameof(PromptDropout), PromptDropout, "prompt dropout must be in [0, 1]");
         if (ReferenceDropout is < 0 or > 1) throw new ArgumentOutOfRangeException(nameof(ReferenceDropout), ReferenceDropout, "reference dropout must be in [0, 1]");
+        if (MinSnrGamma is double g && !(g > 0 && g <= 1e6)) throw new ArgumentOutOfRangeException(nameof(MinSnrGamma), g, "min-SNR gamma must be in (0, 1e6]");
     }
 }
 
@@ -166,6 +169,7 @@ public sealed class ReferenceTrainingTask : ITrainingTask, IDisposable
         var prediction = branch.Predict(noisy, t, context, references);
         var target = schedule.Target(x0, noise, t);
         var error = (prediction - target).square();
+        if (Options.MinSnrGamma is double gamma) error = error * schedule.MinSnrWeights(t, error, gamma);
         if (!Options.MaskedLoss) return error.mean().MoveToOuterDisposeScope();
         var weights = WithBackground(LossWeights(examples, x0.shape[2], x0.shape[3]), Options.BackgroundWeight).to(device);
         return MaskedMean(error, weights).MoveToOuterDisposeScope();

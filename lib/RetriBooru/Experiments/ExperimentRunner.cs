@@ -174,12 +174,12 @@ public sealed class ExperimentRunner(ExperimentSpec spec, RunOptions options, IP
         using var model = BaseModelFactory.Create(config, source, Seeding.DeriveLong(spec.Seed, "base"), device: device);
         // The base model always learns an unconditional branch (10% empty prompts) for classifier-free guidance;
         // the spec's prompt dropout is a RetriNet-training knob (the ablation sweeps it), not a base-model one.
-        var task = new TextToImageTask(model, source, BasePromptDropout);
+        var task = new TextToImageTask(model, source, BasePromptDropout, minSnrGamma: spec.Base.MinSnrGamma);
         var trainer = new TrainerOptions
         {
             Steps = spec.Base.Steps, BatchSize = spec.Base.BatchSize, LearningRate = spec.Base.LearningRate,
             WarmupSteps = Math.Min(100, spec.Base.Steps / 10), Seed = Seeding.DeriveLong(spec.Seed, "base-train"), CheckpointEvery = Math.Max(50, spec.Base.Steps / 10),
-            EmaDecay = spec.Base.Ema,
+            EmaDecay = spec.Base.Ema, LearningRateSchedule = spec.Base.LearningRateSchedule,
         };
         bool resume = File.Exists(Path.Combine(folder, DiffusionTrainer.CheckpointFolder, DiffusionTrainer.StateFile));
         var result = new DiffusionTrainer(task, trainer).Run(folder, resume, TrainingRelay("base", spec.Base.Steps), cancellation);
@@ -196,7 +196,7 @@ public sealed class ExperimentRunner(ExperimentSpec spec, RunOptions options, IP
         {
             PromptDropout = point.Train.PromptDropout, ReferenceDropout = point.Train.ReferenceDropout, MaskedLoss = point.Train.MaskedLoss,
             PromptView = point.Train.PromptView, BackgroundWeight = point.Train.BackgroundWeight,
-            DecoderLearningRateScale = point.Train.DecoderLearningRateScale,
+            DecoderLearningRateScale = point.Train.DecoderLearningRateScale, MinSnrGamma = point.Train.MinSnrGamma,
         });
         var trainer = new TrainerOptions
         {

@@ -52,6 +52,10 @@ public sealed record BaseModelSpec
     /// step-to-step noise of a short CPU run; 0.999 suits runs of a few thousand steps.
     /// </summary>
     [JsonPropertyName("ema")] public double? Ema { get; init; }
+    /// <summary>After warm-up: <c>constant</c> or <c>cosine</c> (decays to 0 at the last step).</summary>
+    [JsonPropertyName("learning_rate_schedule")] public string LearningRateSchedule { get; init; } = Diffusion.TrainingRecipe.LearningRateSchedule;
+    /// <summary>Min-SNR-gamma loss weighting (null = plain MSE on the prediction target).</summary>
+    [JsonPropertyName("min_snr_gamma")] public double? MinSnrGamma { get; init; } = Diffusion.TrainingRecipe.MinSnrGamma;
     /// <summary>A pretrained checkpoint to use instead of pretraining (e.g. SD1.5 on a GPU machine).</summary>
     [JsonPropertyName("checkpoint")] public string? Checkpoint { get; init; }
 }
@@ -72,6 +76,8 @@ public sealed record TrainSpec
     [JsonPropertyName("clothes_references")] public int ClothesReferences { get; init; } = 2;
     /// <summary><c>full</c> (the paper: the whole tag prompt) or <c>context</c> (identity tags removed; see PromptViews).</summary>
     [JsonPropertyName("prompt_view")] public string PromptView { get; init; } = "full";
+    /// <summary>Min-SNR-gamma loss weighting of reference training (null = off).</summary>
+    [JsonPropertyName("min_snr_gamma")] public double? MinSnrGamma { get; init; } = Diffusion.TrainingRecipe.MinSnrGamma;
 }
 
 public sealed record EvaluateSpec

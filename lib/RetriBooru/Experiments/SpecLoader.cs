@@ -123,6 +123,10 @@ public static class SpecLoader
         Range(s.Base.BatchSize, 1, 4096, "$.base.batch_size");
         Range(s.Base.LearningRate, 1e-8, 1, "$.base.learning_rate");
         if (s.Base.Ema is double ema) Range(ema, 0, 0.99999, "$.base.ema");
+        if (s.Base.MinSnrGamma is double baseGamma) Range(baseGamma, 1e-3, 1e6, "$.base.min_snr_gamma");
+        if (s.Train.MinSnrGamma is double trainGamma) Range(trainGamma, 1e-3, 1e6, "$.train.min_snr_gamma");
+        if (!Diffusion.TrainerOptions.LearningRateSchedules.Contains(s.Base.LearningRateSchedule))
+            problems.Add($"$.base.learning_rate_schedule: '{s.Base.LearningRateSchedule}' is not one of {string.Join(", ", Diffusion.TrainerOptions.LearningRateSchedules)}");
         Range(s.Train.Steps, 0, 10_000_000, "$.train.steps");
         Range(s.Train.BatchSize, 1, 4096, "$.train.batch_size");
         Range(s.Train.LearningRate, 1e-8, 1, "$.train.learning_rate");

@@ -184,16 +184,13 @@ public sealed class EvaluationSuite : IDisposable
                     progress?.Report((done, total));
                     continue;
                 }
+                cancellationToken.ThrowIfCancellationRequested();
+                var seeds = Enumerable.Range(0, options.SamplesPerReference).Select(k => SampleSeed(options.Seed, set.Id, k)).ToList();
+                var images = GenerateSet(model, branch, prompt, crops, options.Sampling, seeds);
                 for (int k = 0; k < options.SamplesPerReference; k++)
                 {
-                    cancellationToken.ThrowIfCancellationRequested();
-                    long seed = SampleSeed(options.Seed, set.Id, k);
-                    SKBitmap image;
-                    using (NewDisposeScope())
-                    {
-                        var generated = ReferenceSampler.Generate(model, branch, [prompt], [crops], options.Sampling with { Seed = seed });
-                        image = ImageTensor.ToBitmap(generated[0]);
-                    }
+                    var image = images[k];
+                    long seed = seeds[k];
                     sampleFeatures.Add(_features.Features(image));
                     string? relative = null;
                     if (options.SaveImages)
@@ -235,6 +232,30 @@ public sealed class EvaluationSuite : IDisposable
         table.Write(outDir, config, GitCommit.Describe() ?? GitCommit.Describe(AppContext.BaseDirectory), quality);
         var summary = table.Summaries().Single().Scores.ToDictionary(s => s.Name, s => s);
         return new EvaluationResult(modelName, options.Split, table.Rows.ToList(), summary, outputs, notes);
+    }
+
+    /// <summary>
+    /// The K samples of one reference set, each from its own recorded seed. With deterministic sampling (eta 0) they are
+    /// generated as one batch (a sample then differs from its alone-generated self only by float rounding); otherwise
+    /// one at a time, because the per-step noise of a batch comes from one generator.
+    /// </summary>
+    static List<SKBitmap> GenerateSet(DiffusionModel model, IReferenceConditionedModel branch, string prompt, IReadOnlyList<ReferenceCrop> crops,
+        ReferenceSamplingOptions sampling, IReadOnlyList<long> seeds)
+    {
+        var images = new List<SKBitmap>();
+        using var scope = NewDisposeScope();
+        if (sampling.Eta == 0)
+        {
+            var generated = ReferenceSampler.Generate(model, branch, Enumerable.Repeat(prompt, seeds.Count).ToList(), Enumerable.Repeat(crops, seeds.Count).ToList(), sampling, sampleSeeds: seeds);
+            for (int k = 0; k < seeds.Count; k++) images.Add(ImageTensor.ToBitmap(generated[k]));
+            return images;
+        }
+        foreach (var seed in seeds)
+        {
+            var generated = ReferenceSampler.Generate(model, branch, [prompt], [crops], sampling with { Seed = seed });
+            images.Add(ImageTensor.ToBitmap(generated[0]));
+        }
+        return images;
     }
 
     /// <summary>Embedders, answer distance, probe accuracy and baselines (for provenance).</summary>
