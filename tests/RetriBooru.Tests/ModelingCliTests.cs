@@ -55,6 +55,43 @@ public class ModelingCliTests
     }
 
     [Fact]
+    public void Model_diagnose_prints_the_error_table_kid_and_writes_its_files()
+    {
+        using var dir = new TempDir();
+        var data = DiffusionTrainerTests.WriteDataset(dir, 6, size: 32);
+        var run = Path.Combine(dir.Path, "run");
+        var train = new TestConsole().Width(200);
+        Assert.True(CliApp.Run(["train-base", "--data", data, "--steps", "2", "--batch", "2", "--out", run], train) == 0, train.Output);
+
+        var console = new TestConsole().Width(200);
+        var outDir = Path.Combine(dir.Path, "diagnose");
+        int code = CliApp.Run(["model", "diagnose", "--model", Path.Combine(run, "model"), "--data", data, "--images", "6", "--samples", "4", "--steps", "2",
+            "--timesteps", "0,10,500,999", "--no-readability", "--out", outDir], console);
+        Assert.True(code == 0, console.Output);
+        Assert.Contains("model / naive", console.Output);
+        Assert.Contains("noise vs real (ceiling)", console.Output);
+        var json = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(outDir, "diagnose.json")))!;
+        Assert.Equal(4, json["errors"]!.AsArray().Count);
+        // A freshly initialised model is worse than the naive guess at low noise and its samples sit far above the real floor.
+        Assert.True((double)json["kid"]!["kid"]!["value"]! > (double)json["kid"]!["real_floor"]!["value"]!);
+        Assert.True(File.Exists(Path.Combine(outDir, "denoising-error.html")));
+        Assert.True(File.Exists(Path.Combine(outDir, "samples.png")));
+
+        foreach (var (args, message) in new (string[], string)[]
+                 {
+                     (["--samples", "1"], "at least 2 samples"),
+                     (["--guidance", "NaN"], "guidance"),
+                     (["--timesteps", "0,x"], "--timesteps"),
+                     (["--timesteps", "5000"], "outside"),
+                 })
+        {
+            var bad = new TestConsole().Width(200);
+            Assert.NotEqual(0, CliApp.Run(["model", "diagnose", "--model", Path.Combine(run, "model"), "--data", data, "--no-readability", .. args], bad));
+            Assert.Contains(message, bad.Output);
+        }
+    }
+
+    [Fact]
     public void Train_base_reports_a_missing_dataset_clearly()
     {
         using var dir = new TempDir();

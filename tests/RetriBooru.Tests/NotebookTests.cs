@@ -128,6 +128,8 @@ public class NotebookTests : IClassFixture<NotebookToolFixture>
         var html = Html(NotebookRunner.Execute("notebooks/02-train-retrinet.ipynb", tmp.Path));
         foreach (var run in new[] { "base model", "RetriNet", "text-only" })
             Assert.True(html.Any(h => h.Contains("Plotly.newPlot") && h.Contains($"\"name\":\"{run}\"")), $"no live loss chart for {run}");
+        Assert.True(html.Any(h => h.Contains("Plotly.newPlot") && h.Contains("Denoising error per timestep")), "no denoising-error chart of the base model");
+        Assert.True(html.Any(h => h.Contains("PositionInRange") && h.Contains("Readability")), "no image-quality table (KID, floor, ceiling, readability)");
         var comparison = html.SingleOrDefault(h => h.Contains(">RetriNet</div>") && h.Contains(">text-only</div>"));
         Assert.True(comparison is not null, "no side-by-side comparison of RetriNet and text-only samples");
         Assert.True(comparison!.Contains("references (face, face, clothes, clothes)"), "the comparison must show the references");

@@ -75,6 +75,10 @@ public sealed class TrainBaseCommand(IAnsiConsole console) : Command<TrainBaseCo
         [Description("Rescale the schedule to zero terminal SNR, with trailing DDIM timesteps (fresh --config models, v-prediction).")]
         public bool ZeroSnr { get; init; }
 
+        [CommandOption("--sigma-data <S>")]
+        [Description("x-prediction input skip (EDM preconditioning) of a fresh --config model; 0 = none (default: the config's).")]
+        public double? SigmaData { get; init; }
+
         [CommandOption("--channels <LIST>")]
         [Description("U-Net block channels of a fresh --config model, comma-separated (e.g. 64,64,64; default: the config's).")]
         public string? Channels { get; init; }
@@ -147,6 +151,7 @@ public sealed class TrainBaseCommand(IAnsiConsole console) : Command<TrainBaseCo
         if (pretrained is null)
         {
             if (settings.BetaSchedule is { } beta) config = config with { Schedule = config.Schedule with { BetaSchedule = beta } };
+            if (settings.SigmaData is double sd) config = config with { Schedule = config.Schedule with { SigmaData = sd } };
             if (settings.ZeroSnr) config = config with { Schedule = config.Schedule with { RescaleBetasZeroSnr = true, TimestepSpacing = "trailing" } };
             if (settings.Channels is { } list)
                 config = config with { Unet = config.Unet with { BlockOutChannels = list.Split(',').Select(c => int.Parse(c.Trim(), System.Globalization.CultureInfo.InvariantCulture)).ToArray() } };

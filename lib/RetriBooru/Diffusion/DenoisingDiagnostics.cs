@@ -54,7 +54,8 @@ public static class DenoisingDiagnostics
                 count += x0.numel();
             }
             double a = schedule.AlphasCumprod[t];
-            rows.Add(new DenoisingErrorRow(t, a, Math.Log(a / (1 - a)), modelSum / count, naiveSum / count));
+            // Clamped so a zero-terminal-SNR schedule gives a finite (JSON-writable) log SNR.
+            rows.Add(new DenoisingErrorRow(t, a, Math.Log(Math.Max(a, 1e-20) / Math.Max(1 - a, 1e-20)), modelSum / count, naiveSum / count));
         }
         return rows;
     }

@@ -28,6 +28,8 @@ public sealed class NoiseSchedule
         if (!PredictionTypes.Contains(config.PredictionType)) throw new ArgumentException($"unknown prediction_type '{config.PredictionType}' ({string.Join(", ", PredictionTypes)})");
         if (config.NumTrainTimesteps > MaxTrainTimesteps) throw new ArgumentException($"num_train_timesteps {config.NumTrainTimesteps} is above {MaxTrainTimesteps}");
         if (config.TimestepSpacing is not ("leading" or "trailing" or "linspace")) throw new ArgumentException($"unknown timestep_spacing '{config.TimestepSpacing}' (leading, trailing or linspace)");
+        if (!double.IsFinite(config.SigmaData) || config.SigmaData is < 0 or > 100) throw new ArgumentException($"sigma_data must be in [0, 100], got {config.SigmaData}");
+        if (config.SigmaData > 0 && config.PredictionType != "sample") throw new ArgumentException("sigma_data (the input skip) applies to prediction_type sample only");
         if (config.RescaleBetasZeroSnr && config.PredictionType == "epsilon")
             throw new ArgumentException("rescale_betas_zero_snr needs prediction_type v_prediction or sample (an epsilon model cannot recover x0 at zero SNR)");
         Config = config;
@@ -170,8 +172,9 @@ public sealed class NoiseSchedule
         }
         else if (SamplePrediction)
         {
-            x0 = modelOutput.alias();
-            eps = (sample - sa * modelOutput) / Math.Max(sb, 1e-6);
+            double c = SkipWeight(alphaBar);
+            x0 = c > 0 ? (c / sa) * sample + (1 - c) * modelOutput : modelOutput.alias();
+            eps = (sample - sa * x0) / Math.Max(sb, 1e-6);
         }
         else
         {
@@ -179,6 +182,36 @@ public sealed class NoiseSchedule
             x0 = (sample - sb * modelOutput) / sa;
         }
         return (x0.MoveToOuterDisposeScope(), eps.MoveToOuterDisposeScope());
+    }
+
+    /// <summary>The input's share of the x0 estimate at a noise level (0 without <see cref="ScheduleConfig.SigmaData"/>).</summary>
+    public double SkipWeight(double alphaBar)
+    {
+        double sd = Config.SigmaData;
+        if (!SamplePrediction || sd <= 0) return 0;
+        double sigma2 = (1 - alphaBar) / Math.Max(alphaBar, 1e-20);
+        return sd * sd / (sigma2 + sd * sd);
+    }
+
+    /// <summary>
+    /// What the training loss compares with <see cref="Target"/>: the network output itself, except for x-prediction
+    /// with an input skip, where it is the blended x0 estimate (<see cref="ScheduleConfig.SigmaData"/>).
+    /// </summary>
+    public Tensor TrainingPrediction(Tensor modelOutput, Tensor sample, Tensor t)
+    {
+        if (!SamplePrediction || Config.SigmaData <= 0) return modelOutput.alias();
+        using var scope = NewDisposeScope();
+        var shape = new long[sample.dim()];
+        Array.Fill(shape, 1L);
+        shape[0] = t.shape[0];
+        var inputScale = AlphasCumprod.Select(a => SkipWeight(a) / Math.Sqrt(Math.Max(a, 1e-20))).ToArray();
+        var outputScale = AlphasCumprod.Select(a => 1 - SkipWeight(a)).ToArray();
+        using var index = t.to(int64).to(sample.device);
+        using var inputTable = tensor(inputScale, dtype: float64, device: sample.device);
+        using var outputTable = tensor(outputScale, dtype: float64, device: sample.device);
+        var ci = inputTable.index_select(0, index).to(sample.dtype).view(shape);
+        var co = outputTable.index_select(0, index).to(sample.dtype).view(shape);
+        return (ci * sample + co * modelOutput).MoveToOuterDisposeScope();
     }
 
     /// <summary>Uniform random training timesteps [B] in [0, T).</summary>

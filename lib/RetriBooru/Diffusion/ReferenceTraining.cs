@@ -166,7 +166,7 @@ public sealed class ReferenceTrainingTask : ITrainingTask, IDisposable
         Tensor context;
         using (no_grad()) context = model.EncodePrompts(prompts);
         var noisy = schedule.AddNoise(x0, noise, t);
-        var prediction = branch.Predict(noisy, t, context, references);
+        var prediction = schedule.TrainingPrediction(branch.Predict(noisy, t, context, references), noisy, t);
         var target = schedule.Target(x0, noise, t);
         var error = (prediction - target).square();
         if (Options.MinSnrGamma is double gamma) error = error * schedule.MinSnrWeights(t, error, gamma);

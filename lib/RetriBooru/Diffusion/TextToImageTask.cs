@@ -61,7 +61,7 @@ public sealed class TextToImageTask : ITrainingTask
         var prompts = examples.Select((e, i) => drop[i] < PromptDropout ? "" : e.Prompt).ToList();
         var context = model.EncodePrompts(prompts);
         var noisy = schedule.AddNoise(x0, noise, t);
-        var prediction = model.Unet.Forward(noisy, t, context);
+        var prediction = schedule.TrainingPrediction(model.Unet.Forward(noisy, t, context), noisy, t);
         var target = schedule.Target(x0, noise, t);
         if (MinSnrGamma is not double gamma) return nn.functional.mse_loss(prediction, target).MoveToOuterDisposeScope();
         // Per-sample squared error, weighted by min(SNR, gamma) in x0 terms, then averaged.

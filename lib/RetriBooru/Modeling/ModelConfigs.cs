@@ -87,6 +87,13 @@ public sealed record ScheduleConfig
     public bool RescaleBetasZeroSnr { get; init; }
     /// <summary>How DDIM picks its timesteps: "leading" (SD's default; the first step is below T) or "trailing" (starts at T - 1; pairs with zero terminal SNR).</summary>
     public string TimestepSpacing { get; init; } = "leading";
+    /// <summary>
+    /// With prediction_type "sample": blend the network's x0 with the noisy input as EDM's preconditioning does
+    /// (Karras et al. 2022): x0 = c x_t / sqrt(alpha_bar) + (1 - c) F, c = sigma_data^2 / (sigma^2 + sigma_data^2),
+    /// sigma^2 = (1 - alpha_bar) / alpha_bar. At low noise the input passes through (no blur from a network that
+    /// cannot copy it); at high noise the network's smooth x0 decides. 0 = plain x-prediction.
+    /// </summary>
+    public double SigmaData { get; init; }
     /// <summary>The last DDIM step ends at alpha_bar = 1 (returns the clean estimate) instead of alpha_bar_0 (SD keeps a trace of noise).</summary>
     public bool SetAlphaToOne { get; init; }
     /// <summary>"epsilon" or "v_prediction".</summary>

@@ -73,6 +73,7 @@ public static class DiffusersConfigJson
         ["set_alpha_to_one"] = c.SetAlphaToOne,
         ["rescale_betas_zero_snr"] = c.RescaleBetasZeroSnr,
         ["timestep_spacing"] = c.TimestepSpacing,
+        ["sigma_data"] = c.SigmaData,
     }.ToJsonString(Indented);
 
     static JsonObject Read(string path)
@@ -177,6 +178,7 @@ public static class DiffusersConfigJson
             SetAlphaToOne = Get(o, "set_alpha_to_one", d.SetAlphaToOne, path),
             RescaleBetasZeroSnr = Get(o, "rescale_betas_zero_snr", d.RescaleBetasZeroSnr, path),
             TimestepSpacing = Get(o, "timestep_spacing", d.TimestepSpacing, path),
+            SigmaData = Get(o, "sigma_data", d.SigmaData, path),
         };
     }
 }
