@@ -101,6 +101,12 @@ public class ModelingCliTests
         var usage = new TestConsole().Width(200);
         Assert.NotEqual(0, CliApp.Run(["train-base", "--out", dir.File("out")], usage));
         Assert.Contains("--data is required", usage.Output);
+        foreach (var (option, value) in new[] { ("--min-snr-gamma", "-1"), ("--lr", "NaN"), ("--lr-schedule", "cosin"), ("--patch-size", "0") })
+        {
+            var bad = new TestConsole().Width(200);
+            Assert.NotEqual(0, CliApp.Run(["train-base", "--data", dir.File("nowhere"), "--out", dir.File("out"), option, value], bad));
+            Assert.Contains(option, bad.Output);
+        }
     }
 
     [Fact]

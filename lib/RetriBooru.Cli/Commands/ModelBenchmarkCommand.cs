@@ -49,7 +49,7 @@ public sealed class ModelBenchmarkCommand(IAnsiConsole console) : Command<ModelB
         public string? SaveSamples { get; init; }
 
         [CommandOption("--prediction <TYPE>")]
-        [Description("epsilon or v_prediction (default: the config's).")]
+        [Description("epsilon, v_prediction or sample (default: the config's).")]
         public string? Prediction { get; init; }
 
         [CommandOption("--keep <DIR>")]

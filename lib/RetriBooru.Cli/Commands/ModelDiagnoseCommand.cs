@@ -115,7 +115,7 @@ public sealed class ModelDiagnoseCommand(IAnsiConsole console) : Command<ModelDi
         console.Write(table);
         if (report.Quality is { } q)
             console.WriteLine(FormattableString.Invariant(
-                $"KID (x1000) {q.Kid.Value * 1000:F2} [{q.Kid.Lower * 1000:F2}, {q.Kid.Upper * 1000:F2}]; real vs real (floor) {q.RealFloor.Value * 1000:F2}; noise vs real (ceiling) {q.NoiseCeiling.Value * 1000:F2}; position in range {q.PositionInRange:F3}"));
+                $"KID {q.Kid.Value:F2} [{q.Kid.Lower:F2}, {q.Kid.Upper:F2}] ({q.Kid.Generated} samples vs {q.Kid.Real} real); real vs real (floor) {q.RealFloor.Value:F2}; noise vs real (ceiling) {q.NoiseCeiling.Value:F2}; position in range {q.PositionInRange:F3}"));
         if (report.Readability is { } r2)
             console.WriteLine(FormattableString.Invariant($"readability {r2.Value:F3} (probe agreement with the scene tags: samples {r2.Samples:F3}, real {r2.Real:F3})"));
         foreach (var note in report.Notes) console.MarkupLine($"[yellow]note[/] {Markup.Escape(note)}");

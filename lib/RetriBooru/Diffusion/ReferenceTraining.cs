@@ -33,7 +33,7 @@ public sealed record ReferenceTrainingOptions
     /// </summary>
     public string PromptView { get; init; } = Data.PromptViews.Full;
     /// <summary>Min-SNR-gamma loss weighting per sample (null = off), as the base model's trainer uses it (<see cref="NoiseSchedule.MinSnrWeights"/>).</summary>
-    public double? MinSnrGamma { get; init; }
+    public double? MinSnrGamma { get; init; } = TrainingRecipe.MinSnrGamma;
 
     public void Validate()
     {

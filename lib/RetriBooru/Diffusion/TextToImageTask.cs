@@ -24,7 +24,7 @@ public sealed class TextToImageTask : ITrainingTask
     /// <summary>Min-SNR-gamma loss weighting (null = the plain MSE on the target); see <see cref="NoiseSchedule.MinSnrWeights"/>.</summary>
     public double? MinSnrGamma { get; }
 
-    public TextToImageTask(DiffusionModel model, IImagePromptDataset data, double promptDropout = 0.1, bool trainTextEncoder = true, double? minSnrGamma = null)
+    public TextToImageTask(DiffusionModel model, IImagePromptDataset data, double promptDropout = 0.1, bool trainTextEncoder = true, double? minSnrGamma = TrainingRecipe.MinSnrGamma)
     {
         if (promptDropout is < 0 or > 1) throw new ArgumentOutOfRangeException(nameof(promptDropout), promptDropout, "prompt dropout must be in [0, 1]");
         if (minSnrGamma is double g && !(g > 0 && double.IsFinite(g))) throw new ArgumentOutOfRangeException(nameof(minSnrGamma), g, "min-SNR gamma must be a positive finite number");
