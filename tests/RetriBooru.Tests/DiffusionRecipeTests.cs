@@ -61,6 +61,42 @@ public class DiffusionRecipeTests
     }
 
     [Fact]
+    public void X_prediction_targets_the_clean_image_and_splits_back_to_it()
+    {
+        Torch.Load();
+        var s = new NoiseSchedule(new ScheduleConfig { PredictionType = "sample" });
+        using var g = new Generator(0).manual_seed(5);
+        var x0 = randn([2, 3, 4, 4], generator: g).to(float64);
+        var eps = randn([2, 3, 4, 4], generator: g).to(float64);
+        var t = tensor(new long[] { 300, 300 });
+        Assert.True(s.Target(x0, eps, t).allclose(x0));
+        var xt = s.AddNoise(x0, eps, t);
+        var (x0Back, epsBack) = s.Split(x0, xt, s.AlphasCumprod[300]);
+        Assert.True(x0Back.allclose(x0, 1e-9, 1e-9));
+        Assert.True(epsBack.allclose(eps, 1e-9, 1e-9));
+        // The x0 weight is min(SNR + 1, gamma): 1 at high noise, gamma at low noise.
+        using var like = zeros(2, 1, 1, 1);
+        var w = s.MinSnrWeights(tensor(new long[] { 999, 0 }), like, 5).flatten().data<float>().ToArray();
+        Assert.Equal(s.Snr(999) + 1, w[0], 5);
+        Assert.Equal(5, w[1], 5);
+    }
+
+    [Fact]
+    public void The_input_skip_passes_the_input_through_at_low_noise_and_the_network_at_high_noise()
+    {
+        Torch.Load();
+        var s = new NoiseSchedule(new ScheduleConfig { PredictionType = "sample", SigmaData = 0.5 });
+        Assert.True(s.SkipWeight(s.AlphasCumprod[0]) > 0.99);
+        Assert.True(s.SkipWeight(s.AlphasCumprod[999]) < 0.02);
+        using var x = ones(1, 3, 2, 2);
+        using var f = zeros(1, 3, 2, 2);
+        var blended = s.TrainingPrediction(f, x, tensor(new long[] { 0 }));
+        var (x0, _) = s.Split(f, x, s.AlphasCumprod[0]);
+        Assert.True(blended.allclose(x0, 1e-5, 1e-5));
+        Assert.Throws<ArgumentException>(() => new NoiseSchedule(new ScheduleConfig { PredictionType = "v_prediction", SigmaData = 0.5 }));
+    }
+
+    [Fact]
     public void Min_snr_weights_cap_the_x0_weight_at_gamma()
     {
         Torch.Load();

@@ -41,7 +41,7 @@ public class ModelingCliTests
         Assert.Contains("step 1/1", tuned.Output);
 
         // The prediction type is a schedule setting, saved with the model.
-        Assert.Contains("v_prediction", File.ReadAllText(Path.Combine(outDir, "model", "scheduler", "scheduler_config.json")));
+        Assert.Contains("\"prediction_type\": \"sample\"", File.ReadAllText(Path.Combine(outDir, "model", "scheduler", "scheduler_config.json")));
         var epsilon = new TestConsole().Width(200);
         code = CliApp.Run(["train-base", "--data", data, "--prediction", "epsilon", "--steps", "1", "--batch", "2", "--out", Path.Combine(dir.Path, "epsilon")], epsilon);
         Assert.True(code == 0, epsilon.Output);
