@@ -13,12 +13,14 @@ public static class CliApp
         app.Configure(config =>
         {
             config.SetApplicationName("retribooru");
+            // An unknown option is an error (a misspelt --checkpoint-every must not run with its default).
+            config.UseStrictParsing();
             if (console is not null) config.ConfigureConsole(console);
             config.SetExceptionHandler((exception, _) =>
             {
                 var target = console ?? AnsiConsole.Console;
                 var log = ErrorLog.Write(args, exception);
-                target.MarkupLine($"[red]error:[/] {Markup.Escape(exception.GetBaseException().Message)}" +
+                target.MarkupLine($"[red]error:[/] {Markup.Escape(exception.GetBaseException().Message)}{Markup.Escape(UnknownOptionHint(exception))}" +
                                   (log is null ? "" : $" [grey](details: {Markup.Escape(log)})[/]"));
                 return exception is CommandParseException or CommandRuntimeException ? ExitCodes.Usage : ExitCodes.Failure;
             });
@@ -64,6 +66,21 @@ public static class CliApp
             });
         });
         return app.Run(args);
+    }
+
+    /// <summary>Every long option any verb declares, e.g. "checkpoint-every".</summary>
+    public static IReadOnlyList<string> KnownOptions { get; } = typeof(CliApp).Assembly.GetTypes()
+        .Where(t => typeof(CommandSettings).IsAssignableFrom(t))
+        .SelectMany(t => t.GetProperties())
+        .SelectMany(p => p.GetCustomAttributes(typeof(CommandOptionAttribute), inherit: true).Cast<CommandOptionAttribute>())
+        .SelectMany(a => a.LongNames)
+        .Distinct(StringComparer.Ordinal)
+        .ToList();
+
+    static string UnknownOptionHint(Exception exception)
+    {
+        var match = System.Text.RegularExpressions.Regex.Match(exception.Message, "Unknown option '([^']+)'");
+        return match.Success ? RetriBooru.Runtime.DidYouMean.Hint(match.Groups[1].Value, KnownOptions, "--") : "";
     }
 }
 

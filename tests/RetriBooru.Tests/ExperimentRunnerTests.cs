@@ -32,6 +32,10 @@ public class ExperimentRunnerTests(QuickstartRun quickstart) : IClassFixture<Qui
         Assert.True(quickstart.ExitCode == 0, quickstart.Output);
         foreach (var expected in new[] { "stages", "dataset", "base", "results: mean [95% CI]", "retrinet", "text-only", "report:", "kid", "readability", "kid reference points" })
             Assert.True(quickstart.Output.Contains(expected), $"missing '{expected}' in:\n{quickstart.Output}");
+        // Log output (not a terminal) is readable: no raw progress records, at most a line per 10% of each dataset phase.
+        Assert.DoesNotContain("DatasetProgress {", quickstart.Output);
+        var datasetLines = quickstart.Output.Split('\n').Count(l => l.Contains(" dataset: "));
+        Assert.True(datasetLines < 80, $"{datasetLines} dataset progress lines");
         // The fixture's run is the oldest (another test reruns the quickstart into the same folder).
         var run = RunIndex.List(quickstart.Runs).Last();
         Assert.Equal("finished", run.Info.Status);

@@ -101,6 +101,11 @@ public class ModelingCliTests
         var usage = new TestConsole().Width(200);
         Assert.NotEqual(0, CliApp.Run(["train-base", "--out", dir.File("out")], usage));
         Assert.Contains("--data is required", usage.Output);
+        // A misspelt option is an error with a suggestion, never silently ignored.
+        var typo = new TestConsole().Width(200);
+        Assert.NotEqual(0, CliApp.Run(["train-base", "--data", dir.File("nowhere"), "--out", dir.File("out"), "--checkpoint-evry", "1"], typo));
+        Assert.Contains("checkpoint-evry", typo.Output);
+        Assert.Contains("did you mean '--checkpoint-every'?", typo.Output);
         foreach (var (option, value) in new[] { ("--min-snr-gamma", "-1"), ("--lr", "NaN"), ("--lr-schedule", "cosin"), ("--patch-size", "0") })
         {
             var bad = new TestConsole().Width(200);

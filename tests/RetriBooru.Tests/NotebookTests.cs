@@ -87,6 +87,19 @@ public class NotebookTests : IClassFixture<NotebookToolFixture>
     }
 
     [Fact]
+    public void Every_notebook_cell_has_a_stable_unique_id_as_nbformat_4_5_requires()
+    {
+        foreach (var path in Directory.GetFiles(Path.Combine(RepoPaths.Root, "notebooks"), "*.ipynb"))
+        {
+            var document = JsonNode.Parse(File.ReadAllText(path))!;
+            Assert.True((int)document["nbformat"]! == 4 && (int)document["nbformat_minor"]! >= 5, $"{path}: cell ids need nbformat 4.5");
+            var ids = document["cells"]!.AsArray().Select(c => (string?)c!["id"]).ToList();
+            Assert.All(ids, id => Assert.Matches("^[a-zA-Z0-9_-]{1,64}$", id ?? ""));
+            Assert.Equal(ids.Count, ids.Distinct().Count());
+        }
+    }
+
+    [Fact]
     public void Environment_notebook_runs_torch_in_the_kernel()
     {
         using var tmp = new TempDir();

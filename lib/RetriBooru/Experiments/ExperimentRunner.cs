@@ -155,7 +155,10 @@ public sealed class ExperimentRunner(ExperimentSpec spec, RunOptions options, IP
             Schemes = spec.Schemes.Append("b").Distinct().Order().ToList(),
             UnseenFraction = (double)spec.Dataset.UnseenCharacters / spec.Dataset.Characters,
         };
-        var relay = new Progress<DatasetProgress>(p => progress?.Report(new RunnerEvent("dataset", p.ToString() ?? "")));
+        // A readable line with the sub-stage's fraction, so log output can show every 10% instead of every file.
+        // Parallel stages report from worker threads: one at a time, in order, to the (single-threaded) listener.
+        var gate = new object();
+        var relay = new SyncProgress<DatasetProgress>(p => { lock (gate) progress?.Report(new RunnerEvent("dataset", $"{p.Stage} {p.Done}/{p.Total}", p.Fraction)); });
         if (spec.Dataset.Source is string source)
             DatasetBuilder.Build(source, folder, build, relay, cancellation);
         else
