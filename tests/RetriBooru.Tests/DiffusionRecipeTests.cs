@@ -150,6 +150,19 @@ public class DiffusionRecipeTests
     }
 
     [Fact]
+    public void Sampling_options_refuse_non_finite_and_out_of_range_values_before_sampling()
+    {
+        new ReferenceSamplingOptions().Validate();
+        new SamplingOptions().Validate();
+        Assert.Contains("text guidance", Assert.Throws<ArgumentException>(() => new ReferenceSamplingOptions { TextScale = double.NaN }.Validate()).Message);
+        Assert.Contains("reference guidance", Assert.Throws<ArgumentException>(() => new ReferenceSamplingOptions { ReferenceScale = double.PositiveInfinity }.Validate()).Message);
+        Assert.Contains("sampling steps", Assert.Throws<ArgumentException>(() => new ReferenceSamplingOptions { Steps = 0 }.Validate()).Message);
+        Assert.Contains("guidance scale", Assert.Throws<ArgumentException>(() => new SamplingOptions { GuidanceScale = double.NaN }.Validate()).Message);
+        Assert.Contains("eta", Assert.Throws<ArgumentException>(() => new SamplingOptions { Eta = -1 }.Validate()).Message);
+        Assert.Throws<ArgumentException>(() => new Metrics.EvaluationOptions { Sampling = new ReferenceSamplingOptions { TextScale = double.NaN } }.Validate());
+    }
+
+    [Fact]
     public void Schedule_options_survive_the_diffusers_scheduler_config()
     {
         var config = new ScheduleConfig { BetaSchedule = "squaredcos_cap_v2", PredictionType = "v_prediction", RescaleBetasZeroSnr = true, TimestepSpacing = "trailing", SetAlphaToOne = true, ClipSample = true };

@@ -116,6 +116,15 @@ public sealed record ReferenceSamplingOptions
     public double ReferenceScale { get; init; } = 2.0;
     public double Eta { get; init; }
     public long Seed { get; init; }
+
+    /// <summary>Every field checked before sampling starts; one message naming the field.</summary>
+    public void Validate()
+    {
+        if (Steps is < 1 or > 1000) throw new ArgumentException($"sampling steps must be in [1, 1000], got {Steps}");
+        if (!double.IsFinite(TextScale) || TextScale is < 0 or > 50) throw new ArgumentException($"text guidance scale must be a finite number in [0, 50], got {TextScale}");
+        if (!double.IsFinite(ReferenceScale) || ReferenceScale is < 0 or > 50) throw new ArgumentException($"reference guidance scale must be a finite number in [0, 50], got {ReferenceScale}");
+        if (!double.IsFinite(Eta) || Eta is < 0 or > 1) throw new ArgumentException($"eta must be in [0, 1], got {Eta}");
+    }
 }
 
 /// <summary>
@@ -134,6 +143,7 @@ public static class ReferenceSampler
         IReadOnlyList<IReadOnlyList<ReferenceCrop>> references, ReferenceSamplingOptions options, IProgress<int>? progress = null, IReadOnlyList<long>? sampleSeeds = null)
     {
         if (prompts.Count != references.Count) throw new ArgumentException($"{prompts.Count} prompts but {references.Count} reference sets");
+        options.Validate();
         if (sampleSeeds is not null && sampleSeeds.Count != prompts.Count) throw new ArgumentException($"{prompts.Count} prompts but {sampleSeeds.Count} sample seeds");
         if (sampleSeeds is not null && options.Eta != 0) throw new ArgumentException("per-sample seeds need deterministic sampling (eta 0): the per-step noise of a batch comes from one generator");
         TorchRuntime.EnsureLoaded();

@@ -93,6 +93,14 @@ public sealed record SamplingOptions
     public long Seed { get; init; }
     /// <summary>The unconditional prompt of classifier-free guidance (the empty prompt prompt-dropout trained).</summary>
     public string NegativePrompt { get; init; } = "";
+
+    /// <summary>Every field checked before sampling starts; one message naming the field.</summary>
+    public void Validate()
+    {
+        if (Steps is < 1 or > 1000) throw new ArgumentException($"sampling steps must be in [1, 1000], got {Steps}");
+        if (!double.IsFinite(GuidanceScale) || GuidanceScale is < 0 or > 50) throw new ArgumentException($"guidance scale must be a finite number in [0, 50], got {GuidanceScale}");
+        if (!double.IsFinite(Eta) || Eta is < 0 or > 1) throw new ArgumentException($"eta must be in [0, 1], got {Eta}");
+    }
 }
 
 /// <summary>Text-to-image sampling: DDIM with classifier-free guidance, decoded to images in [-1, 1].</summary>
@@ -100,6 +108,7 @@ public static class TextToImage
 {
     public static Tensor Generate(DiffusionModel model, IReadOnlyList<string> prompts, SamplingOptions options, IProgress<int>? progress = null)
     {
+        options.Validate();
         using var noGrad = no_grad();
         using var scope = NewDisposeScope();
         var schedule = new NoiseSchedule(model.Config.Schedule);

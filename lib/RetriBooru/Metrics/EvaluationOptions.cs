@@ -50,7 +50,7 @@ public sealed record EvaluationOptions
         Data.PromptViews.Validate(PromptView);
         if (ReferenceSets < 1) throw new ArgumentOutOfRangeException(nameof(ReferenceSets), ReferenceSets, "need at least one reference set");
         if (SamplesPerReference < 1) throw new ArgumentOutOfRangeException(nameof(SamplesPerReference), SamplesPerReference, "need at least one sample per reference set");
-        if (Sampling.Steps < 1) throw new ArgumentOutOfRangeException(nameof(Sampling), Sampling.Steps, "need at least one sampling step");
+        Sampling.Validate();
         if (BootstrapResamples < 1) throw new ArgumentOutOfRangeException(nameof(BootstrapResamples), BootstrapResamples, "need at least one bootstrap resample");
     }
 }
