@@ -171,5 +171,6 @@ public class NotebookTests : IClassFixture<NotebookToolFixture>
         // "ideal" needs two other images of the target's outfit, which the smoke-size world may not have.
         Assert.True(html.Any(h => h.Contains(">copy<") && h.Contains(">random<")), "no sanity-case table");
         Assert.True(html.Any(h => h.Contains("novelty")), "no per-generation walkthrough table");
+        Assert.True(html.Any(h => h.Contains(">Kid<") && h.Contains(">Readability<")), "the results table must show image quality (KID, readability)");
     }
 }
