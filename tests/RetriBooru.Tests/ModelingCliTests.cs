@@ -34,6 +34,19 @@ public class ModelingCliTests
         Assert.True(File.Exists(Path.Combine(outDir, "model", "unet", "diffusion_pytorch_model.safetensors")));
         Assert.True(File.Exists(Path.Combine(outDir, "checkpoint", DiffusionTrainer.StateFile)));
 
+        // A folder holding a finished run is refused, and replaced whole with --overwrite.
+        var refused = new TestConsole().Width(200);
+        Assert.NotEqual(0, CliApp.Run(["train-base", "--data", data, "--steps", "2", "--batch", "2", "--out", outDir], refused));
+        Assert.Contains("already holds an earlier run", refused.Output);
+        Assert.Equal(3, File.ReadAllLines(Path.Combine(outDir, DiffusionTrainer.LossLog)).Length);
+        var replaced = new TestConsole().Width(200);
+        Assert.True(CliApp.Run(["train-base", "--data", data, "--steps", "2", "--batch", "2", "--out", outDir, "--overwrite", "--seed", "9"], replaced) == 0, replaced.Output);
+        Assert.Equal(2, File.ReadAllLines(Path.Combine(outDir, DiffusionTrainer.LossLog)).Length);
+        Assert.False(Directory.Exists(outDir + ".new") || Directory.Exists(outDir + ".old"), "the staging folders are gone after the swap");
+        var both = new TestConsole().Width(200);
+        Assert.NotEqual(0, CliApp.Run(["train-base", "--data", data, "--steps", "2", "--out", outDir, "--overwrite", "--resume"], both));
+        Assert.Contains("exclude each other", both.Output);
+
         // Fine-tuning from the trained folder starts from its weights and tokenizer.
         var tuned = new TestConsole().Width(200);
         code = CliApp.Run(["train-base", "--data", data, "--init", Path.Combine(outDir, "model"), "--steps", "1", "--batch", "2", "--out", Path.Combine(dir.Path, "tuned")], tuned);

@@ -103,6 +103,10 @@ public sealed class TrainBaseCommand(IAnsiConsole console) : Command<TrainBaseCo
         [Description("Continue from OUT/checkpoint.")]
         public bool Resume { get; init; }
 
+        [CommandOption("--overwrite")]
+        [Description("Replace the earlier run in OUT: the new one is trained in OUT.new and swapped in when it finishes.")]
+        public bool Overwrite { get; init; }
+
         [CommandOption("--tokenizer <DIR>")]
         [Description("SD tokenizer folder for CLIP-tokenizer configs.")]
         public string? Tokenizer { get; init; }
@@ -140,6 +144,7 @@ public sealed class TrainBaseCommand(IAnsiConsole console) : Command<TrainBaseCo
 
     public override int Execute(CommandContext context, Settings settings, CancellationToken cancellationToken)
     {
+        var output = OutputFolder.Open(settings.Out, settings.Resume, settings.Overwrite);
         TorchRuntime.SetDeterministic(true, settings.Threads);
         var device = TorchRuntime.ResolveDevice(settings.Device);
         using var pretrained = settings.Init is null ? null
@@ -179,9 +184,11 @@ public sealed class TrainBaseCommand(IAnsiConsole console) : Command<TrainBaseCo
             if ((p.Step + 1) % Math.Max(1, settings.LogEvery) == 0 || p.Step + 1 == p.TotalSteps)
                 console.MarkupLine($"step {p.Step + 1}/{p.TotalSteps}  loss {p.Loss:F4}  lr {p.LearningRate:G3}  grad {p.GradNorm:F3}  {p.StepsPerSecond:F2} steps/s");
         });
-        var result = new DiffusionTrainer(task, options).Run(settings.Out, settings.Resume, progress, cancellationToken);
+        var result = new DiffusionTrainer(task, options).Run(output.WorkingPath, settings.Resume, progress, cancellationToken);
+        if (result.Finished) output.Commit();
+        else if (output.Staged) console.MarkupLine($"the earlier run in {Markup.Escape(output.Path)} is untouched; this run's checkpoint is in {Markup.Escape(output.WorkingPath)} (continue it with --out {Markup.Escape(output.WorkingPath)} --resume)");
         console.MarkupLine(result.Finished
-            ? $"[green]done[/]: {result.StepsDone} steps, model in {Markup.Escape(Path.Combine(settings.Out, "model"))}, checkpoint in {Markup.Escape(result.CheckpointFolder)}"
+            ? $"[green]done[/]: {result.StepsDone} steps, model in {Markup.Escape(Path.Combine(settings.Out, "model"))}, checkpoint in {Markup.Escape(Path.Combine(settings.Out, DiffusionTrainer.CheckpointFolder))}"
             : $"[yellow]stopped[/] after step {result.StepsDone}; resume with --resume (checkpoint {Markup.Escape(result.CheckpointFolder)})");
         return result.Finished || settings.StopAfter is not null ? ExitCodes.Ok : ExitCodes.Interrupted;
     }

@@ -108,6 +108,10 @@ public sealed class TrainCommand(IAnsiConsole console) : Command<TrainCommand.Se
         [Description("Continue from OUT/checkpoint (bit-identical to an uninterrupted run).")]
         public bool Resume { get; init; }
 
+        [CommandOption("--overwrite")]
+        [Description("Replace the earlier run in OUT: the new one is trained in OUT.new and swapped in when it finishes.")]
+        public bool Overwrite { get; init; }
+
         [CommandOption("--device <DEVICE>")]
         [DefaultValue("cpu")]
         public string Device { get; init; } = "cpu";
@@ -137,6 +141,7 @@ public sealed class TrainCommand(IAnsiConsole console) : Command<TrainCommand.Se
 
     public override int Execute(CommandContext context, Settings settings, CancellationToken cancellationToken)
     {
+        var output = OutputFolder.Open(settings.Out, settings.Resume, settings.Overwrite);
         TorchRuntime.SetDeterministic(true, settings.Threads);
         var device = TorchRuntime.ResolveDevice(settings.Device);
         var manifest = settings.Manifest ?? Path.Combine(settings.Data!, DatasetLayout.ManifestPath(settings.Scheme));
@@ -154,8 +159,8 @@ public sealed class TrainCommand(IAnsiConsole console) : Command<TrainCommand.Se
             Steps = settings.Steps, BatchSize = settings.Batch, LearningRate = settings.LearningRate, WarmupSteps = settings.Warmup,
             Seed = settings.Seed, CheckpointEvery = settings.CheckpointEvery, StopAfter = settings.StopAfter,
         };
-        Directory.CreateDirectory(settings.Out);
-        AtomicFile.WriteAllText(Path.Combine(settings.Out, "train_config.json"), JsonSerializer.Serialize(new
+        Directory.CreateDirectory(output.WorkingPath);
+        AtomicFile.WriteAllText(Path.Combine(output.WorkingPath, "train_config.json"), JsonSerializer.Serialize(new
         {
             model = settings.Model, scheme = settings.Scheme, manifest = Path.GetFullPath(manifest), data = Path.GetFullPath(dataDir),
             @base = Path.GetFullPath(settings.Base), seed = settings.Seed, trainer = options, training = trainingOptions,
@@ -163,7 +168,9 @@ public sealed class TrainCommand(IAnsiConsole console) : Command<TrainCommand.Se
             provenance = Provenance.Capture(device: device.ToString()),
         }, WorkbenchJson.Pretty) + "\n");
         console.MarkupLine($"model {settings.Model}: {task.TrainableParameters.Sum(p => p.Value.numel()):N0} trainable parameters; seed {settings.Seed}, batch {settings.Batch}, {settings.Threads} threads");
-        var result = AnsiProgress.Train(console, task, options, settings.Out, settings.Resume, settings.LogEvery, cancellationToken);
+        var result = AnsiProgress.Train(console, task, options, output.WorkingPath, settings.Resume, settings.LogEvery, cancellationToken);
+        if (result.Finished) output.Commit();
+        else if (output.Staged) console.MarkupLine($"the earlier run in {Markup.Escape(output.Path)} is untouched; this run's checkpoint is in {Markup.Escape(output.WorkingPath)} (continue it with --out {Markup.Escape(output.WorkingPath)} --resume)");
         console.MarkupLine(result.Finished
             ? $"[green]done[/]: {result.StepsDone} steps, model in {Markup.Escape(Path.Combine(settings.Out, "model"))}"
             : $"[yellow]stopped[/] after step {result.StepsDone}; resume with --resume");
