@@ -34,7 +34,7 @@ public class ExperimentRunnerTests(QuickstartRun quickstart) : IClassFixture<Qui
             Assert.True(quickstart.Output.Contains(expected), $"missing '{expected}' in:\n{quickstart.Output}");
         // Log output (not a terminal) is readable: no raw progress records, at most a line per 10% of each dataset phase.
         Assert.DoesNotContain("DatasetProgress {", quickstart.Output);
-        var datasetLines = quickstart.Output.Split('\n').Count(l => l.Contains(" dataset: "));
+        var datasetLines = quickstart.Output.Split('\n').Count(l => l.Contains(" dataset"));
         Assert.True(datasetLines < 80, $"{datasetLines} dataset progress lines");
         // The fixture's run is the oldest (another test reruns the quickstart into the same folder).
         var run = RunIndex.List(quickstart.Runs).Last();

@@ -145,8 +145,7 @@ public static class ExperimentConsole
             string lastStage = "";
             return run(new SyncProgress<RunnerEvent>(e =>
             {
-                // A new stage, or a stage's next phase (its fraction starts again), is shown from its start.
-                if (e.Stage != lastStage || (e.Fraction is double back && back < lastShown)) { lastStage = e.Stage; lastShown = -1; }
+                if (e.Stage != lastStage) { lastStage = e.Stage; lastShown = -1; }
                 // Logs: stage boundaries and every 10% of a long stage.
                 if (e.Fraction is double f && f < 1 && f - lastShown < 0.1) return;
                 lastShown = e.Fraction ?? lastShown;

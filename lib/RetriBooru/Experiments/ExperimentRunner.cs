@@ -155,10 +155,19 @@ public sealed class ExperimentRunner(ExperimentSpec spec, RunOptions options, IP
             Schemes = spec.Schemes.Append("b").Distinct().Order().ToList(),
             UnseenFraction = (double)spec.Dataset.UnseenCharacters / spec.Dataset.Characters,
         };
-        // A readable line with the sub-stage's fraction, so log output can show every 10% instead of every file.
+        // One progress stage per dataset phase (generate, crops, ...) with its fraction, so a log shows every 10% of a
+        // phase instead of every file.
         // Parallel stages report from worker threads: one at a time, in order, to the (single-threaded) listener.
         var gate = new object();
-        var relay = new SyncProgress<DatasetProgress>(p => { lock (gate) progress?.Report(new RunnerEvent("dataset", $"{p.Stage} {p.Done}/{p.Total}", p.Fraction)); });
+        var relay = new SyncProgress<DatasetProgress>(p =>
+        {
+            lock (gate)
+            {
+                // A phase of unknown length (the scan counts files as it finds them): a line every 100 files.
+                if (p.Total <= 0) { if (p.Done % 100 == 0) progress?.Report(new RunnerEvent($"dataset/{p.Stage}", $"{p.Done} files")); }
+                else progress?.Report(new RunnerEvent($"dataset/{p.Stage}", $"{p.Done}/{p.Total}", p.Fraction));
+            }
+        });
         if (spec.Dataset.Source is string source)
             DatasetBuilder.Build(source, folder, build, relay, cancellation);
         else
