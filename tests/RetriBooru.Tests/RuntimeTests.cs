@@ -205,3 +205,17 @@ public class ImageTensorTests
         Assert.Contains("bad.png", e.Message);
     }
 }
+
+public class OpenMpWaitPolicyTests
+{
+    [Fact]
+    public void The_native_environment_holds_a_passive_wait_policy_before_libtorch_loads_and_provenance_records_it()
+    {
+        RetriBooru.Runtime.TorchRuntime.EnsureLoaded();
+        // The module initializer sets it with libc's setenv (what libgomp's getenv sees) unless the user set one.
+        var native = RetriBooru.Runtime.OpenMpWaitPolicy.NativeValue();
+        Assert.False(string.IsNullOrEmpty(native));
+        Assert.Equal(native, Environment.GetEnvironmentVariable(RetriBooru.Runtime.OpenMpWaitPolicy.Variable));
+        Assert.Equal(native, RetriBooru.Experiments.Provenance.Capture().OmpWaitPolicy);
+    }
+}

@@ -18,6 +18,8 @@ public sealed record Provenance
     [JsonPropertyName("torchsharp")] public string TorchSharp { get; init; } = "";
     [JsonPropertyName("libtorch")] public string LibTorch { get; init; } = "";
     [JsonPropertyName("threads")] public int Threads { get; init; }
+    /// <summary>OMP_WAIT_POLICY as libgomp sees it (the native environment); PASSIVE unless the user set another.</summary>
+    [JsonPropertyName("omp_wait_policy")] public string? OmpWaitPolicy { get; init; }
     [JsonPropertyName("device")] public string Device { get; init; } = "cpu";
 
     public static Provenance Capture(string? repositoryHint = null, string device = "cpu") => new()
@@ -32,6 +34,7 @@ public sealed record Provenance
         TorchSharp = TorchRuntime.TorchSharpVersion,
         LibTorch = TorchRuntime.LibTorchVersion,
         Threads = TorchRuntime.Threads,
+        OmpWaitPolicy = Runtime.OpenMpWaitPolicy.NativeValue(),
         Device = device,
     };
 }

@@ -13,6 +13,8 @@ static class RetriBooruModuleInitializer
     [ModuleInitializer]
     internal static void Initialize()
     {
+        // Before libtorch (and its libgomp) can load: the OpenMP wait policy is read once, at load.
+        OpenMpWaitPolicy.Apply();
         NativeTorchLoader.Register();
         NativeLibraryProbe.Register();
     }
