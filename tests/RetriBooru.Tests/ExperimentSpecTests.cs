@@ -100,6 +100,17 @@ public class RunStoreTests
         Assert.Equal(0.5, reopened.Info.Summary!["identity"]);
         var listed = RunIndex.List(tmp.Path);
         Assert.Equal(2, listed.Count);
+
+        // A damaged run.json is listed as unreadable, with the file and the problem, instead of vanishing.
+        File.WriteAllText(Path.Combine(second.Path, "run.json"), "{ not json");
+        Assert.Single(RunIndex.List(tmp.Path));
+        var (path, problem) = Assert.Single(RunIndex.Unreadable(tmp.Path));
+        Assert.Equal(second.Path, path);
+        Assert.Contains("run.json", problem);
+        var console = new Spectre.Console.Testing.TestConsole();
+        Spectre.Console.Testing.TestConsoleExtensions.Width(console, 200);
+        Assert.Equal(0, RetriBooru.Cli.CliApp.Run(["runs", "--root", tmp.Path], console));
+        Assert.Contains("unreadable run", console.Output);
     }
 
     [Fact]

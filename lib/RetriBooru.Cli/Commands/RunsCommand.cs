@@ -22,6 +22,8 @@ public sealed class RunsCommand(IAnsiConsole console) : Command<RunsCommand.Sett
     public override int Execute(CommandContext context, Settings settings, CancellationToken cancellationToken)
     {
         var runs = RunIndex.List(settings.Root);
+        var unreadable = RunIndex.Unreadable(settings.Root);
+        foreach (var (_, problem) in unreadable) console.MarkupLine($"[yellow]unreadable run[/] {Markup.Escape(problem)}");
         if (runs.Count == 0)
         {
             console.MarkupLine($"no runs under [bold]{Markup.Escape(Path.GetFullPath(settings.Root))}[/]");

@@ -94,22 +94,33 @@ public sealed class RunFolder
 /// <summary>Lists the runs under a folder (for `retribooru runs`), newest first.</summary>
 public static class RunIndex
 {
-    public static IReadOnlyList<(string Path, RunInfo Info)> List(string runsRoot)
+    /// <summary>The runs under <paramref name="runsRoot"/>, newest first (folders whose run.json cannot be read are left out; see <see cref="Unreadable"/>).</summary>
+    public static IReadOnlyList<(string Path, RunInfo Info)> List(string runsRoot) => Scan(runsRoot).Runs;
+
+    /// <summary>Run folders whose run.json exists but cannot be read, each with the reason (so `runs` can list them instead of hiding them).</summary>
+    public static IReadOnlyList<(string Path, string Problem)> Unreadable(string runsRoot) => Scan(runsRoot).Unreadable;
+
+    static (List<(string, RunInfo)> Runs, List<(string, string)> Unreadable) Scan(string runsRoot)
     {
-        if (!Directory.Exists(runsRoot)) return [];
         var runs = new List<(string, RunInfo)>();
-        foreach (var dir in Directory.GetDirectories(runsRoot))
+        var unreadable = new List<(string, string)>();
+        if (!Directory.Exists(runsRoot)) return (runs, unreadable);
+        foreach (var dir in Directory.GetDirectories(runsRoot).Order(StringComparer.Ordinal))
         {
             var file = System.IO.Path.Combine(dir, "run.json");
-            if (!System.IO.File.Exists(file)) continue;
+            if (!System.IO.File.Exists(file)) continue; // not a run folder (the stage cache, a foreign folder)
             try
             {
                 var info = JsonSerializer.Deserialize<RunInfo>(System.IO.File.ReadAllText(file), WorkbenchJson.Lines);
                 if (info is not null) runs.Add((dir, info));
+                else unreadable.Add((dir, $"{file}: empty (null) run record"));
             }
-            catch (JsonException) { /* a foreign or damaged folder is not a run; `runs` shows only valid ones */ }
+            catch (Exception e) when (e is JsonException or IOException or UnauthorizedAccessException or NotSupportedException)
+            {
+                unreadable.Add((dir, $"{file}: not a readable run record ({e.Message.Split('\n')[0]})"));
+            }
         }
-        return runs.OrderByDescending(r => r.Item2.CreatedUtc).ThenByDescending(r => r.Item2.Id, StringComparer.Ordinal).ToList();
+        return (runs.OrderByDescending(r => r.Item2.CreatedUtc).ThenByDescending(r => r.Item2.Id, StringComparer.Ordinal).ToList(), unreadable);
     }
 }
 
