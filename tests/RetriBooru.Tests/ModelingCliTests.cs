@@ -119,7 +119,7 @@ public class ModelingCliTests
         Assert.NotEqual(0, CliApp.Run(["train-base", "--data", dir.File("nowhere"), "--out", dir.File("out"), "--checkpoint-evry", "1"], typo));
         Assert.Contains("checkpoint-evry", typo.Output);
         Assert.Contains("did you mean '--checkpoint-every'?", typo.Output);
-        foreach (var (option, value) in new[] { ("--min-snr-gamma", "-1"), ("--lr", "NaN"), ("--lr-schedule", "cosin"), ("--patch-size", "0") })
+        foreach (var (option, value) in new[] { ("--min-snr-gamma", "-1"), ("--lr", "NaN"), ("--lr-schedule", "cosin"), ("--patch-size", "0"), ("--channels", "64,x") })
         {
             var bad = new TestConsole().Width(200);
             Assert.NotEqual(0, CliApp.Run(["train-base", "--data", dir.File("nowhere"), "--out", dir.File("out"), option, value], bad));

@@ -83,6 +83,14 @@ public sealed class TrainBaseCommand(IAnsiConsole console) : Command<TrainBaseCo
         [Description("U-Net block channels of a fresh --config model, comma-separated (e.g. 64,64,64; default: the config's).")]
         public string? Channels { get; init; }
 
+        /// <summary>The --channels list as widths, or null when it is not 1 to 8 integers in [1, 4096].</summary>
+        public int[]? ParsedChannels()
+        {
+            var parts = (Channels ?? "").Split(',', StringSplitOptions.TrimEntries);
+            var widths = parts.Select(c => int.TryParse(c, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var w) ? w : -1).ToArray();
+            return widths.Length is >= 1 and <= 8 && widths.All(w => w is >= 1 and <= 4096) ? widths : null;
+        }
+
         [CommandOption("--patch-size <P>")]
         [Description("Pixel-unshuffle patch of a fresh pixel-space model (1 = full resolution; default: the config's).")]
         public int? PatchSize { get; init; }
@@ -138,6 +146,7 @@ public sealed class TrainBaseCommand(IAnsiConsole console) : Command<TrainBaseCo
             if (!double.IsFinite(MinSnrGamma) || MinSnrGamma < 0) return ValidationResult.Error($"--min-snr-gamma must be a finite number >= 0 (0 = off), not {MinSnrGamma}");
             if (!TrainerOptions.LearningRateSchedules.Contains(LrSchedule)) return ValidationResult.Error($"--lr-schedule must be one of {string.Join(", ", TrainerOptions.LearningRateSchedules)}, not '{LrSchedule}'");
             if (PatchSize is int p && p is < 1 or > 16) return ValidationResult.Error($"--patch-size must be in [1, 16], not {p}");
+            if (Channels is not null && ParsedChannels() is null) return ValidationResult.Error($"--channels must be 1 to 8 comma-separated widths in [1, 4096], e.g. 64,64,64, not '{Channels}'");
             return ValidationResult.Success();
         }
     }
@@ -158,8 +167,7 @@ public sealed class TrainBaseCommand(IAnsiConsole console) : Command<TrainBaseCo
             if (settings.BetaSchedule is { } beta) config = config with { Schedule = config.Schedule with { BetaSchedule = beta } };
             if (settings.SigmaData is double sd) config = config with { Schedule = config.Schedule with { SigmaData = sd } };
             if (settings.ZeroSnr) config = config with { Schedule = config.Schedule with { RescaleBetasZeroSnr = true, TimestepSpacing = "trailing" } };
-            if (settings.Channels is { } list)
-                config = config with { Unet = config.Unet with { BlockOutChannels = list.Split(',').Select(c => int.Parse(c.Trim(), System.Globalization.CultureInfo.InvariantCulture)).ToArray() } };
+            if (settings.ParsedChannels() is { } widths) config = config with { Unet = config.Unet with { BlockOutChannels = widths } };
             if (settings.PatchSize is int p)
                 config = config with { PatchSize = p, Unet = config.Unet with { InChannels = 3 * p * p, OutChannels = 3 * p * p, SampleSize = config.ImageSize / p } };
             config.Unet.Validate();

@@ -25,12 +25,12 @@ public sealed record DiagnosisOptions
 
     public void Validate()
     {
-        if (Images is < 4 or > 100_000) throw new ArgumentOutOfRangeException(nameof(Images), Images, "images must be in [4, 100000]");
-        if (Samples is < 0 or > 100_000) throw new ArgumentOutOfRangeException(nameof(Samples), Samples, "samples must be in [0, 100000]");
-        if (Samples is > 0 and < 2) throw new ArgumentOutOfRangeException(nameof(Samples), Samples, "KID needs at least 2 samples (or 0 for none)");
-        if (Sampling.Steps is < 1 or > 1000) throw new ArgumentOutOfRangeException(nameof(Sampling), Sampling.Steps, "sampling steps must be in [1, 1000]");
-        if (!double.IsFinite(Sampling.GuidanceScale) || Sampling.GuidanceScale is < 0 or > 50) throw new ArgumentOutOfRangeException(nameof(Sampling), Sampling.GuidanceScale, "guidance must be a finite number in [0, 50]");
-        if (KidResamples is < 0 or > 100_000) throw new ArgumentOutOfRangeException(nameof(KidResamples), KidResamples, "KID resamples must be in [0, 100000]");
+        // One-line messages (ArgumentException, not ArgumentOutOfRangeException's multi-line text) naming the option.
+        if (Images is < 4 or > 100_000) throw new ArgumentException($"images must be in [4, 100000], got {Images}");
+        if (Samples is < 0 or > 100_000) throw new ArgumentException($"samples must be in [0, 100000], got {Samples}");
+        if (Samples is > 0 and < 2) throw new ArgumentException($"KID needs at least 2 samples (or 0 for none), got {Samples}");
+        Sampling.Validate();
+        if (KidResamples is < 0 or > 100_000) throw new ArgumentException($"KID resamples must be in [0, 100000], got {KidResamples}");
     }
 }
 
