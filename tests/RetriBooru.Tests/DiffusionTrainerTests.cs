@@ -58,13 +58,73 @@ public class DiffusionTrainerTests
         TextEncoder = ModelConfigs.Tiny.TextEncoder with { HiddenSize = 32, IntermediateSize = 64, NumHiddenLayers = 1, NumAttentionHeads = 2, MaxPositionEmbeddings = 8 },
     };
 
-    static TrainingResult Train(string data, string outDir, TrainerOptions options, bool resume = false)
+    static TrainingResult Train(string data, string outDir, TrainerOptions options, bool resume = false, int shards = 1)
     {
         var source = new DatasetFolderSource(data, Micro.ImageSize);
         // On resume the initial weights are replaced by the checkpoint's.
         using var model = BaseModelFactory.Create(Micro, source, options.Seed);
         var task = new TextToImageTask(model, source, promptDropout: 0.25);
-        return new DiffusionTrainer(task, options).Run(outDir, resume);
+        return new DiffusionTrainer(task, options) { Shards = shards }.Run(outDir, resume);
+    }
+
+    [Fact]
+    public void A_batch_split_across_threads_trains_the_same_model_up_to_rounding_and_reproducibly()
+    {
+        using var dir = new TempDir();
+        var data = WriteDataset(dir, 7, size: 16);
+        var options = new TrainerOptions { Steps = 5, BatchSize = 5, LearningRate = 2e-3, WarmupSteps = 1, Seed = 3, EmaDecay = 0.9 };
+        var single = Train(data, Path.Combine(dir.Path, "one"), options);
+        var split = Train(data, Path.Combine(dir.Path, "three"), options, shards: 3);
+        var again = Train(data, Path.Combine(dir.Path, "three-again"), options, shards: 3);
+        Assert.Equal(1, single.Shards);
+        Assert.Equal(3, split.Shards);
+        // Uneven shards (2 + 2 + 1 examples) weighted by their share: the same loss and gradient up to float rounding.
+        for (int i = 0; i < options.Steps; i++)
+            Assert.True(Math.Abs(single.Losses[i] - split.Losses[i]) <= 1e-4 * Math.Abs(single.Losses[i]), $"step {i}: {single.Losses[i]} vs {split.Losses[i]}");
+        // Gradients are summed in shard order, not in finishing order: reruns are bit-identical.
+        Assert.Equal(split.Losses.Select(BitConverter.DoubleToInt64Bits), again.Losses.Select(BitConverter.DoubleToInt64Bits));
+        var a = SafeTensors.Load(Path.Combine(dir.Path, "one", "model", "unet", ModelStore.UnetWeights));
+        var b = SafeTensors.Load(Path.Combine(dir.Path, "three", "model", "unet", ModelStore.UnetWeights));
+        // Adam divides by the gradient's running RMS, so where a gradient is ~0 rounding can move a weight by up to
+        // lr per step; everywhere else the weights agree closely.
+        double maxShift = options.Steps * options.LearningRate;
+        Assert.All(a, kv => Assert.True(kv.Value.allclose(b[kv.Key], rtol: 0, atol: maxShift), $"{kv.Key}: max difference {(kv.Value - b[kv.Key]).abs().max().item<float>()}"));
+        double typical = a.Keys.Select(k => (a[k] - b[k]).abs().mean().item<float>()).Average();
+        Assert.True(typical < 1e-4, $"mean weight difference {typical}");
+        Assert.True(split.DataWaitSeconds >= 0 && double.IsFinite(split.DataWaitSeconds));
+        // A split wider than the batch uses one example per thread.
+        var source = new DatasetFolderSource(data, Micro.ImageSize);
+        using var model = BaseModelFactory.Create(Micro, source, 0);
+        Assert.Equal(5, new DiffusionTrainer(new TextToImageTask(model, source), options) { Shards = 16 }.ResolveShards());
+        Assert.Equal([(0, 2), (2, 2), (4, 1)], DiffusionTrainer.ShardRanges(5, 3));
+    }
+
+    [Fact]
+    public void The_flat_buffer_holds_the_parameters_and_adamw_matches_the_formula_per_learning_rate_group()
+    {
+        Torch.Load();
+        using var a = new TorchSharp.Modules.Parameter(TorchSharp.torch.tensor(new[] { 1f, -2f }));
+        using var b = new TorchSharp.Modules.Parameter(TorchSharp.torch.tensor(new[] { 0.5f }));
+        using var buffer = new ParameterBuffer([new("a", a), new("b", b)], name => name == "b" ? 0.1 : 1.0);
+        Assert.Equal(2, buffer.Groups.Count);
+        // The parameters are views: the loss's gradient lands in the flat buffer.
+        var loss = (a * a).sum() + (b * 3).sum();
+        loss.backward();
+        Assert.Equal([2f, -4f, 3f], buffer.Gradients.data<float>().ToArray());
+        using var optimizer = new AdamW(buffer) { WeightDecay = 0.1 };
+        optimizer.Step(0.01);
+        // Step 1 of AdamW: m = (1-b1) g, v = (1-b2) g^2, update = lr m/(1-b1) / (sqrt(v/(1-b2)) + eps) = lr sign(g).
+        static float Expected(float p, float g, double lr) => (float)(p * (1 - lr * 0.1) - lr * g / (Math.Abs(g) + 1e-8));
+        Assert.Equal(Expected(1f, 2f, 0.01), a.data<float>()[0], 6);
+        Assert.Equal(Expected(-2f, -4f, 0.01), a.data<float>()[1], 6);
+        Assert.Equal(Expected(0.5f, 3f, 0.001), b.data<float>()[0], 6);
+        // Clipping scales the flat gradient to the requested norm and reports the norm before.
+        double norm = buffer.ClipGradNorm(1.0);
+        Assert.Equal(Math.Sqrt(4 + 16 + 9), norm, 5);
+        Assert.Equal(1.0, buffer.Gradients.norm().item<float>(), 4);
+        buffer.ZeroGradients();
+        Assert.Equal(0f, buffer.Gradients.abs().sum().item<float>());
+        Assert.Equal(0f, a.grad!.abs().sum().item<float>());
     }
 
     [Fact]
@@ -80,7 +140,8 @@ public class DiffusionTrainerTests
         Assert.True(remaining < 1e-3, $"initial weights keep {remaining:E2} of the average");
         Torch.Load();
         using var p = new TorchSharp.Modules.Parameter(TorchSharp.torch.zeros(1));
-        using var ema = new ExponentialMovingAverage([new("p", p)], 0.999);
+        using var buffer = new ParameterBuffer([new("p", p)]);
+        using var ema = new ExponentialMovingAverage(buffer, 0.999);
         using (TorchSharp.torch.no_grad()) p.fill_(1f);
         ema.Update(0);
         Assert.Equal(0.9f, ema.Shadow["p"].item<float>(), 6);
@@ -93,15 +154,16 @@ public class DiffusionTrainerTests
         var data = WriteDataset(dir, 6, size: 16, broken: true);
         var options = new TrainerOptions { Steps = 6, BatchSize = 4, LearningRate = 2e-3, WarmupSteps = 2, Seed = 42, EmaDecay = 0.9 };
 
-        var full = Train(data, Path.Combine(dir.Path, "full"), options);
+        // Split across two threads (as the default does on a 2-core machine), with a prefetched batch in flight at the stop.
+        var full = Train(data, Path.Combine(dir.Path, "full"), options, shards: 2);
         Assert.True(full.Finished);
         Assert.Equal(6, full.Losses.Count);
 
-        var first = Train(data, Path.Combine(dir.Path, "split"), options with { StopAfter = 3 });
+        var first = Train(data, Path.Combine(dir.Path, "split"), options with { StopAfter = 3 }, shards: 2);
         Assert.False(first.Finished);
         Assert.Equal(3, first.StepsDone);
         Assert.Equal(full.Losses.Take(3), first.Losses);
-        var second = Train(data, Path.Combine(dir.Path, "split"), options, resume: true);
+        var second = Train(data, Path.Combine(dir.Path, "split"), options, resume: true, shards: 2);
         Assert.True(second.Finished);
         Assert.Equal(3, second.Losses.Count);
         for (int i = 0; i < 3; i++)

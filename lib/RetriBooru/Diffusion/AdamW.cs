@@ -1,3 +1,4 @@
+using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -7,30 +8,26 @@ namespace RetriBooru.Diffusion;
 /// AdamW (decoupled weight decay, Loshchilov and Hutter), written out so its whole state (step count, first
 /// and second moments per named parameter) is plain tensors that checkpoint to safetensors and restore bit-exactly.
 /// Same update as torch.optim.AdamW: p -= lr wd p; m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;
-/// p -= lr/(1-b1^k) m / (sqrt(v)/sqrt(1-b2^k) + eps).
+/// p -= lr/(1-b1^k) m / (sqrt(v)/sqrt(1-b2^k) + eps). Runs on a <see cref="ParameterBuffer"/>: one update per
+/// learning-rate group over the flat values, gradients and moments.
 /// </summary>
 public sealed class AdamW : IDisposable
 {
-    readonly IReadOnlyList<KeyValuePair<string, Parameter>> parameters;
-    readonly Dictionary<string, Tensor> expAvg = new(StringComparer.Ordinal);
-    readonly Dictionary<string, Tensor> expAvgSq = new(StringComparer.Ordinal);
+    readonly ParameterBuffer buffer;
+    readonly Tensor expAvg;
+    readonly Tensor expAvgSq;
 
     public double Beta1 { get; init; } = 0.9;
     public double Beta2 { get; init; } = 0.999;
     public double Eps { get; init; } = 1e-8;
     public double WeightDecay { get; init; } = 1e-2;
-    /// <summary>Per-parameter learning-rate multiplier by name (torch's parameter groups); null = 1 for all.</summary>
-    public Func<string, double>? LearningRateScale { get; init; }
     public long StepCount { get; private set; }
 
-    public AdamW(IReadOnlyList<KeyValuePair<string, Parameter>> parameters)
+    public AdamW(ParameterBuffer buffer)
     {
-        this.parameters = parameters;
-        foreach (var (name, p) in parameters)
-        {
-            expAvg[name] = zeros_like(p).DetachFromDisposeScope();
-            expAvgSq[name] = zeros_like(p).DetachFromDisposeScope();
-        }
+        this.buffer = buffer;
+        expAvg = zeros_like(buffer.Values).DetachFromDisposeScope();
+        expAvgSq = zeros_like(buffer.Values).DetachFromDisposeScope();
     }
 
     public void Step(double learningRate)
@@ -38,72 +35,80 @@ public sealed class AdamW : IDisposable
         StepCount++;
         double bc1 = 1 - Math.Pow(Beta1, StepCount), bc2 = 1 - Math.Pow(Beta2, StepCount);
         using var noGrad = no_grad();
-        foreach (var (name, p) in parameters)
+        foreach (var group in buffer.Groups)
         {
             using var scope = NewDisposeScope();
-            var g = p.grad;
-            if (g is null) continue;
-            double lr = LearningRateScale is null ? learningRate : learningRate * LearningRateScale(name);
-            p.mul_(1 - lr * WeightDecay);
-            expAvg[name].mul_(Beta1).add_(g, alpha: 1 - Beta1);
-            expAvgSq[name].mul_(Beta2).addcmul_(g, g, value: 1 - Beta2);
-            var denom = (expAvgSq[name].sqrt() / Math.Sqrt(bc2)).add_(Eps);
-            p.addcdiv_(expAvg[name], denom, value: -lr / bc1);
+            double lr = learningRate * group.LearningRateScale;
+            var p = buffer.Values.narrow(0, group.Offset, group.Length);
+            var g = buffer.Gradients.narrow(0, group.Offset, group.Length);
+            var m = expAvg.narrow(0, group.Offset, group.Length);
+            var v = expAvgSq.narrow(0, group.Offset, group.Length);
+            // Explicit scalars, disposed after the calls: implicit Scalar temporaries can be finalised mid-call.
+            using var decay = (1 - lr * WeightDecay).ToScalar();
+            using var beta1 = Beta1.ToScalar();
+            using var oneMinusBeta1 = (1 - Beta1).ToScalar();
+            using var beta2 = Beta2.ToScalar();
+            using var oneMinusBeta2 = (1 - Beta2).ToScalar();
+            using var rootBc2 = Math.Sqrt(bc2).ToScalar();
+            using var eps = Eps.ToScalar();
+            using var stepSize = (-lr / bc1).ToScalar();
+            p.mul_(decay);
+            m.mul_(beta1).add_(g, alpha: oneMinusBeta1);
+            v.mul_(beta2).addcmul_(g, g, value: oneMinusBeta2);
+            var denom = v.sqrt().div_(rootBc2).add_(eps);
+            p.addcdiv_(m, denom, value: stepSize);
         }
     }
 
-    public void ZeroGrad()
-    {
-        foreach (var (_, p) in parameters)
-        {
-            using var g = p.grad;
-            g?.zero_();
-        }
-    }
-
-    /// <summary>State as named tensors: <c>exp_avg.NAME</c>, <c>exp_avg_sq.NAME</c>, and <c>step</c>.</summary>
+    /// <summary>State as named tensors: <c>exp_avg.NAME</c>, <c>exp_avg_sq.NAME</c> (views of the flat moments), and <c>step</c>.</summary>
     public IEnumerable<KeyValuePair<string, Tensor>> State()
     {
         yield return new("step", tensor(new[] { StepCount }));
-        foreach (var (name, t) in expAvg) yield return new("exp_avg." + name, t);
-        foreach (var (name, t) in expAvgSq) yield return new("exp_avg_sq." + name, t);
+        for (int i = 0; i < buffer.Parameters.Count; i++) yield return new("exp_avg." + buffer.Parameters[i].Key, buffer.View(expAvg, i));
+        for (int i = 0; i < buffer.Parameters.Count; i++) yield return new("exp_avg_sq." + buffer.Parameters[i].Key, buffer.View(expAvgSq, i));
     }
 
     public void LoadState(IReadOnlyDictionary<string, Tensor> state, string source)
     {
         if (!state.TryGetValue("step", out var step)) throw new InvalidDataException($"{source}: optimizer state has no 'step'");
-        using (no_grad())
-            foreach (var (prefix, table) in new[] { ("exp_avg.", expAvg), ("exp_avg_sq.", expAvgSq) })
-                foreach (var (name, t) in table)
-                {
-                    if (!state.TryGetValue(prefix + name, out var saved)) throw new InvalidDataException($"{source}: optimizer state lacks '{prefix + name}'");
-                    if (!saved.shape.SequenceEqual(t.shape)) throw new InvalidDataException($"{source}: optimizer state '{prefix + name}' has shape [{string.Join(", ", saved.shape)}], expected [{string.Join(", ", t.shape)}]");
-                    t.copy_(saved);
-                }
+        using var noGrad = no_grad();
+        using var scope = NewDisposeScope();
+        foreach (var (prefix, flat) in new[] { ("exp_avg.", expAvg), ("exp_avg_sq.", expAvgSq) })
+            for (int i = 0; i < buffer.Parameters.Count; i++)
+            {
+                var name = prefix + buffer.Parameters[i].Key;
+                var target = buffer.View(flat, i);
+                if (!state.TryGetValue(name, out var saved)) throw new InvalidDataException($"{source}: optimizer state lacks '{name}'");
+                if (!saved.shape.SequenceEqual(target.shape)) throw new InvalidDataException($"{source}: optimizer state '{name}' has shape [{string.Join(", ", saved.shape)}], expected [{string.Join(", ", target.shape)}]");
+                target.copy_(saved);
+            }
         StepCount = step.item<long>();
     }
 
     public void Dispose()
     {
-        foreach (var t in expAvg.Values.Concat(expAvgSq.Values)) t.Dispose();
+        expAvg.Dispose();
+        expAvgSq.Dispose();
     }
 }
 
-/// <summary>Exponential moving average of named parameters: shadow = decay shadow + (1 - decay) param.</summary>
+/// <summary>Exponential moving average of a <see cref="ParameterBuffer"/>'s values: shadow = decay shadow + (1 - decay) param.</summary>
 public sealed class ExponentialMovingAverage : IDisposable
 {
-    readonly IReadOnlyList<KeyValuePair<string, Parameter>> parameters;
-    readonly Dictionary<string, Tensor> shadow = new(StringComparer.Ordinal);
+    readonly ParameterBuffer buffer;
+    readonly Tensor shadow;
+    readonly Dictionary<string, Tensor> named = new(StringComparer.Ordinal);
 
     public double Decay { get; }
 
-    public ExponentialMovingAverage(IReadOnlyList<KeyValuePair<string, Parameter>> parameters, double decay)
+    public ExponentialMovingAverage(ParameterBuffer buffer, double decay)
     {
         if (decay is <= 0 or >= 1) throw new ArgumentOutOfRangeException(nameof(decay), decay, "EMA decay must be in (0, 1)");
-        this.parameters = parameters;
+        this.buffer = buffer;
         Decay = decay;
         using var noGrad = no_grad();
-        foreach (var (name, p) in parameters) shadow[name] = p.detach().clone().DetachFromDisposeScope();
+        shadow = buffer.Values.detach().clone().DetachFromDisposeScope();
+        for (int i = 0; i < buffer.Parameters.Count; i++) named[buffer.Parameters[i].Key] = buffer.View(shadow, i).DetachFromDisposeScope();
     }
 
     /// <summary>
@@ -117,17 +122,21 @@ public sealed class ExponentialMovingAverage : IDisposable
     {
         double decay = EffectiveDecay(Decay, step);
         using var noGrad = no_grad();
-        foreach (var (name, p) in parameters) shadow[name].mul_(decay).add_(p, alpha: 1 - decay);
+        using var keep = decay.ToScalar();
+        using var take = (1 - decay).ToScalar();
+        shadow.mul_(keep).add_(buffer.Values, alpha: take);
     }
 
-    public IReadOnlyDictionary<string, Tensor> Shadow => shadow;
+    /// <summary>The averaged weights by parameter name (views of the flat shadow).</summary>
+    public IReadOnlyDictionary<string, Tensor> Shadow => named;
 
     public void LoadState(IReadOnlyDictionary<string, Tensor> state, string source)
     {
         using var noGrad = no_grad();
-        foreach (var (name, t) in shadow)
+        foreach (var (name, t) in named)
         {
             if (!state.TryGetValue(name, out var saved)) throw new InvalidDataException($"{source}: EMA state lacks '{name}'");
+            if (!saved.shape.SequenceEqual(t.shape)) throw new InvalidDataException($"{source}: EMA state '{name}' has shape [{string.Join(", ", saved.shape)}], expected [{string.Join(", ", t.shape)}]");
             t.copy_(saved);
         }
     }
@@ -136,11 +145,12 @@ public sealed class ExponentialMovingAverage : IDisposable
     public void CopyTo()
     {
         using var noGrad = no_grad();
-        foreach (var (name, p) in parameters) p.copy_(shadow[name]);
+        buffer.Values.copy_(shadow);
     }
 
     public void Dispose()
     {
-        foreach (var t in shadow.Values) t.Dispose();
+        foreach (var t in named.Values) t.Dispose();
+        shadow.Dispose();
     }
 }

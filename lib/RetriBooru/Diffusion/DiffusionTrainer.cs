@@ -54,6 +54,12 @@ public sealed record TrainerOptions
     }
 }
 
+/// <summary>One step's examples and randomness, read and drawn before the step runs (possibly on another thread). Owns its tensors.</summary>
+public interface ITrainingBatch : IDisposable
+{
+    int Count { get; }
+}
+
 /// <summary>What one optimisation step computes; the trainer owns data order, randomness, optimiser and checkpoints.</summary>
 public interface ITrainingTask
 {
@@ -61,8 +67,20 @@ public interface ITrainingTask
     int ExampleCount { get; }
     /// <summary>Parameters the optimiser updates, with stable names (checkpoint keys).</summary>
     IReadOnlyList<KeyValuePair<string, Parameter>> TrainableParameters { get; }
-    /// <summary>The scalar loss for a batch. All randomness must come from <paramref name="generator"/> (derived from seed and step).</summary>
-    Tensor Loss(int[] batch, long step, Generator generator);
+    /// <summary>
+    /// Reads the examples of <paramref name="batch"/> and draws all of the step's randomness from <paramref name="generator"/>
+    /// (derived from seed and step), in a fixed order. Runs without gradients on the trainer's prefetch thread while the
+    /// previous step computes, so it may only touch state that <see cref="Loss"/> does not.
+    /// </summary>
+    ITrainingBatch Prepare(int[] batch, long step, Generator generator);
+    /// <summary>
+    /// The loss contribution of examples [<paramref name="start"/>, <paramref name="start"/> + <paramref name="count"/>) of a
+    /// prepared batch. Contributions over any partition of the batch sum to the batch's loss, so the trainer can split a
+    /// batch across threads and get the same gradient up to float rounding.
+    /// </summary>
+    Tensor Loss(ITrainingBatch batch, int start, int count);
+    /// <summary>Whether <see cref="Loss"/> may run on several threads at once (false when the model keeps per-call state in its modules).</summary>
+    bool ConcurrentLoss => true;
     /// <summary>Writes the model (e.g. a diffusers folder) into <paramref name="folder"/>.</summary>
     void SaveModel(string folder);
     /// <summary>Restores the model from a folder written by <see cref="SaveModel"/>.</summary>
@@ -73,8 +91,8 @@ public interface ITrainingTask
     double LearningRateScale(string parameterName) => 1.0;
 }
 
-/// <summary>Reported after every step.</summary>
-public sealed record TrainingProgress(long Step, int TotalSteps, double Loss, double LearningRate, double GradNorm, double StepsPerSecond);
+/// <summary>Reported after every step. <paramref name="DataWaitSeconds"/>: how long the step waited for its prepared batch.</summary>
+public sealed record TrainingProgress(long Step, int TotalSteps, double Loss, double LearningRate, double GradNorm, double StepsPerSecond, double DataWaitSeconds = 0);
 
 /// <summary>One line of <c>loss.jsonl</c>.</summary>
 public sealed record LossLogEntry(long Step, double Loss, double Lr, double GradNorm, double Seconds);
@@ -82,13 +100,17 @@ public sealed record LossLogEntry(long Step, double Loss, double Lr, double Grad
 /// <summary>The trainer's resumable state, <c>trainer_state.json</c>.</summary>
 public sealed record TrainerState(long Step, long Seed, TrainerOptions Options, IReadOnlyDictionary<string, string> Task, string Created);
 
-/// <summary>Outcome of a run.</summary>
-public sealed record TrainingResult(long StepsDone, bool Finished, IReadOnlyList<double> Losses, string CheckpointFolder, double StepsPerSecond);
+/// <summary>Outcome of a run. <paramref name="Shards"/>: threads each batch was split across; <paramref name="DataWaitSeconds"/>: total time steps waited for data.</summary>
+public sealed record TrainingResult(long StepsDone, bool Finished, IReadOnlyList<double> Losses, string CheckpointFolder, double StepsPerSecond,
+    int Shards = 1, double DataWaitSeconds = 0);
 
 /// <summary>
 /// A seeded, resumable training loop: AdamW with warm-up, gradient clipping, optional EMA. Every step's
 /// randomness is derived from (seed, step) and the data order from (seed, epoch), so a run stopped after step
-/// k and resumed from its checkpoint produces bit-identical losses to an uninterrupted run. Layout of OUT:
+/// k and resumed from its checkpoint produces bit-identical losses to an uninterrupted run (at the same thread count).
+/// The next batch is prepared on a background thread while the current step computes; each batch is split across
+/// <see cref="Shards"/> worker threads (one libtorch thread each) whose gradients are summed in a fixed order; the
+/// optimiser works on one flat buffer (<see cref="ParameterBuffer"/>). Layout of OUT:
 /// <c>loss.jsonl</c> (one line per step), <c>checkpoint/</c> (<c>model/</c>, <c>optimizer.safetensors</c>,
 /// <c>ema.safetensors</c>, <c>trainer_state.json</c>) and <c>model/</c> (the final model, EMA weights when enabled).
 /// </summary>
@@ -98,6 +120,23 @@ public sealed class DiffusionTrainer(ITrainingTask task, TrainerOptions options)
     public const string CheckpointFolder = "checkpoint";
     public const string StateFile = "trainer_state.json";
 
+    /// <summary>
+    /// Threads each batch is split across (null: libtorch's thread count, at most the batch size; 1 when the task's loss
+    /// cannot run concurrently). The split changes the numbers only by float rounding; the thread count is recorded.
+    /// </summary>
+    public int? Shards { get; init; }
+
+    /// <summary>The shard count a run with these options uses on this machine.</summary>
+    public int ResolveShards()
+    {
+        if (Shards is int requested)
+        {
+            if (requested < 1) throw new ArgumentException($"shards must be at least 1, got {requested}");
+            return Math.Min(requested, options.BatchSize);
+        }
+        return task.ConcurrentLoss ? Math.Clamp(TorchRuntime.Threads, 1, options.BatchSize) : 1;
+    }
+
     public TrainingResult Run(string outDir, bool resume = false, IProgress<TrainingProgress>? progress = null, CancellationToken cancellation = default)
     {
         TorchRuntime.EnsureLoaded();
@@ -105,8 +144,10 @@ public sealed class DiffusionTrainer(ITrainingTask task, TrainerOptions options)
         Directory.CreateDirectory(outDir);
         var parameters = task.TrainableParameters;
         if (parameters.Count == 0) throw new InvalidOperationException("the task has no trainable parameters");
-        using var optimizer = new AdamW(parameters) { WeightDecay = options.WeightDecay, LearningRateScale = task.LearningRateScale };
-        using var ema = options.EmaDecay is double decay ? new ExponentialMovingAverage(parameters, decay) : null;
+        int shards = ResolveShards();
+        using var buffer = new ParameterBuffer(parameters, task.LearningRateScale);
+        using var optimizer = new AdamW(buffer) { WeightDecay = options.WeightDecay };
+        using var ema = options.EmaDecay is double decay ? new ExponentialMovingAverage(buffer, decay) : null;
 
         var checkpoint = Path.Combine(outDir, CheckpointFolder);
         long start = 0;
@@ -119,31 +160,39 @@ public sealed class DiffusionTrainer(ITrainingTask task, TrainerOptions options)
                 log.AddRange(File.ReadLines(logPath).Where(l => l.Length > 0 && JsonSerializer.Deserialize<LossLogEntry>(l, WorkbenchJson.Lines)!.Step < start));
         }
 
-        var order = new DataOrder(options.Seed, task.ExampleCount);
         var losses = new List<double>();
         long end = Math.Min(options.Steps, options.StopAfter ?? options.Steps);
+        var workers = shards > 1 ? TorchWorker.StartMany(shards, intraOpThreads: 1, "retribooru-shard") : [];
+        using var prefetch = new BatchPrefetcher(task, options, start, end);
+        double waited = 0;
         var clock = Stopwatch.StartNew();
         long step = start;
-        for (; step < end && !cancellation.IsCancellationRequested; step++)
+        try
         {
-            using var scope = NewDisposeScope();
-            var stepClock = Stopwatch.StartNew();
-            using var generator = Seeding.TorchGenerator(options.Seed, $"step/{step}");
-            var batch = order.Batch(step, options.BatchSize);
-            optimizer.ZeroGrad();
-            var loss = task.Loss(batch, step, generator);
-            loss.backward();
-            double gradNorm = ClipGradNorm(parameters, options.GradClip);
-            if (!double.IsFinite(gradNorm)) throw new InvalidOperationException($"step {step}: gradient norm is {gradNorm} (loss {loss.item<float>()}); lower the learning rate");
-            double lr = options.LearningRateAt(step);
-            optimizer.Step(lr);
-            ema?.Update(step);
-            double value = loss.item<float>();
-            losses.Add(value);
-            log.Add(JsonSerializer.Serialize(new LossLogEntry(step, value, lr, gradNorm, stepClock.Elapsed.TotalSeconds), WorkbenchJson.Lines));
-            progress?.Report(new TrainingProgress(step, options.Steps, value, lr, gradNorm, (step - start + 1) / clock.Elapsed.TotalSeconds));
-            if (options.CheckpointEvery > 0 && (step + 1) % options.CheckpointEvery == 0 && step + 1 < end)
-                SaveCheckpoint(outDir, step + 1, optimizer, ema, log);
+            for (; step < end && !cancellation.IsCancellationRequested; step++)
+            {
+                using var scope = NewDisposeScope();
+                var stepClock = Stopwatch.StartNew();
+                using var batch = prefetch.Take(step);
+                double wait = stepClock.Elapsed.TotalSeconds;
+                waited += wait;
+                buffer.ZeroGradients();
+                double value = shards > 1 ? ShardedGradients(batch, buffer, workers) : SingleGradients(batch);
+                double gradNorm = buffer.ClipGradNorm(options.GradClip);
+                if (!double.IsFinite(gradNorm)) throw new InvalidOperationException($"step {step}: gradient norm is {gradNorm} (loss {value}); lower the learning rate");
+                double lr = options.LearningRateAt(step);
+                optimizer.Step(lr);
+                ema?.Update(step);
+                losses.Add(value);
+                log.Add(JsonSerializer.Serialize(new LossLogEntry(step, value, lr, gradNorm, stepClock.Elapsed.TotalSeconds), WorkbenchJson.Lines));
+                progress?.Report(new TrainingProgress(step, options.Steps, value, lr, gradNorm, (step - start + 1) / clock.Elapsed.TotalSeconds, wait));
+                if (options.CheckpointEvery > 0 && (step + 1) % options.CheckpointEvery == 0 && step + 1 < end)
+                    SaveCheckpoint(outDir, step + 1, optimizer, ema, log);
+            }
+        }
+        finally
+        {
+            foreach (var worker in workers) worker.Dispose();
         }
         double rate = (step - start) / Math.Max(clock.Elapsed.TotalSeconds, 1e-9);
         SaveCheckpoint(outDir, step, optimizer, ema, log);
@@ -154,26 +203,78 @@ public sealed class DiffusionTrainer(ITrainingTask task, TrainerOptions options)
             if (ema is not null)
             {
                 using var raw = NewDisposeScope();
-                var saved = parameters.Select(p => p.Value.detach().clone()).ToList();
+                var saved = buffer.Values.detach().clone();
                 ema.CopyTo();
                 task.SaveModel(Path.Combine(outDir, "model"));
-                using (no_grad()) for (int i = 0; i < saved.Count; i++) parameters[i].Value.copy_(saved[i]);
+                using (no_grad()) buffer.Values.copy_(saved);
             }
             else task.SaveModel(Path.Combine(outDir, "model"));
         }
-        return new TrainingResult(step, finished, losses, checkpoint, rate);
+        return new TrainingResult(step, finished, losses, checkpoint, rate, shards, waited);
     }
 
-    /// <summary>Global L2 norm of all gradients; scales them down to <paramref name="maxNorm"/> when larger (0 = measure only).</summary>
-    public static double ClipGradNorm(IReadOnlyList<KeyValuePair<string, Parameter>> parameters, double maxNorm)
+    /// <summary>The whole batch on this thread; backward accumulates into the buffer's gradient views.</summary>
+    double SingleGradients(ITrainingBatch batch)
     {
         using var scope = NewDisposeScope();
-        var grads = parameters.Select(p => p.Value.grad).Where(g => g is not null).Select(g => g!).ToList();
-        if (grads.Count == 0) return 0;
-        double total = stack(grads.Select(g => g.detach().to(float64).norm())).norm().item<double>();
-        if (maxNorm > 0 && total > maxNorm)
-            using (no_grad()) foreach (var g in grads) g.mul_(maxNorm / (total + 1e-6));
+        var loss = task.Loss(batch, 0, batch.Count);
+        loss.backward();
+        return loss.item<float>();
+    }
+
+    /// <summary>
+    /// Splits the batch into contiguous shards, one per worker; each returns its gradient flattened, and they are summed
+    /// in shard order so the result does not depend on which worker finishes first.
+    /// </summary>
+    double ShardedGradients(ITrainingBatch batch, ParameterBuffer buffer, TorchWorker[] workers)
+    {
+        var inputs = buffer.Parameters.Select(p => (Tensor)p.Value).ToList();
+        var ranges = ShardRanges(batch.Count, workers.Length);
+        var pending = ranges.Select((range, i) => workers[i].Run(() =>
+        {
+            using var scope = NewDisposeScope();
+            var loss = task.Loss(batch, range.Start, range.Count);
+            var grads = autograd.grad([loss], inputs, allow_unused: true);
+            var flat = buffer.Flatten(grads.Select(g => g is null || g.Handle == IntPtr.Zero ? null : g).ToList());
+            return (Gradient: flat.MoveToOuterDisposeScope(), Loss: (double)loss.item<float>());
+        })).ToList();
+        // Wait for every shard before touching results, so a failure never leaves a worker using the batch.
+        Exception? failure = null;
+        var results = new List<(Tensor Gradient, double Loss)>();
+        foreach (var shard in pending)
+        {
+            try { results.Add(shard.GetAwaiter().GetResult()); }
+            catch (Exception e) { failure ??= e; }
+        }
+        if (failure is not null)
+        {
+            foreach (var result in results) result.Gradient.Dispose();
+            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(failure).Throw();
+        }
+        double total = 0;
+        using (no_grad())
+            for (int i = 0; i < results.Count; i++)
+            {
+                using var gradient = results[i].Gradient;
+                if (i == 0) buffer.Gradients.copy_(gradient);
+                else buffer.Gradients.add_(gradient);
+                total += results[i].Loss;
+            }
         return total;
+    }
+
+    /// <summary>Contiguous [start, start + count) ranges covering <paramref name="count"/> examples in <paramref name="shards"/> near-equal parts.</summary>
+    public static IReadOnlyList<(int Start, int Count)> ShardRanges(int count, int shards)
+    {
+        var ranges = new List<(int, int)>();
+        int start = 0;
+        for (int i = 0; i < shards; i++)
+        {
+            int size = count / shards + (i < count % shards ? 1 : 0);
+            if (size > 0) ranges.Add((start, size));
+            start += size;
+        }
+        return ranges;
     }
 
     void SaveCheckpoint(string outDir, long step, AdamW optimizer, ExponentialMovingAverage? ema, List<string> log)
@@ -218,5 +319,62 @@ public sealed class DiffusionTrainer(ITrainingTask task, TrainerOptions options)
             finally { foreach (var t in emaState.Values) t.Dispose(); }
         }
         return state.Step;
+    }
+}
+
+/// <summary>
+/// Prepares step k + 1's batch on a background thread while step k computes (the data order and each step's
+/// generator depend only on the seed and step, so prefetching changes no number).
+/// </summary>
+sealed class BatchPrefetcher : IDisposable
+{
+    readonly ITrainingTask task;
+    readonly TrainerOptions options;
+    readonly DataOrder order;
+    readonly long end;
+    readonly TorchWorker worker;
+    Task<ITrainingBatch>? pending;
+    long pendingStep;
+
+    public BatchPrefetcher(ITrainingTask task, TrainerOptions options, long start, long end)
+    {
+        this.task = task;
+        this.options = options;
+        this.end = end;
+        order = new DataOrder(options.Seed, task.ExampleCount);
+        worker = TorchWorker.StartMany(1, intraOpThreads: 1, "retribooru-prefetch")[0];
+        if (start < end) Queue(start);
+    }
+
+    void Queue(long step)
+    {
+        pendingStep = step;
+        pending = worker.Run(() =>
+        {
+            using var noGrad = no_grad();
+            using var generator = Seeding.TorchGenerator(options.Seed, $"step/{step}");
+            return task.Prepare(order.Batch(step, options.BatchSize), step, generator);
+        });
+    }
+
+    /// <summary>The batch of <paramref name="step"/> (waiting for it if needed); the next step's starts preparing at once.</summary>
+    public ITrainingBatch Take(long step)
+    {
+        if (pending is null || pendingStep != step) throw new InvalidOperationException($"batch of step {step} was not prefetched (next is {pendingStep})");
+        var batch = pending.GetAwaiter().GetResult();
+        pending = null;
+        if (step + 1 < end) Queue(step + 1);
+        return batch;
+    }
+
+    public void Dispose()
+    {
+        // A batch prepared for a step that never ran (stop, cancellation, failure) is waited for and released.
+        if (pending is not null)
+        {
+            try { pending.GetAwaiter().GetResult().Dispose(); }
+            catch (Exception) { /* the step that would have used it is not running; its failure is moot */ }
+        }
+        worker.Dispose();
     }
 }

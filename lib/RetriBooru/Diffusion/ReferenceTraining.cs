@@ -150,30 +150,85 @@ public sealed class ReferenceTrainingTask : ITrainingTask, IDisposable
     public int ExampleCount => data.Count;
     public IReadOnlyList<KeyValuePair<string, Parameter>> TrainableParameters { get; }
 
-    public Tensor Loss(int[] batch, long step, Generator generator)
+    /// <summary>
+    /// A prepared batch: images, noise, timesteps, token ids of the (possibly dropped) prompts, the references after
+    /// reference dropout, and the loss weights with their whole-batch normaliser (so shards of a masked batch add up to its mean).
+    /// </summary>
+    sealed class Batch(Tensor images, Tensor noise, Tensor timesteps, Tensor tokenIds, ReferenceBatch references, Tensor? weights, Tensor normaliser) : ITrainingBatch
+    {
+        public Tensor Images { get; } = images;
+        public Tensor Noise { get; } = noise;
+        public Tensor Timesteps { get; } = timesteps;
+        public Tensor TokenIds { get; } = tokenIds;
+        public ReferenceBatch References { get; } = references;
+        /// <summary>Per-pixel loss weights [B, 1, h, w] (null: unmasked loss).</summary>
+        public Tensor? Weights { get; } = weights;
+        /// <summary>What the batch's summed (weighted) squared error is divided by.</summary>
+        public Tensor Normaliser { get; } = normaliser;
+        public int Count => (int)Images.shape[0];
+
+        public void Dispose()
+        {
+            foreach (var t in new[] { Images, Noise, Timesteps, TokenIds, References.Images, References.ConceptContext, References.Present, Weights, Normaliser })
+                t?.Dispose();
+        }
+    }
+
+    public ITrainingBatch Prepare(int[] batch, long step, Generator generator)
     {
         using var scope = NewDisposeScope();
         var device = model.Device;
         var examples = batch.Select(data.Get).ToList();
-        Tensor x0;
-        using (no_grad()) x0 = model.ToModelSpace(stack(examples.Select(e => e.Image)).to(device));
+        var images = stack(examples.Select(e => e.Image)).to(device);
+        long[] sampleShape = model.SampleShape;
         // Fixed draw order from the step's generator: noise, timesteps, prompt dropout, reference dropout.
-        var noise = randn(x0.shape, generator: generator).to(device);
+        var noise = randn([batch.Length, .. sampleShape], generator: generator).to(device);
         var t = schedule.SampleTimesteps(batch.Length, generator, device);
         var dropPrompt = rand([batch.Length], generator: generator).data<float>().ToArray();
         var references = batcher.Build(examples.Select(e => e.References).ToList()).DropWhole(Options.ReferenceDropout, generator);
         var prompts = examples.Select((e, i) => dropPrompt[i] < Options.PromptDropout ? "" : Data.PromptViews.Apply(Options.PromptView, e.Prompt, e.Character)).ToList();
-        Tensor context;
-        using (no_grad()) context = model.EncodePrompts(prompts);
+        var ids = model.TokenIds(prompts);
+        Tensor? weights = null;
+        Tensor normaliser;
+        if (Options.MaskedLoss)
+        {
+            weights = WithBackground(LossWeights(examples, sampleShape[1], sampleShape[2]), Options.BackgroundWeight).to(device);
+            // sum(m) x channels, guarded for empty masks (as MaskedMean).
+            using var channels = ((double)sampleShape[0]).ToScalar();
+            using var floor = 1e-6.ToScalar();
+            normaliser = weights.sum().mul(channels).clamp_min(floor);
+        }
+        else normaliser = tensor((double)batch.Length * sampleShape[0] * sampleShape[1] * sampleShape[2], dtype: float32, device: device);
+        return new Batch(images.MoveToOuterDisposeScope(), noise.MoveToOuterDisposeScope(), t.MoveToOuterDisposeScope(), ids.MoveToOuterDisposeScope(),
+            new ReferenceBatch(references.Images.MoveToOuterDisposeScope(), references.ConceptContext.MoveToOuterDisposeScope(), references.Present.MoveToOuterDisposeScope()),
+            weights?.MoveToOuterDisposeScope(), normaliser.MoveToOuterDisposeScope());
+    }
+
+    public Tensor Loss(ITrainingBatch prepared, int start, int count)
+    {
+        using var scope = NewDisposeScope();
+        var batch = (Batch)prepared;
+        Tensor x0, context;
+        using (no_grad())
+        {
+            x0 = model.ToModelSpace(batch.Images.narrow(0, start, count));
+            context = model.TextEncoder.Forward(batch.TokenIds.narrow(0, start, count));
+        }
+        var noise = batch.Noise.narrow(0, start, count);
+        var t = batch.Timesteps.narrow(0, start, count);
+        var references = new ReferenceBatch(batch.References.Images.narrow(0, start, count), batch.References.ConceptContext.narrow(0, start, count),
+            batch.References.Present.narrow(0, start, count));
         var noisy = schedule.AddNoise(x0, noise, t);
         var prediction = schedule.TrainingPrediction(branch.Predict(noisy, t, context, references), noisy, t);
         var target = schedule.Target(x0, noise, t);
         var error = (prediction - target).square();
         if (Options.MinSnrGamma is double gamma) error = error * schedule.MinSnrWeights(t, error, gamma);
-        if (!Options.MaskedLoss) return error.mean().MoveToOuterDisposeScope();
-        var weights = WithBackground(LossWeights(examples, x0.shape[2], x0.shape[3]), Options.BackgroundWeight).to(device);
-        return MaskedMean(error, weights).MoveToOuterDisposeScope();
+        if (batch.Weights is { } weights) error = error * weights.narrow(0, start, count);
+        return (error.sum() / batch.Normaliser).MoveToOuterDisposeScope();
     }
+
+    /// <summary>IP-Adapter hands its image tokens to the U-Net's attention layers through module state, so its loss runs on one thread.</summary>
+    public bool ConcurrentLoss => branch is not IpAdapterModel;
 
     /// <summary>Figure masks resized to model resolution ([B, 1, h, w]); all ones for examples without a mask.</summary>
     static Tensor LossWeights(IReadOnlyList<ReferenceExample> examples, long height, long width)

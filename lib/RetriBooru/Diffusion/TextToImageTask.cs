@@ -46,28 +46,57 @@ public sealed class TextToImageTask : ITrainingTask
     public int ExampleCount => data.Count;
     public IReadOnlyList<KeyValuePair<string, Parameter>> TrainableParameters { get; }
 
-    public Tensor Loss(int[] batch, long step, Generator generator)
+    /// <summary>A prepared batch: images, noise, timesteps and the token ids of the (possibly dropped) prompts.</summary>
+    sealed class Batch(Tensor images, Tensor noise, Tensor timesteps, Tensor tokenIds) : ITrainingBatch
+    {
+        public Tensor Images { get; } = images;
+        public Tensor Noise { get; } = noise;
+        public Tensor Timesteps { get; } = timesteps;
+        public Tensor TokenIds { get; } = tokenIds;
+        public int Count => (int)Images.shape[0];
+
+        public void Dispose()
+        {
+            Images.Dispose();
+            Noise.Dispose();
+            Timesteps.Dispose();
+            TokenIds.Dispose();
+        }
+    }
+
+    public ITrainingBatch Prepare(int[] batch, long step, Generator generator)
     {
         using var scope = NewDisposeScope();
         var device = model.Device;
         var examples = batch.Select(data.Get).ToList();
         var images = stack(examples.Select(e => e.Image)).to(device);
-        Tensor x0;
-        using (no_grad()) x0 = model.ToModelSpace(images);
         // Fixed draw order from the step's generator: noise, timesteps, prompt dropout.
-        var noise = randn(x0.shape, generator: generator).to(device);
+        var noise = randn([batch.Length, .. model.SampleShape], generator: generator).to(device);
         var t = schedule.SampleTimesteps(batch.Length, generator, device);
         var drop = rand([batch.Length], generator: generator).data<float>().ToArray();
         var prompts = examples.Select((e, i) => drop[i] < PromptDropout ? "" : e.Prompt).ToList();
-        var context = model.EncodePrompts(prompts);
+        var ids = model.TokenIds(prompts);
+        return new Batch(images.MoveToOuterDisposeScope(), noise.MoveToOuterDisposeScope(), t.MoveToOuterDisposeScope(), ids.MoveToOuterDisposeScope());
+    }
+
+    public Tensor Loss(ITrainingBatch prepared, int start, int count)
+    {
+        using var scope = NewDisposeScope();
+        var batch = (Batch)prepared;
+        Tensor x0;
+        using (no_grad()) x0 = model.ToModelSpace(batch.Images.narrow(0, start, count));
+        var noise = batch.Noise.narrow(0, start, count);
+        var t = batch.Timesteps.narrow(0, start, count);
+        var context = model.TextEncoder.Forward(batch.TokenIds.narrow(0, start, count));
         var noisy = schedule.AddNoise(x0, noise, t);
         var prediction = schedule.TrainingPrediction(model.Unet.Forward(noisy, t, context), noisy, t);
         var target = schedule.Target(x0, noise, t);
-        if (MinSnrGamma is not double gamma) return nn.functional.mse_loss(prediction, target).MoveToOuterDisposeScope();
-        // Per-sample squared error, weighted by min(SNR, gamma) in x0 terms, then averaged.
+        // Per-sample squared error (weighted by min(SNR, gamma) in x0 terms when on), summed and divided by the
+        // whole batch's size: the shards' contributions add up to the batch mean.
         var perSample = (prediction - target).square().mean([1, 2, 3]);
-        using var weights = schedule.MinSnrWeights(t, x0, gamma).flatten();
-        return (perSample * weights).mean().MoveToOuterDisposeScope();
+        if (MinSnrGamma is double gamma) perSample = perSample * schedule.MinSnrWeights(t, x0, gamma).flatten();
+        using var batchSize = ((double)batch.Count).ToScalar();
+        return perSample.sum().div(batchSize).MoveToOuterDisposeScope();
     }
 
     public void SaveModel(string folder) => ModelStore.SaveDiffusers(model, folder);

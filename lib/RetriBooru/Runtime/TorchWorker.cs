@@ -1,0 +1,62 @@
+using System.Collections.Concurrent;
+using static TorchSharp.torch;
+
+namespace RetriBooru.Runtime;
+
+/// <summary>
+/// A long-lived thread that runs libtorch work with its own intra-op thread count. libtorch keeps the OpenMP thread
+/// count per thread, and a new thread takes the process-wide value on its first parallel op; so the worker sets its
+/// count and runs one op before anyone else may change the process-wide value again (<see cref="StartMany"/> restores
+/// it). Used to split a training batch across cores: independent single-threaded streams scale where the tiny
+/// model's small convolutions do not (measured: 2 threads inside one op gave 1.1x; 2 streams ~1.7x).
+/// </summary>
+public sealed class TorchWorker : IDisposable
+{
+    readonly BlockingCollection<Action> _queue = new();
+    readonly Thread _thread;
+
+    TorchWorker(string name, int intraOpThreads, CountdownEvent ready)
+    {
+        _thread = new Thread(() =>
+        {
+            set_num_threads(intraOpThreads);
+            using (var warm = ones(4096)) warm.add_(warm);
+            ready.Signal();
+            foreach (var work in _queue.GetConsumingEnumerable()) work();
+        }) { IsBackground = true, Name = name };
+        _thread.Start();
+    }
+
+    /// <summary>Starts <paramref name="count"/> workers with <paramref name="intraOpThreads"/> each and restores the caller's thread count.</summary>
+    public static TorchWorker[] StartMany(int count, int intraOpThreads, string name)
+    {
+        if (count < 1) throw new ArgumentOutOfRangeException(nameof(count), count, "need at least one worker");
+        if (intraOpThreads < 1) throw new ArgumentOutOfRangeException(nameof(intraOpThreads), intraOpThreads, "need at least one intra-op thread");
+        TorchRuntime.EnsureLoaded();
+        int callerThreads = get_num_threads();
+        using var ready = new CountdownEvent(count);
+        var workers = Enumerable.Range(0, count).Select(i => new TorchWorker($"{name}-{i}", intraOpThreads, ready)).ToArray();
+        ready.Wait();
+        set_num_threads(callerThreads);
+        return workers;
+    }
+
+    /// <summary>Queues <paramref name="work"/>; the task completes with its result or its exception.</summary>
+    public Task<T> Run<T>(Func<T> work)
+    {
+        var completion = new TaskCompletionSource<T>(TaskCreationOptions.RunContinuationsAsynchronously);
+        _queue.Add(() =>
+        {
+            try { completion.SetResult(work()); }
+            catch (Exception e) { completion.SetException(e); }
+        });
+        return completion.Task;
+    }
+
+    public void Dispose()
+    {
+        _queue.CompleteAdding();
+        _thread.Join();
+        _queue.Dispose();
+    }
+}
