@@ -225,3 +225,35 @@ public class DiffusionTrainerTests
         Assert.False(images.Equals(TextToImage.Generate(model, ["1girl, red_hair", "1boy"], options with { Seed = 4 })));
     }
 }
+
+public class TorchWorkerTests
+{
+    [Fact]
+    public async Task Workers_keep_their_own_intra_op_thread_count_after_the_caller_restores_its_own()
+    {
+        Torch.Load();
+        int caller = TorchSharp.torch.get_num_threads();
+        var workers = TorchWorker.StartMany(2, intraOpThreads: caller + 2, "test-worker");
+        try
+        {
+            Assert.Equal(caller, TorchSharp.torch.get_num_threads());
+            foreach (var worker in workers)
+            {
+                // A large op (past libtorch's serial grain size) after the caller restored the process-wide count.
+                int seen = await worker.Run(() =>
+                {
+                    using var x = TorchSharp.torch.ones(1 << 20);
+                    using var sum = x.sum();
+                    return TorchSharp.torch.get_num_threads();
+                });
+                Assert.Equal(caller + 2, seen);
+            }
+            var failure = await Assert.ThrowsAsync<InvalidOperationException>(() => workers[0].Run<int>(() => throw new InvalidOperationException("boom")));
+            Assert.Equal("boom", failure.Message);
+        }
+        finally
+        {
+            foreach (var worker in workers) worker.Dispose();
+        }
+    }
+}

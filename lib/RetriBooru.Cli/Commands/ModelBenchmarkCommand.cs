@@ -40,9 +40,8 @@ public sealed class ModelBenchmarkCommand(IAnsiConsole console) : Command<ModelB
         public int SampleSteps { get; init; } = 50;
 
         [CommandOption("--threads <N>")]
-        [Description("Intra-op threads, fixed for reproducibility (default 1: libtorch's OpenMP workers spin-wait, and on a busy 2-core machine 2 threads ran ~8x slower than 1).")]
-        [DefaultValue(1)]
-        public int Threads { get; init; } = 1;
+        [Description("Intra-op threads, fixed for reproducibility (default: the machine's cores; training splits each batch across them, one libtorch thread per part, and OpenMP waits passively so a busy machine does not collapse).")]
+        public int Threads { get; init; } = TorchRuntime.DefaultThreads;
 
         [CommandOption("--save-samples <DIR>")]
         [Description("Also write the sampled images (prompt: red background, blue square) as PNGs.")]

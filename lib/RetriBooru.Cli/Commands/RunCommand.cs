@@ -28,9 +28,8 @@ public class RunSettings : CommandSettings
     public bool Force { get; init; }
 
     [CommandOption("--threads <N>")]
-    [Description("libtorch intra-op threads (fixed, for reproducibility).")]
-    [DefaultValue(1)]
-    public int Threads { get; init; } = 1;
+    [Description("Intra-op threads, fixed for reproducibility (default: the machine's cores; training splits each batch across them, one libtorch thread per part, and OpenMP waits passively so a busy machine does not collapse).")]
+    public int Threads { get; init; } = TorchRuntime.DefaultThreads;
 
     [CommandOption("--device <DEVICE>")]
     [DefaultValue("cpu")]

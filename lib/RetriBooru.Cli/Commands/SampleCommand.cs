@@ -48,8 +48,8 @@ public sealed class SampleCommand(IAnsiConsole console) : Command<SampleCommand.
         public string Out { get; init; } = "";
 
         [CommandOption("--threads <N>")]
-        [DefaultValue(1)]
-        public int Threads { get; init; } = 1;
+        [Description("Intra-op threads, fixed for reproducibility (default: the machine's cores; training splits each batch across them, one libtorch thread per part, and OpenMP waits passively so a busy machine does not collapse).")]
+        public int Threads { get; init; } = TorchRuntime.DefaultThreads;
 
         public override ValidationResult Validate()
         {

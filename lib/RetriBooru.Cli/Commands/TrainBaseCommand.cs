@@ -128,9 +128,8 @@ public sealed class TrainBaseCommand(IAnsiConsole console) : Command<TrainBaseCo
         public string Device { get; init; } = "cpu";
 
         [CommandOption("--threads <N>")]
-        [Description("Intra-op threads, fixed for reproducibility (default 1: libtorch's OpenMP workers spin-wait, and on a busy 2-core machine 2 threads ran ~8x slower than 1).")]
-        [DefaultValue(1)]
-        public int Threads { get; init; } = 1;
+        [Description("Intra-op threads, fixed for reproducibility (default: the machine's cores; training splits each batch across them, one libtorch thread per part, and OpenMP waits passively so a busy machine does not collapse).")]
+        public int Threads { get; init; } = TorchRuntime.DefaultThreads;
 
         [CommandOption("--log-every <N>")]
         [DefaultValue(50)]

@@ -117,8 +117,8 @@ public sealed class TrainCommand(IAnsiConsole console) : Command<TrainCommand.Se
         public string Device { get; init; } = "cpu";
 
         [CommandOption("--threads <N>")]
-        [DefaultValue(1)]
-        public int Threads { get; init; } = 1;
+        [Description("Intra-op threads, fixed for reproducibility (default: the machine's cores; training splits each batch across them, one libtorch thread per part, and OpenMP waits passively so a busy machine does not collapse).")]
+        public int Threads { get; init; } = TorchRuntime.DefaultThreads;
 
         [CommandOption("--log-every <N>")]
         [DefaultValue(50)]

@@ -23,7 +23,7 @@ public sealed record RunOptions
     public int? OnlyPoint { get; init; }
     /// <summary>Recompute every stage even when a finished one exists.</summary>
     public bool Force { get; init; }
-    public int Threads { get; init; } = 1;
+    public int Threads { get; init; } = TorchRuntime.DefaultThreads;
     public string Device { get; init; } = "cpu";
     public string? SpecFile { get; init; }
 }

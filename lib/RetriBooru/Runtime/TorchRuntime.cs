@@ -82,6 +82,13 @@ public static class TorchRuntime
         catch (Exception e) when (e is not OutOfMemoryException) { return false; }
     }
 
+    /// <summary>
+    /// The default of every --threads option: the machine's cores. Training splits each batch across them (one libtorch
+    /// thread per part, see <see cref="Diffusion.DiffusionTrainer"/>), and OpenMP waits passively
+    /// (<see cref="OpenMpWaitPolicy"/>), so another busy process does not make the workers spin.
+    /// </summary>
+    public static int DefaultThreads => Math.Max(1, Environment.ProcessorCount);
+
     public static int Threads
     {
         get { EnsureLoaded(); return get_num_threads(); }

@@ -5,8 +5,8 @@ namespace RetriBooru.Runtime;
 
 /// <summary>
 /// A long-lived thread that runs libtorch work with its own intra-op thread count. libtorch keeps the OpenMP thread
-/// count per thread, and a new thread takes the process-wide value on its first parallel op; so the worker sets its
-/// count and runs one op before anyone else may change the process-wide value again (<see cref="StartMany"/> restores
+/// count per thread, and a new thread copies the process-wide value when it first asks for it; so the worker sets its
+/// count and makes libtorch initialise it before anyone else may change the process-wide value again (<see cref="StartMany"/> restores
 /// it). Used to split a training batch across cores: independent single-threaded streams scale where the tiny
 /// model's small convolutions do not (measured: 2 threads inside one op gave 1.1x; 2 streams ~1.7x).
 /// </summary>
@@ -20,12 +20,17 @@ public sealed class TorchWorker : IDisposable
         _thread = new Thread(() =>
         {
             set_num_threads(intraOpThreads);
-            using (var warm = ones(4096)) warm.add_(warm);
+            // get_num_threads runs libtorch's once-per-thread initialisation, which copies the process-wide count
+            // (just set to ours); without it the first large op would copy whatever the caller restores later.
+            ActualThreads = get_num_threads();
             ready.Signal();
             foreach (var work in _queue.GetConsumingEnumerable()) work();
         }) { IsBackground = true, Name = name };
         _thread.Start();
     }
+
+    /// <summary>The intra-op thread count libtorch reports on this worker after start-up.</summary>
+    public int ActualThreads { get; private set; }
 
     /// <summary>Starts <paramref name="count"/> workers with <paramref name="intraOpThreads"/> each and restores the caller's thread count.</summary>
     public static TorchWorker[] StartMany(int count, int intraOpThreads, string name)
