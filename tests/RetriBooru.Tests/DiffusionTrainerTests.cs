@@ -96,7 +96,7 @@ public class DiffusionTrainerTests
         var source = new DatasetFolderSource(data, Micro.ImageSize);
         using var model = BaseModelFactory.Create(Micro, source, 0);
         Assert.Equal(5, new DiffusionTrainer(new TextToImageTask(model, source), options) { Shards = 16 }.ResolveShards());
-        Assert.Equal([(0, 2), (2, 2), (4, 1)], DiffusionTrainer.ShardRanges(5, 3));
+        Assert.Equal([(0, 2), (2, 2), (4, 1)], TorchWorker.Split(5, 3));
     }
 
     [Fact]

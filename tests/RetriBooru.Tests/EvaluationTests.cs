@@ -6,6 +6,7 @@ using RetriBooru.Imaging;
 using RetriBooru.Metrics;
 using RetriBooru.Metrics.Vqa;
 using RetriBooru.Modeling;
+using RetriBooru.Runtime;
 using Spectre.Console.Testing;
 using Xunit;
 using static TorchSharp.torch;
@@ -186,6 +187,14 @@ public class EvaluationTests(EvaluationWorld world, Xunit.Abstractions.ITestOutp
         }
         // Different seeds in one batch give different samples.
         Assert.True((batch[0] - batch[1]).abs().max().item<float>() > 1e-2);
+        // Split across two threads (2 + 1 samples), the samples are the same up to rounding and in the same order.
+        using (var pool = new TorchWorkerPool(2, "test-sampling"))
+        {
+            var split = ReferenceSampler.GenerateSplit(world.Model, net, ["1girl", "1girl", "1girl"], [crops, crops, crops], Small.Sampling, seeds, pool.Workers);
+            Assert.Equal(batch.shape, split.shape);
+            double difference = (batch - split).abs().max().item<float>();
+            Assert.True(difference < 1e-4, $"split and whole batch differ by {difference}");
+        }
         Assert.Throws<ArgumentException>(() => ReferenceSampler.Generate(world.Model, net, ["1girl"], [crops], Small.Sampling with { Eta = 1 }, sampleSeeds: [1]));
     }
 

@@ -60,13 +60,18 @@ public sealed class StepBenchmarkCommand(IAnsiConsole console) : Command<StepBen
         console.MarkupLine($"step benchmark: config {settings.Config}, batch {settings.Batch}, {settings.Steps} steps per model, {settings.References} references, " +
                            $"{settings.Threads} thread(s), seed {settings.Seed}");
         var phases = StepBenchmark.Run(options, new SyncProgress<string>(m => console.MarkupLine(Markup.Escape(m))), cancellationToken);
-        var table = new Table().AddColumns("model", "trainable", "refs", "steps/s", "img/s", "step vs base", "1st step s", "peak MiB", "loss");
-        var baseRate = phases[0].StepsPerSecond;
+        var table = new Table().AddColumns("model", "loop", "threads", "shards", "trainable", "refs", "steps/s", "img/s", "wait ms", "step vs base", "1st step s", "peak MiB", "loss");
+        var baseline = phases.Last(p => p.Model == "base");
         foreach (var p in phases)
-            table.AddRow(p.Model, p.TrainableParameters.ToString("N0"), p.References.ToString(), p.StepsPerSecond.ToString("F2"), (p.StepsPerSecond * p.BatchSize).ToString("F1"),
-                (baseRate / p.StepsPerSecond).ToString("F2") + "x", p.FirstStepSeconds.ToString("F2"), p.PeakRssMiB.ToString("F0"), p.FinalLoss.ToString("F4"));
+            table.AddRow(p.Model, p.Loop, p.Threads.ToString(), p.Shards.ToString(), p.TrainableParameters.ToString("N0"), p.References.ToString(), p.StepsPerSecond.ToString("F2"),
+                (p.StepsPerSecond * p.BatchSize).ToString("F1"), p.DataWaitMs.ToString("F2"), (baseline.StepsPerSecond / p.StepsPerSecond).ToString("F2") + "x",
+                p.FirstStepSeconds.ToString("F2"), p.PeakRssMiB.ToString("F0"), p.FinalLoss.ToString("F4"));
         console.Write(table);
-        console.MarkupLine("Peak RSS is the largest resident set seen after any step of that model's phase; phases run one after the other in this process, so later phases include what earlier ones left allocated.");
+        var bare = phases.First(p => p.Loop == "bare");
+        var single = phases.First(p => p.Model == "base" && p.Loop == "trainer");
+        console.MarkupLine($"trainer vs bare loop (1 thread): {single.StepsPerSecond / bare.StepsPerSecond:P0} of the bare loop's rate; " +
+                           $"{baseline.Threads} threads vs 1: {baseline.StepsPerSecond / single.StepsPerSecond:F2}x; load average {Markup.Escape(File.ReadAllText("/proc/loadavg").Trim())}");
+        console.MarkupLine("Steps/s count steps after the first. Peak RSS is the largest resident set seen after any step of a phase; phases run one after the other in this process, so later phases include what earlier ones left allocated.");
         return ExitCodes.Ok;
     }
 }

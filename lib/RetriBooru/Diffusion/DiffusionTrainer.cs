@@ -162,37 +162,30 @@ public sealed class DiffusionTrainer(ITrainingTask task, TrainerOptions options)
 
         var losses = new List<double>();
         long end = Math.Min(options.Steps, options.StopAfter ?? options.Steps);
-        var workers = shards > 1 ? TorchWorker.StartMany(shards, intraOpThreads: 1, "retribooru-shard") : [];
+        using var workers = new TorchWorkerPool(shards, "retribooru-shard");
         using var prefetch = new BatchPrefetcher(task, options, start, end);
         double waited = 0;
         var clock = Stopwatch.StartNew();
         long step = start;
-        try
+        for (; step < end && !cancellation.IsCancellationRequested; step++)
         {
-            for (; step < end && !cancellation.IsCancellationRequested; step++)
-            {
-                using var scope = NewDisposeScope();
-                var stepClock = Stopwatch.StartNew();
-                using var batch = prefetch.Take(step);
-                double wait = stepClock.Elapsed.TotalSeconds;
-                waited += wait;
-                buffer.ZeroGradients();
-                double value = shards > 1 ? ShardedGradients(batch, buffer, workers) : SingleGradients(batch);
-                double gradNorm = buffer.ClipGradNorm(options.GradClip);
-                if (!double.IsFinite(gradNorm)) throw new InvalidOperationException($"step {step}: gradient norm is {gradNorm} (loss {value}); lower the learning rate");
-                double lr = options.LearningRateAt(step);
-                optimizer.Step(lr);
-                ema?.Update(step);
-                losses.Add(value);
-                log.Add(JsonSerializer.Serialize(new LossLogEntry(step, value, lr, gradNorm, stepClock.Elapsed.TotalSeconds), WorkbenchJson.Lines));
-                progress?.Report(new TrainingProgress(step, options.Steps, value, lr, gradNorm, (step - start + 1) / clock.Elapsed.TotalSeconds, wait));
-                if (options.CheckpointEvery > 0 && (step + 1) % options.CheckpointEvery == 0 && step + 1 < end)
-                    SaveCheckpoint(outDir, step + 1, optimizer, ema, log);
-            }
-        }
-        finally
-        {
-            foreach (var worker in workers) worker.Dispose();
+            using var scope = NewDisposeScope();
+            var stepClock = Stopwatch.StartNew();
+            using var batch = prefetch.Take(step);
+            double wait = stepClock.Elapsed.TotalSeconds;
+            waited += wait;
+            buffer.ZeroGradients();
+            double value = shards > 1 ? ShardedGradients(batch, buffer, workers.Workers) : SingleGradients(batch);
+            double gradNorm = buffer.ClipGradNorm(options.GradClip);
+            if (!double.IsFinite(gradNorm)) throw new InvalidOperationException($"step {step}: gradient norm is {gradNorm} (loss {value}); lower the learning rate");
+            double lr = options.LearningRateAt(step);
+            optimizer.Step(lr);
+            ema?.Update(step);
+            losses.Add(value);
+            log.Add(JsonSerializer.Serialize(new LossLogEntry(step, value, lr, gradNorm, stepClock.Elapsed.TotalSeconds), WorkbenchJson.Lines));
+            progress?.Report(new TrainingProgress(step, options.Steps, value, lr, gradNorm, (step - start + 1) / clock.Elapsed.TotalSeconds, wait));
+            if (options.CheckpointEvery > 0 && (step + 1) % options.CheckpointEvery == 0 && step + 1 < end)
+                SaveCheckpoint(outDir, step + 1, optimizer, ema, log);
         }
         double rate = (step - start) / Math.Max(clock.Elapsed.TotalSeconds, 1e-9);
         SaveCheckpoint(outDir, step, optimizer, ema, log);
@@ -226,31 +219,17 @@ public sealed class DiffusionTrainer(ITrainingTask task, TrainerOptions options)
     /// Splits the batch into contiguous shards, one per worker; each returns its gradient flattened, and they are summed
     /// in shard order so the result does not depend on which worker finishes first.
     /// </summary>
-    double ShardedGradients(ITrainingBatch batch, ParameterBuffer buffer, TorchWorker[] workers)
+    double ShardedGradients(ITrainingBatch batch, ParameterBuffer buffer, IReadOnlyList<TorchWorker> workers)
     {
         var inputs = buffer.Parameters.Select(p => (Tensor)p.Value).ToList();
-        var ranges = ShardRanges(batch.Count, workers.Length);
-        var pending = ranges.Select((range, i) => workers[i].Run(() =>
+        var results = TorchWorker.RunSplit(workers, batch.Count, (start, count) =>
         {
             using var scope = NewDisposeScope();
-            var loss = task.Loss(batch, range.Start, range.Count);
+            var loss = task.Loss(batch, start, count);
             var grads = autograd.grad([loss], inputs, allow_unused: true);
             var flat = buffer.Flatten(grads.Select(g => g is null || g.Handle == IntPtr.Zero ? null : g).ToList());
             return (Gradient: flat.MoveToOuterDisposeScope(), Loss: (double)loss.item<float>());
-        })).ToList();
-        // Wait for every shard before touching results, so a failure never leaves a worker using the batch.
-        Exception? failure = null;
-        var results = new List<(Tensor Gradient, double Loss)>();
-        foreach (var shard in pending)
-        {
-            try { results.Add(shard.GetAwaiter().GetResult()); }
-            catch (Exception e) { failure ??= e; }
-        }
-        if (failure is not null)
-        {
-            foreach (var result in results) result.Gradient.Dispose();
-            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(failure).Throw();
-        }
+        }, release: result => result.Gradient.Dispose());
         double total = 0;
         using (no_grad())
             for (int i = 0; i < results.Count; i++)
@@ -261,20 +240,6 @@ public sealed class DiffusionTrainer(ITrainingTask task, TrainerOptions options)
                 total += results[i].Loss;
             }
         return total;
-    }
-
-    /// <summary>Contiguous [start, start + count) ranges covering <paramref name="count"/> examples in <paramref name="shards"/> near-equal parts.</summary>
-    public static IReadOnlyList<(int Start, int Count)> ShardRanges(int count, int shards)
-    {
-        var ranges = new List<(int, int)>();
-        int start = 0;
-        for (int i = 0; i < shards; i++)
-        {
-            int size = count / shards + (i < count % shards ? 1 : 0);
-            if (size > 0) ranges.Add((start, size));
-            start += size;
-        }
-        return ranges;
     }
 
     void SaveCheckpoint(string outDir, long step, AdamW optimizer, ExponentialMovingAverage? ema, List<string> log)

@@ -179,4 +179,23 @@ public static class ReferenceSampler
         var latents = sampler.Sample(Denoise, noise, options.Steps, options.Eta, generator, progress);
         return model.ToImages(latents).MoveToOuterDisposeScope();
     }
+
+    /// <summary>
+    /// <see cref="Generate"/> with per-sample seeds, the samples split across <paramref name="workers"/> in contiguous groups
+    /// (concatenated back in order): each sample is what it would be alone up to float rounding, whatever the split. One
+    /// worker, one sample, or a model whose prediction cannot run concurrently: a single <see cref="Generate"/> on this thread.
+    /// </summary>
+    public static Tensor GenerateSplit(DiffusionModel model, IReferenceConditionedModel branch, IReadOnlyList<string> prompts,
+        IReadOnlyList<IReadOnlyList<ReferenceCrop>> references, ReferenceSamplingOptions options, IReadOnlyList<long> sampleSeeds, IReadOnlyList<TorchWorker> workers)
+    {
+        if (workers.Count <= 1 || prompts.Count <= 1 || !branch.ConcurrentPredict)
+            return Generate(model, branch, prompts, references, options, sampleSeeds: sampleSeeds);
+        if (prompts.Count != references.Count || prompts.Count != sampleSeeds.Count)
+            throw new ArgumentException($"{prompts.Count} prompts, {references.Count} reference sets and {sampleSeeds.Count} seeds: one of each per sample");
+        var parts = TorchWorker.RunSplit(workers, prompts.Count, (start, count) =>
+            Generate(model, branch, prompts.Skip(start).Take(count).ToList(), references.Skip(start).Take(count).ToList(), options,
+                sampleSeeds: sampleSeeds.Skip(start).Take(count).ToList()), release: part => part.Dispose());
+        try { return cat(parts, 0); }
+        finally { foreach (var part in parts) part.Dispose(); }
+    }
 }

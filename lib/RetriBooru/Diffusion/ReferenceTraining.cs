@@ -227,8 +227,7 @@ public sealed class ReferenceTrainingTask : ITrainingTask, IDisposable
         return (error.sum() / batch.Normaliser).MoveToOuterDisposeScope();
     }
 
-    /// <summary>IP-Adapter hands its image tokens to the U-Net's attention layers through module state, so its loss runs on one thread.</summary>
-    public bool ConcurrentLoss => branch is not IpAdapterModel;
+    public bool ConcurrentLoss => branch.ConcurrentPredict;
 
     /// <summary>Figure masks resized to model resolution ([B, 1, h, w]); all ones for examples without a mask.</summary>
     static Tensor LossWeights(IReadOnlyList<ReferenceExample> examples, long height, long width)

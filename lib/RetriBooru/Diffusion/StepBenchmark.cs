@@ -3,6 +3,7 @@ using RetriBooru.Data;
 using RetriBooru.Data.Synth;
 using RetriBooru.Modeling;
 using RetriBooru.Runtime;
+using TorchSharp;
 
 namespace RetriBooru.Diffusion;
 
@@ -12,13 +13,18 @@ namespace RetriBooru.Diffusion;
 /// <param name="StepsPerSecond">Steady rate: steps after the first over the time after the first.</param>
 /// <param name="FirstStepSeconds">The first step (allocation, kernel selection) on its own.</param>
 /// <param name="PeakRssMiB">Largest resident set size seen after any step of the phase.</param>
+/// <param name="Loop">"trainer" (<see cref="DiffusionTrainer"/>) or "bare" (the same task and optimiser calls in a plain loop, one thread).</param>
+/// <param name="Threads">libtorch threads of the phase's calling thread.</param>
+/// <param name="Shards">Threads each batch was split across.</param>
+/// <param name="DataWaitMs">Mean time a step waited for its prepared batch (the trainer prefetches; the bare loop prepares inline).</param>
 public sealed record StepBenchmarkPhase(string Model, long TrainableParameters, int Steps, int BatchSize, int References, double StepsPerSecond,
-    double FirstStepSeconds, double PeakRssMiB, double FinalLoss);
+    double FirstStepSeconds, double PeakRssMiB, double FinalLoss, string Loop = "trainer", int Threads = 1, int Shards = 1, double DataWaitMs = 0);
 
 /// <summary>
 /// Training step time of a reference-conditioned model against the base U-Net's own step, in one process on the same
-/// data (a small RetriBooru-Synth world written to a temporary folder): issue #5's benchmark. Figures, not a test:
-/// they depend on the machine and its load.
+/// data (a small RetriBooru-Synth world written to a temporary folder): issue #5's benchmark. The base step is timed three
+/// ways: a bare loop of the same calls and the trainer, both on one thread (the trainer's own overhead), and the trainer at
+/// the caller's thread count (what threads buy). Figures, not a test: they depend on the machine and its load.
 /// </summary>
 public static class StepBenchmark
 {
@@ -52,10 +58,25 @@ public static class StepBenchmark
             var phases = new List<StepBenchmarkPhase>();
             var source = new DatasetFolderSource(dataset, config.ImageSize);
             {
-                progress?.Report("base U-Net step");
                 using var model = BaseModelFactory.Create(config, source, options.Seed);
                 var task = new TextToImageTask(model, source);
-                phases.Add(Measure("base", task, 0, options, Path.Combine(root, "base"), cancellation));
+                int threads = TorchRuntime.Threads;
+                // The trainer against a plain loop of the same calls, both on one thread; then the trainer at the
+                // default thread count (the batch split across threads). Each phase continues training the same model.
+                progress?.Report("base U-Net step: bare loop, 1 thread");
+                TorchRuntime.Threads = 1;
+                try
+                {
+                    phases.Add(MeasureBareLoop("base", task, options, cancellation));
+                    progress?.Report("base U-Net step: trainer, 1 thread");
+                    phases.Add(Measure("base", task, 0, options, Path.Combine(root, "base-1"), cancellation, shards: 1));
+                }
+                finally { TorchRuntime.Threads = threads; }
+                if (threads > 1)
+                {
+                    progress?.Report($"base U-Net step: trainer, {threads} threads");
+                    phases.Add(Measure("base", task, 0, options, Path.Combine(root, "base"), cancellation));
+                }
             }
             // Loaded once: every reference model trains on the same in-memory examples (the task only reads them).
             using var data = new ReferenceDataset(dataset, ManifestReader.Read(dataset, "b", SplitNames.Train), config.ImageSize);
@@ -75,7 +96,7 @@ public static class StepBenchmark
         }
     }
 
-    static StepBenchmarkPhase Measure(string name, ITrainingTask task, int references, Options options, string outDir, CancellationToken cancellation)
+    static StepBenchmarkPhase Measure(string name, ITrainingTask task, int references, Options options, string outDir, CancellationToken cancellation, int? shards = null)
     {
         double peak = 0, firstStepAt = 0, lastStepAt = 0, lastLoss = double.NaN;
         var clock = Stopwatch.StartNew();
@@ -89,9 +110,47 @@ public static class StepBenchmark
         });
         // Only the final checkpoint is written, after the last step is timed, so the rate is the step's own.
         var trainer = new TrainerOptions { Steps = options.Steps, BatchSize = options.BatchSize, LearningRate = 5e-4, WarmupSteps = 0, Seed = options.Seed, CheckpointEvery = 0 };
-        var result = new DiffusionTrainer(task, trainer).Run(outDir, progress: progress, cancellation: cancellation);
+        var result = new DiffusionTrainer(task, trainer) { Shards = shards }.Run(outDir, progress: progress, cancellation: cancellation);
         long trainable = task.TrainableParameters.Sum(p => p.Value.numel());
         double rate = (result.StepsDone - 1) / Math.Max(lastStepAt - firstStepAt, 1e-9);
-        return new StepBenchmarkPhase(name, trainable, (int)result.StepsDone, options.BatchSize, references, rate, firstStepAt, peak, lastLoss);
+        return new StepBenchmarkPhase(name, trainable, (int)result.StepsDone, options.BatchSize, references, rate, firstStepAt, peak, lastLoss,
+            "trainer", TorchRuntime.Threads, result.Shards, 1000 * result.DataWaitSeconds / Math.Max(result.StepsDone, 1));
+    }
+
+    /// <summary>
+    /// The model and optimiser calls of a training step and nothing else (no prefetch, clipping, EMA, log or
+    /// progress), timed like <see cref="Measure"/>: what the trainer's own overhead is measured against.
+    /// </summary>
+    static StepBenchmarkPhase MeasureBareLoop(string name, ITrainingTask task, Options options, CancellationToken cancellation)
+    {
+        using var buffer = new ParameterBuffer(task.TrainableParameters, task.LearningRateScale);
+        using var optimizer = new AdamW(buffer);
+        var order = new DataOrder(options.Seed, task.ExampleCount);
+        double peak = 0, firstStepAt = 0, lastLoss = double.NaN, waited = 0;
+        var clock = Stopwatch.StartNew();
+        int step = 0;
+        for (; step < options.Steps && !cancellation.IsCancellationRequested; step++)
+        {
+            using var scope = torch.NewDisposeScope();
+            using var generator = Seeding.TorchGenerator(options.Seed, $"step/{step}");
+            var prepareStart = clock.Elapsed.TotalSeconds;
+            ITrainingBatch batch;
+            using (torch.no_grad()) batch = task.Prepare(order.Batch(step, options.BatchSize), step, generator);
+            waited += clock.Elapsed.TotalSeconds - prepareStart;
+            using (batch)
+            {
+                buffer.ZeroGradients();
+                var loss = task.Loss(batch, 0, batch.Count);
+                loss.backward();
+                optimizer.Step(5e-4);
+                lastLoss = loss.item<float>();
+            }
+            if (step == 0) firstStepAt = clock.Elapsed.TotalSeconds;
+            using var self = Process.GetCurrentProcess();
+            peak = Math.Max(peak, self.WorkingSet64 / 1048576.0);
+        }
+        double rate = (step - 1) / Math.Max(clock.Elapsed.TotalSeconds - firstStepAt, 1e-9);
+        return new StepBenchmarkPhase(name, task.TrainableParameters.Sum(p => p.Value.numel()), step, options.BatchSize, 0, rate, firstStepAt, peak, lastLoss,
+            "bare", TorchRuntime.Threads, 1, 1000 * waited / Math.Max(step, 1));
     }
 }

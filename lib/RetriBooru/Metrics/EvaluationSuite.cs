@@ -157,6 +157,8 @@ public sealed class EvaluationSuite : IDisposable
         var leakageBaselines = new SortedDictionary<string, double?>(StringComparer.Ordinal);
         Directory.CreateDirectory(outDir);
         int total = sets.Count * options.SamplesPerReference, done = 0, skippedSets = 0;
+        // A set's samples are split across threads, one libtorch thread each (deterministic sampling only: see GenerateSet).
+        using var samplingWorkers = new TorchWorkerPool(options.Sampling.Eta == 0 && branch.ConcurrentPredict ? Math.Min(TorchRuntime.Threads, options.SamplesPerReference) : 1, "retribooru-sampling");
         foreach (var set in sets)
         {
             var prompt = PromptViews.Apply(options.PromptView, set.Prompt, set.Character);
@@ -186,7 +188,7 @@ public sealed class EvaluationSuite : IDisposable
                 }
                 cancellationToken.ThrowIfCancellationRequested();
                 var seeds = Enumerable.Range(0, options.SamplesPerReference).Select(k => SampleSeed(options.Seed, set.Id, k)).ToList();
-                var images = GenerateSet(model, branch, prompt, crops, options.Sampling, seeds);
+                var images = GenerateSet(model, branch, prompt, crops, options.Sampling, seeds, samplingWorkers.Workers);
                 for (int k = 0; k < options.SamplesPerReference; k++)
                 {
                     var image = images[k];
@@ -236,17 +238,17 @@ public sealed class EvaluationSuite : IDisposable
 
     /// <summary>
     /// The K samples of one reference set, each from its own recorded seed. With deterministic sampling (eta 0) they are
-    /// generated as one batch (a sample then differs from its alone-generated self only by float rounding); otherwise
-    /// one at a time, because the per-step noise of a batch comes from one generator.
+    /// generated as batches split across <paramref name="workers"/> (a sample then differs from its alone-generated self
+    /// only by float rounding); otherwise one at a time, because the per-step noise of a batch comes from one generator.
     /// </summary>
     static List<SKBitmap> GenerateSet(DiffusionModel model, IReferenceConditionedModel branch, string prompt, IReadOnlyList<ReferenceCrop> crops,
-        ReferenceSamplingOptions sampling, IReadOnlyList<long> seeds)
+        ReferenceSamplingOptions sampling, IReadOnlyList<long> seeds, IReadOnlyList<TorchWorker> workers)
     {
         var images = new List<SKBitmap>();
         using var scope = NewDisposeScope();
         if (sampling.Eta == 0)
         {
-            var generated = ReferenceSampler.Generate(model, branch, Enumerable.Repeat(prompt, seeds.Count).ToList(), Enumerable.Repeat(crops, seeds.Count).ToList(), sampling, sampleSeeds: seeds);
+            var generated = ReferenceSampler.GenerateSplit(model, branch, Enumerable.Repeat(prompt, seeds.Count).ToList(), Enumerable.Repeat(crops, seeds.Count).ToList(), sampling, seeds, workers);
             for (int k = 0; k < seeds.Count; k++) images.Add(ImageTensor.ToBitmap(generated[k]));
             return images;
         }

@@ -63,6 +63,8 @@ public sealed class IpAdapterModel : nn.Module, IReferenceConditionedModel
     readonly int _deepestIndex;
 
     public string Kind => "ipadapter";
+    /// <summary>The image tokens reach the U-Net's attention layers through module state set for the call: one thread at a time.</summary>
+    public bool ConcurrentPredict => false;
     public nn.Module Module => this;
     public UNet2DConditionModel Unet => unet;
 

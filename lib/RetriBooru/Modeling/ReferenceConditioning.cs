@@ -79,6 +79,9 @@ public interface IReferenceConditionedModel
 
     /// <summary>Predicts the model target (epsilon or v) for a noisy sample. <paramref name="references"/> null = no references.</summary>
     Tensor Predict(Tensor noisy, Tensor timesteps, Tensor textContext, ReferenceBatch? references);
+
+    /// <summary>Whether <see cref="Predict"/> may run on several threads at once (false when it passes per-call state through its modules).</summary>
+    bool ConcurrentPredict => true;
 }
 
 /// <summary>Helpers shared by the reference-conditioned models.</summary>

@@ -58,10 +58,60 @@ public sealed class TorchWorker : IDisposable
         return completion.Task;
     }
 
+    /// <summary>Contiguous [start, start + count) ranges covering <paramref name="count"/> items in at most <paramref name="parts"/> near-equal parts.</summary>
+    public static IReadOnlyList<(int Start, int Count)> Split(int count, int parts)
+    {
+        var ranges = new List<(int, int)>();
+        int start = 0;
+        for (int i = 0; i < parts; i++)
+        {
+            int size = count / parts + (i < count % parts ? 1 : 0);
+            if (size > 0) ranges.Add((start, size));
+            start += size;
+        }
+        return ranges;
+    }
+
+    /// <summary>
+    /// Splits <paramref name="count"/> items across the workers (<see cref="Split"/>), runs <paramref name="work"/>(start, count)
+    /// for each part on its own worker and returns the results in part order. Waits for every part before returning or
+    /// throwing, so no worker still uses the caller's inputs; on a failure the finished parts' results are released.
+    /// </summary>
+    public static List<T> RunSplit<T>(IReadOnlyList<TorchWorker> workers, int count, Func<int, int, T> work, Action<T>? release = null)
+    {
+        var ranges = Split(count, workers.Count);
+        var pending = ranges.Select((range, i) => workers[i].Run(() => work(range.Start, range.Count))).ToList();
+        Exception? failure = null;
+        var results = new List<T>();
+        foreach (var part in pending)
+        {
+            try { results.Add(part.GetAwaiter().GetResult()); }
+            catch (Exception e) { failure ??= e; }
+        }
+        if (failure is null) return results;
+        if (release is not null) foreach (var result in results) release(result);
+        System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(failure).Throw();
+        throw failure; // unreachable: Throw() does not return
+    }
+
     public void Dispose()
     {
         _queue.CompleteAdding();
         _thread.Join();
         _queue.Dispose();
+    }
+}
+
+/// <summary>A set of <see cref="TorchWorker"/>s disposed together (empty when the work stays on the caller's thread).</summary>
+public sealed class TorchWorkerPool : IDisposable
+{
+    public IReadOnlyList<TorchWorker> Workers { get; }
+
+    /// <param name="count">Workers to start; below 2 none are (one part runs as well on the caller's thread).</param>
+    public TorchWorkerPool(int count, string name) => Workers = count >= 2 ? TorchWorker.StartMany(count, intraOpThreads: 1, name) : [];
+
+    public void Dispose()
+    {
+        foreach (var worker in Workers) worker.Dispose();
     }
 }

@@ -22,7 +22,8 @@ public sealed partial class ClipBpeTokenizer : IPromptTokenizer
     readonly Dictionary<string, int> vocab;
     readonly Dictionary<(string, string), int> mergeRanks;
     readonly string[] mergeLines;
-    readonly Dictionary<string, string[]> cache = new(StringComparer.Ordinal);
+    // Concurrent: sampling and training shards encode prompts from several threads.
+    readonly System.Collections.Concurrent.ConcurrentDictionary<string, string[]> cache = new(StringComparer.Ordinal);
     static readonly string[] ByteToUnicode = BuildByteToUnicode();
 
     public int MaxLength { get; }
