@@ -9,6 +9,9 @@ public static class CliApp
 {
     public static int Run(string[] args, IAnsiConsole? console = null)
     {
+        // Redirected output (a log file, CI, a Slurm job) has no terminal width; Spectre then assumes 80 columns and wraps
+        // every table cell into unreadable slivers. Logs are read in editors: give tables room.
+        if (console is null && Console.IsOutputRedirected) AnsiConsole.Profile.Width = 200;
         var app = new CommandApp();
         app.Configure(config =>
         {

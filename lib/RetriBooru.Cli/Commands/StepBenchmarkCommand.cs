@@ -60,17 +60,20 @@ public sealed class StepBenchmarkCommand(IAnsiConsole console) : Command<StepBen
         console.MarkupLine($"step benchmark: config {settings.Config}, batch {settings.Batch}, {settings.Steps} steps per model, {settings.References} references, " +
                            $"{settings.Threads} thread(s), seed {settings.Seed}");
         var phases = StepBenchmark.Run(options, new SyncProgress<string>(m => console.MarkupLine(Markup.Escape(m))), cancellationToken);
-        var table = new Table().AddColumns("model", "loop", "threads", "shards", "trainable", "refs", "steps/s", "img/s", "wait ms", "step vs base", "1st step s", "peak MiB", "loss");
+        var table = new Table().AddColumns("model", "loop", "threads", "shards", "trainable", "refs", "steps/s", "img/s", "wait ms", "GFLOP/step", "GFLOP/s", "MFU", "step vs base", "1st step s", "peak MiB", "loss");
         var baseline = phases.Last(p => p.Model == "base");
         foreach (var p in phases)
             table.AddRow(p.Model, p.Loop, p.Threads.ToString(), p.Shards.ToString(), p.TrainableParameters.ToString("N0"), p.References.ToString(), p.StepsPerSecond.ToString("F2"),
-                (p.StepsPerSecond * p.BatchSize).ToString("F1"), p.DataWaitMs.ToString("F2"), (baseline.StepsPerSecond / p.StepsPerSecond).ToString("F2") + "x",
+                (p.StepsPerSecond * p.BatchSize).ToString("F1"), p.DataWaitMs.ToString("F2"), p.GflopPerStep.ToString("F2"), p.AchievedGflops.ToString("F1"), p.Mfu.ToString("P0"),
+                (baseline.StepsPerSecond / p.StepsPerSecond).ToString("F2") + "x",
                 p.FirstStepSeconds.ToString("F2"), p.PeakRssMiB.ToString("F0"), p.FinalLoss.ToString("F4"));
         console.Write(table);
         var bare = phases.First(p => p.Loop == "bare");
         var single = phases.First(p => p.Model == "base" && p.Loop == "trainer");
         console.MarkupLine($"trainer vs bare loop (1 thread): {single.StepsPerSecond / bare.StepsPerSecond:P0} of the bare loop's rate; " +
                            $"{baseline.Threads} threads vs 1: {baseline.StepsPerSecond / single.StepsPerSecond:F2}x; load average {Markup.Escape(File.ReadAllText("/proc/loadavg").Trim())}");
+        console.MarkupLine($"MFU: achieved GFLOP/s (FLOPs counted from the module graph: convolutions, linears, attention matmuls; trained layers x3 for the backward, frozen x1) " +
+                           $"over the fp32 1024x1024 matmul rate measured in this process at the phase's thread count ({string.Join(", ", phases.Select(p => (p.Threads, p.PeakGflops)).Distinct().Select(t => $"{t.Threads} thread(s): {t.PeakGflops:F1} GFLOP/s"))}).");
         console.MarkupLine("Steps/s count steps after the first. Peak RSS is the largest resident set seen after any step of a phase; phases run one after the other in this process, so later phases include what earlier ones left allocated.");
         return ExitCodes.Ok;
     }

@@ -17,8 +17,16 @@ namespace RetriBooru.Diffusion;
 /// <param name="Threads">libtorch threads of the phase's calling thread.</param>
 /// <param name="Shards">Threads each batch was split across.</param>
 /// <param name="DataWaitMs">Mean time a step waited for its prepared batch (the trainer prefetches; the bare loop prepares inline).</param>
+/// <param name="GflopPerStep">Forward + backward FLOPs of one step counted from the module graph (<see cref="FlopCounter"/>), in GFLOP.</param>
+/// <param name="PeakGflops">fp32 matmul rate (1024x1024) measured in the same process at the phase's thread count: the MFU denominator.</param>
 public sealed record StepBenchmarkPhase(string Model, long TrainableParameters, int Steps, int BatchSize, int References, double StepsPerSecond,
-    double FirstStepSeconds, double PeakRssMiB, double FinalLoss, string Loop = "trainer", int Threads = 1, int Shards = 1, double DataWaitMs = 0);
+    double FirstStepSeconds, double PeakRssMiB, double FinalLoss, string Loop = "trainer", int Threads = 1, int Shards = 1, double DataWaitMs = 0,
+    double GflopPerStep = 0, double PeakGflops = 0)
+{
+    public double AchievedGflops => GflopPerStep * StepsPerSecond;
+    /// <summary>Model-FLOP utilisation: achieved GFLOP/s over the matmul rate at the same thread count.</summary>
+    public double Mfu => PeakGflops > 0 ? AchievedGflops / PeakGflops : 0;
+}
 
 /// <summary>
 /// Training step time of a reference-conditioned model against the base U-Net's own step, in one process on the same
@@ -57,25 +65,33 @@ public static class StepBenchmark
                 new BuildOptions { FaceReferences = faces, ClothesReferences = clothes }, cancellationToken: cancellation);
             var phases = new List<StepBenchmarkPhase>();
             var source = new DatasetFolderSource(dataset, config.ImageSize);
+            int threads = TorchRuntime.Threads;
+            progress?.Report("fp32 matmul rate at 1 thread and at the caller's thread count (the MFU denominators)");
+            var peak = new Dictionary<int, double> { [threads] = TorchRuntime.MeasureMatmulGflops() };
+            TorchRuntime.Threads = 1;
+            try { peak[1] = TorchRuntime.MeasureMatmulGflops(); }
+            finally { TorchRuntime.Threads = threads; }
+            StepBenchmarkPhase WithFlops(StepBenchmarkPhase phase, FlopCount flops) =>
+                phase with { GflopPerStep = flops.TrainingStep / 1e9, PeakGflops = peak.GetValueOrDefault(phase.Threads) };
             {
                 using var model = BaseModelFactory.Create(config, source, options.Seed);
                 var task = new TextToImageTask(model, source);
-                int threads = TorchRuntime.Threads;
+                var flops = CountStepFlops(task, [model.Unet, model.TextEncoder], options);
                 // The trainer against a plain loop of the same calls, both on one thread; then the trainer at the
                 // default thread count (the batch split across threads). Each phase continues training the same model.
                 progress?.Report("base U-Net step: bare loop, 1 thread");
                 TorchRuntime.Threads = 1;
                 try
                 {
-                    phases.Add(MeasureBareLoop("base", task, options, cancellation));
+                    phases.Add(WithFlops(MeasureBareLoop("base", task, options, cancellation), flops));
                     progress?.Report("base U-Net step: trainer, 1 thread");
-                    phases.Add(Measure("base", task, 0, options, Path.Combine(root, "base-1"), cancellation, shards: 1));
+                    phases.Add(WithFlops(Measure("base", task, 0, options, Path.Combine(root, "base-1"), cancellation, shards: 1), flops));
                 }
                 finally { TorchRuntime.Threads = threads; }
                 if (threads > 1)
                 {
                     progress?.Report($"base U-Net step: trainer, {threads} threads");
-                    phases.Add(Measure("base", task, 0, options, Path.Combine(root, "base"), cancellation));
+                    phases.Add(WithFlops(Measure("base", task, 0, options, Path.Combine(root, "base"), cancellation), flops));
                 }
             }
             // Loaded once: every reference model trains on the same in-memory examples (the task only reads them).
@@ -86,7 +102,8 @@ public static class StepBenchmark
                 using var model = BaseModelFactory.Create(config, source, options.Seed);
                 var branch = ReferenceModels.Create(kind, model, seed: options.Seed);
                 using var task = new ReferenceTrainingTask(model, branch, data);
-                phases.Add(Measure(kind, task, data.MaxReferences, options, Path.Combine(root, kind), cancellation));
+                var flops = CountStepFlops(task, [branch.Module, model.Unet, model.TextEncoder], options);
+                phases.Add(WithFlops(Measure(kind, task, data.MaxReferences, options, Path.Combine(root, kind), cancellation), flops));
             }
             return phases;
         }
@@ -115,6 +132,21 @@ public static class StepBenchmark
         double rate = (result.StepsDone - 1) / Math.Max(lastStepAt - firstStepAt, 1e-9);
         return new StepBenchmarkPhase(name, trainable, (int)result.StepsDone, options.BatchSize, references, rate, firstStepAt, peak, lastLoss,
             "trainer", TorchRuntime.Threads, result.Shards, 1000 * result.DataWaitSeconds / Math.Max(result.StepsDone, 1));
+    }
+
+    /// <summary>FLOPs of one training step of <paramref name="task"/> on its first batch, counted over <paramref name="modules"/>.</summary>
+    public static FlopCount CountStepFlops(ITrainingTask task, IEnumerable<torch.nn.Module> modules, Options options)
+    {
+        var order = new DataOrder(options.Seed, task.ExampleCount);
+        using var generator = Seeding.TorchGenerator(options.Seed, "step/0");
+        ITrainingBatch batch;
+        using (torch.no_grad()) batch = task.Prepare(order.Batch(0, options.BatchSize), 0, generator);
+        using (batch)
+            return FlopCounter.Count(modules, () =>
+            {
+                using var scope = torch.NewDisposeScope();
+                task.Loss(batch, 0, batch.Count);
+            });
     }
 
     /// <summary>

@@ -80,10 +80,10 @@ public sealed class VaeEncoder : nn.Module
     public Tensor Forward(Tensor x)
     {
         using var scope = NewDisposeScope();
-        var h = conv_in.forward(x);
+        var h = conv_in.call(x);
         foreach (var block in down_blocks) h = block.Forward(h);
         h = mid_block.Forward(h);
-        return conv_out.forward(F.silu(conv_norm_out.forward(h))).MoveToOuterDisposeScope();
+        return conv_out.call(F.silu(conv_norm_out.call(h))).MoveToOuterDisposeScope();
     }
 }
 
@@ -111,10 +111,10 @@ public sealed class VaeDecoder : nn.Module
     public Tensor Forward(Tensor z)
     {
         using var scope = NewDisposeScope();
-        var h = conv_in.forward(z);
+        var h = conv_in.call(z);
         h = mid_block.Forward(h);
         foreach (var block in up_blocks) h = block.Forward(h);
-        return conv_out.forward(F.silu(conv_norm_out.forward(h))).MoveToOuterDisposeScope();
+        return conv_out.call(F.silu(conv_norm_out.call(h))).MoveToOuterDisposeScope();
     }
 }
 
@@ -184,13 +184,13 @@ public sealed class AutoencoderKL : nn.Module
     public DiagonalGaussian Encode(Tensor image)
     {
         using var encoded = encoder.Forward(image);
-        return new DiagonalGaussian(quant_conv.forward(encoded));
+        return new DiagonalGaussian(quant_conv.call(encoded));
     }
 
     public Tensor Decode(Tensor latent)
     {
         using var scope = NewDisposeScope();
-        return decoder.Forward(post_quant_conv.forward(latent)).MoveToOuterDisposeScope();
+        return decoder.Forward(post_quant_conv.call(latent)).MoveToOuterDisposeScope();
     }
 
     /// <summary>Image in [-1, 1] -> scaled latent (posterior sample, or its mean when <paramref name="generator"/> is null and <paramref name="sample"/> is false).</summary>

@@ -107,14 +107,14 @@ public sealed class ControlNetModel : nn.Module, IReferenceConditionedModel
         long batch = noisy.shape[0];
         var t = timesteps.dim() == 0 ? timesteps.expand(batch) : timesteps;
         var temb = time_embedding.Forward(TimestepProjection.Embed(t, (int)config.BlockOutChannels[0], config.FlipSinToCos, config.FreqShift).to(noisy.dtype));
-        var h = conv_in.forward(noisy) + controlnet_cond_embedding.forward(hint);
+        var h = conv_in.call(noisy) + controlnet_cond_embedding.call(hint);
         var skips = new List<Tensor> { h };
         foreach (var block in down_blocks) h = block.Forward(h, temb, textContext, skips);
         h = mid_block.Forward(h, temb, textContext);
         // Samples without references get no residuals.
         var any = references.Present.any(1).to(noisy.dtype).view(-1, 1, 1, 1);
-        var residuals = skips.Select((s, i) => controlnet_down_blocks[i].forward(s) * any).ToList();
-        var mid = controlnet_mid_block.forward(h) * any;
+        var residuals = skips.Select((s, i) => controlnet_down_blocks[i].call(s) * any).ToList();
+        var mid = controlnet_mid_block.call(h) * any;
         return unet.Forward(noisy, timesteps, textContext, residuals, mid).MoveToOuterDisposeScope();
     }
 }

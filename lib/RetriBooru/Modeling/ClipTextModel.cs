@@ -31,11 +31,11 @@ public sealed class ClipAttention : nn.Module
     {
         using var scope = NewDisposeScope();
         long b = x.shape[0], n = x.shape[1];
-        var q = q_proj.forward(x).view(b, n, heads, -1).transpose(1, 2);
-        var k = k_proj.forward(x).view(b, n, heads, -1).transpose(1, 2);
-        var v = v_proj.forward(x).view(b, n, heads, -1).transpose(1, 2);
+        var q = q_proj.call(x).view(b, n, heads, -1).transpose(1, 2);
+        var k = k_proj.call(x).view(b, n, heads, -1).transpose(1, 2);
+        var v = v_proj.call(x).view(b, n, heads, -1).transpose(1, 2);
         var attended = F.scaled_dot_product_attention(q, k, v, attn_mask: mask);
-        return out_proj.forward(attended.transpose(1, 2).reshape(b, n, -1)).MoveToOuterDisposeScope();
+        return out_proj.call(attended.transpose(1, 2).reshape(b, n, -1)).MoveToOuterDisposeScope();
     }
 }
 
@@ -62,9 +62,9 @@ public sealed class ClipMlp : nn.Module
     public Tensor Forward(Tensor x)
     {
         using var scope = NewDisposeScope();
-        var h = fc1.forward(x);
+        var h = fc1.call(x);
         h = quickGelu ? h * (h * 1.702).sigmoid() : F.gelu(h);
-        return fc2.forward(h).MoveToOuterDisposeScope();
+        return fc2.call(h).MoveToOuterDisposeScope();
     }
 }
 
@@ -88,8 +88,8 @@ public sealed class ClipEncoderLayer : nn.Module
     public Tensor Forward(Tensor x, Tensor mask)
     {
         using var scope = NewDisposeScope();
-        var h = x + self_attn.Forward(layer_norm1.forward(x), mask);
-        h = h + mlp.Forward(layer_norm2.forward(h));
+        var h = x + self_attn.Forward(layer_norm1.call(x), mask);
+        h = h + mlp.Forward(layer_norm2.call(h));
         return h.MoveToOuterDisposeScope();
     }
 }
@@ -109,8 +109,8 @@ public sealed class ClipEmbeddings : nn.Module
     public Tensor Forward(Tensor ids)
     {
         using var positions = arange(ids.shape[1], dtype: int64, device: ids.device).unsqueeze(0);
-        using var tokens = token_embedding.forward(ids);
-        using var pos = position_embedding.forward(positions);
+        using var tokens = token_embedding.call(ids);
+        using var pos = position_embedding.call(positions);
         return tokens + pos;
     }
 }
@@ -155,7 +155,7 @@ public sealed class ClipTextTransformer : nn.Module
         // Causal mask: token i attends to tokens <= i (CLIP's text transformer is autoregressive-masked).
         var mask = ones(n, n, dtype: @bool, device: ids.device).tril();
         h = encoder.Forward(h, mask);
-        return final_layer_norm.forward(h).MoveToOuterDisposeScope();
+        return final_layer_norm.call(h).MoveToOuterDisposeScope();
     }
 }
 

@@ -38,8 +38,8 @@ public sealed class IpAttentionProcessor : nn.Module, IDecoupledAttention
         var tokens = query.shape[0] == b ? Tokens : Tokens.repeat(query.shape[0] / b, 1, 1);
         var active = query.shape[0] == b ? Active : Active.repeat(query.shape[0] / b);
         long batch = tokens.shape[0];
-        var k = to_k_ip.forward(tokens).view(batch, n, _heads, -1).transpose(1, 2);
-        var v = to_v_ip.forward(tokens).view(batch, n, _heads, -1).transpose(1, 2);
+        var k = to_k_ip.call(tokens).view(batch, n, _heads, -1).transpose(1, 2);
+        var v = to_v_ip.call(tokens).view(batch, n, _heads, -1).transpose(1, 2);
         var attended = F.scaled_dot_product_attention(query, k, v);
         return attended * (Scale * active).view(batch, 1, 1, 1);
     }
@@ -114,7 +114,7 @@ public sealed class IpAdapterModel : nn.Module, IReferenceConditionedModel
         var pooled = references.Cache is { } cache ? cache.GetOrAdd("ipadapter", Pool)[0] : Pool()[0];
         var weights = references.Present.to(pooled.dtype);
         var mean = (pooled * weights.unsqueeze(-1)).sum(1) / weights.sum(1, keepdim: true).clamp_min(1);
-        var tokens = image_proj_norm.forward(image_proj.forward(mean).view(b, Tokens, -1));
+        var tokens = image_proj_norm.call(image_proj.call(mean).view(b, Tokens, -1));
         var active = references.Present.any(1).to(tokens.dtype);
         try
         {

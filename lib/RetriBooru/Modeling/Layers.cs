@@ -34,11 +34,11 @@ public sealed class ResnetBlock2D : nn.Module
     public Tensor Forward(Tensor x, Tensor? temb)
     {
         using var scope = NewDisposeScope();
-        var h = conv1.forward(F.silu(norm1.forward(x)));
+        var h = conv1.call(F.silu(norm1.call(x)));
         if (time_emb_proj is not null && temb is not null)
-            h = h + time_emb_proj.forward(F.silu(temb)).unsqueeze(-1).unsqueeze(-1);
-        h = conv2.forward(F.silu(norm2.forward(h)));
-        var shortcut = conv_shortcut is null ? x : conv_shortcut.forward(x);
+            h = h + time_emb_proj.call(F.silu(temb)).unsqueeze(-1).unsqueeze(-1);
+        h = conv2.call(F.silu(norm2.call(h)));
+        var shortcut = conv_shortcut is null ? x : conv_shortcut.call(x);
         return (shortcut + h).MoveToOuterDisposeScope();
     }
 }
@@ -59,9 +59,9 @@ public sealed class Downsample2D : nn.Module
 
     public Tensor Forward(Tensor x)
     {
-        if (!padRightBottom) return conv.forward(x);
+        if (!padRightBottom) return conv.call(x);
         using var padded = F.pad(x, [0, 1, 0, 1]);
-        return conv.forward(padded);
+        return conv.call(padded);
     }
 }
 
@@ -81,7 +81,7 @@ public sealed class Upsample2D : nn.Module
         using var up = size is null
             ? F.interpolate(x, scale_factor: [2.0, 2.0], mode: InterpolationMode.Nearest)
             : F.interpolate(x, size: size, mode: InterpolationMode.Nearest);
-        return conv.forward(up);
+        return conv.call(up);
     }
 }
 
@@ -134,13 +134,13 @@ public sealed class Attention : nn.Module
         using var scope = NewDisposeScope();
         var ctx = context ?? x;
         long b = x.shape[0], n = x.shape[1], m = ctx.shape[1];
-        var q = to_q.forward(x).view(b, n, heads, -1).transpose(1, 2);
-        var k = to_k.forward(ctx).view(b, m, heads, -1).transpose(1, 2);
-        var v = to_v.forward(ctx).view(b, m, heads, -1).transpose(1, 2);
+        var q = to_q.call(x).view(b, n, heads, -1).transpose(1, 2);
+        var k = to_k.call(ctx).view(b, m, heads, -1).transpose(1, 2);
+        var v = to_v.call(ctx).view(b, m, heads, -1).transpose(1, 2);
         var attended = F.scaled_dot_product_attention(q, k, v, attn_mask: mask);
         if (Decoupled?.Attend(q) is Tensor extra) attended = attended + extra;
         var merged = attended.transpose(1, 2).reshape(b, n, -1);
-        return ((Linear)to_out[0]).forward(merged).MoveToOuterDisposeScope();
+        return ((Linear)to_out[0]).call(merged).MoveToOuterDisposeScope();
     }
 
     /// <summary>Spatial self-attention over a [B, C, H, W] map with group norm and residual (VAE mid block).</summary>
@@ -148,7 +148,7 @@ public sealed class Attention : nn.Module
     {
         using var scope = NewDisposeScope();
         long b = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3];
-        var normed = group_norm is null ? x : group_norm.forward(x);
+        var normed = group_norm is null ? x : group_norm.call(x);
         var seq = normed.view(b, c, h * w).transpose(1, 2);
         var attended = Forward(seq);
         var back = attended.transpose(1, 2).reshape(b, c, h, w);
@@ -170,7 +170,7 @@ public sealed class GEGLU : nn.Module
     public Tensor Forward(Tensor x)
     {
         using var scope = NewDisposeScope();
-        var parts = proj.forward(x).chunk(2, -1);
+        var parts = proj.call(x).chunk(2, -1);
         return (parts[0] * F.gelu(parts[1])).MoveToOuterDisposeScope();
     }
 }
@@ -190,7 +190,7 @@ public sealed class FeedForward : nn.Module
     public Tensor Forward(Tensor x)
     {
         using var hidden = ((GEGLU)net[0]).Forward(x);
-        return ((Linear)net[2]).forward(hidden);
+        return ((Linear)net[2]).call(hidden);
     }
 }
 
@@ -218,9 +218,9 @@ public sealed class BasicTransformerBlock : nn.Module
     public Tensor Forward(Tensor x, Tensor context)
     {
         using var scope = NewDisposeScope();
-        var h = x + attn1.Forward(norm1.forward(x));
-        h = h + attn2.Forward(norm2.forward(h), context);
-        h = h + ff.Forward(norm3.forward(h));
+        var h = x + attn1.Forward(norm1.call(x));
+        h = h + attn2.Forward(norm2.call(h), context);
+        h = h + ff.Forward(norm3.call(h));
         return h.MoveToOuterDisposeScope();
     }
 }
@@ -250,12 +250,12 @@ public sealed class Transformer2DModel : nn.Module
     {
         using var scope = NewDisposeScope();
         long b = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3];
-        var hidden = norm.forward(x);
-        if (linearProjection) hidden = proj_in.forward(hidden.permute(0, 2, 3, 1).reshape(b, h * w, c));
-        else hidden = proj_in.forward(hidden).permute(0, 2, 3, 1).reshape(b, h * w, c);
+        var hidden = norm.call(x);
+        if (linearProjection) hidden = proj_in.call(hidden.permute(0, 2, 3, 1).reshape(b, h * w, c));
+        else hidden = proj_in.call(hidden).permute(0, 2, 3, 1).reshape(b, h * w, c);
         foreach (var block in transformer_blocks) hidden = block.Forward(hidden, context);
-        if (linearProjection) hidden = proj_out.forward(hidden).reshape(b, h, w, c).permute(0, 3, 1, 2);
-        else hidden = proj_out.forward(hidden.reshape(b, h, w, c).permute(0, 3, 1, 2).contiguous());
+        if (linearProjection) hidden = proj_out.call(hidden).reshape(b, h, w, c).permute(0, 3, 1, 2);
+        else hidden = proj_out.call(hidden.reshape(b, h, w, c).permute(0, 3, 1, 2).contiguous());
         return (hidden + x).MoveToOuterDisposeScope();
     }
 }
@@ -275,8 +275,8 @@ public sealed class TimestepEmbedding : nn.Module
 
     public Tensor Forward(Tensor x)
     {
-        using var hidden = F.silu(linear_1.forward(x));
-        return linear_2.forward(hidden);
+        using var hidden = F.silu(linear_1.call(x));
+        return linear_2.call(hidden);
     }
 }
 

@@ -49,7 +49,7 @@ public sealed class RetrievalEncoder : nn.Module
         var t = full([references.shape[0]], timestep, dtype: int64, device: references.device);
         var proj = TimestepProjection.Embed(t, (int)_config.BlockOutChannels[0], _config.FlipSinToCos, _config.FreqShift);
         var temb = time_embedding.Forward(proj.to(references.dtype));
-        var h = conv_in.forward(references);
+        var h = conv_in.call(references);
         var skips = new List<Tensor> { h };
         foreach (var block in down_blocks) h = block.Forward(h, temb, conceptContext, skips);
         return _levelIndices.Select(i => skips[i]).ToList();
@@ -83,8 +83,8 @@ public sealed class ReferenceCrossAttention : nn.Module
         using var scope = NewDisposeScope();
         long b = query.shape[0], c = query.shape[1], h = query.shape[2], w = query.shape[3];
         long r = referenceFeatures.shape[1], rh = referenceFeatures.shape[3], rw = referenceFeatures.shape[4];
-        var q = norm.forward(query).view(b, c, h * w).transpose(1, 2);
-        var kv = norm_context.forward(referenceFeatures.permute(0, 1, 3, 4, 2).reshape(b, r * rh * rw, c));
+        var q = norm.call(query).view(b, c, h * w).transpose(1, 2);
+        var kv = norm_context.call(referenceFeatures.permute(0, 1, 3, 4, 2).reshape(b, r * rh * rw, c));
         // A sample without any present reference would attend to nothing (all -inf, NaN): it attends to
         // everything instead and its output is zeroed below.
         var anyPresent = present.any(1, keepdim: true);
@@ -173,7 +173,7 @@ public sealed class RetriNet : nn.Module, IReferenceConditionedModel
             var refs = features[level];
             var perSample = refs.reshape([b, r, .. refs.shape[1..]]);
             var attended = reference_attentions[upIndex].Forward(query, perSample, references.Present);
-            return hidden + zero_convs[upIndex].forward(attended) * anyPresent;
+            return hidden + zero_convs[upIndex].call(attended) * anyPresent;
         }
         return unet.Decode(encoding, textContext, injector: Inject).MoveToOuterDisposeScope();
     }

@@ -111,7 +111,7 @@ public sealed class UNet2DConditionModel : nn.Module
         var proj = TimestepProjection.Embed(t, (int)Config.BlockOutChannels[0], Config.FlipSinToCos, Config.FreqShift);
         var temb = time_embedding.Forward(proj.to(sample.dtype));
 
-        var h = conv_in.forward(sample);
+        var h = conv_in.call(sample);
         var skips = new List<Tensor> { h };
         foreach (var block in down_blocks) h = block.Forward(h, temb, encoderHiddenStates, skips);
         var mid = mid_block.Forward(h, temb, encoderHiddenStates);
@@ -146,7 +146,7 @@ public sealed class UNet2DConditionModel : nn.Module
             }
             h = block.Forward(h, encoding.TimeEmbedding, encoderHiddenStates, skips, upsampleSize);
         }
-        var output = conv_out.forward(F.silu(conv_norm_out.forward(h)));
+        var output = conv_out.call(F.silu(conv_norm_out.call(h)));
         return output.MoveToOuterDisposeScope();
     }
 }
