@@ -172,7 +172,7 @@ public sealed class TrainCommand(IAnsiConsole console) : Command<TrainCommand.Se
         if (result.Finished) output.Commit();
         else if (output.Staged) console.MarkupLine($"the earlier run in {Markup.Escape(output.Path)} is untouched; this run's checkpoint is in {Markup.Escape(output.WorkingPath)} (continue it with --out {Markup.Escape(output.WorkingPath)} --resume)");
         console.MarkupLine(result.Finished
-            ? $"[green]done[/]: {result.StepsDone} steps, model in {Markup.Escape(Path.Combine(settings.Out, "model"))}"
+            ? $"[green]done[/]: {result.StepsDone} steps at {result.StepsPerSecond:F2} steps/s (each batch split across {result.Shards} thread(s); data wait {1000 * result.DataWaitSeconds / Math.Max(1, result.StepsDone):F2} ms/step), model in {Markup.Escape(Path.Combine(settings.Out, "model"))}"
             : $"[yellow]stopped[/] after step {result.StepsDone}; resume with --resume");
         return result.Finished || settings.StopAfter is not null ? ExitCodes.Ok : ExitCodes.Interrupted;
     }
@@ -190,7 +190,7 @@ public static class AnsiProgress
             var lines = new SyncProgress<TrainingProgress>(p =>
             {
                 if ((p.Step + 1) % Math.Max(1, logEvery) == 0 || p.Step + 1 == p.TotalSteps)
-                    console.MarkupLine($"step {p.Step + 1}/{p.TotalSteps}  loss {p.Loss:F4}  lr {p.LearningRate:G3}  grad {p.GradNorm:F3}  {p.StepsPerSecond:F2} steps/s");
+                    console.MarkupLine($"step {p.Step + 1}/{p.TotalSteps}  loss {p.Loss:F4}  lr {p.LearningRate:G3}  grad {p.GradNorm:F3}  {p.StepsPerSecond:F2} steps/s  data wait {1000 * p.DataWaitSeconds:F1} ms");
             });
             return new DiffusionTrainer(task, options).Run(outDir, resume, lines, cancellation);
         }
