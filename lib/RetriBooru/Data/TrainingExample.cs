@@ -66,8 +66,8 @@ public static class ManifestReader
         return split is null ? all : all.Where(e => e.Split == split).ToList();
     }
 
-    /// <summary>Absolute path of a file named in a manifest.</summary>
-    public static string Resolve(string datasetDir, string relativePath) => Path.Combine(datasetDir, relativePath);
+    /// <summary>Full path of a file named in a manifest or record; refused (InvalidDataException) when it leaves the dataset folder.</summary>
+    public static string Resolve(string datasetDir, string relativePath) => SafePath.Under(datasetDir, relativePath, "dataset file");
 
     public static string Serialize(TrainingExample example) => JsonSerializer.Serialize(example, WorkbenchJson.Lines);
 

@@ -51,8 +51,8 @@ public sealed class DatasetFolderSource : IImagePromptDataset
         int done = 0;
         foreach (var record in records)
         {
-            var imagePath = Path.Combine(folder, record.Image);
-            var maskPath = withMasks && record.Mask is not null ? Path.Combine(folder, record.Mask) : null;
+            var imagePath = ManifestReader.Resolve(folder, record.Image);
+            var maskPath = withMasks && record.Mask is not null ? ManifestReader.Resolve(folder, record.Mask) : null;
             string current = imagePath;
             try
             {

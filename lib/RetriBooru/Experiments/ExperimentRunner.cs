@@ -168,14 +168,14 @@ public sealed class ExperimentRunner(ExperimentSpec spec, RunOptions options, IP
                 else progress?.Report(new RunnerEvent($"dataset/{p.Stage}", $"{p.Done}/{p.Total}", p.Fraction));
             }
         });
-        if (spec.Dataset.Source is string source)
-            DatasetBuilder.Build(source, folder, build, relay, cancellation);
-        else
-            SynthDataset.Create(folder, new SynthOptions
+        var result = spec.Dataset.Source is string source
+            ? DatasetBuilder.Build(source, folder, build, relay, cancellation)
+            : SynthDataset.Create(folder, new SynthOptions
             {
                 Characters = spec.Dataset.Characters, OutfitsPerCharacter = spec.Dataset.Outfits,
                 ImagesPerCharacter = spec.Dataset.ImagesPerCharacter, Size = spec.Dataset.Size, Seed = spec.Dataset.Seed,
             }, build, relay, cancellation);
+        foreach (var note in result.Notes) progress?.Report(new RunnerEvent("dataset", note));
         return folder;
     }
 
