@@ -47,6 +47,10 @@ public sealed class SampleCommand(IAnsiConsole console) : Command<SampleCommand.
         [CommandOption("--out <DIR>")]
         public string Out { get; init; } = "";
 
+        [CommandOption("--overwrite")]
+        [Description("Replace the earlier samples in OUT: the new ones are written to OUT.new and swapped in when all are written.")]
+        public bool Overwrite { get; init; }
+
         [CommandOption("--threads <N>")]
         [DefaultValue(1)]
         public int Threads { get; init; } = 1;
@@ -65,6 +69,7 @@ public sealed class SampleCommand(IAnsiConsole console) : Command<SampleCommand.
     public override int Execute(CommandContext context, Settings settings, CancellationToken cancellationToken)
     {
         TorchRuntime.SetDeterministic(true, settings.Threads);
+        var output = OutputFolder.Open(settings.Out, resume: false, settings.Overwrite);
         var (model, branch) = ReferenceModelStore.Load(settings.Checkpoint);
         using (model)
         {
@@ -77,13 +82,9 @@ public sealed class SampleCommand(IAnsiConsole console) : Command<SampleCommand.
             using var scope = NewDisposeScope();
             var images = ReferenceSampler.Generate(model, branch, Enumerable.Repeat(settings.Prompt, settings.Count).ToList(),
                 Enumerable.Repeat((IReadOnlyList<ReferenceCrop>)references, settings.Count).ToList(), options);
-            Directory.CreateDirectory(settings.Out);
-            for (int i = 0; i < settings.Count; i++)
-            {
-                var path = Path.Combine(settings.Out, $"sample_{settings.Seed}_{i:D3}.png");
-                ImageTensor.SavePng(images[i], path);
-                console.MarkupLine($"wrote {Markup.Escape(path)}");
-            }
+            var names = Enumerable.Range(0, settings.Count).Select(i => $"sample_{settings.Seed}_{i:D3}.png").ToList();
+            output.Complete(dir => { for (int i = 0; i < names.Count; i++) ImageTensor.SavePng(images[i], Path.Combine(dir, names[i])); });
+            foreach (var name in names) console.MarkupLine($"wrote {Markup.Escape(Path.Combine(output.Path, name))}");
             foreach (var r in references) r.Image.Dispose();
         }
         return ExitCodes.Ok;

@@ -18,6 +18,7 @@ public static class ImageProbe
     /// <summary>Decodes <paramref name="path"/> to an RGBA bitmap (transparency flattened on white), or returns the problem.</summary>
     public static (SKBitmap? Bitmap, ImageProblem? Problem) TryDecode(string path, long maxPixels = DefaultMaxPixels)
     {
+        if (!File.Exists(path)) return (null, new ImageProblem("missing_file", Directory.Exists(path) ? "a folder, not an image file" : "file not found"));
         long length;
         try { length = new FileInfo(path).Length; }
         catch (IOException e) { return (null, new ImageProblem("unreadable", $"cannot read: {e.Message}")); }
@@ -34,7 +35,7 @@ public static class ImageProbe
             long pixels = (long)info.Width * info.Height;
             if (pixels > maxPixels)
                 return (null, new ImageProblem("too_many_pixels",
-                    $"header claims {info.Width}x{info.Height} = {pixels:N0} pixels, over the limit of {maxPixels:N0} (possible decompression bomb; raise --max-pixels to accept it)"));
+                    $"header claims {info.Width}x{info.Height} = {pixels:N0} pixels, over the limit of {maxPixels:N0} (possible decompression bomb)"));
             var decodeInfo = new SKImageInfo(info.Width, info.Height, SKColorType.Rgba8888, SKAlphaType.Unpremul);
             var raw = new SKBitmap(decodeInfo);
             var result = codec.GetPixels(decodeInfo, raw.GetPixels());

@@ -11,7 +11,10 @@ public sealed class OutputFolder
 {
     /// <summary>The folder the user named.</summary>
     public string Path { get; }
-    /// <summary>Where to write now: <see cref="Path"/>, or the staging folder beside it when replacing earlier results.</summary>
+    /// <summary>
+    /// Where to write now: <see cref="Path"/>, or the staging folder beside it when replacing earlier results (created by
+    /// the first write, so a verb that fails before writing leaves nothing behind).
+    /// </summary>
     public string WorkingPath { get; }
     public bool Staged => WorkingPath != Path;
     /// <summary>What was found and cleaned up from an earlier interrupted run, one sentence each (for the log).</summary>
@@ -45,7 +48,7 @@ public sealed class OutputFolder
         if (entries.Count == 0 || resume) return new OutputFolder(full, full, notes, carry: false);
         if (!overwrite)
             throw new IOException($"{path} already holds an earlier run ({string.Join(", ", entries)}{(entries.Count == 3 ? ", ..." : "")}); pass --resume to continue it or --overwrite to replace it");
-        return new OutputFolder(full, CreateStaging(full), notes, carry: false);
+        return new OutputFolder(full, StagingOf(full), notes, carry: false);
     }
 
     /// <summary>
@@ -56,7 +59,7 @@ public sealed class OutputFolder
     {
         var full = FullPath(path);
         var notes = Recover(full, carry: true, removeStaging: true);
-        return new OutputFolder(full, CreateStaging(full), notes, carry: true);
+        return new OutputFolder(full, StagingOf(full), notes, carry: true);
     }
 
     static string FullPath(string path)
@@ -64,13 +67,6 @@ public sealed class OutputFolder
         var full = System.IO.Path.TrimEndingDirectorySeparator(System.IO.Path.GetFullPath(path));
         if (File.Exists(full)) throw new IOException($"{path} is a file, not a folder");
         return full;
-    }
-
-    static string CreateStaging(string full)
-    {
-        var staging = StagingOf(full);
-        Directory.CreateDirectory(staging);
-        return staging;
     }
 
     /// <summary>Swaps the finished results in (no-op when writing in place): the earlier folder moves aside, the new one takes its name.</summary>
@@ -81,6 +77,25 @@ public sealed class OutputFolder
         Directory.Move(WorkingPath, ReadyOf(Path));
         Swap(Path, _carry);
     }
+
+    /// <summary>Writes the results with <paramref name="write"/> (given <see cref="WorkingPath"/>) and commits them; on any failure the staging folder is removed.</summary>
+    public T Complete<T>(Func<string, T> write)
+    {
+        try
+        {
+            Directory.CreateDirectory(WorkingPath);
+            var result = write(WorkingPath);
+            Commit();
+            return result;
+        }
+        catch
+        {
+            Abandon();
+            throw;
+        }
+    }
+
+    public void Complete(Action<string> write) => Complete(dir => { write(dir); return true; });
 
     /// <summary>Removes the staging folder after a failure (no-op when writing in place); the earlier folder was never touched.</summary>
     public void Abandon()

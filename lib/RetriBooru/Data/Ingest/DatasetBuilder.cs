@@ -202,7 +202,11 @@ public static class DatasetBuilder
     {
         var rel = candidate.Source.RelativePath;
         var (bitmap, problem) = ImageProbe.TryDecode(scan.FullPath(rel), options.MaxPixels);
-        if (bitmap is null) { report.Reject(rel, problem!.Code, problem.Message, candidate.Id); return null; }
+        if (bitmap is null)
+        {
+            report.Reject(rel, problem!.Code, problem.Code == "too_many_pixels" ? problem.Message + "; raise --max-pixels to accept it" : problem.Message, candidate.Id);
+            return null;
+        }
         using (bitmap)
         {
             int w = bitmap.Width, h = bitmap.Height;
