@@ -108,6 +108,39 @@ public class DataBadInputTests
     }
 
     [Fact]
+    public void Tag_floods_are_capped_per_image_and_counted_and_an_oversized_tag_file_is_not_read()
+    {
+        using var src = SourceWithGoodImages();
+        using var outDir = new TempDir();
+        var flood = string.Join(", ", Enumerable.Range(0, 5000).Select(i => $"tag_{i}"));
+        // General tags are kept in file order up to the cap; the character tag after the flood is kept all the same.
+        DataTestFiles.WriteFigure(src.Path, "flood", $"shirt, red_shirt, {flood}, character:kai", Red, offset: 4);
+        DataTestFiles.WriteFigure(src.Path, "jflood", "", Red, offset: 5);
+        File.Delete(src.File("jflood.txt"));
+        File.WriteAllText(src.File("jflood.json"), $"{{\"tag_string_general\": \"shirt red_shirt {flood.Replace(",", "")}\", \"tag_string_character\": \"kai\"}}");
+        DataTestFiles.WriteFigure(src.Path, "huge", GoodTags + ", " + new string('x', 150) + string.Concat(Enumerable.Range(0, 2000).Select(i => $", t{i}_{new string('y', 150)}")), Red, offset: 6);
+        Assert.True(new FileInfo(src.File("huge.txt")).Length > PostTagParser.MaxTagFileBytes);
+
+        var result = DatasetBuilder.Build(src.Path, outDir.Path, NoSplits);
+        var problems = result.Problems.ToDictionary(p => p.Path);
+        Assert.Equal("too_many_tags", problems["flood.txt"].Code);
+        Assert.Equal(ProblemSeverity.Warning, problems["flood.txt"].Severity);
+        Assert.Contains($"{5003 - PostTagParser.MaxTagsPerImage:N0} tags left out", problems["flood.txt"].Message);
+        Assert.Equal("too_many_tags", problems["jflood.json"].Code);
+        Assert.Equal(2, result.Stats.Warnings["too_many_tags"]);
+        foreach (var id in new[] { "flood", "jflood" })
+        {
+            var record = result.Records.Single(r => r.Id == id);
+            Assert.Equal("kai", record.Character);
+            Assert.Equal(PostTagParser.MaxTagsPerImage, record.Prompts.Split(", ").Length);
+        }
+        Assert.Equal("tag_file_too_large", problems["huge.png"].Code);
+        Assert.Contains("huge.txt", problems["huge.png"].Message);
+        Assert.Contains("over the limit", problems["huge.png"].Message);
+        Assert.Equal(5, result.Records.Count);
+    }
+
+    [Fact]
     public void Duplicate_ids_keep_the_first_file_and_report_the_rest()
     {
         using var src = SourceWithGoodImages();

@@ -146,17 +146,14 @@ public static class DatasetBuilder
         foreach (var image in scan.Images)
         {
             PostTags? tags = null;
+            string? tagSource = null;
             try
             {
-                if (image.PostFile is not null)
-                {
-                    using var document = JsonDocument.Parse(File.ReadAllText(scan.FullPath(image.PostFile)));
-                    tags = PostTagParser.ParsePost(document.RootElement);
-                }
-                else if (scan.PostsByFile.TryGetValue(image.RelativePath, out var byFile)) tags = byFile.Tags;
-                else if (scan.PostsById.TryGetValue(image.Stem, out var byId)) tags = byId.Tags;
-                else if (scan.PostsByMd5.TryGetValue(image.Stem, out var byMd5)) tags = byMd5.Tags;
-                else if (image.TagFile is not null) tags = PostTagParser.ParseSidecarFile(scan.FullPath(image.TagFile));
+                if (image.PostFile is not null) (tags, tagSource) = (PostTagParser.ParsePostFile(scan.FullPath(image.PostFile)), image.PostFile);
+                else if (scan.PostsByFile.TryGetValue(image.RelativePath, out var byFile)) (tags, tagSource) = (byFile.Tags, $"{byFile.SourceFile}:{byFile.Line}");
+                else if (scan.PostsById.TryGetValue(image.Stem, out var byId)) (tags, tagSource) = (byId.Tags, $"{byId.SourceFile}:{byId.Line}");
+                else if (scan.PostsByMd5.TryGetValue(image.Stem, out var byMd5)) (tags, tagSource) = (byMd5.Tags, $"{byMd5.SourceFile}:{byMd5.Line}");
+                else if (image.TagFile is not null) (tags, tagSource) = (PostTagParser.ParseSidecarFile(scan.FullPath(image.TagFile)), image.TagFile);
             }
             catch (TagFormatException e) { report.Reject(image.RelativePath, e.Code, $"{image.PostFile ?? image.TagFile}: {e.Message}"); continue; }
             catch (JsonException e) { report.Reject(image.RelativePath, "malformed_metadata", $"{image.PostFile}: malformed JSON: {e.Message}"); continue; }
@@ -166,6 +163,8 @@ public static class DatasetBuilder
             var id = SanitiseId(tags.PostId ?? image.Stem);
             if (usedIds.TryGetValue(id, out var first)) { report.Reject(image.RelativePath, "duplicate_id", $"id {id} is already used by {first}", id); continue; }
             usedIds[id] = image.RelativePath;
+            if (tags.DroppedTags > 0)
+                report.Warn(tagSource!, "too_many_tags", $"{tags.DroppedTags:N0} tags left out: a post keeps at most {PostTagParser.MaxTagsPerImage:N0} (character, copyright and artist tags first)", id);
             if (tags.Characters.Count == 0) { report.Reject(image.RelativePath, "no_character_tag", "no character tag, so no identity", id); continue; }
             if (tags.Characters.Count > 1) { report.Reject(image.RelativePath, "multiple_characters", $"{tags.Characters.Count} character tags ({string.Join(", ", tags.Characters)}): identity is ambiguous", id); continue; }
             var clothing = ClothingTags.Extract(tags.General);
