@@ -361,6 +361,12 @@ public class EvaluationTests(EvaluationWorld world, Xunit.Abstractions.ITestOutp
         var png = Directory.GetFiles(samples, "*.png").Single();
         var bytes = File.ReadAllBytes(png);
         Assert.Contains("--overwrite", Run(Sample()).Output);
+        var typo = Run(["sample", "--checkpoint", checkpoint, "--reference", $"fase={crop}", "--out", world.NewFolder()]);
+        Assert.Equal(2, typo.Code);
+        Assert.Contains("unknown concept word 'fase' (did you mean 'face'?)", typo.Output);
+        var missing = Run(["sample", "--checkpoint", checkpoint, "--reference", "face=/nonexistent/crop.png", "--out", world.NewFolder()]);
+        Assert.Equal(1, missing.Code);
+        Assert.Contains("/nonexistent/crop.png: file not found", missing.Output);
         var bombPath = Path.Combine(world.NewFolder(), "bomb.png");
         Directory.CreateDirectory(Path.GetDirectoryName(bombPath)!);
         File.WriteAllBytes(bombPath, DataTestFiles.PngClaiming(40000, 40000));

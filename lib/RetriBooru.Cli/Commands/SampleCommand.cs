@@ -1,4 +1,5 @@
 using System.ComponentModel;
+using RetriBooru.Data;
 using RetriBooru.Diffusion;
 using RetriBooru.Imaging;
 using RetriBooru.Runtime;
@@ -61,7 +62,12 @@ public sealed class SampleCommand(IAnsiConsole console) : Command<SampleCommand.
             if (string.IsNullOrWhiteSpace(Out)) return ValidationResult.Error("--out is required");
             if (Count < 1) return ValidationResult.Error("--count must be at least 1");
             foreach (var r in References)
+            {
                 if (!r.Contains('=')) return ValidationResult.Error($"--reference '{r}': write CONCEPT=PATH, e.g. face=face.png");
+                var concept = r[..r.IndexOf('=')];
+                if (!Concepts.All.Contains(concept))
+                    return ValidationResult.Error($"--reference '{r}': unknown concept word '{concept}'{DidYouMean.Hint(concept, Concepts.All)}; reference models know {string.Join(", ", Concepts.All)}");
+            }
             return ValidationResult.Success();
         }
     }

@@ -9,6 +9,8 @@ public static class Concepts
 {
     public const string Face = "face";
     public const string Clothes = "clothes";
+    /// <summary>The concept words every reference model is trained with.</summary>
+    public static readonly IReadOnlyList<string> All = [Face, Clothes];
 }
 
 /// <summary>A reference condition: a crop file written in the dataset folder, its concept word and the image it was cut from.</summary>

@@ -158,8 +158,9 @@ public static class SourceScanner
             var post = new BatchPost(tags, rel, line);
             if (tags.File is string file)
             {
-                var resolved = Path.GetFullPath(Path.Combine(scan.Root, Path.GetDirectoryName(rel) ?? "", file));
-                if (!SafePath.IsInside(scan.Root, resolved)) { report.Reject($"{rel}:{line}", "path_escapes_root", $"metadata 'file' {file} points outside the source root"); continue; }
+                string resolved;
+                try { resolved = SafePath.Under(scan.Root, Path.Combine(Path.GetDirectoryName(rel) ?? "", file), "metadata 'file'"); }
+                catch (InvalidDataException) { report.Reject($"{rel}:{line}", "path_escapes_root", $"metadata 'file' {file} points outside the source root"); continue; }
                 scan.PostsByFile[Relative(scan.Root, resolved)] = post;
             }
             if (tags.PostId is string id && !scan.PostsById.TryAdd(id, post))
