@@ -293,6 +293,41 @@ public class DataBadInputTests
     }
 
     [Fact]
+    public async Task A_rebuild_killed_with_sigkill_leaves_the_earlier_dataset_byte_identical_and_the_next_build_cleans_up()
+    {
+        if (!OperatingSystem.IsLinux()) return;
+        using var src = SourceWithGoodImages();
+        using var outDir = new TempDir();
+        DatasetBuilder.Build(src.Path, outDir.Path, NoSplits);
+        var before = Snapshot(outDir.Path);
+        // Enough new images that the child is still ingesting when it is killed.
+        for (int i = 0; i < 300; i++) DataTestFiles.WriteFigure(src.Path, $"more{i:D3}", GoodTags, Red, offset: i % 40);
+
+        var cli = Path.Combine(Path.GetDirectoryName(typeof(RetriBooru.Cli.CliApp).Assembly.Location)!, "RetriBooru.Cli.dll");
+        var start = new System.Diagnostics.ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var a in new[] { cli, "dataset", "build", "--source", src.Path, "--out", outDir.Path, "--unseen-fraction", "0", "--heldout-fraction", "0" })
+            start.ArgumentList.Add(a);
+        using var process = System.Diagnostics.Process.Start(start)!;
+        var output = Task.WhenAll(process.StandardOutput.ReadToEndAsync(), process.StandardError.ReadToEndAsync());
+        var stagedImages = Path.Combine(outDir.Path + ".new", DatasetLayout.ImagesFolder);
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        while (!process.HasExited && clock.Elapsed < TimeSpan.FromMinutes(3)
+               && !(Directory.Exists(stagedImages) && Directory.EnumerateFiles(stagedImages).Take(10).Count() == 10))
+            await Task.Delay(20);
+        if (process.HasExited) Assert.Fail($"the build finished before it could be killed:\n{string.Concat(await output)}");
+        process.Kill(entireProcessTree: true); // SIGKILL: no handler, no cleanup
+        await process.WaitForExitAsync();
+
+        Assert.Equal(before, Snapshot(outDir.Path));
+        Assert.True(Directory.Exists(outDir.Path + ".new"), "the killed build left no staging folder: it wrote somewhere else");
+        var result = DatasetBuilder.Build(src.Path, outDir.Path, NoSplits);
+        Assert.Contains(result.Notes, n => n.StartsWith("removed " + outDir.Path + ".new", StringComparison.Ordinal));
+        Assert.True(result.Records.Count > 250, $"{result.Records.Count} records");
+        Assert.Equal(result.Records.Count, Directory.GetFiles(Path.Combine(outDir.Path, DatasetLayout.ImagesFolder)).Length);
+        AssertNoStagingBeside(outDir.Path);
+    }
+
+    [Fact]
     public void A_build_of_a_source_inside_the_dataset_keeps_the_source()
     {
         // The synthetic layout DIR/source rebuilt with `dataset build --source DIR/source --out DIR`: the swap must carry the source over.
