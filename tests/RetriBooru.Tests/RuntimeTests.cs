@@ -308,6 +308,19 @@ public class OutputFolderTests
         Assert.Equal("new", File.ReadAllText(Path.Combine(dir, "result.txt")));
         Assert.Equal(["result.txt"], Directory.GetFileSystemEntries(dir).Select(Path.GetFileName));
     }
+
+    [Fact]
+    public void A_failure_writing_into_a_new_folder_leaves_it_empty_so_a_rerun_needs_no_overwrite()
+    {
+        using var tmp = new TempDir();
+        var dir = tmp.File("out");
+        var folder = OutputFolder.Open(dir, resume: false, overwrite: false);
+        Assert.False(folder.Staged);
+        Assert.Throws<InvalidDataException>(() => folder.Complete(d => { Write(Path.Combine(d, "samples", "0.png"), "half"); throw new InvalidDataException("bad manifest"); }));
+        Assert.Empty(Directory.GetFileSystemEntries(dir));
+        OutputFolder.Open(dir, resume: false, overwrite: false).Complete(d => Write(Path.Combine(d, "result.txt"), "new"));
+        Assert.Equal("new", File.ReadAllText(Path.Combine(dir, "result.txt")));
+    }
 }
 
 public class OpenMpWaitPolicyTests

@@ -21,13 +21,16 @@ public sealed class OutputFolder
     public IReadOnlyList<string> Notes { get; }
 
     readonly bool _carry;
+    /// <summary>Writing in place into a folder that was new or empty: a failure may clear it again.</summary>
+    readonly bool _fresh;
 
-    OutputFolder(string path, string working, IReadOnlyList<string> notes, bool carry)
+    OutputFolder(string path, string working, IReadOnlyList<string> notes, bool carry, bool fresh = false)
     {
         Path = path;
         WorkingPath = working;
         Notes = notes;
         _carry = carry;
+        _fresh = fresh;
     }
 
     static string StagingOf(string path) => path + ".new";
@@ -45,7 +48,7 @@ public sealed class OutputFolder
         // An unfinished OUT.new of an interrupted --overwrite is only removed by the next --overwrite: until then it can be resumed.
         var notes = Recover(full, carry: false, removeStaging: overwrite);
         var entries = Directory.Exists(full) ? Directory.EnumerateFileSystemEntries(full).Take(3).Select(System.IO.Path.GetFileName).ToList() : [];
-        if (entries.Count == 0 || resume) return new OutputFolder(full, full, notes, carry: false);
+        if (entries.Count == 0 || resume) return new OutputFolder(full, full, notes, carry: false, fresh: entries.Count == 0 && !resume);
         if (!overwrite)
             throw new IOException($"{path} already holds an earlier run ({string.Join(", ", entries)}{(entries.Count == 3 ? ", ..." : "")}); pass --resume to continue it or --overwrite to replace it");
         return new OutputFolder(full, StagingOf(full), notes, carry: false);
@@ -78,7 +81,7 @@ public sealed class OutputFolder
         Swap(Path, _carry);
     }
 
-    /// <summary>Writes the results with <paramref name="write"/> (given <see cref="WorkingPath"/>) and commits them; on any failure the staging folder is removed.</summary>
+    /// <summary>Writes the results with <paramref name="write"/> (given <see cref="WorkingPath"/>) and commits them; on any failure <see cref="Abandon"/> removes what was written.</summary>
     public T Complete<T>(Func<string, T> write)
     {
         try
@@ -97,10 +100,17 @@ public sealed class OutputFolder
 
     public void Complete(Action<string> write) => Complete(dir => { write(dir); return true; });
 
-    /// <summary>Removes the staging folder after a failure (no-op when writing in place); the earlier folder was never touched.</summary>
+    /// <summary>
+    /// Removes what a failed verb wrote: the staging folder (the earlier folder was never touched), or, when it wrote in
+    /// place into a new or empty folder, that folder's contents. A resumed run keeps its folder (it holds the checkpoint).
+    /// </summary>
     public void Abandon()
     {
         if (Staged && Directory.Exists(WorkingPath)) Directory.Delete(WorkingPath, recursive: true);
+        else if (_fresh && Directory.Exists(Path))
+            foreach (var entry in new DirectoryInfo(Path).EnumerateFileSystemInfos().ToList())
+                if (entry is DirectoryInfo dir) dir.Delete(recursive: true);
+                else entry.Delete();
     }
 
     static void Swap(string path, bool carry)
