@@ -62,8 +62,10 @@ public static class DatasetBuilder
             try { folder.Abandon(); }
             catch (Exception cleanup) when (cleanup is IOException or UnauthorizedAccessException) { } // the next build removes it
             var unchanged = earlier ? $"the earlier dataset in {output} is unchanged" : $"{output} was not created";
-            if (e is OperationCanceledException) throw new OperationCanceledException($"dataset build interrupted; {unchanged}", e, cancellationToken);
-            if (e.GetBaseException() is IOException io) throw new IOException($"dataset build stopped ({io.Message}); {unchanged}", e);
+            // A parallel phase wraps its workers' failures (several at once when every worker hits the full disk).
+            var cause = e is AggregateException { InnerExceptions.Count: > 0 } aggregate ? aggregate.Flatten().InnerExceptions[0] : e;
+            if (cause is OperationCanceledException) throw new OperationCanceledException($"dataset build interrupted; {unchanged}", e, cancellationToken);
+            if (cause is IOException io) throw new IOException($"dataset build stopped ({io.Message}); {unchanged}", e);
             throw;
         }
         var swapped = earlier ? $"replaced the earlier dataset in {output} (built in {folder.WorkingPath}, swapped in whole)" : $"created {output}";
