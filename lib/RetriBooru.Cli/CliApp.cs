@@ -20,7 +20,7 @@ public static class CliApp
             {
                 var target = console ?? AnsiConsole.Console;
                 var log = ErrorLog.Write(args, exception);
-                target.MarkupLine($"[red]error:[/] {Markup.Escape(Shown(exception).Message)}{Markup.Escape(UnknownOptionHint(exception))}" +
+                target.MarkupLine($"[red]error:[/] {Markup.Escape(RetriBooru.Runtime.ExceptionCause.Of(exception).Message)}{Markup.Escape(UnknownOptionHint(exception))}" +
                                   (log is null ? "" : $" [grey](details: {Markup.Escape(log)})[/]"));
                 return exception is CommandParseException or CommandRuntimeException ? ExitCodes.Usage : ExitCodes.Failure;
             });
@@ -76,17 +76,6 @@ public static class CliApp
         .SelectMany(a => a.LongNames)
         .Distinct(StringComparer.Ordinal)
         .ToList();
-
-    /// <summary>
-    /// The exception whose message the console shows. Parallel loops and reflection wrap the real failure; any other
-    /// wrapper is ours and carries the better message (it names the file, e.g. "PATH:3: bad manifest line: ..."), not its inner one.
-    /// </summary>
-    public static Exception Shown(Exception exception) => exception switch
-    {
-        AggregateException aggregate when aggregate.InnerExceptions.Count > 0 => Shown(aggregate.Flatten().InnerExceptions[0]),
-        System.Reflection.TargetInvocationException { InnerException: { } inner } => Shown(inner),
-        _ => exception,
-    };
 
     static string UnknownOptionHint(Exception exception)
     {

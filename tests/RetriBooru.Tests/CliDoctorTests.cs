@@ -37,6 +37,6 @@ public class CliDoctorTests
 
         // A parallel loop's AggregateException shows the failure inside it.
         var parallel = new AggregateException(new AggregateException(new IOException("No space left on device")));
-        Assert.Equal("No space left on device", CliApp.Shown(parallel).Message);
+        Assert.Equal("No space left on device", RetriBooru.Runtime.ExceptionCause.Of(parallel).Message);
     }
 }

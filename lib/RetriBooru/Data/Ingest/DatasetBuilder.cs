@@ -62,8 +62,7 @@ public static class DatasetBuilder
             try { folder.Abandon(); }
             catch (Exception cleanup) when (cleanup is IOException or UnauthorizedAccessException) { } // the next build removes it
             var unchanged = earlier ? $"the earlier dataset in {output} is unchanged" : $"{output} was not created";
-            // A parallel phase wraps its workers' failures (several at once when every worker hits the full disk).
-            var cause = e is AggregateException { InnerExceptions.Count: > 0 } aggregate ? aggregate.Flatten().InnerExceptions[0] : e;
+            var cause = ExceptionCause.Of(e);
             if (cause is OperationCanceledException) throw new OperationCanceledException($"dataset build interrupted; {unchanged}", e, cancellationToken);
             if (cause is IOException io) throw new IOException($"dataset build stopped ({io.Message}); {unchanged}", e);
             throw;
