@@ -16,7 +16,12 @@ public static class ImageProbe
     public const long DefaultMaxPixels = 50_000_000;
 
     /// <summary>Decodes <paramref name="path"/> to an RGBA bitmap (transparency flattened on white), or returns the problem.</summary>
-    public static (SKBitmap? Bitmap, ImageProblem? Problem) TryDecode(string path, long maxPixels = DefaultMaxPixels)
+    public static (SKBitmap? Bitmap, ImageProblem? Problem) TryDecode(string path, long maxPixels = DefaultMaxPixels) => Read(path, maxPixels, decode: true);
+
+    /// <summary>The checks of <see cref="TryDecode"/> up to the header (file, format, size, pixel limit), without decoding: null when they pass.</summary>
+    public static ImageProblem? CheckHeader(string path, long maxPixels = DefaultMaxPixels) => Read(path, maxPixels, decode: false).Problem;
+
+    static (SKBitmap? Bitmap, ImageProblem? Problem) Read(string path, long maxPixels, bool decode)
     {
         if (!File.Exists(path)) return (null, new ImageProblem("missing_file", Directory.Exists(path) ? "a folder, not an image file" : "file not found"));
         long length;
@@ -36,6 +41,7 @@ public static class ImageProbe
             if (pixels > maxPixels)
                 return (null, new ImageProblem("too_many_pixels",
                     $"header claims {info.Width}x{info.Height} = {pixels:N0} pixels, over the limit of {maxPixels:N0} (possible decompression bomb)"));
+            if (!decode) return (null, null);
             var decodeInfo = new SKImageInfo(info.Width, info.Height, SKColorType.Rgba8888, SKAlphaType.Unpremul);
             var raw = new SKBitmap(decodeInfo);
             var result = codec.GetPixels(decodeInfo, raw.GetPixels());
