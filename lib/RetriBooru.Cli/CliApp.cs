@@ -23,7 +23,7 @@ public static class CliApp
             {
                 var target = console ?? AnsiConsole.Console;
                 var log = ErrorLog.Write(args, exception);
-                target.MarkupLine($"[red]error:[/] {Markup.Escape(exception.GetBaseException().Message)}{Markup.Escape(UnknownOptionHint(exception))}" +
+                target.MarkupLine($"[red]error:[/] {Markup.Escape(RetriBooru.Runtime.ExceptionCause.Of(exception).Message)}{Markup.Escape(UnknownOptionHint(exception))}" +
                                   (log is null ? "" : $" [grey](details: {Markup.Escape(log)})[/]"));
                 return exception is CommandParseException or CommandRuntimeException ? ExitCodes.Usage : ExitCodes.Failure;
             });

@@ -19,7 +19,7 @@ public static class DatasetViews
         var grid = new ImageGrid(cellSize);
         foreach (var outfit in outfits)
         {
-            var bitmaps = outfit.Take(perRow).Select(r => SKBitmap.Decode(Path.Combine(datasetDir, r.Image))).Where(b => b is not null).ToList();
+            var bitmaps = outfit.Take(perRow).Select(r => ImageProbe.TryDecode(ManifestReader.Resolve(datasetDir, r.Image)).Bitmap).OfType<SKBitmap>().ToList();
             try { grid.AddRow($"{outfit.Key}: {string.Join(", ", outfit.First().Clothes)}", bitmaps); }
             finally { foreach (var b in bitmaps) b.Dispose(); }
         }

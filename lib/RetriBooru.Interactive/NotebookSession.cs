@@ -28,7 +28,7 @@ public static class NotebookSession
             throw new ArgumentException($"'{name}' is not a usable folder name", nameof(name));
         var folder = Smoke
             ? Path.Combine(Path.GetTempPath(), $"retribooru-{name}-{Guid.NewGuid():N}"[..(name.Length + 23)])
-            : Path.Combine(RepositoryRoot(startDirectory ?? Environment.CurrentDirectory), "runs", "notebooks", name);
+            : SafePath.Under(Path.Combine(RepositoryRoot(startDirectory ?? Environment.CurrentDirectory), "runs", "notebooks"), name, "notebook name");
         Directory.CreateDirectory(folder);
         return folder;
     }

@@ -69,10 +69,13 @@ public sealed class RecordCard
     /// <summary>An image file as inline PNG, scaled to the display size, with an optional normalised box drawn on it.</summary>
     string Picture(string relativePath, float[]? box, int? size = null)
     {
-        var path = Path.Combine(DatasetDir, relativePath);
         int width = size ?? DisplaySize;
-        using var bitmap = SKBitmap.Decode(path);
-        if (bitmap is null) return Note(File.Exists(path) ? $"{relativePath}: not a readable image" : $"{relativePath}: file not found");
+        string path;
+        try { path = ManifestReader.Resolve(DatasetDir, relativePath); }
+        catch (InvalidDataException e) { return Note(e.Message); }
+        var (decoded, problem) = ImageProbe.TryDecode(path);
+        if (decoded is null) return Note($"{relativePath}: {problem!.Message}");
+        using var bitmap = decoded;
         int height = Math.Max(1, (int)Math.Round((double)width * bitmap.Height / bitmap.Width));
         using var scaled = new SKBitmap(new SKImageInfo(width, height, SKColorType.Rgba8888, SKAlphaType.Premul));
         using (var canvas = new SKCanvas(scaled))

@@ -23,4 +23,20 @@ public class CliDoctorTests
         var console = new TestConsole().Width(200);
         Assert.NotEqual(0, CliApp.Run(["no-such-verb"], console));
     }
+
+    [Fact]
+    public void An_error_shows_the_message_that_names_the_file_not_the_parser_message_inside_it()
+    {
+        using var dir = new TempDir();
+        var stats = Path.Combine(dir.Path, "manifests", "stats.json");
+        Directory.CreateDirectory(Path.GetDirectoryName(stats)!);
+        File.WriteAllText(stats, "{ \"images\": ");
+        var console = new TestConsole().Width(400);
+        Assert.Equal(1, CliApp.Run(["dataset", "stats", dir.Path], console));
+        Assert.Contains($"error: {stats}: bad stats file:", console.Output);
+
+        // A parallel loop's AggregateException shows the failure inside it.
+        var parallel = new AggregateException(new AggregateException(new IOException("No space left on device")));
+        Assert.Equal("No space left on device", RetriBooru.Runtime.ExceptionCause.Of(parallel).Message);
+    }
 }

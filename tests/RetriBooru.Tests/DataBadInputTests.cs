@@ -108,6 +108,39 @@ public class DataBadInputTests
     }
 
     [Fact]
+    public void Tag_floods_are_capped_per_image_and_counted_and_an_oversized_tag_file_is_not_read()
+    {
+        using var src = SourceWithGoodImages();
+        using var outDir = new TempDir();
+        var flood = string.Join(", ", Enumerable.Range(0, 5000).Select(i => $"tag_{i}"));
+        // General tags are kept in file order up to the cap; the character tag after the flood is kept all the same.
+        DataTestFiles.WriteFigure(src.Path, "flood", $"shirt, red_shirt, {flood}, character:kai", Red, offset: 4);
+        DataTestFiles.WriteFigure(src.Path, "jflood", "", Red, offset: 5);
+        File.Delete(src.File("jflood.txt"));
+        File.WriteAllText(src.File("jflood.json"), $"{{\"tag_string_general\": \"shirt red_shirt {flood.Replace(",", "")}\", \"tag_string_character\": \"kai\"}}");
+        DataTestFiles.WriteFigure(src.Path, "huge", GoodTags + ", " + new string('x', 150) + string.Concat(Enumerable.Range(0, 2000).Select(i => $", t{i}_{new string('y', 150)}")), Red, offset: 6);
+        Assert.True(new FileInfo(src.File("huge.txt")).Length > PostTagParser.MaxTagFileBytes);
+
+        var result = DatasetBuilder.Build(src.Path, outDir.Path, NoSplits);
+        var problems = result.Problems.ToDictionary(p => p.Path);
+        Assert.Equal("too_many_tags", problems["flood.txt"].Code);
+        Assert.Equal(ProblemSeverity.Warning, problems["flood.txt"].Severity);
+        Assert.Contains($"{5003 - PostTagParser.MaxTagsPerImage:N0} tags left out", problems["flood.txt"].Message);
+        Assert.Equal("too_many_tags", problems["jflood.json"].Code);
+        Assert.Equal(2, result.Stats.Warnings["too_many_tags"]);
+        foreach (var id in new[] { "flood", "jflood" })
+        {
+            var record = result.Records.Single(r => r.Id == id);
+            Assert.Equal("kai", record.Character);
+            Assert.Equal(PostTagParser.MaxTagsPerImage, record.Prompts.Split(", ").Length);
+        }
+        Assert.Equal("tag_file_too_large", problems["huge.png"].Code);
+        Assert.Contains("huge.txt", problems["huge.png"].Message);
+        Assert.Contains("over the limit", problems["huge.png"].Message);
+        Assert.Equal(5, result.Records.Count);
+    }
+
+    [Fact]
     public void Duplicate_ids_keep_the_first_file_and_report_the_rest()
     {
         using var src = SourceWithGoodImages();
@@ -144,6 +177,31 @@ public class DataBadInputTests
     }
 
     [Fact]
+    public void A_backslash_in_a_file_name_is_part_of_the_name_never_a_separator()
+    {
+        if (Path.DirectorySeparatorChar == '\\') return; // a backslash cannot be part of a file name on Windows
+        using var parent = new TempDir();
+        var src = parent.File("src");
+        for (int i = 0; i < 3; i++) DataTestFiles.WriteFigure(src, $"good{i}", GoodTags, Red, offset: i);
+        // Read as a path, this name would be parent/private/a.png: a different (blue-clad) figure outside the source.
+        const string escaping = @"x\..\..\private\a";
+        DataTestFiles.WriteFigure(parent.File("private"), "a", "character:mio, shirt, blue_shirt", new SKColor(30, 40, 220), offset: 4);
+        DataTestFiles.WriteFigure(src, escaping, "character:kai, shirt, red_shirt", Red, offset: 5);
+        DataTestFiles.WriteFigure(src, @"plain\name", GoodTags, Red, offset: 6);
+        using var outDir = new TempDir();
+
+        var result = DatasetBuilder.Build(src, outDir.Path, NoSplits);
+        Assert.DoesNotContain(result.Problems, p => p.Severity == ProblemSeverity.Rejected);
+        Assert.DoesNotContain(result.Records, r => r.Character == "mio");
+        var escaped = result.Records.Single(r => r.Source == escaping + ".png");
+        Assert.Equal("red", escaped.ClothingColor);
+        Assert.Equal("x_.._.._private_a", escaped.Id);
+        Assert.True(File.Exists(Path.Combine(outDir.Path, escaped.Image)));
+        Assert.Single(result.Records, r => r.Source == @"plain\name.png");
+        Assert.Equal(5, result.Records.Count);
+    }
+
+    [Fact]
     public void Bad_masks_and_face_boxes_are_warnings_and_the_image_is_kept()
     {
         using var src = SourceWithGoodImages();
@@ -158,24 +216,130 @@ public class DataBadInputTests
         Assert.Null(result.Records.Single(r => r.Id == "good2").FaceBox);
     }
 
-    [Fact]
-    public void An_interrupted_build_leaves_the_previous_dataset_intact_and_no_half_written_file()
+    static readonly BuildOptions NoSplits = new() { UnseenFraction = 0, HeldoutFraction = 0 };
+
+    /// <summary>Every file under a folder (relative path -> SHA-256), to compare a folder byte for byte before and after.</summary>
+    static SortedDictionary<string, string> Snapshot(string dir) =>
+        new(Directory.EnumerateFiles(dir, "*", SearchOption.AllDirectories)
+            .ToDictionary(f => Path.GetRelativePath(dir, f), f => Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(File.ReadAllBytes(f)))), StringComparer.Ordinal);
+
+    static void AssertNoStagingBeside(string dir)
+    {
+        foreach (var suffix in new[] { ".new", ".ready", ".old" }) Assert.False(Directory.Exists(dir + suffix), $"{dir}{suffix} was left behind");
+    }
+
+    [Theory]
+    [InlineData("ingest")]
+    [InlineData("crops")]
+    public void An_interrupted_rebuild_leaves_the_earlier_dataset_byte_identical_and_a_later_build_succeeds(string stage)
     {
         using var src = SourceWithGoodImages();
         using var outDir = new TempDir();
-        DatasetBuilder.Build(src.Path, outDir.Path, new BuildOptions { UnseenFraction = 0, HeldoutFraction = 0 });
-        var manifestPath = Path.Combine(outDir.Path, DatasetLayout.ManifestPath("b"));
-        var before = File.ReadAllBytes(manifestPath);
-        var recordsBefore = File.ReadAllBytes(Path.Combine(outDir.Path, DatasetLayout.RecordsFile));
-        for (int i = 3; i < 8; i++) DataTestFiles.WriteFigure(src.Path, $"more{i}", GoodTags, Red, offset: i);
+        DatasetBuilder.Build(src.Path, outDir.Path, NoSplits);
+        var before = Snapshot(outDir.Path);
+        // The new source differs from the old one in every image, so a half-done rebuild in place would show.
+        for (int i = 0; i < 3; i++) DataTestFiles.WriteFigure(src.Path, $"good{i}", GoodTags, new SKColor(30, 40, 220), offset: i + 3);
+        for (int i = 3; i < 8; i++) DataTestFiles.WriteFigure(src.Path, $"more{i}", GoodTags, Red, offset: i + 3);
 
         using var cancel = new CancellationTokenSource();
-        var progress = new InlineProgress(p => { if (p.Stage == "ingest" && p.Done >= 2) cancel.Cancel(); });
-        Assert.ThrowsAny<OperationCanceledException>(() =>
-            DatasetBuilder.Build(src.Path, outDir.Path, new BuildOptions { UnseenFraction = 0, HeldoutFraction = 0 }, progress, cancel.Token));
-        Assert.Equal(before, File.ReadAllBytes(manifestPath));
-        Assert.Equal(recordsBefore, File.ReadAllBytes(Path.Combine(outDir.Path, DatasetLayout.RecordsFile)));
+        var progress = new InlineProgress(p => { if (p.Stage == stage && p.Done >= 2) cancel.Cancel(); });
+        var e = Assert.ThrowsAny<OperationCanceledException>(() => DatasetBuilder.Build(src.Path, outDir.Path, NoSplits, progress, cancel.Token));
+        Assert.Contains("earlier dataset", e.Message);
+        Assert.Equal(before, Snapshot(outDir.Path));
+        AssertNoStagingBeside(outDir.Path);
+
+        var rebuilt = DatasetBuilder.Build(src.Path, outDir.Path, NoSplits);
+        Assert.Equal(8, rebuilt.Records.Count);
+        Assert.Contains(rebuilt.Notes, n => n.Contains("replaced the earlier dataset"));
+        Assert.Equal(8, Directory.GetFiles(Path.Combine(outDir.Path, DatasetLayout.ImagesFolder)).Length);
+        AssertNoStagingBeside(outDir.Path);
+    }
+
+    [Fact]
+    public void A_full_disk_during_a_rebuild_leaves_the_earlier_dataset_byte_identical_and_says_so()
+    {
+        using var src = SourceWithGoodImages();
+        using var outDir = new TempDir();
+        DatasetBuilder.Build(src.Path, outDir.Path, NoSplits);
+        var before = Snapshot(outDir.Path);
+        for (int i = 3; i < 6; i++) DataTestFiles.WriteFigure(src.Path, $"more{i}", GoodTags, Red, offset: i);
+        // Fault injection: the write of the crops fails as it would on a full disk.
+        var progress = new InlineProgress(p => { if (p.Stage == "crops" && p.Done >= 1) throw new IOException("No space left on device"); });
+        var e = Assert.Throws<IOException>(() => DatasetBuilder.Build(src.Path, outDir.Path, NoSplits, progress));
+        Assert.Contains("No space left on device", e.Message);
+        Assert.Contains($"the earlier dataset in {outDir.Path} is unchanged", e.Message);
+        Assert.Equal(before, Snapshot(outDir.Path));
+        AssertNoStagingBeside(outDir.Path);
+    }
+
+    [Fact]
+    public void A_killed_build_leaves_only_a_staging_folder_which_the_next_build_removes_and_reports()
+    {
+        using var src = SourceWithGoodImages();
+        using var outDir = new TempDir();
+        DatasetBuilder.Build(src.Path, outDir.Path, NoSplits);
+        var before = Snapshot(outDir.Path);
+        // What kill -9 in the middle of a rebuild leaves: a half-written staging folder with temporary files.
+        var staging = outDir.Path + ".new";
+        Directory.CreateDirectory(Path.Combine(staging, DatasetLayout.ImagesFolder));
+        File.WriteAllBytes(Path.Combine(staging, DatasetLayout.ImagesFolder, ".good0.png.123.abc.tmp"), [1, 2, 3]);
+        Assert.Equal(before, Snapshot(outDir.Path));
+
+        var result = DatasetBuilder.Build(src.Path, outDir.Path, NoSplits);
+        Assert.Contains(result.Notes, n => n.Contains("removed " + staging) && n.Contains("interrupted"));
+        Assert.Equal(before.Keys, Snapshot(outDir.Path).Keys);
+        AssertNoStagingBeside(outDir.Path);
         Assert.Empty(Directory.EnumerateFiles(outDir.Path, "*.tmp", SearchOption.AllDirectories));
+    }
+
+    [Fact]
+    public async Task A_rebuild_killed_with_sigkill_leaves_the_earlier_dataset_byte_identical_and_the_next_build_cleans_up()
+    {
+        if (!OperatingSystem.IsLinux()) return;
+        using var src = SourceWithGoodImages();
+        using var outDir = new TempDir();
+        DatasetBuilder.Build(src.Path, outDir.Path, NoSplits);
+        var before = Snapshot(outDir.Path);
+        // Enough new images that the child is still ingesting when it is killed.
+        for (int i = 0; i < 300; i++) DataTestFiles.WriteFigure(src.Path, $"more{i:D3}", GoodTags, Red, offset: i % 40);
+
+        var cli = Path.Combine(Path.GetDirectoryName(typeof(RetriBooru.Cli.CliApp).Assembly.Location)!, "RetriBooru.Cli.dll");
+        var start = new System.Diagnostics.ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var a in new[] { cli, "dataset", "build", "--source", src.Path, "--out", outDir.Path, "--unseen-fraction", "0", "--heldout-fraction", "0" })
+            start.ArgumentList.Add(a);
+        using var process = System.Diagnostics.Process.Start(start)!;
+        var output = Task.WhenAll(process.StandardOutput.ReadToEndAsync(), process.StandardError.ReadToEndAsync());
+        var stagedImages = Path.Combine(outDir.Path + ".new", DatasetLayout.ImagesFolder);
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        while (!process.HasExited && clock.Elapsed < TimeSpan.FromMinutes(3)
+               && !(Directory.Exists(stagedImages) && Directory.EnumerateFiles(stagedImages).Take(10).Count() == 10))
+            await Task.Delay(20);
+        if (process.HasExited) Assert.Fail($"the build finished before it could be killed:\n{string.Concat(await output)}");
+        process.Kill(entireProcessTree: true); // SIGKILL: no handler, no cleanup
+        await process.WaitForExitAsync();
+
+        Assert.Equal(before, Snapshot(outDir.Path));
+        Assert.True(Directory.Exists(outDir.Path + ".new"), "the killed build left no staging folder: it wrote somewhere else");
+        var result = DatasetBuilder.Build(src.Path, outDir.Path, NoSplits);
+        Assert.Contains(result.Notes, n => n.StartsWith("removed " + outDir.Path + ".new", StringComparison.Ordinal));
+        Assert.True(result.Records.Count > 250, $"{result.Records.Count} records");
+        Assert.Equal(result.Records.Count, Directory.GetFiles(Path.Combine(outDir.Path, DatasetLayout.ImagesFolder)).Length);
+        AssertNoStagingBeside(outDir.Path);
+    }
+
+    [Fact]
+    public void A_build_of_a_source_inside_the_dataset_keeps_the_source()
+    {
+        // The synthetic layout DIR/source rebuilt with `dataset build --source DIR/source --out DIR`: the swap must carry the source over.
+        using var dir = new TempDir();
+        var source = dir.File("source");
+        for (int i = 0; i < 3; i++) DataTestFiles.WriteFigure(source, $"good{i}", GoodTags, Red, offset: i);
+        var sourceFiles = Snapshot(source);
+        DatasetBuilder.Build(source, dir.Path, NoSplits);
+        var result = DatasetBuilder.Build(source, dir.Path, NoSplits);
+        Assert.Equal(3, result.Records.Count);
+        Assert.Equal(sourceFiles, Snapshot(source));
+        AssertNoStagingBeside(dir.Path);
     }
 
     [Fact]

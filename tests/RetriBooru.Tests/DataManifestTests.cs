@@ -54,6 +54,25 @@ public class DataManifestTests
     }
 
     [Fact]
+    public void The_cli_says_whether_it_created_or_replaced_a_dataset_and_what_it_cleaned_up()
+    {
+        using var dir = new TempDir();
+        var data = dir.File("data");
+        string Synth()
+        {
+            var console = new TestConsole().Width(300);
+            Assert.Equal(0, CliApp.Run(["dataset", "synth", "--out", data, "--characters", "2", "--images-per-character", "4", "--outfits", "1", "--size", "32"], console));
+            return console.Output;
+        }
+        Assert.Contains($"created {data}", Synth());
+        Directory.CreateDirectory(Path.Combine(data + ".new", "images")); // what a killed rebuild leaves
+        var second = Synth();
+        Assert.Contains($"removed {data}.new", second);
+        Assert.Contains($"replaced the earlier dataset in {data}", second);
+        Assert.False(Directory.Exists(data + ".new"));
+    }
+
+    [Fact]
     public void Invalid_options_are_usage_errors()
     {
         using var dir = new TempDir();

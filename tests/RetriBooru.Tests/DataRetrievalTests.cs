@@ -128,6 +128,12 @@ public class DataRetrievalTests(SmallSynthDataset data) : IClassFixture<SmallSyn
             Assert.Equal(new long[] { 3, 32, 32 }, crop.shape);
             Assert.InRange(crop.min().item<float>(), -1f, 1f);
         }
+
+        // A manifest line whose reference leads outside the dataset is skipped with the reason; the others load.
+        var escaping = example with { References = [example.References[0] with { Image = "../../../etc/passwd" }, .. example.References.Skip(1)] };
+        using var loaded = new RetriBooru.Diffusion.ReferenceDataset(data.Dir, [example, escaping], 32);
+        Assert.Equal(1, loaded.Count);
+        Assert.Contains("'../../../etc/passwd' leads outside", Assert.Single(loaded.Skipped).Reason);
     }
 
     [Fact]

@@ -204,6 +204,18 @@ public class DiffusionTrainerTests
         Assert.False(lazy.Preloaded);
         Assert.Single(lazy.Skipped);
         Assert.True(lazy.Get(1).Image.Equals(example.Image));
+
+        // A record whose image claims 40000x40000 pixels, or that points outside the dataset: skipped with the reason, in both modes.
+        File.WriteAllBytes(Path.Combine(data, "images", "bomb.png"), DataTestFiles.PngClaiming(40000, 40000));
+        File.AppendAllLines(Path.Combine(data, DatasetLayout.RecordsFile), [
+            JsonSerializer.Serialize(new ImageRecord { Id = "bomb", Image = "images/bomb.png", Character = "c0", Prompts = "1girl" }, WorkbenchJson.Lines),
+            JsonSerializer.Serialize(new ImageRecord { Id = "out", Image = "../../outside.png", Character = "c0", Prompts = "1girl" }, WorkbenchJson.Lines)]);
+        foreach (var preload in new[] { true, false })
+        {
+            var skippedNow = new DatasetFolderSource(data, 32, preload: preload).Skipped;
+            Assert.Contains(skippedNow, s => s.Path.EndsWith("bomb.png") && s.Reason.Contains("40000x40000"));
+            Assert.Contains(skippedNow, s => s.Reason.Contains("'../../outside.png' leads outside"));
+        }
     }
 
     [Fact]

@@ -299,6 +299,97 @@ public class EvaluationTests(EvaluationWorld world, Xunit.Abstractions.ITestOutp
         Assert.True(bad.Output.Contains("--split 'train'", StringComparison.Ordinal), bad.Output);
     }
 
+    /// <summary>The scheme-b manifest with every target id replaced by one that climbs out of any folder.</summary>
+    string EscapingManifest()
+    {
+        var manifest = ManifestReader.Read(world.Dataset, "b").Select((e, i) => e with { Target = $"../../../escaped{i}" }).ToList();
+        var path = Path.Combine(world.NewFolder(), "escaping.jsonl");
+        Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+        ManifestReader.Write(path, manifest);
+        return path;
+    }
+
+    [Fact]
+    public void A_manifest_target_id_that_leaves_the_output_folder_fails_before_anything_is_written()
+    {
+        var parent = world.NewFolder();
+        var outDir = Path.Combine(parent, "a", "b", "out");
+        var e = Assert.Throws<InvalidDataException>(() => world.Suite.Evaluate("m", world.Model, new TextOnlyModel(world.Model.Unet), world.Dataset, "b",
+            Small with { ManifestPath = EscapingManifest() }, outDir));
+        Assert.Contains("samples/../../../escaped", e.Message);
+        Assert.Contains("outside", e.Message);
+        Assert.DoesNotContain('\n', e.Message);
+        // Followed, the id would have written parent/a/escaped0/0.png: nothing at all is written under parent.
+        Assert.False(Directory.Exists(parent));
+    }
+
+    [Fact]
+    public void Cli_evaluate_and_sample_refuse_a_non_empty_out_unless_overwrite_and_swap_the_new_results_in_whole()
+    {
+        var data = world.NewFolder();
+        CopyFolder(world.Dataset, data);
+        var checkpoint = world.NewFolder();
+        ReferenceModelStore.Save(world.Model, new TextOnlyModel(world.Model.Unet), checkpoint);
+        var outDir = world.NewFolder();
+        string[] Evaluate(params string[] extra) => ["evaluate", "--checkpoint", checkpoint, "--data", data, "--split", "unseen", "--sets", "1",
+            "--samples-per-reference", "1", "--steps", "1", "--out", outDir, "--bootstrap", "10", "--identity-view", "whole", .. extra];
+        (int Code, string Output) Run(string[] args)
+        {
+            var console = new TestConsole().Width(250);
+            return (RetriBooru.Cli.CliApp.Run(args, console), console.Output);
+        }
+
+        var first = Run(Evaluate());
+        Assert.True(first.Code == 0, first.Output);
+        var results = File.ReadAllText(Path.Combine(outDir, "results.json"));
+        var again = Run(Evaluate());
+        Assert.NotEqual(0, again.Code);
+        Assert.Contains("--overwrite", again.Output);
+        Assert.Equal(results, File.ReadAllText(Path.Combine(outDir, "results.json")));
+
+        // A bad manifest with --overwrite: one clear error, the earlier results untouched, no staging folder left.
+        var escaping = Run(Evaluate("--overwrite", "--manifest", EscapingManifest()));
+        Assert.Equal(1, escaping.Code);
+        Assert.Contains("escaped", escaping.Output);
+        Assert.Equal(results, File.ReadAllText(Path.Combine(outDir, "results.json")));
+        Assert.False(Directory.Exists(outDir + ".new"));
+
+        File.WriteAllText(Path.Combine(outDir, "left-by-the-earlier-run.txt"), "x");
+        var replaced = Run(Evaluate("--overwrite", "--seed", "9"));
+        Assert.True(replaced.Code == 0, replaced.Output);
+        Assert.False(File.Exists(Path.Combine(outDir, "left-by-the-earlier-run.txt")));
+        Assert.Equal(9L, (long)JsonNode.Parse(File.ReadAllText(Path.Combine(outDir, "results.json")))!["config"]!["seed"]!);
+        Assert.False(Directory.Exists(outDir + ".new"));
+
+        // sample: the same guard, and a reference image whose header claims 40000x40000 pixels is refused before decoding.
+        var crop = ManifestReader.Resolve(data, ManifestReader.Read(data, "b")[0].References[0].Image);
+        var samples = world.NewFolder();
+        string[] Sample(params string[] extra) => ["sample", "--checkpoint", checkpoint, "--reference", $"face={crop}", "--count", "1", "--steps", "1", "--out", samples, .. extra];
+        var sampled = Run(Sample());
+        Assert.True(sampled.Code == 0, sampled.Output);
+        var png = Directory.GetFiles(samples, "*.png").Single();
+        var bytes = File.ReadAllBytes(png);
+        Assert.Contains("--overwrite", Run(Sample()).Output);
+        var typo = Run(["sample", "--checkpoint", checkpoint, "--reference", $"fase={crop}", "--out", world.NewFolder()]);
+        Assert.Equal(2, typo.Code);
+        Assert.Contains("unknown concept word 'fase' (did you mean 'face'?)", typo.Output);
+        var missing = Run(["sample", "--checkpoint", checkpoint, "--reference", "face=/nonexistent/crop.png", "--out", world.NewFolder()]);
+        Assert.Equal(1, missing.Code);
+        Assert.Contains("/nonexistent/crop.png: file not found", missing.Output);
+        var bombPath = Path.Combine(world.NewFolder(), "bomb.png");
+        Directory.CreateDirectory(Path.GetDirectoryName(bombPath)!);
+        File.WriteAllBytes(bombPath, DataTestFiles.PngClaiming(40000, 40000));
+        var bomb = Run(["sample", "--checkpoint", checkpoint, "--reference", $"face={bombPath}", "--count", "1", "--steps", "1", "--out", samples, "--overwrite"]);
+        Assert.Equal(1, bomb.Code);
+        Assert.Contains("bomb.png", bomb.Output);
+        Assert.Contains("40000x40000", bomb.Output);
+        Assert.Equal(bytes, File.ReadAllBytes(png));
+        Assert.False(Directory.Exists(samples + ".new"));
+        var resampled = Run(Sample("--overwrite", "--seed", "3"));
+        Assert.True(resampled.Code == 0, resampled.Output);
+        Assert.Equal(["sample_3_000.png"], Directory.GetFiles(samples).Select(Path.GetFileName));
+    }
+
     [Fact]
     public void Bad_options_and_missing_files_fail_with_clear_messages()
     {

@@ -81,6 +81,10 @@ public class ExperimentRunnerTests(QuickstartRun quickstart) : IClassFixture<Qui
         var missing = new TestConsole().Width(220);
         Assert.NotEqual(0, CliApp.Run(["runs", "grid", run.Path, "--split", "composition-x"], missing));
         Assert.Contains("no evaluation of split 'composition-x'", missing.Output);
+        // The run's file paths are stored relative to the run folder, so it reads the same from any working folder.
+        var stored = File.ReadAllText(Path.Combine(run.Path, ModelEvaluation.FileName));
+        Assert.Contains("\"paths_relative\": true", stored);
+        Assert.DoesNotContain(Path.GetFullPath(quickstart.Runs), stored);
     }
 
     [Fact]
@@ -131,5 +135,77 @@ public class ExperimentRunnerTests(QuickstartRun quickstart) : IClassFixture<Qui
         // The resumed training started after the interruption point, not at step 1.
         var first = events.First(e => e.Stage.StartsWith("train retrinet", StringComparison.Ordinal) && e.Message.StartsWith("step"));
         Assert.DoesNotContain("step 1/", first.Message);
+    }
+}
+
+/// <summary>`runs grid` on a run read from elsewhere: the stored paths do not depend on the working folder of the run or of the reader.</summary>
+public class RunsGridPathTests
+{
+    /// <summary>A run folder under ROOT/runs with one evaluated set whose reference and sample PNGs sit in ROOT/runs/.cache.</summary>
+    static (RunFolder Run, ModelEvaluation Evaluation) CraftRun(string root)
+    {
+        var runs = Path.Combine(root, "runs");
+        var reference = Path.Combine(runs, ".cache", "dataset", "k1", "crops", "a_face.png");
+        var sample = Path.Combine(runs, ".cache", "evaluate", "k2", "samples", "a", "0.png");
+        foreach (var (path, color) in new[] { (reference, SkiaSharp.SKColors.Red), (sample, SkiaSharp.SKColors.Blue) })
+        {
+            Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+            File.WriteAllBytes(path, DataTestFiles.Png(16, 16, color));
+        }
+        var run = RunFolder.Create(runs, "grid-paths", 1);
+        run.WriteJson("spec.json", new ExperimentSpec { Name = "grid-paths" });
+        var evaluation = new ModelEvaluation
+        {
+            Model = "retrinet", Split = "unseen", ResultsDir = Path.GetDirectoryName(Path.GetDirectoryName(Path.GetDirectoryName(sample)))!,
+            Sets = [new EvaluatedSet("a", [reference], [sample])],
+        };
+        return (run, evaluation);
+    }
+
+    static (int Code, string Output) Grid(string runPath, string png)
+    {
+        var console = new TestConsole().Width(220);
+        return (CliApp.Run(["runs", "grid", runPath, "--split", "unseen", "--out", png], console), console.Output);
+    }
+
+    [Fact]
+    public void A_run_stores_paths_relative_to_its_folder_and_its_grid_works_after_the_runs_folder_moved()
+    {
+        using var tmp = new TempDir();
+        var (run, evaluation) = CraftRun(tmp.File("first"));
+        ModelEvaluation.Write(run, [evaluation]);
+        var stored = File.ReadAllText(Path.Combine(run.Path, ModelEvaluation.FileName));
+        Assert.DoesNotContain(tmp.Path, stored);
+        Assert.Contains("../.cache/evaluate/k2/samples/a/0.png", stored);
+
+        // Moved elsewhere (as a run is when read from another folder or machine): the paths still resolve.
+        Directory.Move(tmp.File("first"), tmp.File("moved"));
+        var movedRun = Path.Combine(tmp.File("moved"), "runs", Path.GetFileName(run.Path));
+        var loaded = RunResults.Load(movedRun).Evaluations.Single();
+        Assert.Equal(Path.Combine(tmp.File("moved"), "runs", ".cache", "evaluate", "k2", "samples", "a", "0.png"), loaded.Sets[0].Samples[0]);
+        var (code, output) = Grid(movedRun, tmp.File("grid.png"));
+        Assert.True(code == 0, output);
+        Assert.True(File.Exists(tmp.File("grid.png")));
+    }
+
+    [Fact]
+    public void An_older_run_with_paths_relative_to_where_it_was_started_still_reads_from_another_folder()
+    {
+        using var tmp = new TempDir();
+        var root = tmp.File("project");
+        var (run, evaluation) = CraftRun(root);
+        // Older runs stored paths relative to the folder `retribooru run` was started in (here: ROOT), or absolute ones.
+        string FromRoot(string path) => Path.GetRelativePath(root, path);
+        var old = evaluation with
+        {
+            ResultsDir = FromRoot(evaluation.ResultsDir),
+            Sets = [new EvaluatedSet("a", [evaluation.Sets[0].References[0]], [FromRoot(evaluation.Sets[0].Samples[0])])],
+        };
+        run.WriteJson(ModelEvaluation.FileName, new[] { old });
+        Assert.DoesNotContain("paths_relative\": true", File.ReadAllText(Path.Combine(run.Path, ModelEvaluation.FileName)));
+        Assert.NotEqual(Path.GetFullPath(root), Environment.CurrentDirectory);
+        var (code, output) = Grid(run.Path, tmp.File("grid.png"));
+        Assert.True(code == 0, output);
+        Assert.Equal(evaluation.Sets[0].Samples[0], RunResults.Load(run.Path).Evaluations.Single().Sets[0].Samples[0]);
     }
 }

@@ -65,6 +65,12 @@ public class ModelingCliTests
         code = CliApp.Run(["sample-base", "--model", Path.Combine(outDir, "model"), "--prompt", "1girl, red_hair", "--count", "2", "--steps", "3", "--out", samples], sampleConsole);
         Assert.True(code == 0, sampleConsole.Output);
         Assert.Equal(2, Directory.GetFiles(samples, "*.png").Length);
+        var again = new TestConsole().Width(200);
+        Assert.NotEqual(0, CliApp.Run(["sample-base", "--model", Path.Combine(outDir, "model"), "--count", "1", "--steps", "3", "--out", samples], again));
+        Assert.Contains("--overwrite", again.Output);
+        var resampled = new TestConsole().Width(200);
+        Assert.True(CliApp.Run(["sample-base", "--model", Path.Combine(outDir, "model"), "--count", "1", "--steps", "3", "--seed", "4", "--out", samples, "--overwrite"], resampled) == 0, resampled.Output);
+        Assert.Equal(["sample-4-00.png"], Directory.GetFiles(samples).Select(Path.GetFileName));
     }
 
     [Fact]

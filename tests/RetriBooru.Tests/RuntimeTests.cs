@@ -203,6 +203,123 @@ public class ImageTensorTests
         File.WriteAllBytes(path, [1, 2, 3]);
         var e = Assert.Throws<InvalidDataException>(() => RetriBooru.Imaging.ImageTensor.LoadBitmap(path));
         Assert.Contains("bad.png", e.Message);
+        var missing = Assert.Throws<InvalidDataException>(() => RetriBooru.Imaging.ImageTensor.LoadBitmap(tmp.File("gone.png")));
+        Assert.Equal($"{tmp.File("gone.png")}: file not found", missing.Message);
+    }
+
+    [Fact]
+    public void Every_decode_refuses_a_header_claiming_too_many_pixels_before_decoding()
+    {
+        Torch.Load();
+        using var tmp = new TempDir();
+        var path = tmp.File("bomb.png");
+        File.WriteAllBytes(path, DataTestFiles.PngClaiming(40000, 40000));
+        long before = GC.GetTotalAllocatedBytes(precise: true);
+        // Samples' references, evaluation and report images, and training images all decode through LoadBitmap / Load.
+        foreach (var decode in new Action[] { () => RetriBooru.Imaging.ImageTensor.LoadBitmap(path), () => RetriBooru.Imaging.ImageTensor.Load(path, 32), () => RetriBooru.Imaging.ImageTensor.LoadMask(path, 32) })
+        {
+            var e = Assert.Throws<InvalidDataException>(decode);
+            Assert.StartsWith(path + ": header claims 40000x40000", e.Message);
+            Assert.DoesNotContain('\n', e.Message);
+        }
+        Assert.True(GC.GetTotalAllocatedBytes(precise: true) - before < 50_000_000, "a refused header allocated pixel memory");
+        using var probe = RetriBooru.Metrics.Vqa.ProbeSamples.Load([new(path, new Dictionary<string, string>())], new RetriBooru.Metrics.Vqa.AttributeSchema([]), size: 32);
+        Assert.Contains("40000x40000", probe.Skipped.Single().Reason);
+    }
+}
+
+public class SafePathTests
+{
+    [Theory]
+    [InlineData("../../../x")]
+    [InlineData("samples/../../x.png")]
+    [InlineData("/etc/passwd")]
+    [InlineData("..")]
+    [InlineData(".")]
+    [InlineData("")]
+    [InlineData("a\0b")]
+    public void A_value_that_leaves_its_folder_is_refused_with_one_line_naming_it(string value)
+    {
+        using var tmp = new TempDir();
+        var e = Assert.Throws<InvalidDataException>(() => SafePath.Under(tmp.Path, value, "target id"));
+        Assert.StartsWith($"target id '{value.Replace('\0', '?')}'", e.Message);
+        Assert.DoesNotContain('\n', e.Message);
+    }
+
+    [Theory]
+    [InlineData("images/a.png", "images/a.png")]
+    [InlineData("a/../b.png", "b.png")]
+    [InlineData(@"x\..\..\y.png", @"x\..\..\y.png")]
+    public void A_value_inside_its_folder_is_joined(string value, string expected)
+    {
+        using var tmp = new TempDir();
+        var expectedPath = Path.DirectorySeparatorChar == '/' ? Path.Combine(tmp.Path, expected) : Path.GetFullPath(Path.Combine(tmp.Path, expected));
+        Assert.Equal(expectedPath, SafePath.Under(tmp.Path + "/", value));
+    }
+}
+
+public class OutputFolderTests
+{
+    static void Write(string path, string text) { Directory.CreateDirectory(Path.GetDirectoryName(path)!); File.WriteAllText(path, text); }
+
+    [Fact]
+    public void A_swap_killed_after_the_results_were_complete_is_finished_by_the_next_run()
+    {
+        using var tmp = new TempDir();
+        var dir = tmp.File("out");
+        // kill -9 right after the earlier folder moved aside: OUT is missing, OUT.old holds the earlier results, OUT.ready the new ones.
+        Write(Path.Combine(dir + ".old", "result.txt"), "earlier");
+        Write(Path.Combine(dir + ".old", "source", "keep.txt"), "carried");
+        Write(Path.Combine(dir + ".ready", "result.txt"), "new");
+        var folder = OutputFolder.Rebuild(dir);
+        Assert.Equal("new", File.ReadAllText(Path.Combine(dir, "result.txt")));
+        Assert.Contains(folder.Notes, n => n.Contains("finished swapping"));
+        Assert.False(Directory.Exists(dir + ".old") || Directory.Exists(dir + ".ready"));
+    }
+
+    [Fact]
+    public void A_swap_killed_while_carrying_entries_over_carries_the_rest_and_keeps_the_new_results()
+    {
+        using var tmp = new TempDir();
+        var dir = tmp.File("out");
+        Write(Path.Combine(dir, "result.txt"), "earlier");
+        Write(Path.Combine(dir, "source", "keep.txt"), "carried");
+        Write(Path.Combine(dir + ".ready", "result.txt"), "new");
+        OutputFolder.Rebuild(dir);
+        Assert.Equal("new", File.ReadAllText(Path.Combine(dir, "result.txt")));
+        Assert.Equal("carried", File.ReadAllText(Path.Combine(dir, "source", "keep.txt")));
+    }
+
+    [Fact]
+    public void An_unfinished_staging_folder_never_replaces_the_earlier_results()
+    {
+        using var tmp = new TempDir();
+        var dir = tmp.File("out");
+        Write(Path.Combine(dir, "result.txt"), "earlier");
+        Write(Path.Combine(dir + ".new", "result.txt"), "half");
+        var folder = OutputFolder.Open(dir, resume: false, overwrite: true);
+        Assert.Equal("earlier", File.ReadAllText(Path.Combine(dir, "result.txt")));
+        Assert.False(Directory.Exists(dir + ".new"));
+        Assert.Contains(folder.Notes, n => n.Contains("removed"));
+        Assert.Throws<IOException>(() => folder.Complete(d => { Write(Path.Combine(d, "result.txt"), "new"); throw new IOException("No space left on device"); }));
+        Assert.Equal("earlier", File.ReadAllText(Path.Combine(dir, "result.txt")));
+        Assert.False(Directory.Exists(dir + ".new"));
+        folder.Complete(d => Write(Path.Combine(d, "result.txt"), "new"));
+        Assert.Equal("new", File.ReadAllText(Path.Combine(dir, "result.txt")));
+        Assert.Equal(["result.txt"], Directory.GetFileSystemEntries(dir).Select(Path.GetFileName));
+    }
+
+    [Fact]
+    public void A_failure_writing_into_a_new_folder_leaves_it_empty_so_a_rerun_needs_no_overwrite()
+    {
+        using var tmp = new TempDir();
+        var dir = tmp.File("out");
+        var folder = OutputFolder.Open(dir, resume: false, overwrite: false);
+        Assert.False(folder.Staged);
+        Assert.Throws<InvalidDataException>(() => folder.Complete(d => { Write(Path.Combine(d, "samples", "0.png"), "half"); throw new InvalidDataException("bad manifest"); }));
+        Assert.Empty(Directory.GetFileSystemEntries(dir));
+        OutputFolder.Open(dir, resume: false, overwrite: false).Complete(d => Write(Path.Combine(d, "result.txt"), "new"));
+        Assert.Equal("new", File.ReadAllText(Path.Combine(dir, "result.txt")));
     }
 }
 

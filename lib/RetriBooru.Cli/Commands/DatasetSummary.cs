@@ -49,5 +49,7 @@ internal static class DatasetSummary
         int rejected = result.Problems.Count(p => p.Severity == ProblemSeverity.Rejected);
         int warnings = result.Problems.Count(p => p.Severity == ProblemSeverity.Warning);
         console.MarkupLine($"Per-file reasons ({rejected:N0} rejected, {warnings:N0} warnings): [blue]{Markup.Escape(Path.Combine(datasetDir, BuildReport.FileName))}[/]");
+        // What happened to the folder: created, or an earlier dataset replaced whole; leftovers of an interrupted build cleaned up.
+        foreach (var note in result.Notes) console.MarkupLine($"[grey]{Markup.Escape(note)}[/]");
     }
 }

@@ -92,6 +92,10 @@ public sealed class EvaluateCommand(IAnsiConsole console) : Command<EvaluateComm
         [CommandOption("--out <DIR>")]
         public string Out { get; init; } = "";
 
+        [CommandOption("--overwrite")]
+        [Description("Replace the earlier results in OUT: the new ones are written to OUT.new and swapped in when the evaluation finishes.")]
+        public bool Overwrite { get; init; }
+
         [CommandOption("--threads <N>")]
         [Description("Intra-op threads, fixed for reproducibility (default: the machine's cores; training splits each batch across them, one libtorch thread per part, and OpenMP waits passively so a busy machine does not collapse).")]
         public int Threads { get; init; } = TorchRuntime.DefaultThreads;
@@ -119,6 +123,7 @@ public sealed class EvaluateCommand(IAnsiConsole console) : Command<EvaluateComm
     {
         TorchRuntime.SetDeterministic(true, settings.Threads);
         if (!Directory.Exists(settings.Data)) throw new DirectoryNotFoundException($"{settings.Data}: dataset folder not found");
+        var output = OutputFolderConsole.Open(console, settings.Out, resume: false, settings.Overwrite);
         var (model, branch) = ReferenceModelStore.Load(settings.Checkpoint);
         using (model)
         {
@@ -136,7 +141,7 @@ public sealed class EvaluateCommand(IAnsiConsole console) : Command<EvaluateComm
                 BootstrapResamples = settings.Bootstrap, SaveImages = !settings.NoImages, ManifestPath = settings.Manifest, PromptView = settings.PromptView,
             };
             var watch = Stopwatch.StartNew();
-            var result = Run(suite, name, model, branch, settings, options, cancellationToken);
+            var result = output.Complete(dir => Run(suite, name, model, branch, settings, options, dir, cancellationToken));
             watch.Stop();
             Print(result, settings.Out);
             int samples = result.Rows.Count(r => r.SampleIndex is not null);
@@ -146,7 +151,8 @@ public sealed class EvaluateCommand(IAnsiConsole console) : Command<EvaluateComm
         return ExitCodes.Ok;
     }
 
-    EvaluationResult Run(EvaluationSuite suite, string name, Modeling.DiffusionModel model, Modeling.IReferenceConditionedModel branch, Settings settings, EvaluationOptions options, CancellationToken cancellationToken)
+    EvaluationResult Run(EvaluationSuite suite, string name, Modeling.DiffusionModel model, Modeling.IReferenceConditionedModel branch, Settings settings, EvaluationOptions options,
+        string outDir, CancellationToken cancellationToken)
     {
         if (!console.Profile.Capabilities.Interactive)
         {
@@ -160,7 +166,7 @@ public sealed class EvaluateCommand(IAnsiConsole console) : Command<EvaluateComm
                     console.MarkupLine($"sampled and scored {p.Done}/{p.Total} samples");
                 }
             });
-            return suite.Evaluate(name, model, branch, settings.Data, settings.Scheme, options, settings.Out, lines, cancellationToken);
+            return suite.Evaluate(name, model, branch, settings.Data, settings.Scheme, options, outDir, lines, cancellationToken);
         }
         EvaluationResult? result = null;
         console.Progress()
@@ -174,7 +180,7 @@ public sealed class EvaluateCommand(IAnsiConsole console) : Command<EvaluateComm
                     bar.Value = p.Done;
                     bar.Description = $"sample {p.Done}/{p.Total}";
                 });
-                result = suite.Evaluate(name, model, branch, settings.Data, settings.Scheme, options, settings.Out, progress, cancellationToken);
+                result = suite.Evaluate(name, model, branch, settings.Data, settings.Scheme, options, outDir, progress, cancellationToken);
             });
         return result!;
     }

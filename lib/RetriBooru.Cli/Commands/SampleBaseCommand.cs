@@ -51,6 +51,10 @@ public sealed class SampleBaseCommand(IAnsiConsole console) : Command<SampleBase
         [CommandOption("--out <DIR>")]
         public string Out { get; init; } = "";
 
+        [CommandOption("--overwrite")]
+        [Description("Replace the earlier samples in OUT: the new ones are written to OUT.new and swapped in when all are written.")]
+        public bool Overwrite { get; init; }
+
         public override ValidationResult Validate() =>
             string.IsNullOrWhiteSpace(Model) ? ValidationResult.Error("--model is required")
             : string.IsNullOrWhiteSpace(Out) ? ValidationResult.Error("--out is required")
@@ -61,20 +65,23 @@ public sealed class SampleBaseCommand(IAnsiConsole console) : Command<SampleBase
     public override int Execute(CommandContext context, Settings settings, CancellationToken cancellationToken)
     {
         var device = TorchRuntime.ResolveDevice(settings.Device);
+        var output = OutputFolderConsole.Open(console, settings.Out, resume: false, settings.Overwrite);
         using var model = File.Exists(settings.Model)
             ? ModelStore.LoadSingleFile(settings.Model, tokenizerDir: settings.Tokenizer, device: device)
             : ModelStore.LoadDiffusers(settings.Model, device);
         var options = new SamplingOptions { Steps = settings.Steps, GuidanceScale = settings.Guidance, Eta = settings.Eta, Seed = settings.Seed };
         var started = DateTime.UtcNow;
         using var images = TextToImage.Generate(model, Enumerable.Repeat(settings.Prompt, settings.Count).ToList(), options);
-        Directory.CreateDirectory(settings.Out);
-        for (int i = 0; i < settings.Count; i++)
+        var names = Enumerable.Range(0, settings.Count).Select(i => $"sample-{settings.Seed}-{i:D2}.png").ToList();
+        output.Complete(dir =>
         {
-            using var image = images[i];
-            var path = Path.Combine(settings.Out, $"sample-{settings.Seed}-{i:D2}.png");
-            ImageTensor.SavePng(image, path);
-            console.MarkupLine($"wrote {Markup.Escape(path)}");
-        }
+            for (int i = 0; i < names.Count; i++)
+            {
+                using var image = images[i];
+                ImageTensor.SavePng(image, Path.Combine(dir, names[i]));
+            }
+        });
+        foreach (var name in names) console.MarkupLine($"wrote {Markup.Escape(Path.Combine(output.Path, name))}");
         console.MarkupLine($"{settings.Count} images, {settings.Steps} DDIM steps, guidance {settings.Guidance}, seed {settings.Seed}: {(DateTime.UtcNow - started).TotalSeconds:F1} s");
         return ExitCodes.Ok;
     }

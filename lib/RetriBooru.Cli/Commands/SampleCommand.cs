@@ -1,4 +1,5 @@
 using System.ComponentModel;
+using RetriBooru.Data;
 using RetriBooru.Diffusion;
 using RetriBooru.Imaging;
 using RetriBooru.Runtime;
@@ -47,6 +48,10 @@ public sealed class SampleCommand(IAnsiConsole console) : Command<SampleCommand.
         [CommandOption("--out <DIR>")]
         public string Out { get; init; } = "";
 
+        [CommandOption("--overwrite")]
+        [Description("Replace the earlier samples in OUT: the new ones are written to OUT.new and swapped in when all are written.")]
+        public bool Overwrite { get; init; }
+
         [CommandOption("--threads <N>")]
         [Description("Intra-op threads, fixed for reproducibility (default: the machine's cores; training splits each batch across them, one libtorch thread per part, and OpenMP waits passively so a busy machine does not collapse).")]
         public int Threads { get; init; } = TorchRuntime.DefaultThreads;
@@ -57,7 +62,12 @@ public sealed class SampleCommand(IAnsiConsole console) : Command<SampleCommand.
             if (string.IsNullOrWhiteSpace(Out)) return ValidationResult.Error("--out is required");
             if (Count < 1) return ValidationResult.Error("--count must be at least 1");
             foreach (var r in References)
+            {
                 if (!r.Contains('=')) return ValidationResult.Error($"--reference '{r}': write CONCEPT=PATH, e.g. face=face.png");
+                var concept = r[..r.IndexOf('=')];
+                if (!Concepts.All.Contains(concept))
+                    return ValidationResult.Error($"--reference '{r}': unknown concept word '{concept}'{DidYouMean.Hint(concept, Concepts.All)}; reference models know {string.Join(", ", Concepts.All)}");
+            }
             return ValidationResult.Success();
         }
     }
@@ -65,6 +75,7 @@ public sealed class SampleCommand(IAnsiConsole console) : Command<SampleCommand.
     public override int Execute(CommandContext context, Settings settings, CancellationToken cancellationToken)
     {
         TorchRuntime.SetDeterministic(true, settings.Threads);
+        var output = OutputFolderConsole.Open(console, settings.Out, resume: false, settings.Overwrite);
         var (model, branch) = ReferenceModelStore.Load(settings.Checkpoint);
         using (model)
         {
@@ -77,13 +88,9 @@ public sealed class SampleCommand(IAnsiConsole console) : Command<SampleCommand.
             using var scope = NewDisposeScope();
             var images = ReferenceSampler.Generate(model, branch, Enumerable.Repeat(settings.Prompt, settings.Count).ToList(),
                 Enumerable.Repeat((IReadOnlyList<ReferenceCrop>)references, settings.Count).ToList(), options);
-            Directory.CreateDirectory(settings.Out);
-            for (int i = 0; i < settings.Count; i++)
-            {
-                var path = Path.Combine(settings.Out, $"sample_{settings.Seed}_{i:D3}.png");
-                ImageTensor.SavePng(images[i], path);
-                console.MarkupLine($"wrote {Markup.Escape(path)}");
-            }
+            var names = Enumerable.Range(0, settings.Count).Select(i => $"sample_{settings.Seed}_{i:D3}.png").ToList();
+            output.Complete(dir => { for (int i = 0; i < names.Count; i++) ImageTensor.SavePng(images[i], Path.Combine(dir, names[i])); });
+            foreach (var name in names) console.MarkupLine($"wrote {Markup.Escape(Path.Combine(output.Path, name))}");
             foreach (var r in references) r.Image.Dispose();
         }
         return ExitCodes.Ok;

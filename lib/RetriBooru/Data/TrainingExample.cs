@@ -9,6 +9,8 @@ public static class Concepts
 {
     public const string Face = "face";
     public const string Clothes = "clothes";
+    /// <summary>The concept words every reference model is trained with.</summary>
+    public static readonly IReadOnlyList<string> All = [Face, Clothes];
 }
 
 /// <summary>A reference condition: a crop file written in the dataset folder, its concept word and the image it was cut from.</summary>
@@ -66,8 +68,8 @@ public static class ManifestReader
         return split is null ? all : all.Where(e => e.Split == split).ToList();
     }
 
-    /// <summary>Absolute path of a file named in a manifest.</summary>
-    public static string Resolve(string datasetDir, string relativePath) => Path.Combine(datasetDir, relativePath);
+    /// <summary>Full path of a file named in a manifest or record; refused (InvalidDataException) when it leaves the dataset folder.</summary>
+    public static string Resolve(string datasetDir, string relativePath) => SafePath.Under(datasetDir, relativePath, "dataset file");
 
     public static string Serialize(TrainingExample example) => JsonSerializer.Serialize(example, WorkbenchJson.Lines);
 

@@ -51,11 +51,12 @@ public sealed class DatasetFolderSource : IImagePromptDataset
         int done = 0;
         foreach (var record in records)
         {
-            var imagePath = Path.Combine(folder, record.Image);
-            var maskPath = withMasks && record.Mask is not null ? Path.Combine(folder, record.Mask) : null;
-            string current = imagePath;
+            string current = record.Image;
             try
             {
+                var imagePath = ManifestReader.Resolve(folder, record.Image);
+                var maskPath = withMasks && record.Mask is not null ? ManifestReader.Resolve(folder, record.Mask) : null;
+                current = imagePath;
                 if (Preloaded)
                 {
                     using var scope = NewDisposeScope();
@@ -83,10 +84,10 @@ public sealed class DatasetFolderSource : IImagePromptDataset
             throw new InvalidDataException($"{folder}: no usable images ({skipped.Count} skipped{(skipped.Count > 0 ? "; first: " + skipped[0].Reason : "")})");
     }
 
+    /// <summary>The decoder's header checks (format, pixel limit) now, so a bad file is skipped here, not met mid-training.</summary>
     static void CheckDecodable(string path)
     {
-        if (!File.Exists(path)) throw new FileNotFoundException($"{path}: file not found", path);
-        using var codec = SkiaSharp.SKCodec.Create(path) ?? throw new InvalidDataException($"{path}: not a decodable image");
+        if (ImageProbe.CheckHeader(path) is { } problem) throw new InvalidDataException($"{path}: {problem.Message}");
     }
 
     public ImagePromptExample Get(int index)

@@ -60,7 +60,8 @@ public sealed class ReferenceDataset : IDisposable
             }
             catch (Exception e) when (e is IOException or InvalidDataException or UnauthorizedAccessException)
             {
-                skipped.Add(new SkippedFile(ManifestReader.Resolve(datasetFolder, current), e.Message));
+                // Only named, never opened: the value may be one that SafePath refused.
+                skipped.Add(new SkippedFile(Path.Combine(datasetFolder, current), e.Message));
             }
             progress?.Report((i + 1, list.Count));
         }

@@ -48,6 +48,52 @@ public sealed record ModelEvaluation
     [JsonPropertyName("results_dir")] public string ResultsDir { get; init; } = "";
     [JsonPropertyName("loss_log")] public string LossLog { get; init; } = "";
     [JsonPropertyName("notes")] public IReadOnlyList<string> Notes { get; init; } = [];
+    /// <summary>
+    /// True in a file whose paths (results, loss log, references, samples) are relative to the file's own folder. Older
+    /// files hold absolute paths or paths relative to the folder the run was started from.
+    /// </summary>
+    [JsonPropertyName("paths_relative")] public bool PathsRelative { get; init; }
+
+    /// <summary>For a JSON file in <paramref name="folder"/>: every path relative to it, so the file reads the same from any working folder.</summary>
+    public ModelEvaluation RelativeTo(string folder)
+    {
+        var full = Path.GetFullPath(folder);
+        return MapPaths(p => Path.GetRelativePath(full, Path.GetFullPath(p))) with { PathsRelative = true };
+    }
+
+    /// <summary>Read from a JSON file in <paramref name="folder"/>: every path made full (an older file's paths still resolve, see <see cref="PathsRelative"/>).</summary>
+    public ModelEvaluation ResolvedAgainst(string folder) => MapPaths(p => Resolve(Path.GetFullPath(folder), p)) with { PathsRelative = false };
+
+    ModelEvaluation MapPaths(Func<string, string> map) => this with
+    {
+        ResultsDir = ResultsDir == "" ? "" : map(ResultsDir),
+        LossLog = LossLog == "" ? "" : map(LossLog),
+        Sets = Sets.Select(s => s with { References = s.References.Select(map).ToList(), Samples = s.Samples.Select(map).ToList() }).ToList(),
+    };
+
+    string Resolve(string folder, string path)
+    {
+        if (Path.IsPathRooted(path)) return path;
+        if (PathsRelative) return Path.GetFullPath(Path.Combine(folder, path));
+        // An older file: relative to where the run was started, usually an ancestor of the run folder (RUNS/ID), else here.
+        var starts = new List<string>();
+        for (var dir = new DirectoryInfo(folder); dir is not null; dir = dir.Parent) starts.Add(dir.FullName);
+        return starts.Prepend(Environment.CurrentDirectory).Select(d => Path.GetFullPath(Path.Combine(d, path)))
+            .FirstOrDefault(p => File.Exists(p) || Directory.Exists(p)) ?? Path.GetFullPath(path);
+    }
+
+    /// <summary>Writes a run's evaluations (evaluations.json), paths relative to the run folder.</summary>
+    public static void Write(RunFolder run, IEnumerable<ModelEvaluation> evaluations) =>
+        run.WriteJson(FileName, evaluations.Select(e => e.RelativeTo(run.Path)).ToList());
+
+    /// <summary>Reads a run's evaluations.json with full paths.</summary>
+    public static IReadOnlyList<ModelEvaluation> Read(string runFolder)
+    {
+        var path = Path.Combine(runFolder, FileName);
+        return JsonSerializer.Deserialize<List<ModelEvaluation>>(File.ReadAllText(path), WorkbenchJson.Lines)!.Select(e => e.ResolvedAgainst(runFolder)).ToList();
+    }
+
+    public const string FileName = "evaluations.json";
 
     /// <summary>A label for charts and tables: model, scheme when it matters, sweep point when there is a sweep.</summary>
     [JsonIgnore] public string Label => $"{Model}{(Scheme == "a" ? " (scheme a)" : "")}{(PointLabel is "" or "default" ? "" : $" [{PointLabel}]")}";
@@ -118,7 +164,7 @@ public sealed class ExperimentRunner(ExperimentSpec spec, RunOptions options, IP
                                 evaluations.Add(Evaluate(cache, suite, dataset, trained, trainInputs, point, model, scheme, split, device));
                         }
             }
-            run.WriteJson("evaluations.json", evaluations);
+            ModelEvaluation.Write(run, evaluations);
             run.WriteJson("timings.json", _timings);
             WriteSummaryCsv(run, evaluations);
             var reportPath = run.File("report.html");
@@ -168,14 +214,14 @@ public sealed class ExperimentRunner(ExperimentSpec spec, RunOptions options, IP
                 else progress?.Report(new RunnerEvent($"dataset/{p.Stage}", $"{p.Done}/{p.Total}", p.Fraction));
             }
         });
-        if (spec.Dataset.Source is string source)
-            DatasetBuilder.Build(source, folder, build, relay, cancellation);
-        else
-            SynthDataset.Create(folder, new SynthOptions
+        var result = spec.Dataset.Source is string source
+            ? DatasetBuilder.Build(source, folder, build, relay, cancellation)
+            : SynthDataset.Create(folder, new SynthOptions
             {
                 Characters = spec.Dataset.Characters, OutfitsPerCharacter = spec.Dataset.Outfits,
                 ImagesPerCharacter = spec.Dataset.ImagesPerCharacter, Size = spec.Dataset.Size, Seed = spec.Dataset.Seed,
             }, build, relay, cancellation);
+        foreach (var note in result.Notes) progress?.Report(new RunnerEvent("dataset", note));
         return folder;
     }
 
@@ -244,10 +290,10 @@ public sealed class ExperimentRunner(ExperimentSpec spec, RunOptions options, IP
                     Sets = result.Sets.Select(s => new EvaluatedSet(s.SetId, s.ReferencePaths, s.SamplePaths)).ToList(),
                     ResultsDir = dir, LossLog = Path.Combine(trained, DiffusionTrainer.LossLog), Notes = result.Notes,
                 };
-                AtomicFile.WriteAllText(Path.Combine(dir, "evaluation.json"), JsonSerializer.Serialize(stored, WorkbenchJson.Pretty));
+                AtomicFile.WriteAllText(Path.Combine(dir, "evaluation.json"), JsonSerializer.Serialize(stored.RelativeTo(dir), WorkbenchJson.Pretty));
             }
         }, resumable: false, stageFamily: "evaluate");
-        return JsonSerializer.Deserialize<ModelEvaluation>(File.ReadAllText(Path.Combine(folder, "evaluation.json")), WorkbenchJson.Lines)!;
+        return JsonSerializer.Deserialize<ModelEvaluation>(File.ReadAllText(Path.Combine(folder, "evaluation.json")), WorkbenchJson.Lines)!.ResolvedAgainst(folder);
     }
 
     string Stage(string name, StageCache cache, object inputs, Action<string> produce, bool resumable, string? stageFamily = null)

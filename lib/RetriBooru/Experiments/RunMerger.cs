@@ -9,14 +9,16 @@ public sealed record RunResults(RunFolder Run, ExperimentSpec Spec, IReadOnlyLis
     public static RunResults Load(string runFolder)
     {
         var run = RunFolder.Open(runFolder);
-        string Read(string name)
+        string Required(string name)
         {
             var path = Path.Combine(run.Path, name);
             if (!File.Exists(path)) throw new FileNotFoundException($"{run.Path}: no {name} (run status: {run.Info.Status})", path);
-            return File.ReadAllText(path);
+            return path;
         }
+        string Read(string name) => File.ReadAllText(Required(name));
         var spec = JsonSerializer.Deserialize<ExperimentSpec>(Read("spec.json"), WorkbenchJson.Lines)!;
-        var evaluations = JsonSerializer.Deserialize<List<ModelEvaluation>>(Read("evaluations.json"), WorkbenchJson.Lines)!;
+        Required(ModelEvaluation.FileName);
+        var evaluations = ModelEvaluation.Read(run.Path);
         var timings = File.Exists(Path.Combine(run.Path, "timings.json"))
             ? JsonSerializer.Deserialize<List<StageTiming>>(Read("timings.json"), WorkbenchJson.Lines)! : [];
         return new RunResults(run, spec, evaluations, timings);
@@ -44,12 +46,12 @@ public static class RunMerger
         foreach (var run in runs)
         {
             var specPath = Path.Combine(run.Path, "spec.json");
-            var evalPath = Path.Combine(run.Path, "evaluations.json");
+            var evalPath = Path.Combine(run.Path, ModelEvaluation.FileName);
             if (!File.Exists(evalPath)) throw new FileNotFoundException($"{run.Path}: no evaluations.json (did the run finish? status: {run.Info.Status})", evalPath);
             var thisSpec = JsonSerializer.Deserialize<ExperimentSpec>(File.ReadAllText(specPath), WorkbenchJson.Lines)!;
             if (spec is not null && thisSpec.Name != spec.Name) throw new InvalidDataException($"{run.Path}: spec '{thisSpec.Name}' differs from '{spec.Name}'; only runs of one spec can be merged");
             spec ??= thisSpec;
-            evaluations.AddRange(JsonSerializer.Deserialize<List<ModelEvaluation>>(File.ReadAllText(evalPath), WorkbenchJson.Lines)!);
+            evaluations.AddRange(ModelEvaluation.Read(run.Path));
             var timingPath = Path.Combine(run.Path, "timings.json");
             if (File.Exists(timingPath))
                 timings.AddRange(JsonSerializer.Deserialize<List<StageTiming>>(File.ReadAllText(timingPath), WorkbenchJson.Lines)!.Select(t => t with { Stage = $"{run.Info.Id}/{t.Stage}" }));
@@ -61,7 +63,7 @@ public static class RunMerger
             provenance: runs[0].Info.Provenance);
         merged.WriteJson("spec.json", spec);
         merged.WriteJson("merged_from.json", runs.Select(r => r.Path));
-        merged.WriteJson("evaluations.json", unique);
+        ModelEvaluation.Write(merged, unique);
         merged.WriteJson("timings.json", timings);
         ExperimentRunner.WriteSummaryCsv(merged, unique);
         var report = merged.File("report.html");

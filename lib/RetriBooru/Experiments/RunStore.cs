@@ -49,7 +49,7 @@ public sealed class RunFolder
             try
             {
                 // CreateDirectory succeeds on existing folders, so claim the name with a marker file.
-                var dir = System.IO.Path.Combine(runsRoot, id);
+                var dir = SafePath.Under(runsRoot, id, "run name");
                 Directory.CreateDirectory(dir);
                 using (new FileStream(System.IO.Path.Combine(dir, ".claimed"), FileMode.CreateNew)) { }
                 break;
@@ -57,7 +57,7 @@ public sealed class RunFolder
             catch (IOException) { id = $"{stem}-{i}"; }
         }
         var info = new RunInfo { Id = id, Name = name, Kind = kind, CreatedUtc = created, Seed = seed, SpecFile = specFile, Quick = quick, Points = points, Provenance = provenance };
-        var folder = new RunFolder(System.IO.Path.Combine(runsRoot, id), info);
+        var folder = new RunFolder(SafePath.Under(runsRoot, id, "run name"), info);
         folder.SaveInfo();
         return folder;
     }
@@ -73,7 +73,7 @@ public sealed class RunFolder
 
     public string File(string relative)
     {
-        var full = System.IO.Path.GetFullPath(System.IO.Path.Combine(Path, relative));
+        var full = SafePath.Under(Path, relative, "file of the run");
         Directory.CreateDirectory(System.IO.Path.GetDirectoryName(full)!);
         return full;
     }
@@ -149,7 +149,7 @@ public sealed class StageCache(string root)
         }
     }
 
-    public string Folder(string stage, string key) => System.IO.Path.Combine(Root, stage, key);
+    public string Folder(string stage, string key) => SafePath.Under(Root, $"{stage}/{key}", "stage name");
 
     public bool IsDone(string stage, string key) => System.IO.File.Exists(System.IO.Path.Combine(Folder(stage, key), "done.json"));
 

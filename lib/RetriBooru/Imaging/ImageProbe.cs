@@ -16,8 +16,14 @@ public static class ImageProbe
     public const long DefaultMaxPixels = 50_000_000;
 
     /// <summary>Decodes <paramref name="path"/> to an RGBA bitmap (transparency flattened on white), or returns the problem.</summary>
-    public static (SKBitmap? Bitmap, ImageProblem? Problem) TryDecode(string path, long maxPixels = DefaultMaxPixels)
+    public static (SKBitmap? Bitmap, ImageProblem? Problem) TryDecode(string path, long maxPixels = DefaultMaxPixels) => Read(path, maxPixels, decode: true);
+
+    /// <summary>The checks of <see cref="TryDecode"/> up to the header (file, format, size, pixel limit), without decoding: null when they pass.</summary>
+    public static ImageProblem? CheckHeader(string path, long maxPixels = DefaultMaxPixels) => Read(path, maxPixels, decode: false).Problem;
+
+    static (SKBitmap? Bitmap, ImageProblem? Problem) Read(string path, long maxPixels, bool decode)
     {
+        if (!File.Exists(path)) return (null, new ImageProblem("missing_file", Directory.Exists(path) ? "a folder, not an image file" : "file not found"));
         long length;
         try { length = new FileInfo(path).Length; }
         catch (IOException e) { return (null, new ImageProblem("unreadable", $"cannot read: {e.Message}")); }
@@ -34,7 +40,8 @@ public static class ImageProbe
             long pixels = (long)info.Width * info.Height;
             if (pixels > maxPixels)
                 return (null, new ImageProblem("too_many_pixels",
-                    $"header claims {info.Width}x{info.Height} = {pixels:N0} pixels, over the limit of {maxPixels:N0} (possible decompression bomb; raise --max-pixels to accept it)"));
+                    $"header claims {info.Width}x{info.Height} = {pixels:N0} pixels, over the limit of {maxPixels:N0} (possible decompression bomb)"));
+            if (!decode) return (null, null);
             var decodeInfo = new SKImageInfo(info.Width, info.Height, SKColorType.Rgba8888, SKAlphaType.Unpremul);
             var raw = new SKBitmap(decodeInfo);
             var result = codec.GetPixels(decodeInfo, raw.GetPixels());

@@ -8,12 +8,17 @@ namespace RetriBooru.Imaging;
 /// <summary>Conversions between image files / SkiaSharp bitmaps and float tensors in [-1, 1], layout [3, H, W].</summary>
 public static class ImageTensor
 {
-    /// <summary>Decodes an image file and resizes it to size x size (high-quality filter). Throws InvalidDataException naming the file.</summary>
-    public static SKBitmap LoadBitmap(string path, int? size = null)
+    /// <summary>
+    /// Decodes an image file (RGBA, transparency on white) and resizes it to size x size (high-quality filter). Every decode
+    /// of a file goes through <see cref="ImageProbe.TryDecode"/>, so the header is checked against the pixel limit before any
+    /// pixel memory is allocated. Throws InvalidDataException naming the file and the problem.
+    /// </summary>
+    public static SKBitmap LoadBitmap(string path, int? size = null, long maxPixels = ImageProbe.DefaultMaxPixels)
     {
-        using var decoded = SKBitmap.Decode(path) ?? throw new InvalidDataException($"{path}: not a decodable image");
-        if (size is not int s || (decoded.Width == s && decoded.Height == s))
-            return decoded.Copy(SKColorType.Rgba8888);
+        var (bitmap, problem) = ImageProbe.TryDecode(path, maxPixels);
+        if (bitmap is null) throw new InvalidDataException($"{path}: {problem!.Message}");
+        if (size is not int s || (bitmap.Width == s && bitmap.Height == s)) return bitmap;
+        using var decoded = bitmap;
         var info = new SKImageInfo(s, s, SKColorType.Rgba8888, SKAlphaType.Premul);
         var resized = decoded.Resize(info, new SKSamplingOptions(SKCubicResampler.Mitchell));
         return resized ?? throw new InvalidDataException($"{path}: could not be resized to {s}x{s}");

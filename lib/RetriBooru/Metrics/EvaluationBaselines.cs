@@ -65,7 +65,7 @@ sealed class LoadedExample(TrainingExample example, SKBitmap target, IReadOnlyLi
         catch (Exception e) when (e is IOException or InvalidDataException or UnauthorizedAccessException)
         {
             foreach (var r in refs) r.Image.Dispose();
-            problems.Add($"{ManifestReader.Resolve(datasetDir, current)}: {e.Message}");
+            problems.Add($"{Path.Combine(datasetDir, current)}: {e.Message}"); // only named: the value may be one that SafePath refused
             return null;
         }
     }
@@ -157,7 +157,7 @@ public static class EvaluationBaselines
             }
             catch (Exception e) when (e is IOException or InvalidDataException or UnauthorizedAccessException)
             {
-                notes.Add($"{ManifestReader.Resolve(datasetDir, example.Image)}: {e.Message}");
+                notes.Add($"{Path.Combine(datasetDir, example.Image)}: {e.Message}"); // only named: the value may be one that SafePath refused
             }
         }
         static double Agreement(IReadOnlyDictionary<string, string> predicted, ExpectedAttributes expected) =>

@@ -155,6 +155,8 @@ public sealed class EvaluationSuite : IDisposable
         var outputs = new List<(string, IReadOnlyList<string>, IReadOnlyList<string>)>();
         var sampleFeatures = new List<float[]>();
         var leakageBaselines = new SortedDictionary<string, double?>(StringComparer.Ordinal);
+        // A target id names its samples' folder: one that leads outside the output folder is refused before anything is sampled.
+        if (options.SaveImages) foreach (var set in sets) SafePath.Under(outDir, SampleRelativePath(set, 0), $"{manifestPath}: the sample path made from a target id");
         Directory.CreateDirectory(outDir);
         int total = sets.Count * options.SamplesPerReference, done = 0, skippedSets = 0;
         // A set's samples are split across threads, one libtorch thread each (deterministic sampling only: see GenerateSet).
@@ -197,8 +199,8 @@ public sealed class EvaluationSuite : IDisposable
                     string? relative = null;
                     if (options.SaveImages)
                     {
-                        relative = $"samples/{set.Id}/{k}.png";
-                        var full = Path.Combine(outDir, relative);
+                        relative = SampleRelativePath(set, k);
+                        var full = SafePath.Under(outDir, relative, $"{manifestPath}: the sample path made from a target id");
                         Directory.CreateDirectory(Path.GetDirectoryName(full)!);
                         AtomicFile.WriteAllBytes(full, ImageTensor.EncodePng(image));
                         samplePaths.Add(full);
@@ -235,6 +237,8 @@ public sealed class EvaluationSuite : IDisposable
         var summary = table.Summaries().Single().Scores.ToDictionary(s => s.Name, s => s);
         return new EvaluationResult(modelName, options.Split, table.Rows.ToList(), summary, outputs, notes);
     }
+
+    static string SampleRelativePath(EvaluationSet set, int k) => $"samples/{set.Id}/{k}.png";
 
     /// <summary>
     /// The K samples of one reference set, each from its own recorded seed. With deterministic sampling (eta 0) they are

@@ -104,11 +104,11 @@ public static class SwdAnalysis
             .OrderBy(_ => random.Next()).Take(count).ToList();
         var cases = new List<(string Name, string Why, List<string> Paths)>
         {
-            ("copy", "the reference's source image, repeated: nothing varies and nothing is new", Enumerable.Repeat(Path.Combine(dataset, copySource.Image), count).ToList()),
-            ("random", "images of other characters: identity weight 0", others.Select(r => Path.Combine(dataset, r.Image)).ToList()),
-            ("ideal", "other images of the same character and outfit: identity kept, background and pose varied", sameIdentity.Select(r => Path.Combine(dataset, r.Image)).ToList()),
+            ("copy", "the reference's source image, repeated: nothing varies and nothing is new", Enumerable.Repeat(ManifestReader.Resolve(dataset, copySource.Image), count).ToList()),
+            ("random", "images of other characters: identity weight 0", others.Select(r => ManifestReader.Resolve(dataset, r.Image)).ToList()),
+            ("ideal", "other images of the same character and outfit: identity kept, background and pose varied", sameIdentity.Select(r => ManifestReader.Resolve(dataset, r.Image)).ToList()),
         };
-        var references = example.References.Select(r => new ScoringReference(ImageTensor.LoadBitmap(Path.Combine(dataset, r.Image), imageSize), r.Concept)).ToList();
+        var references = example.References.Select(r => new ScoringReference(ImageTensor.LoadBitmap(ManifestReader.Resolve(dataset, r.Image), imageSize), r.Concept)).ToList();
         try
         {
             var results = new List<SwdCase>();

@@ -7,15 +7,19 @@ using SkiaSharp;
 
 namespace RetriBooru.Data.Ingest;
 
-/// <summary>What a build produced.</summary>
-public sealed record BuildResult(IReadOnlyList<ImageRecord> Records, DatasetStats Stats, IReadOnlyDictionary<string, IReadOnlyList<TrainingExample>> Manifests, IReadOnlyList<BuildProblem> Problems);
+/// <summary>What a build produced; <see cref="Notes"/> says what happened to the output folder (for the log).</summary>
+public sealed record BuildResult(IReadOnlyList<ImageRecord> Records, DatasetStats Stats, IReadOnlyDictionary<string, IReadOnlyList<TrainingExample>> Manifests, IReadOnlyList<BuildProblem> Problems)
+{
+    public IReadOnlyList<string> Notes { get; init; } = [];
+}
 
 /// <summary>
 /// Builds a dataset folder (<see cref="DatasetLayout"/>) from a Danbooru-style source folder: scan, read tags, decode
 /// and check every image, measure face box / clothing region / pHash, index identities, split by character, retrieve
 /// references, check the manifests for leakage, write crops, records, manifests, stats and a per-file report.
-/// One bad file never stops the build; it is reported and counted. Every file is written atomically, and the
-/// records, manifests and stats only after every manifest passed its check.
+/// One bad file never stops the build; it is reported and counted. The whole dataset is built in a staging folder
+/// beside the output (<see cref="OutputFolder.Rebuild"/>) and swapped in only after every manifest passed its check,
+/// so an interrupted or failed build (kill -9, Ctrl-C, a full disk) leaves an earlier dataset byte for byte as it was.
 /// </summary>
 public static class DatasetBuilder
 {
@@ -30,14 +34,67 @@ public static class DatasetBuilder
         options.Validate();
         var source = Path.GetFullPath(sourceDir);
         var output = Path.GetFullPath(outDir);
-        if (SourceScanner.IsInside(source, output) || source == output)
+        if (SafePath.IsInside(source, output) || source == output)
             throw new ArgumentException($"{outDir}: the output folder must not be inside the source folder {sourceDir} (the next build would ingest it)");
-        ClaimOutputFolder(source, output);
+        return Replace(output, source, working => BuildInto(source, working, options, progress, cancellationToken), cancellationToken);
+    }
+
+    /// <summary>
+    /// Builds a dataset with <paramref name="build"/> into a staging folder and swaps it in for <paramref name="outDir"/> when
+    /// it returns; on any failure the staging folder is removed and the earlier dataset stays as it was.
+    /// <paramref name="sourceInside"/> is a source folder that may already sit inside the output (the synthetic layout DIR/source).
+    /// </summary>
+    internal static BuildResult Replace(string outDir, string? sourceInside, Func<string, BuildResult> build, CancellationToken cancellationToken)
+    {
+        var output = Path.GetFullPath(outDir);
+        ClaimOutputFolder(sourceInside, output);
+        bool earlier = Directory.Exists(output) && Directory.EnumerateFileSystemEntries(output).Any();
+        var folder = OutputFolder.Rebuild(output);
+        BuildResult result;
+        try
+        {
+            AtomicFile.WriteAllText(Path.Combine(folder.WorkingPath, MarkerFile), "RetriBooru dataset folder: `retribooru dataset build` may replace it whole.\n");
+            result = build(folder.WorkingPath);
+            folder.Commit();
+        }
+        catch (Exception e)
+        {
+            try { folder.Abandon(); }
+            catch (Exception cleanup) when (cleanup is IOException or UnauthorizedAccessException) { } // the next build removes it
+            var unchanged = earlier ? $"the earlier dataset in {output} is unchanged" : $"{output} was not created";
+            var cause = ExceptionCause.Of(e);
+            if (cause is OperationCanceledException) throw new OperationCanceledException($"dataset build interrupted; {unchanged}", e, cancellationToken);
+            if (cause is IOException io) throw new IOException($"dataset build stopped ({io.Message}); {unchanged}", e);
+            throw;
+        }
+        var swapped = earlier ? $"replaced the earlier dataset in {output} (built in {folder.WorkingPath}, swapped in whole)" : $"created {output}";
+        return result with { Notes = [.. folder.Notes, swapped] };
+    }
+
+    /// <summary>Marks a folder as a dataset this builder owns (a rebuild replaces it whole, so it must not be anything else).</summary>
+    public const string MarkerFile = ".retribooru-dataset";
+
+    /// <summary>
+    /// The output folder must be new, empty, an earlier build (it has the marker), or hold nothing but the source folder
+    /// being built (the synthetic layout DIR/source); anything else is refused so user files are never replaced.
+    /// </summary>
+    static void ClaimOutputFolder(string? source, string output)
+    {
+        if (Directory.Exists(output) && !File.Exists(Path.Combine(output, MarkerFile)))
+        {
+            var foreign = Directory.EnumerateFileSystemEntries(output).Where(e => Path.GetFullPath(e) != source).Take(3).ToList();
+            if (foreign.Count > 0)
+                throw new IOException($"{output}: folder is not empty and is not a dataset made by this builder (found {string.Join(", ", foreign.Select(Path.GetFileName))}); choose a new or empty --out folder");
+        }
+    }
+
+    /// <summary>The build proper, writing into <paramref name="output"/> (a fresh staging folder).</summary>
+    internal static BuildResult BuildInto(string source, string output, BuildOptions options, IProgress<DatasetProgress>? progress, CancellationToken cancellationToken)
+    {
         var report = new BuildReport();
         var scan = SourceScanner.Scan(source, report, progress, cancellationToken);
         var candidates = ReadTags(scan, report);
         var measured = Measure(scan, candidates, output, options, report, progress, cancellationToken);
-
         var assignment = IdentityIndex.Assign(measured.Select(m => new IdentityCandidate(m.Candidate.Id, m.Candidate.Tags.Characters[0], m.Candidate.ClothingTags, m.ClothingColor)));
         var sourceOf = measured.ToDictionary(m => m.Candidate.Id, m => m.Candidate.Source.RelativePath, StringComparer.Ordinal);
         foreach (var (id, code, message) in assignment.Rejected) report.Reject(sourceOf[id], code, message, id);
@@ -75,32 +132,12 @@ public static class DatasetBuilder
 
         WriteCrops(output, records, manifests.Values, options, progress, cancellationToken);
         var stats = Stats(scan, records, report, manifestStats, options);
-        // The dataset becomes visible here: records, manifests and stats, each atomic, after every check passed.
+        // Records, manifests and stats last, after every check passed (the staging folder becomes the dataset only when complete).
         AtomicFile.WriteAllLines(Path.Combine(output, DatasetLayout.RecordsFile), records.Select(r => JsonSerializer.Serialize(r, WorkbenchJson.Lines)));
         foreach (var (scheme, examples) in manifests) ManifestReader.Write(Path.Combine(output, DatasetLayout.ManifestPath(scheme)), examples);
         AtomicFile.WriteAllText(Path.Combine(output, DatasetLayout.ManifestsFolder, DatasetLayout.StatsFile), JsonSerializer.Serialize(stats, DatasetStats.JsonOptions) + "\n");
         report.Write(Path.Combine(output, BuildReport.FileName));
-        RemoveStaleFiles(output, records, manifests);
         return new BuildResult(records, stats, manifests, report.Problems);
-    }
-
-    /// <summary>Marks a folder as a dataset this builder owns (it deletes stale files there, so it must not touch anything else).</summary>
-    public const string MarkerFile = ".retribooru-dataset";
-
-    /// <summary>
-    /// The output folder must be new, empty, an earlier build (it has the marker), or hold nothing but the source folder
-    /// being built (the synthetic layout DIR/source); anything else is refused so user files are never deleted.
-    /// </summary>
-    static void ClaimOutputFolder(string source, string output)
-    {
-        if (Directory.Exists(output) && !File.Exists(Path.Combine(output, MarkerFile)))
-        {
-            var foreign = Directory.EnumerateFileSystemEntries(output).Where(e => Path.GetFullPath(e) != source).Take(3).ToList();
-            if (foreign.Count > 0)
-                throw new IOException($"{output}: folder is not empty and is not a dataset made by this builder (found {string.Join(", ", foreign.Select(Path.GetFileName))}); choose a new or empty --out folder");
-        }
-        Directory.CreateDirectory(output);
-        AtomicFile.WriteAllText(Path.Combine(output, MarkerFile), "RetriBooru dataset folder: `retribooru dataset build` may replace its images/, masks/, crops/ and manifests/.\n");
     }
 
     static List<Candidate> ReadTags(SourceScan scan, BuildReport report)
@@ -110,17 +147,14 @@ public static class DatasetBuilder
         foreach (var image in scan.Images)
         {
             PostTags? tags = null;
+            string? tagSource = null;
             try
             {
-                if (image.PostFile is not null)
-                {
-                    using var document = JsonDocument.Parse(File.ReadAllText(Path.Combine(scan.Root, image.PostFile)));
-                    tags = PostTagParser.ParsePost(document.RootElement);
-                }
-                else if (scan.PostsByFile.TryGetValue(image.RelativePath, out var byFile)) tags = byFile.Tags;
-                else if (scan.PostsById.TryGetValue(image.Stem, out var byId)) tags = byId.Tags;
-                else if (scan.PostsByMd5.TryGetValue(image.Stem, out var byMd5)) tags = byMd5.Tags;
-                else if (image.TagFile is not null) tags = PostTagParser.ParseSidecarFile(Path.Combine(scan.Root, image.TagFile));
+                if (image.PostFile is not null) (tags, tagSource) = (PostTagParser.ParsePostFile(scan.FullPath(image.PostFile)), image.PostFile);
+                else if (scan.PostsByFile.TryGetValue(image.RelativePath, out var byFile)) (tags, tagSource) = (byFile.Tags, $"{byFile.SourceFile}:{byFile.Line}");
+                else if (scan.PostsById.TryGetValue(image.Stem, out var byId)) (tags, tagSource) = (byId.Tags, $"{byId.SourceFile}:{byId.Line}");
+                else if (scan.PostsByMd5.TryGetValue(image.Stem, out var byMd5)) (tags, tagSource) = (byMd5.Tags, $"{byMd5.SourceFile}:{byMd5.Line}");
+                else if (image.TagFile is not null) (tags, tagSource) = (PostTagParser.ParseSidecarFile(scan.FullPath(image.TagFile)), image.TagFile);
             }
             catch (TagFormatException e) { report.Reject(image.RelativePath, e.Code, $"{image.PostFile ?? image.TagFile}: {e.Message}"); continue; }
             catch (JsonException e) { report.Reject(image.RelativePath, "malformed_metadata", $"{image.PostFile}: malformed JSON: {e.Message}"); continue; }
@@ -130,6 +164,8 @@ public static class DatasetBuilder
             var id = SanitiseId(tags.PostId ?? image.Stem);
             if (usedIds.TryGetValue(id, out var first)) { report.Reject(image.RelativePath, "duplicate_id", $"id {id} is already used by {first}", id); continue; }
             usedIds[id] = image.RelativePath;
+            if (tags.DroppedTags > 0)
+                report.Warn(tagSource!, "too_many_tags", $"{tags.DroppedTags:N0} tags left out: a post keeps at most {PostTagParser.MaxTagsPerImage:N0} (character, copyright and artist tags first)", id);
             if (tags.Characters.Count == 0) { report.Reject(image.RelativePath, "no_character_tag", "no character tag, so no identity", id); continue; }
             if (tags.Characters.Count > 1) { report.Reject(image.RelativePath, "multiple_characters", $"{tags.Characters.Count} character tags ({string.Join(", ", tags.Characters)}): identity is ambiguous", id); continue; }
             var clothing = ClothingTags.Extract(tags.General);
@@ -165,13 +201,17 @@ public static class DatasetBuilder
     static Measured? MeasureOne(SourceScan scan, Candidate candidate, string output, BuildOptions options, BuildReport report)
     {
         var rel = candidate.Source.RelativePath;
-        var (bitmap, problem) = ImageProbe.TryDecode(Path.Combine(scan.Root, rel), options.MaxPixels);
-        if (bitmap is null) { report.Reject(rel, problem!.Code, problem.Message, candidate.Id); return null; }
+        var (bitmap, problem) = ImageProbe.TryDecode(scan.FullPath(rel), options.MaxPixels);
+        if (bitmap is null)
+        {
+            report.Reject(rel, problem!.Code, problem.Code == "too_many_pixels" ? problem.Message + "; raise --max-pixels to accept it" : problem.Message, candidate.Id);
+            return null;
+        }
         using (bitmap)
         {
             int w = bitmap.Width, h = bitmap.Height;
-            float[]? face = candidate.Source.FaceFile is null ? null : ReadFaceBox(scan.Root, candidate.Source.FaceFile, report, candidate.Id);
-            bool[]? mask = candidate.Source.MaskFile is null ? null : ReadMask(scan.Root, candidate.Source.MaskFile, w, h, options.MaxPixels, report, candidate.Id);
+            float[]? face = candidate.Source.FaceFile is null ? null : ReadFaceBox(scan, candidate.Source.FaceFile, report, candidate.Id);
+            bool[]? mask = candidate.Source.MaskFile is null ? null : ReadMask(scan, candidate.Source.MaskFile, w, h, options.MaxPixels, report, candidate.Id);
             string? color = null;
             if (mask is not null)
             {
@@ -194,11 +234,11 @@ public static class DatasetBuilder
                 {
                     var bytes = mask.Select(m => m ? (byte)255 : (byte)0).ToArray();
                     System.Runtime.InteropServices.Marshal.Copy(bytes, 0, maskBitmap.GetPixels(), bytes.Length);
-                    BulkFile.WriteAllBytes(Path.Combine(output, DatasetLayout.MasksFolder, candidate.Id + ".png"), ImageTensor.EncodePng(maskBitmap));
+                    BulkFile.WriteAllBytes(ManifestReader.Resolve(output, $"{DatasetLayout.MasksFolder}/{candidate.Id}.png"), ImageTensor.EncodePng(maskBitmap));
                 }
             }
             var hash = PerceptualHash.PHash(bitmap);
-            BulkFile.WriteAllBytes(Path.Combine(output, DatasetLayout.ImagesFolder, candidate.Id + ".png"), ImageTensor.EncodePng(bitmap));
+            BulkFile.WriteAllBytes(ManifestReader.Resolve(output, $"{DatasetLayout.ImagesFolder}/{candidate.Id}.png"), ImageTensor.EncodePng(bitmap));
             return new Measured(candidate, w, h, hash, face, mask is not null, color);
         }
     }
@@ -214,11 +254,11 @@ public static class DatasetBuilder
         return region;
     }
 
-    static float[]? ReadFaceBox(string root, string rel, BuildReport report, string id)
+    static float[]? ReadFaceBox(SourceScan scan, string rel, BuildReport report, string id)
     {
         try
         {
-            var parts = File.ReadAllText(Path.Combine(root, rel)).Split([' ', ',', '\t', '\n', '\r'], StringSplitOptions.RemoveEmptyEntries);
+            var parts = File.ReadAllText(scan.FullPath(rel)).Split([' ', ',', '\t', '\n', '\r'], StringSplitOptions.RemoveEmptyEntries);
             if (parts.Length != 4) throw new FormatException($"expected 4 numbers (x y w h), found {parts.Length}");
             var v = parts.Select(p => float.Parse(p, NumberStyles.Float, CultureInfo.InvariantCulture)).ToArray();
             if (v.Any(x => !float.IsFinite(x) || x < 0 || x > 1) || v[2] <= 0 || v[3] <= 0 || v[0] + v[2] > 1.0001f || v[1] + v[3] > 1.0001f)
@@ -232,9 +272,9 @@ public static class DatasetBuilder
         }
     }
 
-    static bool[]? ReadMask(string root, string rel, int w, int h, long maxPixels, BuildReport report, string id)
+    static bool[]? ReadMask(SourceScan scan, string rel, int w, int h, long maxPixels, BuildReport report, string id)
     {
-        var (bitmap, problem) = ImageProbe.TryDecode(Path.Combine(root, rel), maxPixels);
+        var (bitmap, problem) = ImageProbe.TryDecode(scan.FullPath(rel), maxPixels);
         if (bitmap is null) { report.Warn(rel, "bad_mask", $"mask ignored: {problem!.Message}", id); return null; }
         using (bitmap)
         {
@@ -289,14 +329,14 @@ public static class DatasetBuilder
         Parallel.ForEach(requests, new ParallelOptions { CancellationToken = cancellationToken, MaxDegreeOfParallelism = Environment.ProcessorCount }, group =>
         {
             var record = byId[group.Key];
-            var (bitmap, problem) = ImageProbe.TryDecode(Path.Combine(output, record.Image), long.MaxValue);
+            var (bitmap, problem) = ImageProbe.TryDecode(ManifestReader.Resolve(output, record.Image), long.MaxValue);
             if (bitmap is null) throw new IOException($"{record.Image}: written by this build but unreadable: {problem!.Message}");
             using (bitmap)
             {
                 bool[]? mask = null;
                 if (record.Mask is not null)
                 {
-                    var (maskBitmap, maskProblem) = ImageProbe.TryDecode(Path.Combine(output, record.Mask), long.MaxValue);
+                    var (maskBitmap, maskProblem) = ImageProbe.TryDecode(ManifestReader.Resolve(output, record.Mask), long.MaxValue);
                     if (maskBitmap is null) throw new IOException($"{record.Mask}: written by this build but unreadable: {maskProblem!.Message}");
                     using (maskBitmap)
                     {
@@ -309,7 +349,7 @@ public static class DatasetBuilder
                 foreach (var request in group)
                 {
                     using var crop = request.Concept == Concepts.Face ? FaceCrop(bitmap, record, size, request.Mirror) : ClothesCrop(bitmap, record, mask, size, request.Mirror);
-                    BulkFile.WriteAllBytes(Path.Combine(output, request.RelativePath), ImageTensor.EncodePng(crop));
+                    BulkFile.WriteAllBytes(ManifestReader.Resolve(output, request.RelativePath), ImageTensor.EncodePng(crop));
                 }
             }
             counter.Step(group.Key);
@@ -372,25 +412,5 @@ public static class DatasetBuilder
             Manifests = manifests,
             Options = options,
         };
-    }
-
-    /// <summary>Deletes images, masks, crops and manifests of earlier builds (or of rejected images) that the new records do not name.</summary>
-    static void RemoveStaleFiles(string output, IReadOnlyList<ImageRecord> records, IReadOnlyDictionary<string, IReadOnlyList<TrainingExample>> manifests)
-    {
-        var keep = new HashSet<string>(StringComparer.Ordinal);
-        foreach (var r in records) { keep.Add(r.Image); if (r.Mask is not null) keep.Add(r.Mask); }
-        foreach (var reference in manifests.Values.SelectMany(m => m).SelectMany(e => e.References)) keep.Add(reference.Image);
-        foreach (var folder in new[] { DatasetLayout.ImagesFolder, DatasetLayout.MasksFolder, DatasetLayout.CropsFolder })
-        {
-            var dir = Path.Combine(output, folder);
-            if (!Directory.Exists(dir)) continue;
-            foreach (var file in Directory.EnumerateFiles(dir))
-                if (!keep.Contains($"{folder}/{Path.GetFileName(file)}")) File.Delete(file);
-        }
-        foreach (var scheme in new[] { "a", "b" })
-        {
-            var path = Path.Combine(output, DatasetLayout.ManifestPath(scheme));
-            if (!manifests.ContainsKey(scheme) && File.Exists(path)) File.Delete(path);
-        }
     }
 }

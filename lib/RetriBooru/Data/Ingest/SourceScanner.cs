@@ -1,4 +1,5 @@
 using System.Text.Json;
+using RetriBooru.Runtime;
 
 namespace RetriBooru.Data.Ingest;
 
@@ -21,6 +22,9 @@ public sealed class SourceScan
     public Dictionary<string, BatchPost> PostsById { get; } = new(StringComparer.Ordinal);
     public Dictionary<string, BatchPost> PostsByMd5 { get; } = new(StringComparer.OrdinalIgnoreCase);
     public Dictionary<string, BatchPost> PostsByFile { get; } = new(StringComparer.Ordinal);
+
+    /// <summary>The full path of a file the scan found (relative, '/'-separated); never outside <see cref="Root"/>.</summary>
+    public string FullPath(string relative) => SafePath.Under(Root, relative, "source file");
 }
 
 /// <summary>
@@ -36,11 +40,12 @@ public static class SourceScanner
     /// <summary>Files the synthetic generator writes that are not part of the Danbooru format.</summary>
     public static readonly IReadOnlySet<string> ReservedNames = new HashSet<string>(StringComparer.Ordinal) { "attributes.jsonl", "synth.json" };
 
+    /// <summary>The relative path without its extension ('/'-separated in, '/'-separated out; a backslash stays part of a name).</summary>
     public static string KeyOf(string relativePath)
     {
-        var dir = Path.GetDirectoryName(relativePath)?.Replace('\\', '/');
-        var stem = Path.GetFileNameWithoutExtension(relativePath);
-        return string.IsNullOrEmpty(dir) ? stem : dir + "/" + stem;
+        int slash = relativePath.LastIndexOf('/');
+        var stem = Path.GetFileNameWithoutExtension(relativePath[(slash + 1)..]);
+        return slash < 0 ? stem : relativePath[..(slash + 1)] + stem;
     }
 
     public static SourceScan Scan(string root, BuildReport report, IProgress<DatasetProgress>? progress = null, CancellationToken cancellationToken = default)
@@ -69,7 +74,7 @@ public static class SourceScanner
                 if (entry.LinkTarget is not null)
                 {
                     var target = ResolveLink(entry);
-                    bool escapes = target is null || !IsInside(fullRoot, target);
+                    bool escapes = target is null || !SafePath.IsInside(fullRoot, target);
                     report.Reject(rel, escapes ? "path_escapes_root" : "symlink",
                         escapes ? $"symbolic link to {entry.LinkTarget} points outside the source root; not followed"
                                 : $"symbolic link to {entry.LinkTarget}; not followed (links could duplicate files or leave the root)");
@@ -114,7 +119,7 @@ public static class SourceScanner
 
     static void ReadBatch(SourceScan scan, string rel, BuildReport report)
     {
-        var path = Path.Combine(scan.Root, rel);
+        var path = scan.FullPath(rel);
         string text;
         try { text = File.ReadAllText(path); }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException) { report.Reject(rel, "unreadable", $"cannot read metadata: {e.Message}"); return; }
@@ -153,8 +158,9 @@ public static class SourceScanner
             var post = new BatchPost(tags, rel, line);
             if (tags.File is string file)
             {
-                var resolved = Path.GetFullPath(Path.Combine(scan.Root, Path.GetDirectoryName(rel) ?? "", file));
-                if (!IsInside(scan.Root, resolved)) { report.Reject($"{rel}:{line}", "path_escapes_root", $"metadata 'file' {file} points outside the source root"); continue; }
+                string resolved;
+                try { resolved = SafePath.Under(scan.Root, Path.Combine(Path.GetDirectoryName(rel) ?? "", file), "metadata 'file'"); }
+                catch (InvalidDataException) { report.Reject($"{rel}:{line}", "path_escapes_root", $"metadata 'file' {file} points outside the source root"); continue; }
                 scan.PostsByFile[Relative(scan.Root, resolved)] = post;
             }
             if (tags.PostId is string id && !scan.PostsById.TryAdd(id, post))
@@ -169,11 +175,13 @@ public static class SourceScanner
         catch (IOException) { return null; }
     }
 
-    internal static bool IsInside(string root, string path)
+    /// <summary>
+    /// A path relative to the root, '/'-separated. Only the platform's separator is translated: on Linux a backslash is an
+    /// ordinary character of a file name (<c>x\..\..\a.png</c> is one file), never a separator to reinterpret.
+    /// </summary>
+    internal static string Relative(string root, string path)
     {
-        var r = Path.TrimEndingDirectorySeparator(Path.GetFullPath(root)) + Path.DirectorySeparatorChar;
-        return Path.GetFullPath(path).StartsWith(r, StringComparison.Ordinal);
+        var relative = Path.GetRelativePath(root, path);
+        return Path.DirectorySeparatorChar == '/' ? relative : relative.Replace(Path.DirectorySeparatorChar, '/');
     }
-
-    internal static string Relative(string root, string path) => Path.GetRelativePath(root, path).Replace('\\', '/');
 }

@@ -1,3 +1,4 @@
+using RetriBooru.Imaging;
 using SkiaSharp;
 
 namespace RetriBooru.Metrics.Vqa;
@@ -47,13 +48,13 @@ public static class ProbeSamples
                     : a.IndexOf(v) < 0 ? $"attribute '{a.Name}' has value '{v}', not in its vocabulary" : null)
                 .FirstOrDefault(p => p is not null);
             if (problem is not null) { skipped.Add((entry.ImagePath, problem)); continue; }
-            using var decoded = File.Exists(entry.ImagePath) ? SKBitmap.Decode(entry.ImagePath) : null;
+            var (decoded, decodeProblem) = ImageProbe.TryDecode(entry.ImagePath);
             if (decoded is null)
             {
-                skipped.Add((entry.ImagePath, File.Exists(entry.ImagePath) ? "not a decodable image" : "file not found"));
+                skipped.Add((entry.ImagePath, decodeProblem!.Message));
                 continue;
             }
-            samples.Add(new ProbeSample(ImageOps.Resize(decoded, size, size), entry.Attributes, entry.ImagePath));
+            using (decoded) samples.Add(new ProbeSample(ImageOps.Resize(decoded, size, size), entry.Attributes, entry.ImagePath));
         }
         return new LoadedProbeSamples(samples, skipped);
     }
