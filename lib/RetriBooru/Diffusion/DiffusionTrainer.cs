@@ -201,7 +201,7 @@ public sealed class DiffusionTrainer(ITrainingTask task, TrainerOptions options)
         var statePath = Path.Combine(checkpoint, StateFile);
         if (!File.Exists(statePath)) throw new FileNotFoundException($"{statePath}: no checkpoint to resume from", statePath);
         TrainerState state;
-        try { state = JsonSerializer.Deserialize<TrainerState>(File.ReadAllText(statePath), WorkbenchJson.Lines) ?? throw new JsonException("null"); }
+        try { state = JsonSerializer.Deserialize<TrainerState>(RegularFile.ReadAllText(statePath, "trainer state"), WorkbenchJson.Lines) ?? throw new JsonException("null"); }
         catch (JsonException e) { throw new InvalidDataException($"{statePath}: not a trainer state ({e.Message})", e); }
         if (state.Seed != options.Seed) throw new InvalidOperationException($"{statePath}: checkpoint was trained with seed {state.Seed}, not {options.Seed}; resuming would not reproduce the run");
         if (state.Options.BatchSize != options.BatchSize) throw new InvalidOperationException($"{statePath}: checkpoint batch size {state.Options.BatchSize} differs from {options.BatchSize}");

@@ -56,7 +56,7 @@ public sealed class NoiseSchedule
     }
 
     /// <summary>A bound checked before the tables are allocated (a config file could ask for billions).</summary>
-    public const int MaxTrainTimesteps = 100_000;
+    public const int MaxTrainTimesteps = SizeLimits.MaxTrainTimesteps;
 
     static double CosineAlphaBar(double s) => Math.Pow(Math.Cos((s + 0.008) / 1.008 * Math.PI / 2), 2);
 

@@ -20,6 +20,8 @@ public sealed class DiffusionModel : IDisposable
     public DiffusionModel(ModelConfig config, IPromptTokenizer tokenizer, Device? device = null)
     {
         TorchRuntime.EnsureLoaded();
+        // Configs from files were checked where they were read (naming the file); this catches the ones built in code.
+        ConfigBounds.Check(config, $"model config '{config.Name}'");
         if (tokenizer.VocabSize > config.TextEncoder.VocabSize)
             throw new ArgumentException($"tokenizer has {tokenizer.VocabSize} tokens but the text encoder only {config.TextEncoder.VocabSize}");
         if (tokenizer.MaxLength > config.TextEncoder.MaxPositionEmbeddings)
