@@ -192,7 +192,8 @@ public sealed class TrainBaseCommand(IAnsiConsole console) : Command<TrainBaseCo
             if ((p.Step + 1) % Math.Max(1, settings.LogEvery) == 0 || p.Step + 1 == p.TotalSteps)
                 console.MarkupLine($"step {p.Step + 1}/{p.TotalSteps}  loss {p.Loss:F4}  lr {p.LearningRate:G3}  grad {p.GradNorm:F3}  {p.StepsPerSecond:F2} steps/s");
         });
-        var result = new DiffusionTrainer(task, options).Run(output.WorkingPath, settings.Resume, progress, cancellationToken);
+        using var interrupt = new InterruptSignal(cancellationToken);
+        var result = new DiffusionTrainer(task, options).Run(output.WorkingPath, settings.Resume, progress, interrupt.Token);
         if (result.Finished) output.Commit();
         else if (output.Staged) console.MarkupLine($"the earlier run in {Markup.Escape(output.Path)} is untouched; this run's checkpoint is in {Markup.Escape(output.WorkingPath)} (continue it with --out {Markup.Escape(output.WorkingPath)} --resume)");
         console.MarkupLine(result.Finished

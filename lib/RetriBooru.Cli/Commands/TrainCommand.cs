@@ -168,7 +168,8 @@ public sealed class TrainCommand(IAnsiConsole console) : Command<TrainCommand.Se
             provenance = Provenance.Capture(device: device.ToString()),
         }, WorkbenchJson.Pretty) + "\n");
         console.MarkupLine($"model {settings.Model}: {task.TrainableParameters.Sum(p => p.Value.numel()):N0} trainable parameters; seed {settings.Seed}, batch {settings.Batch}, {settings.Threads} threads");
-        var result = AnsiProgress.Train(console, task, options, output.WorkingPath, settings.Resume, settings.LogEvery, cancellationToken);
+        using var interrupt = new InterruptSignal(cancellationToken);
+        var result = AnsiProgress.Train(console, task, options, output.WorkingPath, settings.Resume, settings.LogEvery, interrupt.Token);
         if (result.Finished) output.Commit();
         else if (output.Staged) console.MarkupLine($"the earlier run in {Markup.Escape(output.Path)} is untouched; this run's checkpoint is in {Markup.Escape(output.WorkingPath)} (continue it with --out {Markup.Escape(output.WorkingPath)} --resume)");
         console.MarkupLine(result.Finished

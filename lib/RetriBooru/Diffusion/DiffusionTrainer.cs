@@ -110,14 +110,15 @@ public sealed class DiffusionTrainer(ITrainingTask task, TrainerOptions options)
 
         var checkpoint = Path.Combine(outDir, CheckpointFolder);
         long start = 0;
-        var log = new List<string>();
+        var logPath = Path.Combine(outDir, LossLog);
+        var kept = new List<string>();
         if (resume)
         {
             start = LoadCheckpoint(checkpoint, optimizer, ema);
-            var logPath = Path.Combine(outDir, LossLog);
-            if (File.Exists(logPath))
-                log.AddRange(File.ReadLines(logPath).Where(l => l.Length > 0 && JsonSerializer.Deserialize<LossLogEntry>(l, WorkbenchJson.Lines)!.Step < start));
+            // Steps after the checkpoint (a run killed between checkpoints) are run again, so their lines go.
+            if (File.Exists(logPath)) kept.AddRange(File.ReadLines(logPath).Where(l => LoggedStep(l) < start));
         }
+        using var log = new LossLogFile(logPath, kept);
 
         var order = new DataOrder(options.Seed, task.ExampleCount);
         var losses = new List<double>();
@@ -140,13 +141,14 @@ public sealed class DiffusionTrainer(ITrainingTask task, TrainerOptions options)
             ema?.Update(step);
             double value = loss.item<float>();
             losses.Add(value);
-            log.Add(JsonSerializer.Serialize(new LossLogEntry(step, value, lr, gradNorm, stepClock.Elapsed.TotalSeconds), WorkbenchJson.Lines));
+            log.Append(JsonSerializer.Serialize(new LossLogEntry(step, value, lr, gradNorm, stepClock.Elapsed.TotalSeconds), WorkbenchJson.Lines));
             progress?.Report(new TrainingProgress(step, options.Steps, value, lr, gradNorm, (step - start + 1) / clock.Elapsed.TotalSeconds));
             if (options.CheckpointEvery > 0 && (step + 1) % options.CheckpointEvery == 0 && step + 1 < end)
-                SaveCheckpoint(outDir, step + 1, optimizer, ema, log);
+                SaveCheckpoint(outDir, step + 1, optimizer, ema);
         }
         double rate = (step - start) / Math.Max(clock.Elapsed.TotalSeconds, 1e-9);
-        SaveCheckpoint(outDir, step, optimizer, ema, log);
+        // Also on cancellation (Ctrl-C, SIGTERM): the run can continue from here with --resume.
+        SaveCheckpoint(outDir, step, optimizer, ema);
         bool finished = step >= options.Steps;
         if (finished)
         {
@@ -176,7 +178,30 @@ public sealed class DiffusionTrainer(ITrainingTask task, TrainerOptions options)
         return total;
     }
 
-    void SaveCheckpoint(string outDir, long step, AdamW optimizer, ExponentialMovingAverage? ema, List<string> log)
+    /// <summary>The step of a loss-log line; long.MaxValue for a line cut short when a run was killed mid-write.</summary>
+    static long LoggedStep(string line)
+    {
+        try { return line.Length == 0 ? long.MaxValue : JsonSerializer.Deserialize<LossLogEntry>(line, WorkbenchJson.Lines)?.Step ?? long.MaxValue; }
+        catch (JsonException) { return long.MaxValue; }
+    }
+
+    /// <summary>loss.jsonl, appended and flushed after every step, so an interrupted or killed run keeps its curve.</summary>
+    sealed class LossLogFile : IDisposable
+    {
+        readonly StreamWriter writer;
+
+        /// <param name="kept">Lines of earlier steps (a resumed run); the file is rewritten with them atomically first.</param>
+        public LossLogFile(string path, IReadOnlyList<string> kept)
+        {
+            AtomicFile.WriteAllLines(path, kept);
+            writer = new StreamWriter(new FileStream(path, FileMode.Append, FileAccess.Write, FileShare.ReadWrite)) { AutoFlush = true };
+        }
+
+        public void Append(string line) => writer.WriteLine(line);
+        public void Dispose() => writer.Dispose();
+    }
+
+    void SaveCheckpoint(string outDir, long step, AdamW optimizer, ExponentialMovingAverage? ema)
     {
         var checkpoint = Path.Combine(outDir, CheckpointFolder);
         // Write into a fresh folder, then swap, so an interrupted save never leaves a half checkpoint.
@@ -193,7 +218,6 @@ public sealed class DiffusionTrainer(ITrainingTask task, TrainerOptions options)
         if (Directory.Exists(checkpoint)) Directory.Move(checkpoint, old);
         Directory.Move(staging, checkpoint);
         if (Directory.Exists(old)) Directory.Delete(old, recursive: true);
-        AtomicFile.WriteAllLines(Path.Combine(outDir, LossLog), log);
     }
 
     long LoadCheckpoint(string checkpoint, AdamW optimizer, ExponentialMovingAverage? ema)
