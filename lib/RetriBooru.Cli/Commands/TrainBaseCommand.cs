@@ -30,6 +30,7 @@ public sealed class TrainBaseCommand(IAnsiConsole console) : Command<TrainBaseCo
         public string Out { get; init; } = "";
 
         [CommandOption("--batch <N>")]
+        [Description("Examples per step; a batch larger than the dataset is clamped to the dataset size (with a note).")]
         [DefaultValue(16)]
         public int Batch { get; init; } = 16;
 
@@ -185,6 +186,7 @@ public sealed class TrainBaseCommand(IAnsiConsole console) : Command<TrainBaseCo
             Steps = settings.Steps, BatchSize = settings.Batch, LearningRate = settings.LearningRate, WarmupSteps = settings.Warmup,
             GradClip = settings.GradClip, EmaDecay = settings.Ema, LearningRateSchedule = settings.LrSchedule, Seed = settings.Seed, CheckpointEvery = settings.CheckpointEvery, StopAfter = settings.StopAfter,
         };
+        if (options.BatchNote(task.ExampleCount) is { } batchNote) console.MarkupLine($"[yellow]note[/]: {Markup.Escape(batchNote)}");
         console.MarkupLine($"model {Markup.Escape(model.Config.Name)}: U-Net {ModelInfo.CountParameters(model.Unet):N0} + text encoder {ModelInfo.CountParameters(model.TextEncoder):N0} parameters, " +
                            $"{model.Tokenizer.VocabSize} tokens; seed {settings.Seed}, batch {settings.Batch}, lr {settings.LearningRate}, {settings.Threads} threads");
         var progress = new SyncProgress<TrainingProgress>(p =>

@@ -42,6 +42,7 @@ public sealed class TrainCommand(IAnsiConsole console) : Command<TrainCommand.Se
         public int Steps { get; init; } = 1000;
 
         [CommandOption("--batch <N>")]
+        [Description("Examples per step; a batch larger than the dataset is clamped to the dataset size (with a note).")]
         [DefaultValue(16)]
         public int Batch { get; init; } = 16;
 
@@ -168,6 +169,7 @@ public sealed class TrainCommand(IAnsiConsole console) : Command<TrainCommand.Se
             provenance = Provenance.Capture(device: device.ToString()),
         }, WorkbenchJson.Pretty) + "\n");
         console.MarkupLine($"model {settings.Model}: {task.TrainableParameters.Sum(p => p.Value.numel()):N0} trainable parameters; seed {settings.Seed}, batch {settings.Batch}, {settings.Threads} threads");
+        if (options.BatchNote(task.ExampleCount) is { } batchNote) console.MarkupLine($"[yellow]note[/]: {Markup.Escape(batchNote)}");
         using var interrupt = new InterruptSignal(cancellationToken);
         var result = AnsiProgress.Train(console, task, options, output.WorkingPath, settings.Resume, settings.LogEvery, interrupt.Token);
         if (result.Finished) output.Commit();

@@ -40,6 +40,16 @@ public sealed record TrainerOptions
 
     public static readonly IReadOnlyList<string> LearningRateSchedules = ["constant", "cosine"];
 
+    /// <summary>
+    /// The batch clamped to the dataset: a larger batch would only repeat examples within a step while its memory grows
+    /// with the request (--batch 100000 on 46 images asked for gigabytes); at the clamp every step sees each example once.
+    /// </summary>
+    public TrainerOptions FitToDataset(int examples) => examples > 0 && BatchSize > examples ? this with { BatchSize = examples } : this;
+
+    /// <summary>The line a front end logs when <see cref="FitToDataset"/> changes the batch; null when it does not.</summary>
+    public string? BatchNote(int examples) => examples > 0 && BatchSize > examples
+        ? $"batch size {BatchSize} is larger than the {examples} training examples; using {examples} (each example once per step)" : null;
+
     /// <summary>Every field checked before anything is allocated; one message naming the field.</summary>
     public void Validate()
     {
@@ -92,8 +102,11 @@ public sealed record TrainingResult(long StepsDone, bool Finished, IReadOnlyList
 /// <c>loss.jsonl</c> (one line per step), <c>checkpoint/</c> (<c>model/</c>, <c>optimizer.safetensors</c>,
 /// <c>ema.safetensors</c>, <c>trainer_state.json</c>) and <c>model/</c> (the final model, EMA weights when enabled).
 /// </summary>
-public sealed class DiffusionTrainer(ITrainingTask task, TrainerOptions options)
+public sealed class DiffusionTrainer(ITrainingTask task, TrainerOptions requested)
 {
+    // Front ends log requested.BatchNote(examples) when this clamps the batch.
+    readonly TrainerOptions options = requested.FitToDataset(task.ExampleCount);
+
     public const string LossLog = "loss.jsonl";
     public const string CheckpointFolder = "checkpoint";
     public const string StateFile = "trainer_state.json";
