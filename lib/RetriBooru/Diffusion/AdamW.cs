@@ -1,5 +1,6 @@
 using TorchSharp.Modules;
 using static TorchSharp.torch;
+using RetriBooru.Runtime;
 
 namespace RetriBooru.Diffusion;
 
@@ -44,11 +45,11 @@ public sealed class AdamW : IDisposable
             var g = p.grad;
             if (g is null) continue;
             double lr = LearningRateScale is null ? learningRate : learningRate * LearningRateScale(name);
-            p.mul_(1 - lr * WeightDecay);
-            expAvg[name].mul_(Beta1).add_(g, alpha: 1 - Beta1);
-            expAvgSq[name].mul_(Beta2).addcmul_(g, g, value: 1 - Beta2);
-            var denom = (expAvgSq[name].sqrt() / Math.Sqrt(bc2)).add_(Eps);
-            p.addcdiv_(expAvg[name], denom, value: -lr / bc1);
+            p.ScaleInPlace(1 - lr * WeightDecay);
+            expAvg[name].ScaleInPlace(Beta1).AddScaledInPlace(g, 1 - Beta1);
+            expAvgSq[name].ScaleInPlace(Beta2).AddProductInPlace(g, g, 1 - Beta2);
+            var denom = expAvgSq[name].sqrt().Over(Math.Sqrt(bc2)).PlusInPlace(Eps);
+            p.AddQuotientInPlace(expAvg[name], denom, -lr / bc1);
         }
     }
 
@@ -117,7 +118,7 @@ public sealed class ExponentialMovingAverage : IDisposable
     {
         double decay = EffectiveDecay(Decay, step);
         using var noGrad = no_grad();
-        foreach (var (name, p) in parameters) shadow[name].mul_(decay).add_(p, alpha: 1 - decay);
+        foreach (var (name, p) in parameters) shadow[name].ScaleInPlace(decay).AddScaledInPlace(p, 1 - decay);
     }
 
     public IReadOnlyDictionary<string, Tensor> Shadow => shadow;

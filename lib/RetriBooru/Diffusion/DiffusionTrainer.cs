@@ -187,7 +187,7 @@ public sealed class DiffusionTrainer(ITrainingTask task, TrainerOptions requeste
         if (grads.Count == 0) return 0;
         double total = stack(grads.Select(g => g.detach().to(float64).norm())).norm().item<double>();
         if (maxNorm > 0 && total > maxNorm)
-            using (no_grad()) foreach (var g in grads) g.mul_(maxNorm / (total + 1e-6));
+            using (no_grad()) foreach (var g in grads) g.ScaleInPlace(maxNorm / (total + 1e-6));
         return total;
     }
 

@@ -187,7 +187,7 @@ public static class ReferenceSampler
             var output = branch.Predict(cat([sample, sample, sample]), times, contexts, tripled);
             var parts = output.chunk(3);
             var (empty, text, full) = (parts[0], parts[1], parts[2]);
-            var guided = empty + options.TextScale * (text - empty) + options.ReferenceScale * (full - text);
+            var guided = empty.Plus((text - empty).Times(options.TextScale)).Plus((full - text).Times(options.ReferenceScale));
             return guided.MoveToOuterDisposeScope();
         }
         var latents = sampler.Sample(Denoise, noise, options.Steps, options.Eta, generator, progress);

@@ -2,6 +2,7 @@ using RetriBooru.Modeling;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
+using RetriBooru.Runtime;
 
 namespace RetriBooru.Diffusion;
 
@@ -168,7 +169,7 @@ public sealed class ReferenceTrainingTask : ITrainingTask, IDisposable
         var noisy = schedule.AddNoise(x0, noise, t);
         var prediction = schedule.TrainingPrediction(branch.Predict(noisy, t, context, references), noisy, t);
         var target = schedule.Target(x0, noise, t);
-        var error = (prediction - target).square();
+        var error = (prediction - target).Squared();
         if (Options.MinSnrGamma is double gamma) error = error * schedule.MinSnrWeights(t, error, gamma);
         if (!Options.MaskedLoss) return error.mean().MoveToOuterDisposeScope();
         var weights = WithBackground(LossWeights(examples, x0.shape[2], x0.shape[3]), Options.BackgroundWeight).to(device);
@@ -187,10 +188,7 @@ public sealed class ReferenceTrainingTask : ITrainingTask, IDisposable
     public static Tensor WithBackground(Tensor mask, double backgroundWeight)
     {
         if (backgroundWeight == 0) return mask.alias();
-        // Explicit scalars, disposed here: implicit Scalar temporaries can be finalised during the native call.
-        using var figureScale = (1 - backgroundWeight).ToScalar();
-        using var floor = backgroundWeight.ToScalar();
-        return mask.mul(figureScale).add_(floor);
+        return mask.Times(1 - backgroundWeight).PlusInPlace(backgroundWeight);
     }
 
     /// <summary>Mean squared error over the masked region: sum(m * e) / (sum(m) * C), guarded for empty masks.</summary>
@@ -198,7 +196,7 @@ public sealed class ReferenceTrainingTask : ITrainingTask, IDisposable
     {
         var channels = squaredError.shape[1];
         var weighted = (squaredError * mask).sum();
-        return weighted / (mask.sum() * channels).clamp_min(1e-6);
+        return weighted / mask.sum().Times(channels).AtLeast(1e-6);
     }
 
     public void SaveModel(string folder) => ReferenceModelStore.Save(model, branch, folder);

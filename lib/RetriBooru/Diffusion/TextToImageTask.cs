@@ -65,7 +65,7 @@ public sealed class TextToImageTask : ITrainingTask
         var target = schedule.Target(x0, noise, t);
         if (MinSnrGamma is not double gamma) return nn.functional.mse_loss(prediction, target).MoveToOuterDisposeScope();
         // Per-sample squared error, weighted by min(SNR, gamma) in x0 terms, then averaged.
-        var perSample = (prediction - target).square().mean([1, 2, 3]);
+        var perSample = (prediction - target).Squared().mean([1, 2, 3]);
         using var weights = schedule.MinSnrWeights(t, x0, gamma).flatten();
         return (perSample * weights).mean().MoveToOuterDisposeScope();
     }

@@ -76,12 +76,12 @@ public sealed class DiffusionModel : IDisposable
     {
         if (Vae is null)
         {
-            if (Config.PatchSize <= 1) return latents.clamp(-1, 1);
+            if (Config.PatchSize <= 1) return latents.Clamped(-1, 1);
             using var pixels = nn.functional.pixel_shuffle(latents, Config.PatchSize);
-            return pixels.clamp(-1, 1);
+            return pixels.Clamped(-1, 1);
         }
         using var decoded = Vae.DecodeFromLatent(latents);
-        return decoded.clamp(-1, 1);
+        return decoded.Clamped(-1, 1);
     }
 
     /// <summary>Shape of one sample in model space, [C, H, W].</summary>
