@@ -137,6 +137,33 @@ public class SizeBoundsTests
         Assert.True(clock.Elapsed < TimeSpan.FromSeconds(5), "the refusal must come before the allocation");
     }
 
+    [Theory]
+    [InlineData("""{"model_type": "clip_text_model", "hidden_size": 1000000}""", "hidden_size 1000000 is outside")]
+    [InlineData("""{"model_type": "clip_text_model", "vocab_size": 900000, "hidden_size": 8192, "num_hidden_layers": 64}""", "the CLIP text tower would have ~")]
+    [InlineData("""{"model_type": "clip_vision_model", "image_size": 4096, "patch_size": 1, "hidden_size": 8192, "num_attention_heads": 8}""", "the CLIP vision tower would have ~")]
+    [InlineData("""{"model_type": "clip_text_model", "hidden_act": 5}""", "'hidden_act' is not a string (5)")]
+    [InlineData("""{"model_type": "clip_text_model", "layer_norm_eps": "small"}""", "'layer_norm_eps' is not a number")]
+    [InlineData("""{"model_type": 7}""", "'model_type' is not a string (7)")]
+    public void A_clip_config_for_the_metrics_is_bounded_and_typed(string json, string problem)
+    {
+        using var dir = new TempDir();
+        var path = dir.File("config.json");
+        File.WriteAllText(path, json);
+        var error = Assert.Throws<InvalidDataException>(() => RetriBooru.Metrics.Clip.ClipConfigFile.Read(path));
+        Assert.Contains(path, error.Message);
+        Assert.Contains(problem, error.Message);
+    }
+
+    [Fact]
+    public void An_attribute_probe_description_with_absurd_channels_is_refused_before_building_the_network()
+    {
+        using var dir = new TempDir();
+        File.WriteAllText(dir.File("probe.json"), """{"Attributes": [{"Name": "hair", "Values": ["red", "blue"], "Tags": null}], "Options": {"ImageSize": 64, "Channels": [16, 1000000]}}""");
+        File.WriteAllBytes(dir.File("probe.weights"), []);
+        var error = Assert.Throws<InvalidDataException>(() => RetriBooru.Metrics.Vqa.AttributeProbe.Load(dir.Path));
+        Assert.Contains($"{dir.File("probe.json")}: options.channels 1000000 is outside", error.Message);
+    }
+
     static string WriteRawHeader(TempDir dir, byte[] header, int dataBytes)
     {
         var bytes = new byte[8 + header.Length + dataBytes];
