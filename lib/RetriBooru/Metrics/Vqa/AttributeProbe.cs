@@ -90,7 +90,7 @@ public sealed class AttributeProbe : IVqaProvider, IDisposable
                 var logits = network.forward(images.index_select(0, batchIdx));
                 var y = targets.index_select(0, batchIdx);
                 Tensor loss = zeros(1);
-                for (int a = 0; a < logits.Length; a++) loss = loss + functional.cross_entropy(logits[a], y[.., a]);
+                for (int a = 0; a < logits.Length; a++) loss = loss.Plus(functional.cross_entropy(logits[a], y[.., a]));
                 optimizer.zero_grad();
                 loss.backward();
                 optimizer.step();
