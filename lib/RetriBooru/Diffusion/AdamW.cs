@@ -104,6 +104,7 @@ public sealed class ExponentialMovingAverage : IDisposable
         this.parameters = parameters;
         Decay = decay;
         using var noGrad = no_grad();
+        using var scope = NewDisposeScope(); // holds the detached views until clone has returned
         foreach (var (name, p) in parameters) shadow[name] = p.detach().clone().DetachFromDisposeScope();
     }
 

@@ -91,7 +91,9 @@ public static class SafeTensors
             stream.Write(header);
             foreach (var (_, tensor) in list)
             {
-                using var cpu = tensor.detach().to(CPU).contiguous();
+                // The scope holds the chain's intermediates: an unreferenced one could be finalised during the next native call.
+                using var scope = NewDisposeScope();
+                var cpu = tensor.detach().to(CPU).contiguous();
                 if (cpu.numel() > 0) cpu.WriteBytesToStream(stream, 1 << 20);
             }
         });
