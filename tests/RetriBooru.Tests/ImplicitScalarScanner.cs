@@ -30,6 +30,9 @@ public static class ImplicitScalarScanner
 
     static bool IsImplicitScalar(MethodBase m) => m.Name == "op_Implicit" && m.DeclaringType == typeof(Scalar);
 
+    /// <summary>A method that returns a new Scalar to its caller (who then owns it): the implicit conversions and ToScalar.</summary>
+    static bool IsScalarFactory(MethodBase m) => IsImplicitScalar(m) || (m.Name == "ToScalar" && m.DeclaringType?.Assembly == typeof(Scalar).Assembly);
+
     /// <summary>Whether a TorchSharp method makes an implicit Scalar itself or through TorchSharp methods it calls (<c>a + b</c> -> <c>add(b)</c> -> <c>add(b, 1)</c>).</summary>
     static bool MakesScalar(MethodBase method, int depth = 0)
     {
@@ -37,7 +40,9 @@ public static class ImplicitScalarScanner
         {
             if (MakesScalarInside.TryGetValue(method, out var known)) return known;
             MakesScalarInside[method] = false; // cycle guard while this method is being decided
-            bool makes = depth < 4 && Callees(method).Any(c => IsImplicitScalar(c) || (c.DeclaringType?.Assembly == typeof(Scalar).Assembly && MakesScalar(c, depth + 1)));
+            // A TorchSharp method that makes a Scalar (implicitly or by ToScalar) and passes it on without handing it back.
+            bool makes = depth < 4 && !IsScalarFactory(method)
+                         && Callees(method).Any(c => IsScalarFactory(c) || (c.DeclaringType?.Assembly == typeof(Scalar).Assembly && MakesScalar(c, depth + 1)));
             MakesScalarInside[method] = makes;
             return makes;
         }
