@@ -55,6 +55,7 @@ public static class CliApp
                 model.AddCommand<ModelInfoCommand>("info").WithDescription("Print parameter counts per component of a model config (tiny, sd15).");
                 model.AddCommand<ModelBenchmarkCommand>("benchmark").WithDescription("Training steps/s, DDIM sampling time and memory of a config on this machine.");
                 model.AddCommand<ModelDiagnoseCommand>("diagnose").WithDescription("Denoising error per timestep on real images, KID (with floor and ceiling) and readability of samples.");
+                model.AddCommand<SoakCommand>("soak").WithDescription("Training and sampling for a long time under constant garbage collections; counts failures (exit 1 if any).");
                 model.AddCommand<StepBenchmarkCommand>("step-benchmark").WithDescription("Training step time of RetriNet (and the baselines) with references vs the base U-Net step, same run; peak memory.");
             });
             config.AddCommand<TrainBaseCommand>("train-base").WithDescription("Train a text-to-image model from scratch on a dataset folder (the tiny config on CPU).");

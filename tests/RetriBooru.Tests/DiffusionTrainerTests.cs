@@ -58,13 +58,14 @@ public class DiffusionTrainerTests
         TextEncoder = ModelConfigs.Tiny.TextEncoder with { HiddenSize = 32, IntermediateSize = 64, NumHiddenLayers = 1, NumAttentionHeads = 2, MaxPositionEmbeddings = 8 },
     };
 
-    static TrainingResult Train(string data, string outDir, TrainerOptions options, bool resume = false, int shards = 1)
+    internal static TrainingResult Train(string data, string outDir, TrainerOptions options, bool resume = false,
+        IProgress<TrainingProgress>? progress = null, CancellationToken cancellation = default, int shards = 1)
     {
         var source = new DatasetFolderSource(data, Micro.ImageSize);
         // On resume the initial weights are replaced by the checkpoint's.
         using var model = BaseModelFactory.Create(Micro, source, options.Seed);
         var task = new TextToImageTask(model, source, promptDropout: 0.25);
-        return new DiffusionTrainer(task, options) { Shards = shards }.Run(outDir, resume);
+        return new DiffusionTrainer(task, options) { Shards = shards }.Run(outDir, resume, progress, cancellation);
     }
 
     [Fact]

@@ -1,3 +1,4 @@
+using System.Text.Json;
 using RetriBooru.Experiments;
 using Xunit;
 
@@ -40,6 +41,29 @@ public class ExperimentSpecTests
         Assert.Equal((0.0, 10), (points[0].Spec.Train.PromptDropout, points[0].Spec.Train.Steps));
         Assert.Equal((0.0, 30), (points[2].Spec.Train.PromptDropout, points[2].Spec.Train.Steps));
         Assert.Equal((0.5, 10), (points[3].Spec.Train.PromptDropout, points[3].Spec.Train.Steps));
+    }
+
+    [Fact]
+    public void A_million_point_sweep_is_refused_by_counting_before_expanding()
+    {
+        // Six axes of ten values: a few hundred bytes of JSON, 10^6 points.
+        var tenSteps = "[" + string.Join(",", Enumerable.Range(1, 10).Select(i => i * 10)) + "]";
+        var tenRates = "[" + string.Join(",", Enumerable.Range(0, 10).Select(i => (i / 10.0).ToString(System.Globalization.CultureInfo.InvariantCulture))) + "]";
+        var json = "{\"name\":\"x\",\"sweep\":{" + string.Join(",", new[]
+        {
+            $"\"train.prompt_dropout\":{tenRates}", $"\"train.reference_dropout\":{tenRates}", $"\"train.background_weight\":{tenRates}",
+            $"\"train.steps\":{tenSteps}", $"\"base.steps\":{tenSteps}", $"\"evaluate.sampling_steps\":{tenSteps}",
+        }) + "}}";
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var e = Assert.Throws<SpecValidationException>(() => SpecLoader.Parse(json, "experiments/huge.json"));
+        Assert.Contains("experiments/huge.json", e.Message);
+        Assert.Contains("$.sweep: 10 x 10 x 10 x 10 x 10 x 10 = 1,000,000 points, more than the 10,000", e.Message);
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(5), $"refusing took {clock.Elapsed}");
+
+        // A spec built in code is counted by Expand itself.
+        var ten = Enumerable.Range(1, 10).Select(i => JsonSerializer.SerializeToElement(i * 10)).ToList();
+        var built = new ExperimentSpec { Name = "x", Sweep = new Dictionary<string, IReadOnlyList<JsonElement>> { ["train.steps"] = ten, ["base.steps"] = ten, ["evaluate.sampling_steps"] = ten, ["evaluate.reference_sets"] = ten, ["evaluate.samples_per_reference"] = ten } };
+        Assert.Contains("100,000 points", Assert.Throws<InvalidOperationException>(() => SpecLoader.Expand(built)).Message);
     }
 
     [Fact]

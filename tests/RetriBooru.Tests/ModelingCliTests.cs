@@ -111,6 +111,23 @@ public class ModelingCliTests
     }
 
     [Fact]
+    public void A_batch_larger_than_the_dataset_is_clamped_to_it_with_a_note()
+    {
+        using var dir = new TempDir();
+        var data = DiffusionTrainerTests.WriteDataset(dir, 4, size: 32);
+        var outDir = dir.File("run");
+        var console = new TestConsole().Width(200);
+        int code = CliApp.Run(["train-base", "--data", data, "--steps", "1", "--batch", "100000", "--out", outDir], console);
+        Assert.True(code == 0, console.Output);
+        Assert.Contains("note: batch size 100000 is larger than the 4 training examples; using 4", console.Output);
+        var state = System.Text.Json.JsonSerializer.Deserialize<TrainerState>(File.ReadAllText(Path.Combine(outDir, DiffusionTrainer.CheckpointFolder, DiffusionTrainer.StateFile)), RetriBooru.Data.WorkbenchJson.Lines)!;
+        Assert.Equal(4, state.Options.BatchSize);
+        // Resuming with the same request finds the same clamped batch in the checkpoint.
+        var resumed = new TestConsole().Width(200);
+        Assert.True(CliApp.Run(["train-base", "--data", data, "--steps", "2", "--batch", "100000", "--out", outDir, "--resume"], resumed) == 0, resumed.Output);
+    }
+
+    [Fact]
     public void Train_base_reports_a_missing_dataset_clearly()
     {
         using var dir = new TempDir();

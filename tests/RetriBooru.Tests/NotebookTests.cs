@@ -34,14 +34,15 @@ public static class NotebookRunner
     }
 
     /// <summary>Executes a notebook headless with dotnet-repl in smoke mode and returns its executed copy.</summary>
-    public static JsonNode Execute(string notebook, string outputDirectory)
+    public static JsonNode Execute(string notebook, string outputDirectory, IDictionary<string, string>? environment = null)
     {
         var executed = Path.Combine(outputDirectory, Path.GetFileNameWithoutExtension(notebook) + ".executed.ipynb");
+        // TMPDIR: the notebooks' smoke-mode files (Path.GetTempPath()) land in the test's folder and go with it.
+        var variables = new Dictionary<string, string> { ["RETRIBOORU_SMOKE"] = "1", ["TMPDIR"] = outputDirectory };
+        foreach (var (k, v) in environment ?? new Dictionary<string, string>()) variables[k] = v;
         var (code, output) = Run("dotnet",
             ["repl", "--run", notebook, "--exit-after-run", "--output-format", "ipynb", "--output-path", executed],
-            RepoPaths.Root, TimeSpan.FromMinutes(10),
-            // TMPDIR: the notebooks' smoke-mode files (Path.GetTempPath()) land in the test's folder and go with it.
-            new Dictionary<string, string> { ["RETRIBOORU_SMOKE"] = "1", ["TMPDIR"] = outputDirectory });
+            RepoPaths.Root, TimeSpan.FromMinutes(10), variables);
         Assert.True(File.Exists(executed), $"dotnet repl wrote no output for {notebook} (exit {code}):\n{output}");
         var document = JsonNode.Parse(File.ReadAllText(executed))!;
         var errors = Outputs(document).Where(o => (string?)o["output_type"] == "error")
@@ -114,6 +115,34 @@ public class NotebookTests : IClassFixture<NotebookToolFixture>
         // Checked with booleans: a failing Assert.Contains would print 3.5 MB of plotly.js.
         Assert.True(chart.Contains("plotly.js v" + RetriBooru.Experiments.PlotlyHtml.PlotlyJsVersion), "the first chart must embed plotly.js");
         Assert.False(chart.Contains("<script src="), "charts must not load scripts from the network");
+    }
+
+    [Fact]
+    public void A_notebook_kernel_uses_the_shipped_libtorch_when_another_libtorch_cpu_comes_first_on_the_search_path()
+    {
+        using var tmp = new TempDir();
+        // The decoy: a valid shared object without any torch symbol, named libtorch_cpu.so, first on LD_LIBRARY_PATH
+        // (as Debian's libtorch1.13 would be found). TorchSharp asks for libtorch_cpu.so by bare name.
+        var decoyFolder = Directory.CreateDirectory(tmp.File("decoy")).FullName;
+        File.Copy(Path.Combine(Path.GetDirectoryName(typeof(object).Assembly.Location)!, "libSystem.Native.so"), Path.Combine(decoyFolder, "libtorch_cpu.so"));
+        // The environment notebook's two bootstrap cells, then one op and the libtorch_cpu.so the kernel mapped.
+        var notebook = JsonNode.Parse(File.ReadAllText(Path.Combine(RepoPaths.Root, "notebooks", "00-environment.ipynb")))!;
+        var cells = notebook["cells"]!.AsArray().Where(c => (string?)c!["cell_type"] == "code").Take(2).Select(c => c!.DeepClone()).ToList();
+        var probe = cells[1].DeepClone();
+        probe["id"] = "decoy-probe";
+        probe["source"] = new JsonArray(
+            "var mapped = File.ReadLines(\"/proc/self/maps\").Where(l => l.EndsWith(\"/libtorch_cpu.so\")).Select(l => l[l.IndexOf('/')..]).Distinct();\n",
+            "$\"sum {torch.ones(2, 3).sum().item<float>()}; mapped {string.Join(\" \", mapped)}\"");
+        notebook["cells"] = new JsonArray([.. cells, probe]);
+        var path = tmp.File("decoy-libtorch.ipynb");
+        File.WriteAllText(path, notebook.ToJsonString());
+
+        var document = NotebookRunner.Execute(path, tmp.Path, new Dictionary<string, string> { ["LD_LIBRARY_PATH"] = decoyFolder });
+        var text = string.Join("\n", NotebookRunner.OutputData(document).Select(d => d.Content));
+        log.WriteLine(text);
+        Assert.Contains("libtorch 2.10", text);
+        Assert.Contains("sum 6; mapped ", text);
+        Assert.DoesNotContain(decoyFolder, text);
     }
 
     static List<string> Html(JsonNode document) =>

@@ -53,6 +53,8 @@ public sealed class DoctorCommand(IAnsiConsole console) : Command<DoctorCommand.
         };
         table.AddRow("libstdc++ fix", Markup.Escape(fix));
         table.AddRow("libtorch", Markup.Escape(TorchRuntime.LibTorchVersion));
+        var preloaded = NativeTorchLoader.PreloadedLibTorch;
+        table.AddRow("libtorch preloaded", Markup.Escape(preloaded.Count == 0 ? "no (shipped files not found; the loader's search decides)" : $"{preloaded.Count} files from {Path.GetDirectoryName(preloaded[^1])}"));
         var device = TorchRuntime.ResolveDevice(settings.Device);
         table.AddRow("CUDA available", TorchRuntime.IsCudaAvailable() ? "yes" : "no");
         table.AddRow("device", Markup.Escape(device.ToString()));

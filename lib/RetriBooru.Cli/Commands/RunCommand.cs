@@ -101,15 +101,7 @@ public static class ExperimentConsole
 {
     public static int Run(IAnsiConsole console, ExperimentSpec spec, RunSettings settings, string specFile, int? onlyPoint, CancellationToken external)
     {
-        using var cancellation = CancellationTokenSource.CreateLinkedTokenSource(external);
-        ConsoleCancelEventHandler onCancel = (_, e) =>
-        {
-            // First Ctrl-C: stop at the next step boundary with a checkpoint; a second one kills the process.
-            if (cancellation.IsCancellationRequested) return;
-            e.Cancel = true;
-            cancellation.Cancel();
-        };
-        Console.CancelKeyPress += onCancel;
+        using var cancellation = new InterruptSignal(external);
         var clock = Stopwatch.StartNew();
         try
         {
@@ -129,10 +121,6 @@ public static class ExperimentConsole
         {
             console.MarkupLine($"[yellow]interrupted[/] after {clock.Elapsed.TotalSeconds:F0} s; finished stages and training checkpoints are kept: rerun the same command to resume.");
             return ExitCodes.Interrupted;
-        }
-        finally
-        {
-            Console.CancelKeyPress -= onCancel;
         }
     }
 

@@ -30,6 +30,7 @@ public sealed class TrainBaseCommand(IAnsiConsole console) : Command<TrainBaseCo
         public string Out { get; init; } = "";
 
         [CommandOption("--batch <N>")]
+        [Description("Examples per step; a batch larger than the dataset is clamped to the dataset size (with a note).")]
         [DefaultValue(16)]
         public int Batch { get; init; } = 16;
 
@@ -184,6 +185,7 @@ public sealed class TrainBaseCommand(IAnsiConsole console) : Command<TrainBaseCo
             Steps = settings.Steps, BatchSize = settings.Batch, LearningRate = settings.LearningRate, WarmupSteps = settings.Warmup,
             GradClip = settings.GradClip, EmaDecay = settings.Ema, LearningRateSchedule = settings.LrSchedule, Seed = settings.Seed, CheckpointEvery = settings.CheckpointEvery, StopAfter = settings.StopAfter,
         };
+        if (options.BatchNote(task.ExampleCount) is { } batchNote) console.MarkupLine($"[yellow]note[/]: {Markup.Escape(batchNote)}");
         console.MarkupLine($"model {Markup.Escape(model.Config.Name)}: U-Net {ModelInfo.CountParameters(model.Unet):N0} + text encoder {ModelInfo.CountParameters(model.TextEncoder):N0} parameters, " +
                            $"{model.Tokenizer.VocabSize} tokens; seed {settings.Seed}, batch {settings.Batch}, lr {settings.LearningRate}, {settings.Threads} threads");
         var progress = new SyncProgress<TrainingProgress>(p =>
@@ -191,7 +193,8 @@ public sealed class TrainBaseCommand(IAnsiConsole console) : Command<TrainBaseCo
             if ((p.Step + 1) % Math.Max(1, settings.LogEvery) == 0 || p.Step + 1 == p.TotalSteps)
                 console.MarkupLine($"step {p.Step + 1}/{p.TotalSteps}  loss {p.Loss:F4}  lr {p.LearningRate:G3}  grad {p.GradNorm:F3}  {p.StepsPerSecond:F2} steps/s  data wait {1000 * p.DataWaitSeconds:F1} ms");
         });
-        var result = new DiffusionTrainer(task, options).Run(output.WorkingPath, settings.Resume, progress, cancellationToken);
+        using var interrupt = new InterruptSignal(cancellationToken);
+        var result = new DiffusionTrainer(task, options).Run(output.WorkingPath, settings.Resume, progress, interrupt.Token);
         if (result.Finished) output.Commit();
         else if (output.Staged) console.MarkupLine($"the earlier run in {Markup.Escape(output.Path)} is untouched; this run's checkpoint is in {Markup.Escape(output.WorkingPath)} (continue it with --out {Markup.Escape(output.WorkingPath)} --resume)");
         console.MarkupLine(result.Finished

@@ -42,6 +42,7 @@ public sealed class TrainCommand(IAnsiConsole console) : Command<TrainCommand.Se
         public int Steps { get; init; } = 1000;
 
         [CommandOption("--batch <N>")]
+        [Description("Examples per step; a batch larger than the dataset is clamped to the dataset size (with a note).")]
         [DefaultValue(16)]
         public int Batch { get; init; } = 16;
 
@@ -168,7 +169,9 @@ public sealed class TrainCommand(IAnsiConsole console) : Command<TrainCommand.Se
             provenance = Provenance.Capture(device: device.ToString()),
         }, WorkbenchJson.Pretty) + "\n");
         console.MarkupLine($"model {settings.Model}: {task.TrainableParameters.Sum(p => p.Value.numel()):N0} trainable parameters; seed {settings.Seed}, batch {settings.Batch}, {settings.Threads} threads");
-        var result = AnsiProgress.Train(console, task, options, output.WorkingPath, settings.Resume, settings.LogEvery, cancellationToken);
+        if (options.BatchNote(task.ExampleCount) is { } batchNote) console.MarkupLine($"[yellow]note[/]: {Markup.Escape(batchNote)}");
+        using var interrupt = new InterruptSignal(cancellationToken);
+        var result = AnsiProgress.Train(console, task, options, output.WorkingPath, settings.Resume, settings.LogEvery, interrupt.Token);
         if (result.Finished) output.Commit();
         else if (output.Staged) console.MarkupLine($"the earlier run in {Markup.Escape(output.Path)} is untouched; this run's checkpoint is in {Markup.Escape(output.WorkingPath)} (continue it with --out {Markup.Escape(output.WorkingPath)} --resume)");
         console.MarkupLine(result.Finished

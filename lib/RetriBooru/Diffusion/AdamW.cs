@@ -1,4 +1,4 @@
-using TorchSharp;
+using RetriBooru.Runtime;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -43,20 +43,11 @@ public sealed class AdamW : IDisposable
             var g = buffer.Gradients.narrow(0, group.Offset, group.Length);
             var m = expAvg.narrow(0, group.Offset, group.Length);
             var v = expAvgSq.narrow(0, group.Offset, group.Length);
-            // Explicit scalars, disposed after the calls: implicit Scalar temporaries can be finalised mid-call.
-            using var decay = (1 - lr * WeightDecay).ToScalar();
-            using var beta1 = Beta1.ToScalar();
-            using var oneMinusBeta1 = (1 - Beta1).ToScalar();
-            using var beta2 = Beta2.ToScalar();
-            using var oneMinusBeta2 = (1 - Beta2).ToScalar();
-            using var rootBc2 = Math.Sqrt(bc2).ToScalar();
-            using var eps = Eps.ToScalar();
-            using var stepSize = (-lr / bc1).ToScalar();
-            p.mul_(decay);
-            m.mul_(beta1).add_(g, alpha: oneMinusBeta1);
-            v.mul_(beta2).addcmul_(g, g, value: oneMinusBeta2);
-            var denom = v.sqrt().div_(rootBc2).add_(eps);
-            p.addcdiv_(m, denom, value: stepSize);
+            p.ScaleInPlace(1 - lr * WeightDecay);
+            m.ScaleInPlace(Beta1).AddScaledInPlace(g, 1 - Beta1);
+            v.ScaleInPlace(Beta2).AddProductInPlace(g, g, 1 - Beta2);
+            var denom = v.sqrt().Over(Math.Sqrt(bc2)).PlusInPlace(Eps);
+            p.AddQuotientInPlace(m, denom, -lr / bc1);
         }
     }
 
@@ -107,6 +98,7 @@ public sealed class ExponentialMovingAverage : IDisposable
         this.buffer = buffer;
         Decay = decay;
         using var noGrad = no_grad();
+        using var scope = NewDisposeScope(); // holds the detached view until clone has returned
         shadow = buffer.Values.detach().clone().DetachFromDisposeScope();
         for (int i = 0; i < buffer.Parameters.Count; i++) named[buffer.Parameters[i].Key] = buffer.View(shadow, i).DetachFromDisposeScope();
     }
@@ -122,9 +114,7 @@ public sealed class ExponentialMovingAverage : IDisposable
     {
         double decay = EffectiveDecay(Decay, step);
         using var noGrad = no_grad();
-        using var keep = decay.ToScalar();
-        using var take = (1 - decay).ToScalar();
-        shadow.mul_(keep).add_(buffer.Values, alpha: take);
+        shadow.ScaleInPlace(decay).AddScaledInPlace(buffer.Values, 1 - decay);
     }
 
     /// <summary>The averaged weights by parameter name (views of the flat shadow).</summary>

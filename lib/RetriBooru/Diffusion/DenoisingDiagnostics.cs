@@ -45,12 +45,12 @@ public static class DenoisingDiagnostics
                 int n = Math.Min(batchSize, prompts.Count - start);
                 var x0 = model.ToModelSpace(images.narrow(0, start, n).to(model.Device));
                 var noise = randn(x0.shape, generator: generator).to(model.Device);
-                var tBatch = full([n], t, dtype: int64, device: model.Device);
+                var tBatch = ScalarOps.Filled([n], t, int64, model.Device);
                 var noisy = schedule.AddNoise(x0, noise, tBatch);
                 var output = model.Unet.Forward(noisy, tBatch, model.EncodePrompts(prompts.Skip(start).Take(n).ToList()));
                 var (predicted, _) = schedule.Split(output, noisy, schedule.AlphasCumprod[t]);
-                modelSum += (predicted - x0).square().sum().item<float>();
-                naiveSum += (noisy - x0).square().sum().item<float>();
+                modelSum += (predicted - x0).Squared().sum().item<float>();
+                naiveSum += (noisy - x0).Squared().sum().item<float>();
                 count += x0.numel();
             }
             double a = schedule.AlphasCumprod[t];

@@ -40,6 +40,16 @@ public sealed record TrainerOptions
 
     public static readonly IReadOnlyList<string> LearningRateSchedules = ["constant", "cosine"];
 
+    /// <summary>
+    /// The batch clamped to the dataset: a larger batch would only repeat examples within a step while its memory grows
+    /// with the request (--batch 100000 on 46 images asked for gigabytes); at the clamp every step sees each example once.
+    /// </summary>
+    public TrainerOptions FitToDataset(int examples) => examples > 0 && BatchSize > examples ? this with { BatchSize = examples } : this;
+
+    /// <summary>The line a front end logs when <see cref="FitToDataset"/> changes the batch; null when it does not.</summary>
+    public string? BatchNote(int examples) => examples > 0 && BatchSize > examples
+        ? $"batch size {BatchSize} is larger than the {examples} training examples; using {examples} (each example once per step)" : null;
+
     /// <summary>Every field checked before anything is allocated; one message naming the field.</summary>
     public void Validate()
     {
@@ -114,8 +124,11 @@ public sealed record TrainingResult(long StepsDone, bool Finished, IReadOnlyList
 /// <c>loss.jsonl</c> (one line per step), <c>checkpoint/</c> (<c>model/</c>, <c>optimizer.safetensors</c>,
 /// <c>ema.safetensors</c>, <c>trainer_state.json</c>) and <c>model/</c> (the final model, EMA weights when enabled).
 /// </summary>
-public sealed class DiffusionTrainer(ITrainingTask task, TrainerOptions options)
+public sealed class DiffusionTrainer(ITrainingTask task, TrainerOptions requested)
 {
+    // Front ends log requested.BatchNote(examples) when this clamps the batch.
+    readonly TrainerOptions options = requested.FitToDataset(task.ExampleCount);
+
     public const string LossLog = "loss.jsonl";
     public const string CheckpointFolder = "checkpoint";
     public const string StateFile = "trainer_state.json";
@@ -151,14 +164,15 @@ public sealed class DiffusionTrainer(ITrainingTask task, TrainerOptions options)
 
         var checkpoint = Path.Combine(outDir, CheckpointFolder);
         long start = 0;
-        var log = new List<string>();
+        var logPath = Path.Combine(outDir, LossLog);
+        var kept = new List<string>();
         if (resume)
         {
             start = LoadCheckpoint(checkpoint, optimizer, ema);
-            var logPath = Path.Combine(outDir, LossLog);
-            if (File.Exists(logPath))
-                log.AddRange(File.ReadLines(logPath).Where(l => l.Length > 0 && JsonSerializer.Deserialize<LossLogEntry>(l, WorkbenchJson.Lines)!.Step < start));
+            // Steps after the checkpoint (a run killed between checkpoints) are run again, so their lines go.
+            if (File.Exists(logPath)) kept.AddRange(File.ReadLines(logPath).Where(l => LoggedStep(l) < start));
         }
+        using var log = new LossLogFile(logPath, kept);
 
         var losses = new List<double>();
         long end = Math.Min(options.Steps, options.StopAfter ?? options.Steps);
@@ -182,13 +196,14 @@ public sealed class DiffusionTrainer(ITrainingTask task, TrainerOptions options)
             optimizer.Step(lr);
             ema?.Update(step);
             losses.Add(value);
-            log.Add(JsonSerializer.Serialize(new LossLogEntry(step, value, lr, gradNorm, stepClock.Elapsed.TotalSeconds), WorkbenchJson.Lines));
+            log.Append(JsonSerializer.Serialize(new LossLogEntry(step, value, lr, gradNorm, stepClock.Elapsed.TotalSeconds), WorkbenchJson.Lines));
             progress?.Report(new TrainingProgress(step, options.Steps, value, lr, gradNorm, (step - start + 1) / clock.Elapsed.TotalSeconds, wait));
             if (options.CheckpointEvery > 0 && (step + 1) % options.CheckpointEvery == 0 && step + 1 < end)
-                SaveCheckpoint(outDir, step + 1, optimizer, ema, log);
+                SaveCheckpoint(outDir, step + 1, optimizer, ema);
         }
         double rate = (step - start) / Math.Max(clock.Elapsed.TotalSeconds, 1e-9);
-        SaveCheckpoint(outDir, step, optimizer, ema, log);
+        // Also on cancellation (Ctrl-C, SIGTERM): the run can continue from here with --resume.
+        SaveCheckpoint(outDir, step, optimizer, ema);
         bool finished = step >= options.Steps;
         if (finished)
         {
@@ -242,7 +257,30 @@ public sealed class DiffusionTrainer(ITrainingTask task, TrainerOptions options)
         return total;
     }
 
-    void SaveCheckpoint(string outDir, long step, AdamW optimizer, ExponentialMovingAverage? ema, List<string> log)
+    /// <summary>The step of a loss-log line; long.MaxValue for a line cut short when a run was killed mid-write.</summary>
+    static long LoggedStep(string line)
+    {
+        try { return line.Length == 0 ? long.MaxValue : JsonSerializer.Deserialize<LossLogEntry>(line, WorkbenchJson.Lines)?.Step ?? long.MaxValue; }
+        catch (JsonException) { return long.MaxValue; }
+    }
+
+    /// <summary>loss.jsonl, appended and flushed after every step, so an interrupted or killed run keeps its curve.</summary>
+    sealed class LossLogFile : IDisposable
+    {
+        readonly StreamWriter writer;
+
+        /// <param name="kept">Lines of earlier steps (a resumed run); the file is rewritten with them atomically first.</param>
+        public LossLogFile(string path, IReadOnlyList<string> kept)
+        {
+            AtomicFile.WriteAllLines(path, kept);
+            writer = new StreamWriter(new FileStream(path, FileMode.Append, FileAccess.Write, FileShare.ReadWrite)) { AutoFlush = true };
+        }
+
+        public void Append(string line) => writer.WriteLine(line);
+        public void Dispose() => writer.Dispose();
+    }
+
+    void SaveCheckpoint(string outDir, long step, AdamW optimizer, ExponentialMovingAverage? ema)
     {
         var checkpoint = Path.Combine(outDir, CheckpointFolder);
         // Write into a fresh folder, then swap, so an interrupted save never leaves a half checkpoint.
@@ -259,7 +297,6 @@ public sealed class DiffusionTrainer(ITrainingTask task, TrainerOptions options)
         if (Directory.Exists(checkpoint)) Directory.Move(checkpoint, old);
         Directory.Move(staging, checkpoint);
         if (Directory.Exists(old)) Directory.Delete(old, recursive: true);
-        AtomicFile.WriteAllLines(Path.Combine(outDir, LossLog), log);
     }
 
     long LoadCheckpoint(string checkpoint, AdamW optimizer, ExponentialMovingAverage? ema)
@@ -267,7 +304,7 @@ public sealed class DiffusionTrainer(ITrainingTask task, TrainerOptions options)
         var statePath = Path.Combine(checkpoint, StateFile);
         if (!File.Exists(statePath)) throw new FileNotFoundException($"{statePath}: no checkpoint to resume from", statePath);
         TrainerState state;
-        try { state = JsonSerializer.Deserialize<TrainerState>(File.ReadAllText(statePath), WorkbenchJson.Lines) ?? throw new JsonException("null"); }
+        try { state = JsonSerializer.Deserialize<TrainerState>(RegularFile.ReadAllText(statePath, "trainer state"), WorkbenchJson.Lines) ?? throw new JsonException("null"); }
         catch (JsonException e) { throw new InvalidDataException($"{statePath}: not a trainer state ({e.Message})", e); }
         if (state.Seed != options.Seed) throw new InvalidOperationException($"{statePath}: checkpoint was trained with seed {state.Seed}, not {options.Seed}; resuming would not reproduce the run");
         if (state.Options.BatchSize != options.BatchSize) throw new InvalidOperationException($"{statePath}: checkpoint batch size {state.Options.BatchSize} differs from {options.BatchSize}");

@@ -18,7 +18,8 @@ public sealed class InMemoryImagePromptDataset : IImagePromptDataset
     {
         if (!image.shape.SequenceEqual(new long[] { 3, ImageSize, ImageSize }))
             throw new ArgumentException($"image '{id}' is [{string.Join(", ", image.shape)}], expected [3, {ImageSize}, {ImageSize}]");
-        using var cpu = image.detach().to(CPU).to(float32).contiguous();
+        using var scope = NewDisposeScope(); // keeps the chain's intermediates alive until their native calls return
+        var cpu = image.detach().to(CPU).to(float32).contiguous();
         items.Add((id, cpu.data<float>().ToArray(), prompt));
     }
 

@@ -56,7 +56,7 @@ public sealed class NoiseSchedule
     }
 
     /// <summary>A bound checked before the tables are allocated (a config file could ask for billions).</summary>
-    public const int MaxTrainTimesteps = 100_000;
+    public const int MaxTrainTimesteps = SizeLimits.MaxTrainTimesteps;
 
     static double CosineAlphaBar(double s) => Math.Pow(Math.Cos((s + 0.008) / 1.008 * Math.PI / 2), 2);
 
@@ -146,7 +146,7 @@ public sealed class NoiseSchedule
     {
         using var scope = NewDisposeScope();
         var (signal, noiseScale) = Coefficients(t, x0);
-        return (signal * x0 + noiseScale * noise).MoveToOuterDisposeScope();
+        return (signal * x0).Plus(noiseScale * noise).MoveToOuterDisposeScope();
     }
 
     public Tensor Velocity(Tensor x0, Tensor noise, Tensor t)
@@ -167,19 +167,19 @@ public sealed class NoiseSchedule
         Tensor x0, eps;
         if (VPrediction)
         {
-            x0 = sa * sample - sb * modelOutput;
-            eps = sa * modelOutput + sb * sample;
+            x0 = sample.Times(sa) - modelOutput.Times(sb);
+            eps = modelOutput.Times(sa).Plus(sample.Times(sb));
         }
         else if (SamplePrediction)
         {
             double c = SkipWeight(alphaBar);
-            x0 = c > 0 ? (c / sa) * sample + (1 - c) * modelOutput : modelOutput.alias();
-            eps = (sample - sa * x0) / Math.Max(sb, 1e-6);
+            x0 = c > 0 ? sample.Times(c / sa).Plus(modelOutput.Times(1 - c)) : modelOutput.alias();
+            eps = (sample - x0.Times(sa)).Over(Math.Max(sb, 1e-6));
         }
         else
         {
             eps = modelOutput.alias();
-            x0 = (sample - sb * modelOutput) / sa;
+            x0 = (sample - modelOutput.Times(sb)).Over(sa);
         }
         return (x0.MoveToOuterDisposeScope(), eps.MoveToOuterDisposeScope());
     }
@@ -211,7 +211,7 @@ public sealed class NoiseSchedule
         using var outputTable = tensor(outputScale, dtype: float64, device: sample.device);
         var ci = inputTable.index_select(0, index).to(sample.dtype).view(shape);
         var co = outputTable.index_select(0, index).to(sample.dtype).view(shape);
-        return (ci * sample + co * modelOutput).MoveToOuterDisposeScope();
+        return (ci * sample).Plus(co * modelOutput).MoveToOuterDisposeScope();
     }
 
     /// <summary>Uniform random training timesteps [B] in [0, T).</summary>

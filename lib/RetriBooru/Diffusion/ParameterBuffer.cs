@@ -1,4 +1,4 @@
-using TorchSharp;
+using RetriBooru.Runtime;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -87,11 +87,7 @@ public sealed class ParameterBuffer : IDisposable
     {
         using var scope = NewDisposeScope();
         double total = Math.Sqrt(Gradients.to(float64).square().sum().item<double>());
-        if (maxNorm > 0 && total > maxNorm)
-        {
-            using var factor = (maxNorm / (total + 1e-6)).ToScalar();
-            Gradients.mul_(factor);
-        }
+        if (maxNorm > 0 && total > maxNorm) Gradients.ScaleInPlace(maxNorm / (total + 1e-6));
         return total;
     }
 

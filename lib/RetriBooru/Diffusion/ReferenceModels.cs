@@ -63,9 +63,23 @@ public static class ReferenceModelStore
     {
         var infoPath = Path.Combine(folder, BranchConfig);
         if (!File.Exists(infoPath)) throw new FileNotFoundException($"{folder}: not a reference-model checkpoint (no {BranchConfig}); train one with `retribooru train`", infoPath);
-        var info = JsonSerializer.Deserialize<BranchInfo>(File.ReadAllText(infoPath), WorkbenchJson.Lines)
-                   ?? throw new InvalidDataException($"{infoPath}: empty");
+        BranchInfo info;
+        try
+        {
+            info = JsonSerializer.Deserialize<BranchInfo>(RegularFile.ReadAllText(infoPath, "branch config"), WorkbenchJson.Lines)
+                   ?? throw new JsonException("the file holds null");
+        }
+        catch (JsonException e) { throw new InvalidDataException($"{infoPath}: not a branch config ({e.Message})", e); }
+        if (!ReferenceModels.Kinds.Contains(info.Kind)) throw new InvalidDataException($"{infoPath}: kind '{info.Kind}' is not one of {string.Join(", ", ReferenceModels.Kinds)}");
+        if (info.IpAdapterScale is double scale && !(double.IsFinite(scale) && Math.Abs(scale) <= 100))
+            throw new InvalidDataException($"{infoPath}: ip_adapter_scale {scale} must be a finite number in [-100, 100]");
         var model = ModelStore.LoadDiffusers(folder, device);
+        try { if (info.RetriNet is not null) ConfigBounds.Check(info.RetriNet, model.Config.Unet, infoPath); }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
         var branch = ReferenceModels.Create(info.Kind, model, info.RetriNet, info.IpAdapterScale ?? 1.0);
         LoadBranch(branch, folder);
         return (model, branch);
@@ -173,7 +187,7 @@ public static class ReferenceSampler
             var output = branch.Predict(cat([sample, sample, sample]), times, contexts, tripled);
             var parts = output.chunk(3);
             var (empty, text, full) = (parts[0], parts[1], parts[2]);
-            var guided = empty + options.TextScale * (text - empty) + options.ReferenceScale * (full - text);
+            var guided = empty.Plus((text - empty).Times(options.TextScale)).Plus((full - text).Times(options.ReferenceScale));
             return guided.MoveToOuterDisposeScope();
         }
         var latents = sampler.Sample(Denoise, noise, options.Steps, options.Eta, generator, progress);

@@ -2,6 +2,7 @@ using RetriBooru.Modeling;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
+using RetriBooru.Runtime;
 
 namespace RetriBooru.Diffusion;
 
@@ -194,9 +195,7 @@ public sealed class ReferenceTrainingTask : ITrainingTask, IDisposable
         {
             weights = WithBackground(LossWeights(examples, sampleShape[1], sampleShape[2]), Options.BackgroundWeight).to(device);
             // sum(m) x channels, guarded for empty masks (as MaskedMean).
-            using var channels = ((double)sampleShape[0]).ToScalar();
-            using var floor = 1e-6.ToScalar();
-            normaliser = weights.sum().mul(channels).clamp_min(floor);
+            normaliser = weights.sum().Times(sampleShape[0]).AtLeast(1e-6);
         }
         else normaliser = tensor((double)batch.Length * sampleShape[0] * sampleShape[1] * sampleShape[2], dtype: float32, device: device);
         return new Batch(images.MoveToOuterDisposeScope(), noise.MoveToOuterDisposeScope(), t.MoveToOuterDisposeScope(), ids.MoveToOuterDisposeScope(),
@@ -221,7 +220,7 @@ public sealed class ReferenceTrainingTask : ITrainingTask, IDisposable
         var noisy = schedule.AddNoise(x0, noise, t);
         var prediction = schedule.TrainingPrediction(branch.Predict(noisy, t, context, references), noisy, t);
         var target = schedule.Target(x0, noise, t);
-        var error = (prediction - target).square();
+        var error = (prediction - target).Squared();
         if (Options.MinSnrGamma is double gamma) error = error * schedule.MinSnrWeights(t, error, gamma);
         if (batch.Weights is { } weights) error = error * weights.narrow(0, start, count);
         return (error.sum() / batch.Normaliser).MoveToOuterDisposeScope();
@@ -241,10 +240,7 @@ public sealed class ReferenceTrainingTask : ITrainingTask, IDisposable
     public static Tensor WithBackground(Tensor mask, double backgroundWeight)
     {
         if (backgroundWeight == 0) return mask.alias();
-        // Explicit scalars, disposed here: implicit Scalar temporaries can be finalised during the native call.
-        using var figureScale = (1 - backgroundWeight).ToScalar();
-        using var floor = backgroundWeight.ToScalar();
-        return mask.mul(figureScale).add_(floor);
+        return mask.Times(1 - backgroundWeight).PlusInPlace(backgroundWeight);
     }
 
     /// <summary>Mean squared error over the masked region: sum(m * e) / (sum(m) * C), guarded for empty masks.</summary>
@@ -252,7 +248,7 @@ public sealed class ReferenceTrainingTask : ITrainingTask, IDisposable
     {
         var channels = squaredError.shape[1];
         var weighted = (squaredError * mask).sum();
-        return weighted / (mask.sum() * channels).clamp_min(1e-6);
+        return weighted / mask.sum().Times(channels).AtLeast(1e-6);
     }
 
     public void SaveModel(string folder) => ReferenceModelStore.Save(model, branch, folder);

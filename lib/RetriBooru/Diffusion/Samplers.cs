@@ -1,4 +1,5 @@
 using static TorchSharp.torch;
+using RetriBooru.Runtime;
 
 namespace RetriBooru.Diffusion;
 
@@ -49,14 +50,14 @@ public sealed class DdimSampler(NoiseSchedule schedule)
         var (x0, eps) = Schedule.Split(modelOutput, sample, a);
         if (Schedule.Config.ClipSample)
         {
-            x0 = x0.clamp(-1, 1);
-            eps = (sample - Math.Sqrt(a) * x0) / Math.Sqrt(1 - a);
+            x0 = x0.Clamped(-1, 1);
+            eps = (sample - x0.Times(Math.Sqrt(a))).Over(Math.Sqrt(1 - a));
         }
         if (aPrev >= 1) return x0.MoveToOuterDisposeScope();
         double variance = (1 - aPrev) / (1 - a) * (1 - a / aPrev);
         double std = eta * Math.Sqrt(Math.Max(variance, 0));
-        var next = Math.Sqrt(aPrev) * x0 + Math.Sqrt(Math.Max(1 - aPrev - std * std, 0)) * eps;
-        if (std > 0) next = next + std * randn(sample.shape, dtype: sample.dtype, device: sample.device, generator: generator);
+        var next = x0.Times(Math.Sqrt(aPrev)).Plus(eps.Times(Math.Sqrt(Math.Max(1 - aPrev - std * std, 0))));
+        if (std > 0) next = next.Plus(randn(sample.shape, dtype: sample.dtype, device: sample.device, generator: generator).Times(std));
         return next.MoveToOuterDisposeScope();
     }
 
@@ -69,7 +70,7 @@ public sealed class DdimSampler(NoiseSchedule schedule)
         {
             using var scope = NewDisposeScope();
             int t = timesteps[i], tPrev = i + 1 < timesteps.Length ? timesteps[i + 1] : -1;
-            using var tBatch = full([x.shape[0]], t, dtype: int64, device: x.device);
+            using var tBatch = ScalarOps.Filled([x.shape[0]], t, int64, x.device);
             var output = denoise(x, tBatch);
             var next = Step(output, t, tPrev, x, eta, generator).MoveToOuterDisposeScope();
             x.Dispose();
@@ -95,13 +96,13 @@ public sealed class DdpmSampler(NoiseSchedule schedule)
         double aPrev = t > 0 ? Schedule.AlphasCumprod[t - 1] : 1.0;
         double beta = Schedule.Betas[t];
         var (x0, _) = Schedule.Split(modelOutput, sample, a);
-        if (Schedule.Config.ClipSample) x0 = x0.clamp(-1, 1);
+        if (Schedule.Config.ClipSample) x0 = x0.Clamped(-1, 1);
         double c0 = Math.Sqrt(aPrev) * beta / (1 - a);
         double ct = Math.Sqrt(1 - beta) * (1 - aPrev) / (1 - a);
-        var mean = c0 * x0 + ct * sample;
+        var mean = x0.Times(c0).Plus(sample.Times(ct));
         if (t == 0) return mean.MoveToOuterDisposeScope();
         double variance = (1 - aPrev) / (1 - a) * beta;
-        return (mean + Math.Sqrt(variance) * randn(sample.shape, dtype: sample.dtype, device: sample.device, generator: generator)).MoveToOuterDisposeScope();
+        return mean.Plus(randn(sample.shape, dtype: sample.dtype, device: sample.device, generator: generator).Times(Math.Sqrt(variance))).MoveToOuterDisposeScope();
     }
 
     public Tensor Sample(Denoiser denoise, Tensor initialNoise, Generator? generator = null)
@@ -110,7 +111,7 @@ public sealed class DdpmSampler(NoiseSchedule schedule)
         for (int t = Schedule.Steps - 1; t >= 0; t--)
         {
             using var scope = NewDisposeScope();
-            using var tBatch = full([x.shape[0]], t, dtype: int64, device: x.device);
+            using var tBatch = ScalarOps.Filled([x.shape[0]], t, int64, x.device);
             var next = Step(denoise(x, tBatch), t, x, generator).MoveToOuterDisposeScope();
             x.Dispose();
             x = next;
@@ -123,7 +124,7 @@ public sealed class DdpmSampler(NoiseSchedule schedule)
 public static class ClassifierFreeGuidance
 {
     public static Tensor Combine(Tensor unconditional, Tensor conditional, double scale) =>
-        unconditional + scale * (conditional - unconditional);
+        unconditional.Plus((conditional - unconditional).Times(scale));
 
     /// <summary>
     /// Wraps a conditional network into a <see cref="Denoiser"/>: the batch is doubled as [uncond; cond] with

@@ -93,10 +93,9 @@ public sealed class TextToImageTask : ITrainingTask
         var target = schedule.Target(x0, noise, t);
         // Per-sample squared error (weighted by min(SNR, gamma) in x0 terms when on), summed and divided by the
         // whole batch's size: the shards' contributions add up to the batch mean.
-        var perSample = (prediction - target).square().mean([1, 2, 3]);
+        var perSample = (prediction - target).Squared().mean([1, 2, 3]);
         if (MinSnrGamma is double gamma) perSample = perSample * schedule.MinSnrWeights(t, x0, gamma).flatten();
-        using var batchSize = ((double)batch.Count).ToScalar();
-        return perSample.sum().div(batchSize).MoveToOuterDisposeScope();
+        return perSample.sum().Over(batch.Count).MoveToOuterDisposeScope();
     }
 
     public void SaveModel(string folder) => ModelStore.SaveDiffusers(model, folder);

@@ -239,6 +239,7 @@ public sealed class ExperimentRunner(ExperimentSpec spec, RunOptions options, IP
             WarmupSteps = Math.Min(100, spec.Base.Steps / 10), Seed = Seeding.DeriveLong(spec.Seed, "base-train"), CheckpointEvery = Math.Max(50, spec.Base.Steps / 10),
             EmaDecay = spec.Base.Ema, LearningRateSchedule = spec.Base.LearningRateSchedule,
         };
+        if (trainer.BatchNote(task.ExampleCount) is { } note) progress?.Report(new RunnerEvent("base", note));
         bool resume = File.Exists(Path.Combine(folder, DiffusionTrainer.CheckpointFolder, DiffusionTrainer.StateFile));
         var result = new DiffusionTrainer(task, trainer).Run(folder, resume, TrainingRelay("base", spec.Base.Steps), cancellation);
         if (!result.Finished) throw new OperationCanceledException("base training interrupted; rerun to resume");
@@ -261,6 +262,7 @@ public sealed class ExperimentRunner(ExperimentSpec spec, RunOptions options, IP
             Steps = point.Train.Steps, BatchSize = point.Train.BatchSize, LearningRate = point.Train.LearningRate,
             WarmupSteps = Math.Min(50, point.Train.Steps / 10), Seed = Seeding.DeriveLong(spec.Seed, $"train/{kind}/{scheme}"), CheckpointEvery = Math.Max(50, point.Train.Steps / 10),
         };
+        if (trainer.BatchNote(task.ExampleCount) is { } note) progress?.Report(new RunnerEvent($"train {kind}/{scheme}", note));
         bool resume = File.Exists(Path.Combine(folder, DiffusionTrainer.CheckpointFolder, DiffusionTrainer.StateFile));
         var result = new DiffusionTrainer(task, trainer).Run(folder, resume, TrainingRelay($"train {kind}/{scheme}", point.Train.Steps), cancellation);
         if (!result.Finished) throw new OperationCanceledException($"training of {kind} interrupted; rerun to resume");

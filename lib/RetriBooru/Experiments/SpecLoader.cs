@@ -3,6 +3,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using System.Text.Json.Serialization;
 using RetriBooru.Data;
+using RetriBooru.Runtime;
 
 namespace RetriBooru.Experiments;
 
@@ -32,7 +33,7 @@ public static class SpecLoader
     public static ExperimentSpec Load(string path, bool quick = false)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"{path}: no such experiment spec", path);
-        return Parse(File.ReadAllText(path), path, quick);
+        return Parse(RegularFile.ReadAllText(path, "experiment spec"), path, quick);
     }
 
     public static ExperimentSpec Parse(string json, string pathForErrors, bool quick = false)
@@ -56,6 +57,9 @@ public static class SpecLoader
         catch (JsonException e) { throw new SpecValidationException(pathForErrors, [$"{e.Path}: {e.Message}"]); }
 
         CheckValues(spec, problems);
+        // Counted before anything is expanded: six axes of ten values are a 300-byte spec and a million points.
+        if (SweepPointCount(spec) is var count and > SizeLimits.MaxSweepPoints)
+            problems.Add($"$.sweep: {string.Join(" x ", spec.Sweep.Values.Select(v => v.Count))} = {count:N0} points, more than the {SizeLimits.MaxSweepPoints:N0} one run may hold; cut values or split the sweep into several specs");
         foreach (var (axis, values) in spec.Sweep)
         {
             if (values.Count == 0) problems.Add($"$.sweep.{axis}: an axis needs at least one value");
@@ -68,8 +72,13 @@ public static class SpecLoader
     }
 
     /// <summary>The cartesian product of the sweep axes (one point when there is no sweep), each a fully resolved spec.</summary>
+    /// <summary>Points of the sweep's cartesian product, as a double (no overflow, however many axes).</summary>
+    public static double SweepPointCount(ExperimentSpec spec) => spec.Sweep.Values.Aggregate(1.0, (product, axis) => product * axis.Count);
+
     public static IReadOnlyList<SweepPoint> Expand(ExperimentSpec spec)
     {
+        if (SweepPointCount(spec) > SizeLimits.MaxSweepPoints)
+            throw new InvalidOperationException($"the sweep has {SweepPointCount(spec):N0} points, more than {SizeLimits.MaxSweepPoints:N0}; it is not expanded");
         var baseNode = JsonSerializer.SerializeToNode(spec, WorkbenchJson.Lines)!.AsObject();
         var axes = spec.Sweep.ToList();
         var points = new List<SweepPoint>();

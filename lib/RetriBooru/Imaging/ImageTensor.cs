@@ -64,7 +64,7 @@ public static class ImageTensor
         if (image.dim() != 3 || image.shape[0] != 3) throw new ArgumentException($"expected a [3, H, W] tensor, got [{string.Join(", ", image.shape)}]");
         using var scope = NewDisposeScope();
         int h = (int)image.shape[1], w = (int)image.shape[2];
-        var pixels = ((image.detach().to(CPU).to(float32).clamp(-1, 1) + 1) * 127.5f).round().to(uint8).permute(1, 2, 0).contiguous();
+        var pixels = image.detach().to(CPU).to(float32).Clamped(-1, 1).Plus(1).Times(127.5).round().to(uint8).permute(1, 2, 0).contiguous();
         var rgb = pixels.data<byte>().ToArray();
         var bitmap = new SKBitmap(new SKImageInfo(w, h, SKColorType.Rgba8888, SKAlphaType.Opaque));
         var rgba = new byte[w * h * 4];

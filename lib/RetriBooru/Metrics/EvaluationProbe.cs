@@ -100,7 +100,7 @@ public static class EvaluationProbe
         if (!File.Exists(keyPath)) return null;
         try
         {
-            var cached = JsonSerializer.Deserialize<CachedProbe>(File.ReadAllText(keyPath), CacheJson);
+            var cached = JsonSerializer.Deserialize<CachedProbe>(RegularFile.ReadAllText(keyPath, "probe cache key"), CacheJson);
             if (cached is null || cached.Key != key) return null;
             return new PreparedProbe(AttributeProbe.Load(folder), cached.Report, true, cached.Skipped);
         }

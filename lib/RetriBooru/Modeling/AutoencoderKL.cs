@@ -2,6 +2,7 @@ using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
+using RetriBooru.Runtime;
 
 #pragma warning disable IDE1006 // snake_case fields mirror diffusers parameter names
 
@@ -128,28 +129,28 @@ public sealed class DiagonalGaussian : IDisposable
         this.moments = moments;
         var parts = moments.chunk(2, 1);
         Mean = parts[0];
-        LogVar = parts[1].clamp(-30.0, 20.0);
+        LogVar = parts[1].Clamped(-30.0, 20.0);
         parts[1].Dispose();
     }
 
     public Tensor Mean { get; }
     public Tensor LogVar { get; }
 
-    public Tensor Std() => (LogVar * 0.5).exp();
+    public Tensor Std() => LogVar.Times(0.5).exp();
 
     /// <summary>mean + std * N(0, 1), with noise from <paramref name="generator"/> for reproducibility.</summary>
     public Tensor Sample(Generator? generator = null)
     {
         using var scope = NewDisposeScope();
         var noise = randn(Mean.shape, dtype: Mean.dtype, device: Mean.device, generator: generator);
-        return (Mean + Std() * noise).MoveToOuterDisposeScope();
+        return Mean.Plus(Std() * noise).MoveToOuterDisposeScope();
     }
 
     /// <summary>KL(q || N(0, I)) per sample, summed over latent dimensions.</summary>
     public Tensor Kl()
     {
         using var scope = NewDisposeScope();
-        var kl = 0.5 * (Mean.pow(2) + LogVar.exp() - 1.0 - LogVar);
+        var kl = (Mean.Squared().Plus(LogVar.exp()).Plus(-1.0) - LogVar).Times(0.5);
         return kl.sum([1, 2, 3]).MoveToOuterDisposeScope();
     }
 
@@ -198,13 +199,13 @@ public sealed class AutoencoderKL : nn.Module
     {
         using var posterior = Encode(image);
         using var z = sample ? posterior.Sample(generator) : posterior.Mean.alias();
-        return z * Config.ScalingFactor;
+        return z.Times(Config.ScalingFactor);
     }
 
     /// <summary>Scaled latent -> image in (roughly) [-1, 1].</summary>
     public Tensor DecodeFromLatent(Tensor latent)
     {
-        using var unscaled = latent / Config.ScalingFactor;
+        using var unscaled = latent.Over(Config.ScalingFactor);
         return Decode(unscaled);
     }
 }

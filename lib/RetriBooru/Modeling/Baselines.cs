@@ -1,6 +1,7 @@
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
+using RetriBooru.Runtime;
 
 #pragma warning disable IDE1006 // snake_case fields become state-dict keys
 
@@ -100,14 +101,14 @@ public sealed class ControlNetModel : nn.Module, IReferenceConditionedModel
         references.Validate();
         using var scope = NewDisposeScope();
         var weights = references.Present.to(noisy.dtype);
-        var count = weights.sum(1).clamp_min(1).view(-1, 1, 1, 1);
+        var count = weights.sum(1).AtLeast(1).view(-1, 1, 1, 1);
         var hint = (references.Images * weights.view(weights.shape[0], weights.shape[1], 1, 1, 1)).sum(1) / count;
 
         var config = unet.Config;
         long batch = noisy.shape[0];
         var t = timesteps.dim() == 0 ? timesteps.expand(batch) : timesteps;
         var temb = time_embedding.Forward(TimestepProjection.Embed(t, (int)config.BlockOutChannels[0], config.FlipSinToCos, config.FreqShift).to(noisy.dtype));
-        var h = conv_in.call(noisy) + controlnet_cond_embedding.call(hint);
+        var h = conv_in.call(noisy).Plus(controlnet_cond_embedding.call(hint));
         var skips = new List<Tensor> { h };
         foreach (var block in down_blocks) h = block.Forward(h, temb, textContext, skips);
         h = mid_block.Forward(h, temb, textContext);

@@ -2,6 +2,7 @@ using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
+using RetriBooru.Runtime;
 
 #pragma warning disable IDE1006 // snake_case fields mirror transformers' CLIP parameter names
 
@@ -63,7 +64,7 @@ public sealed class ClipMlp : nn.Module
     {
         using var scope = NewDisposeScope();
         var h = fc1.call(x);
-        h = quickGelu ? h * (h * 1.702).sigmoid() : F.gelu(h);
+        h = quickGelu ? h * h.Times(1.702).sigmoid() : F.gelu(h);
         return fc2.call(h).MoveToOuterDisposeScope();
     }
 }
@@ -88,8 +89,8 @@ public sealed class ClipEncoderLayer : nn.Module
     public Tensor Forward(Tensor x, Tensor mask)
     {
         using var scope = NewDisposeScope();
-        var h = x + self_attn.Forward(layer_norm1.call(x), mask);
-        h = h + mlp.Forward(layer_norm2.call(h));
+        var h = x.Plus(self_attn.Forward(layer_norm1.call(x), mask));
+        h = h.Plus(mlp.Forward(layer_norm2.call(h)));
         return h.MoveToOuterDisposeScope();
     }
 }
@@ -108,10 +109,10 @@ public sealed class ClipEmbeddings : nn.Module
 
     public Tensor Forward(Tensor ids)
     {
-        using var positions = arange(ids.shape[1], dtype: int64, device: ids.device).unsqueeze(0);
+        using var positions = ScalarOps.Range(ids.shape[1], int64, ids.device).unsqueeze(0);
         using var tokens = token_embedding.call(ids);
         using var pos = position_embedding.call(positions);
-        return tokens + pos;
+        return tokens.Plus(pos);
     }
 }
 

@@ -20,6 +20,8 @@ public sealed class DiffusionModel : IDisposable
     public DiffusionModel(ModelConfig config, IPromptTokenizer tokenizer, Device? device = null)
     {
         TorchRuntime.EnsureLoaded();
+        // Configs from files were checked where they were read (naming the file); this catches the ones built in code.
+        ConfigBounds.Check(config, $"model config '{config.Name}'");
         if (tokenizer.VocabSize > config.TextEncoder.VocabSize)
             throw new ArgumentException($"tokenizer has {tokenizer.VocabSize} tokens but the text encoder only {config.TextEncoder.VocabSize}");
         if (tokenizer.MaxLength > config.TextEncoder.MaxPositionEmbeddings)
@@ -74,12 +76,12 @@ public sealed class DiffusionModel : IDisposable
     {
         if (Vae is null)
         {
-            if (Config.PatchSize <= 1) return latents.clamp(-1, 1);
+            if (Config.PatchSize <= 1) return latents.Clamped(-1, 1);
             using var pixels = nn.functional.pixel_shuffle(latents, Config.PatchSize);
-            return pixels.clamp(-1, 1);
+            return pixels.Clamped(-1, 1);
         }
         using var decoded = Vae.DecodeFromLatent(latents);
-        return decoded.clamp(-1, 1);
+        return decoded.Clamped(-1, 1);
     }
 
     /// <summary>Shape of one sample in model space, [C, H, W].</summary>

@@ -2,6 +2,7 @@ using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
+using RetriBooru.Runtime;
 
 #pragma warning disable IDE1006 // snake_case fields become state-dict keys
 
@@ -41,7 +42,7 @@ public sealed class IpAttentionProcessor : nn.Module, IDecoupledAttention
         var k = to_k_ip.call(tokens).view(batch, n, _heads, -1).transpose(1, 2);
         var v = to_v_ip.call(tokens).view(batch, n, _heads, -1).transpose(1, 2);
         var attended = F.scaled_dot_product_attention(query, k, v);
-        return attended * (Scale * active).view(batch, 1, 1, 1);
+        return attended * active.Times(Scale).view(batch, 1, 1, 1);
     }
 }
 
@@ -113,7 +114,7 @@ public sealed class IpAdapterModel : nn.Module, IReferenceConditionedModel
         }
         var pooled = references.Cache is { } cache ? cache.GetOrAdd("ipadapter", Pool)[0] : Pool()[0];
         var weights = references.Present.to(pooled.dtype);
-        var mean = (pooled * weights.unsqueeze(-1)).sum(1) / weights.sum(1, keepdim: true).clamp_min(1);
+        var mean = (pooled * weights.unsqueeze(-1)).sum(1) / weights.sum(1, keepdim: true).AtLeast(1);
         var tokens = image_proj_norm.call(image_proj.call(mean).view(b, Tokens, -1));
         var active = references.Present.any(1).to(tokens.dtype);
         try

@@ -2,6 +2,7 @@ using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
+using RetriBooru.Runtime;
 
 // Field names in this folder are snake_case on purpose: TorchSharp registers submodules by field name, so
 // they mirror diffusers' parameter names and a diffusers state-dict key is a module path here.
@@ -36,10 +37,10 @@ public sealed class ResnetBlock2D : nn.Module
         using var scope = NewDisposeScope();
         var h = conv1.call(F.silu(norm1.call(x)));
         if (time_emb_proj is not null && temb is not null)
-            h = h + time_emb_proj.call(F.silu(temb)).unsqueeze(-1).unsqueeze(-1);
+            h = h.Plus(time_emb_proj.call(F.silu(temb)).unsqueeze(-1).unsqueeze(-1));
         h = conv2.call(F.silu(norm2.call(h)));
         var shortcut = conv_shortcut is null ? x : conv_shortcut.call(x);
-        return (shortcut + h).MoveToOuterDisposeScope();
+        return shortcut.Plus(h).MoveToOuterDisposeScope();
     }
 }
 
@@ -138,7 +139,7 @@ public sealed class Attention : nn.Module
         var k = to_k.call(ctx).view(b, m, heads, -1).transpose(1, 2);
         var v = to_v.call(ctx).view(b, m, heads, -1).transpose(1, 2);
         var attended = F.scaled_dot_product_attention(q, k, v, attn_mask: mask);
-        if (Decoupled?.Attend(q) is Tensor extra) attended = attended + extra;
+        if (Decoupled?.Attend(q) is Tensor extra) attended = attended.Plus(extra);
         var merged = attended.transpose(1, 2).reshape(b, n, -1);
         return ((Linear)to_out[0]).call(merged).MoveToOuterDisposeScope();
     }
@@ -152,7 +153,7 @@ public sealed class Attention : nn.Module
         var seq = normed.view(b, c, h * w).transpose(1, 2);
         var attended = Forward(seq);
         var back = attended.transpose(1, 2).reshape(b, c, h, w);
-        return (back + x).MoveToOuterDisposeScope();
+        return back.Plus(x).MoveToOuterDisposeScope();
     }
 }
 
@@ -218,9 +219,9 @@ public sealed class BasicTransformerBlock : nn.Module
     public Tensor Forward(Tensor x, Tensor context)
     {
         using var scope = NewDisposeScope();
-        var h = x + attn1.Forward(norm1.call(x));
-        h = h + attn2.Forward(norm2.call(h), context);
-        h = h + ff.Forward(norm3.call(h));
+        var h = x.Plus(attn1.Forward(norm1.call(x)));
+        h = h.Plus(attn2.Forward(norm2.call(h), context));
+        h = h.Plus(ff.Forward(norm3.call(h)));
         return h.MoveToOuterDisposeScope();
     }
 }
@@ -256,7 +257,7 @@ public sealed class Transformer2DModel : nn.Module
         foreach (var block in transformer_blocks) hidden = block.Forward(hidden, context);
         if (linearProjection) hidden = proj_out.call(hidden).reshape(b, h, w, c).permute(0, 3, 1, 2);
         else hidden = proj_out.call(hidden.reshape(b, h, w, c).permute(0, 3, 1, 2).contiguous());
-        return (hidden + x).MoveToOuterDisposeScope();
+        return hidden.Plus(x).MoveToOuterDisposeScope();
     }
 }
 
@@ -288,7 +289,7 @@ public static class TimestepProjection
     {
         using var scope = NewDisposeScope();
         int half = dim / 2;
-        var exponent = arange(half, dtype: float32, device: timesteps.device) * (-Math.Log(10000.0) / (half - freqShift));
+        var exponent = ScalarOps.Range(half, float32, timesteps.device).Times(-Math.Log(10000.0) / (half - freqShift));
         var args = timesteps.to(float32).unsqueeze(1) * exponent.exp().unsqueeze(0);
         var emb = flipSinToCos ? cat([args.cos(), args.sin()], 1) : cat([args.sin(), args.cos()], 1);
         if (dim % 2 == 1) emb = F.pad(emb, [0, 1]);

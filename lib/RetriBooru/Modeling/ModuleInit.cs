@@ -1,6 +1,7 @@
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
+using RetriBooru.Runtime;
 
 namespace RetriBooru.Modeling;
 
@@ -17,7 +18,7 @@ public static class ModuleInit
         if (device?.type != DeviceType.META)
         {
             using var noGrad = no_grad();
-            norm.weight.fill_(1.0);
+            norm.weight.FillInPlace(1.0);
             norm.bias!.zero_();
         }
         return norm;
@@ -50,9 +51,9 @@ public static class SeededInit
             {
                 long fanIn = weight.shape.Skip(1).Aggregate(1L, (a, b) => a * b);
                 double bound = 1.0 / Math.Sqrt(fanIn);
-                p.copy_((rand(p.shape, generator: generator) * 2 - 1) * bound);
+                p.copy_(rand(p.shape, generator: generator).Times(2).Plus(-1).Times(bound));
             }
-            else if (leaf == "weight") p.fill_(1.0);
+            else if (leaf == "weight") p.FillInPlace(1.0);
             else p.zero_();
         }
     }

@@ -1,5 +1,6 @@
 using TorchSharp;
 using static TorchSharp.torch;
+using RetriBooru.Runtime;
 
 namespace RetriBooru.Modeling;
 
@@ -37,7 +38,7 @@ public sealed record ReferenceBatch(Tensor Images, Tensor ConceptContext, Tensor
     public ReferenceBatch DropWhole(double probability, Generator generator)
     {
         if (probability <= 0) return this;
-        var keep = rand([Batch, 1], generator: generator, device: Present.device) >= probability;
+        var keep = rand([Batch, 1], generator: generator, device: Present.device).IsAtLeast(probability);
         return this with { Present = Present.logical_and(keep) };
     }
 }

@@ -1,6 +1,7 @@
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
+using RetriBooru.Runtime;
 
 #pragma warning disable IDE1006 // snake_case fields become state-dict keys
 
@@ -46,7 +47,7 @@ public sealed class RetrievalEncoder : nn.Module
     /// <summary>references [N, C, H, W], concept context [N, T, D] -> one [N, C_l, H_l, W_l] map per level.</summary>
     public IReadOnlyList<Tensor> Forward(Tensor references, Tensor conceptContext, int timestep)
     {
-        var t = full([references.shape[0]], timestep, dtype: int64, device: references.device);
+        var t = ScalarOps.Filled([references.shape[0]], timestep, int64, references.device);
         var proj = TimestepProjection.Embed(t, (int)_config.BlockOutChannels[0], _config.FlipSinToCos, _config.FreqShift);
         var temb = time_embedding.Forward(proj.to(references.dtype));
         var h = conv_in.call(references);
@@ -89,7 +90,7 @@ public sealed class ReferenceCrossAttention : nn.Module
         // everything instead and its output is zeroed below.
         var anyPresent = present.any(1, keepdim: true);
         var tokenMask = present.logical_or(anyPresent.logical_not()).unsqueeze(-1).expand(b, r, rh * rw).reshape(b, 1, 1, r * rh * rw);
-        var additive = zeros(tokenMask.shape, dtype: q.dtype, device: q.device).masked_fill(tokenMask.logical_not(), float.NegativeInfinity);
+        var additive = zeros(tokenMask.shape, dtype: q.dtype, device: q.device).MaskedFill(tokenMask.logical_not(), double.NegativeInfinity);
         var attended = attn.Forward(q, kv, additive);
         var spatial = attended.transpose(1, 2).reshape(b, c, h, w);
         return (spatial * anyPresent.to(spatial.dtype).view(b, 1, 1, 1)).MoveToOuterDisposeScope();
@@ -173,7 +174,7 @@ public sealed class RetriNet : nn.Module, IReferenceConditionedModel
             var refs = features[level];
             var perSample = refs.reshape([b, r, .. refs.shape[1..]]);
             var attended = reference_attentions[upIndex].Forward(query, perSample, references.Present);
-            return hidden + zero_convs[upIndex].call(attended) * anyPresent;
+            return hidden.Plus(zero_convs[upIndex].call(attended) * anyPresent);
         }
         return unet.Decode(encoding, textContext, injector: Inject).MoveToOuterDisposeScope();
     }

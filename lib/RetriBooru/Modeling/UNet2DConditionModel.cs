@@ -2,6 +2,7 @@ using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
+using RetriBooru.Runtime;
 
 #pragma warning disable IDE1006 // snake_case fields mirror diffusers parameter names
 
@@ -131,9 +132,9 @@ public sealed class UNet2DConditionModel : nn.Module
         {
             if (downBlockAdditionalResiduals.Count != skips.Count)
                 throw new ArgumentException($"expected {skips.Count} down-block residuals, got {downBlockAdditionalResiduals.Count}");
-            for (int i = 0; i < skips.Count; i++) skips[i] = skips[i] + downBlockAdditionalResiduals[i];
+            for (int i = 0; i < skips.Count; i++) skips[i] = skips[i].Plus(downBlockAdditionalResiduals[i]);
         }
-        var h = midBlockAdditionalResidual is null ? encoding.Mid : encoding.Mid + midBlockAdditionalResidual;
+        var h = midBlockAdditionalResidual is null ? encoding.Mid : encoding.Mid.Plus(midBlockAdditionalResidual);
         for (int i = 0; i < up_blocks.Count; i++)
         {
             if (injector is not null) h = injector(i, h);

@@ -35,7 +35,8 @@ public static class NativeTorchLoader
     public const string RequiredLibStdCxxVersion = "GLIBCXX_3.4.32";
     const string LibraryName = "LibTorchSharp";
     const string LibraryFile = "libLibTorchSharp.so";
-    // Loaded before the patched copy so its DT_NEEDED entries match by soname (they are not next to the copy).
+    // In dependency order. Loaded by full path before the patched copy (and before TorchSharp), so DT_NEEDED and
+    // bare-name requests match them by soname (the copy is not next to them; a system libtorch may be on the path).
     static readonly string[] TorchDependencies = ["libc10.so", "libtorch_cpu.so", "libtorch.so"];
 
     static int _registered;
@@ -46,16 +47,41 @@ public static class NativeTorchLoader
     /// <summary>Status of the last resolution, or null when the runtime loaded TorchSharp without help.</summary>
     public static NativeLoadStatus? Status { get { lock (Gate) return _status; } }
 
-    /// <summary>Installs the resolver once per process. Cheap; safe to call from every entry point.</summary>
+    /// <summary>
+    /// Preloads the shipped libtorch and installs the resolver, once per process; safe to call from every entry point.
+    /// </summary>
     public static void Register()
     {
         if (Interlocked.Exchange(ref _registered, 1) != 0) return;
         if (!OperatingSystem.IsLinux()) return;
         var torchAssembly = typeof(TorchSharp.torch).Assembly;
+        PreloadShippedLibTorch(torchAssembly);
         var context = AssemblyLoadContext.GetLoadContext(torchAssembly) ?? AssemblyLoadContext.Default;
         context.ResolvingUnmanagedDll += Resolve;
         if (context != AssemblyLoadContext.Default)
             AssemblyLoadContext.Default.ResolvingUnmanagedDll += Resolve;
+    }
+
+    /// <summary>The shipped libtorch files loaded by full path before TorchSharp's own loader ran (empty when none were found).</summary>
+    public static IReadOnlyList<string> PreloadedLibTorch { get; private set; } = [];
+
+    /// <summary>
+    /// TorchSharp asks the dynamic loader for <c>libtorch_cpu.so</c> by bare name, so a system libtorch on the search
+    /// path (Debian's libtorch1.13, a decoy on LD_LIBRARY_PATH) would win and crash the process at the first call.
+    /// Loading the shipped files by full path first, dependencies first, makes every later bare-name request
+    /// resolve to them: the loader matches an already loaded library by its soname before searching.
+    /// </summary>
+    static void PreloadShippedLibTorch(Assembly torchAssembly)
+    {
+        var folder = CandidateDirectories(torchAssembly)
+            .FirstOrDefault(d => TorchDependencies.All(f => File.Exists(Path.Combine(d, f))));
+        if (folder is null) return;
+        var files = Directory.GetFiles(folder, "libgomp*.so*").Order(StringComparer.Ordinal)
+            .Concat(TorchDependencies.Select(f => Path.Combine(folder, f)));
+        var loaded = new List<string>();
+        foreach (var file in files)
+            if (NativeLibrary.TryLoad(file, out _)) loaded.Add(file);
+        PreloadedLibTorch = loaded;
     }
 
     static IntPtr Resolve(Assembly assembly, string name)

@@ -1,6 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using RetriBooru.Modeling;
+using RetriBooru.Runtime;
 
 namespace RetriBooru.Weights;
 
@@ -76,36 +77,54 @@ public static class DiffusersConfigJson
         ["sigma_data"] = c.SigmaData,
     }.ToJsonString(Indented);
 
-    static JsonObject Read(string path)
+    /// <summary>A config file as a JSON object: a regular file of bounded size, UTF-8, valid JSON.</summary>
+    internal static JsonObject Read(string path)
     {
-        if (!File.Exists(path)) throw new FileNotFoundException($"{path}: config not found", path);
-        try { return JsonNode.Parse(File.ReadAllText(path)) as JsonObject ?? throw new JsonException("not an object"); }
+        var text = RegularFile.ReadAllText(path, "config file");
+        try { return JsonNode.Parse(text) as JsonObject ?? throw new JsonException("the top level is not a JSON object"); }
         catch (JsonException e) { throw new InvalidDataException($"{path}: not a valid config ({e.Message})", e); }
     }
+
+    static string Describe(Type type) =>
+        type == typeof(int) ? "an integer in the 32-bit range" : type == typeof(double) ? "a number" : type == typeof(bool) ? "true or false" : type == typeof(string) ? "a string" : type.Name;
 
     static T Get<T>(JsonObject o, string name, T fallback, string path)
     {
         if (!o.TryGetPropertyValue(name, out var node) || node is null) return fallback;
         try { return node.GetValue<T>(); }
-        catch (Exception e) when (e is InvalidOperationException or FormatException) { throw new InvalidDataException($"{path}: field '{name}' is not a {typeof(T).Name}"); }
+        catch (Exception e) when (e is InvalidOperationException or FormatException or OverflowException)
+        {
+            throw new InvalidDataException($"{path}: field '{name}' is {node.ToJsonString()}, not {Describe(typeof(T))}");
+        }
     }
 
     static T[] GetArray<T>(JsonObject o, string name, T[] fallback, string path)
     {
         if (!o.TryGetPropertyValue(name, out var node) || node is null) return fallback;
         if (node is not JsonArray array) throw new InvalidDataException($"{path}: field '{name}' is not an array");
+        if (array.Count > SizeLimits.MaxLevels) throw new InvalidDataException($"{path}: field '{name}' has {array.Count} entries; at most {SizeLimits.MaxLevels} are allowed");
         try { return array.Select(n => n!.GetValue<T>()).ToArray(); }
-        catch (Exception e) when (e is InvalidOperationException or FormatException or NullReferenceException) { throw new InvalidDataException($"{path}: field '{name}' has entries that are not {typeof(T).Name}"); }
+        catch (Exception e) when (e is InvalidOperationException or FormatException or OverflowException or NullReferenceException)
+        {
+            throw new InvalidDataException($"{path}: field '{name}' has entries that are not {Describe(typeof(T))}");
+        }
+    }
+
+    static T Checked<T>(T config, Action<T, string> check, string path)
+    {
+        check(config, path);
+        return config;
     }
 
     public static UNetConfig ReadUnet(string path)
     {
         var o = Read(path);
         var d = new UNetConfig();
-        // SD1.x configs put the head count in attention_head_dim; num_attention_heads (when set) takes precedence.
-        int heads = o["num_attention_heads"] is JsonValue ? Get(o, "num_attention_heads", d.AttentionHeads, path)
-            : o["attention_head_dim"] is JsonArray a ? a.Select(n => n!.GetValue<int>()).Distinct().Single()
-            : Get(o, "attention_head_dim", d.AttentionHeads, path);
+        // SD1.x configs put the head count in attention_head_dim (one number, or one per level); num_attention_heads (when set) takes precedence.
+        var headsField = o["num_attention_heads"] is JsonValue ? "num_attention_heads" : "attention_head_dim";
+        var headCounts = o[headsField] is JsonArray ? GetArray(o, headsField, [d.AttentionHeads], path) : [Get(o, headsField, d.AttentionHeads, path)];
+        if (headCounts.Distinct().Count() != 1) throw new InvalidDataException($"{path}: field '{headsField}' must give one head count for every level, got [{string.Join(", ", headCounts)}]");
+        int heads = SizeLimits.Require(headCounts[0], 1, SizeLimits.MaxAttentionHeads, path, headsField);
         var config = new UNetConfig
         {
             SampleSize = Get(o, "sample_size", d.SampleSize, path),
@@ -123,8 +142,7 @@ public static class DiffusersConfigJson
             FlipSinToCos = Get(o, "flip_sin_to_cos", d.FlipSinToCos, path),
             FreqShift = Get(o, "freq_shift", d.FreqShift, path),
         };
-        try { config.Validate(); }
-        catch (ArgumentException e) { throw new InvalidDataException($"{path}: {e.Message}"); }
+        ConfigBounds.Check(config, path);
         return config;
     }
 
@@ -132,7 +150,7 @@ public static class DiffusersConfigJson
     {
         var o = Read(path);
         var d = new VaeConfig();
-        return new VaeConfig
+        return Checked(new VaeConfig
         {
             InChannels = Get(o, "in_channels", d.InChannels, path),
             OutChannels = Get(o, "out_channels", d.OutChannels, path),
@@ -142,14 +160,14 @@ public static class DiffusersConfigJson
             NormNumGroups = Get(o, "norm_num_groups", d.NormNumGroups, path),
             SampleSize = Get(o, "sample_size", d.SampleSize, path),
             ScalingFactor = Get(o, "scaling_factor", d.ScalingFactor, path),
-        };
+        }, ConfigBounds.Check, path);
     }
 
     public static TextEncoderConfig ReadTextEncoder(string path)
     {
         var o = Read(path);
         var d = new TextEncoderConfig();
-        return new TextEncoderConfig
+        return Checked(new TextEncoderConfig
         {
             VocabSize = Get(o, "vocab_size", d.VocabSize, path),
             HiddenSize = Get(o, "hidden_size", d.HiddenSize, path),
@@ -159,14 +177,14 @@ public static class DiffusersConfigJson
             MaxPositionEmbeddings = Get(o, "max_position_embeddings", d.MaxPositionEmbeddings, path),
             HiddenAct = Get(o, "hidden_act", d.HiddenAct, path),
             LayerNormEps = Get(o, "layer_norm_eps", d.LayerNormEps, path),
-        };
+        }, ConfigBounds.Check, path);
     }
 
     public static ScheduleConfig ReadSchedule(string path)
     {
         var o = Read(path);
         var d = new ScheduleConfig();
-        return new ScheduleConfig
+        return Checked(new ScheduleConfig
         {
             NumTrainTimesteps = Get(o, "num_train_timesteps", d.NumTrainTimesteps, path),
             BetaStart = Get(o, "beta_start", d.BetaStart, path),
@@ -179,6 +197,6 @@ public static class DiffusersConfigJson
             RescaleBetasZeroSnr = Get(o, "rescale_betas_zero_snr", d.RescaleBetasZeroSnr, path),
             TimestepSpacing = Get(o, "timestep_spacing", d.TimestepSpacing, path),
             SigmaData = Get(o, "sigma_data", d.SigmaData, path),
-        };
+        }, ConfigBounds.Check, path);
     }
 }

@@ -153,12 +153,11 @@ public static class ModelStore
     {
         var path = Path.Combine(dir, "model_index.json");
         if (!File.Exists(path)) return null;
-        try
-        {
-            var node = JsonNode.Parse(File.ReadAllText(path))?["retribooru"];
-            return node?.Deserialize<ModelConfig>(WorkbenchJson.Lines);
-        }
-        catch (JsonException e) { throw new InvalidDataException($"{path}: not a valid model index ({e.Message})", e); }
+        ModelConfig? config;
+        try { config = DiffusersConfigJson.Read(path)["retribooru"]?.Deserialize<ModelConfig>(WorkbenchJson.Lines); }
+        catch (JsonException e) { throw new InvalidDataException($"{path}: field 'retribooru' is not a model config ({e.Message})", e); }
+        if (config is not null) ConfigBounds.Check(config, $"{path} (retribooru)");
+        return config;
     }
 
     public static IPromptTokenizer LoadTokenizer(string folder, int maxLength)
@@ -204,6 +203,7 @@ public static class ModelStore
             catch (JsonException e) { throw new InvalidDataException($"{path}: metadata '{ConfigMetadataKey}' is not a model config ({e.Message})", e); }
         }
         config ??= ModelConfigs.Sd15;
+        ConfigBounds.Check(config, $"{path} (metadata '{ConfigMetadataKey}')");
         IPromptTokenizer tokenizer = file.Metadata.TryGetValue(TagsMetadataKey, out var tagsJson)
             ? TagTokenizer.FromJson(tagsJson, $"{path} metadata")
             : tokenizerDir is not null ? LoadTokenizer(tokenizerDir, config.TextEncoder.MaxPositionEmbeddings)

@@ -24,7 +24,7 @@ public sealed record SafeTensorEntry(string Name, string DType, long[] Shape, lo
 public static class SafeTensors
 {
     /// <summary>Headers larger than this are rejected (real SD checkpoints have headers of ~100 KB).</summary>
-    public const long MaxHeaderBytes = 100L * 1024 * 1024;
+    public const long MaxHeaderBytes = SizeLimits.MaxSafeTensorsHeaderBytes;
 
     static readonly Dictionary<string, (ScalarType Type, int Size)> DTypes = new()
     {
@@ -91,7 +91,9 @@ public static class SafeTensors
             stream.Write(header);
             foreach (var (_, tensor) in list)
             {
-                using var cpu = tensor.detach().to(CPU).contiguous();
+                // The scope holds the chain's intermediates: an unreferenced one could be finalised during the next native call.
+                using var scope = NewDisposeScope();
+                var cpu = tensor.detach().to(CPU).contiguous();
                 if (cpu.numel() > 0) cpu.WriteBytesToStream(stream, 1 << 20);
             }
         });
@@ -135,8 +137,7 @@ public sealed class SafeTensorsFile : IDisposable
     /// <summary>Opens and validates a file. Throws <see cref="SafeTensorsFormatException"/> naming the file and the problem.</summary>
     public static SafeTensorsFile Open(string path)
     {
-        if (!File.Exists(path)) throw new FileNotFoundException($"{path}: no such safetensors file", path);
-        var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16);
+        var stream = RegularFile.OpenRead(path, "safetensors file");
         try
         {
             var (dataStart, entries, metadata) = ReadHeader(path, stream);
@@ -165,6 +166,7 @@ public sealed class SafeTensorsFile : IDisposable
         stream.ReadExactly(headerBytes);
         long dataStart = 8 + (long)headerLength;
         long dataLength = fileLength - dataStart;
+        if (!System.Text.Unicode.Utf8.IsValid(headerBytes)) throw Bad("header is not UTF-8 text");
 
         JsonDocument doc;
         try { doc = JsonDocument.Parse(headerBytes, new JsonDocumentOptions { MaxDepth = 8 }); }
@@ -212,6 +214,7 @@ public sealed class SafeTensorsFile : IDisposable
         if (!SafeTensors.IsKnownDType(dtype)) throw bad($"tensor '{name}' has unsupported dtype '{dtype}'");
         if (!value.TryGetProperty("shape", out var shapeElement) || shapeElement.ValueKind != JsonValueKind.Array)
             throw bad($"tensor '{name}' has no shape array");
+        if (shapeElement.GetArrayLength() > SizeLimits.MaxTensorDimensions) throw bad($"tensor '{name}' has {shapeElement.GetArrayLength()} dimensions, more than {SizeLimits.MaxTensorDimensions}");
         var shape = new List<long>();
         foreach (var d in shapeElement.EnumerateArray())
         {
@@ -219,9 +222,10 @@ public sealed class SafeTensorsFile : IDisposable
                 throw bad($"tensor '{name}' has an invalid shape dimension {d}");
             shape.Add(dim);
         }
-        if (shape.Count > 16) throw bad($"tensor '{name}' has {shape.Count} dimensions");
         if (!value.TryGetProperty("data_offsets", out var offsets) || offsets.ValueKind != JsonValueKind.Array || offsets.GetArrayLength() != 2)
             throw bad($"tensor '{name}' has no [begin, end] data_offsets");
+        if (offsets[0].ValueKind != JsonValueKind.Number || offsets[1].ValueKind != JsonValueKind.Number)
+            throw bad($"tensor '{name}' has data_offsets [{offsets[0].GetRawText()}, {offsets[1].GetRawText()}] that are not integers");
         if (!offsets[0].TryGetInt64(out long begin) || !offsets[1].TryGetInt64(out long end) || begin < 0 || end < begin)
             throw bad($"tensor '{name}' has invalid data_offsets [{offsets[0]}, {offsets[1]}]");
         if (end > dataLength)

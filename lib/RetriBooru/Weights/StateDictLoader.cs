@@ -60,6 +60,10 @@ public static class StateDictLoader
     }
 
     /// <summary>A module's tensors as CPU copies (safe to keep after the module changes), keyed by diffusers names.</summary>
-    public static Dictionary<string, Tensor> Snapshot(nn.Module module) =>
-        module.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.detach().to(CPU).clone(), StringComparer.Ordinal);
+    public static Dictionary<string, Tensor> Snapshot(nn.Module module)
+    {
+        // The scope keeps each chain's intermediates alive until their native calls return; the copies leave it.
+        using var scope = NewDisposeScope();
+        return module.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.detach().to(CPU).clone().DetachFromDisposeScope(), StringComparer.Ordinal);
+    }
 }

@@ -2,6 +2,7 @@ using RetriBooru.Imaging;
 using SkiaSharp;
 using TorchSharp;
 using static TorchSharp.torch;
+using RetriBooru.Runtime;
 
 namespace RetriBooru.Metrics.Clip;
 
@@ -40,7 +41,7 @@ public sealed class ClipImageEmbedder(ClipVisionTower tower, string name = "clip
     Tensor Preprocess(SKBitmap image)
     {
         using var cropped = ResizeShortSideAndCenterCrop(image, tower.Config.ImageSize);
-        var pixels = (ImageTensor.FromBitmap(cropped) + 1) / 2; // [3,S,S] in [0,1]
+        var pixels = ImageTensor.FromBitmap(cropped).Plus(1).Over(2); // [3,S,S] in [0,1]
         return (pixels - tensor(Mean).view(3, 1, 1)) / tensor(Std).view(3, 1, 1);
     }
 

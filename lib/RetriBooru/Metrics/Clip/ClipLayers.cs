@@ -2,6 +2,7 @@ using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 using static TorchSharp.torch.nn;
+using RetriBooru.Runtime;
 
 namespace RetriBooru.Metrics.Clip;
 
@@ -52,7 +53,7 @@ public sealed class ClipMlp : Module<Tensor, Tensor>
     {
         var h = fc1.forward(x);
         // OpenAI CLIP was trained with quick_gelu: x * sigmoid(1.702 x).
-        h = _quickGelu ? h * sigmoid(1.702 * h) : functional.gelu(h);
+        h = _quickGelu ? h * sigmoid(h.Times(1.702)) : functional.gelu(h);
         return fc2.forward(h);
     }
 }
@@ -75,8 +76,8 @@ public sealed class ClipEncoderLayer : Module<Tensor, Tensor?, Tensor>
 
     public override Tensor forward(Tensor x, Tensor? mask)
     {
-        x = x + self_attn.forward(layer_norm1.forward(x), mask);
-        return x + mlp.forward(layer_norm2.forward(x));
+        x = x.Plus(self_attn.forward(layer_norm1.forward(x), mask));
+        return x.Plus(mlp.forward(layer_norm2.forward(x)));
     }
 }
 

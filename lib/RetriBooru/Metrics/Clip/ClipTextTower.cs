@@ -21,8 +21,8 @@ public sealed class ClipTextEmbeddings : Module<Tensor, Tensor>
 
     public override Tensor forward(Tensor ids)
     {
-        var positions = arange(ids.shape[1], dtype: int64, device: ids.device);
-        return token_embedding.forward(ids) + position_embedding.forward(positions).unsqueeze(0);
+        var positions = ScalarOps.Range(ids.shape[1], int64, ids.device);
+        return token_embedding.forward(ids).Plus(position_embedding.forward(positions).unsqueeze(0));
     }
 }
 
@@ -47,13 +47,14 @@ public sealed class ClipTextTransformer : Module<Tensor, Tensor>
     public override Tensor forward(Tensor ids)
     {
         long t = ids.shape[1];
-        var causal = full(t, t, float.NegativeInfinity, device: ids.device).triu(1);
+        var causal = ScalarOps.Filled([t, t], double.NegativeInfinity, float32, ids.device).triu(1);
         var h = final_layer_norm.forward(encoder.forward(embeddings.forward(ids), causal));
-        var isEos = ids.eq(_eos);
+        using var eos = _eos.ToScalar();
+        var isEos = ids.eq(eos);
         if (!isEos.any(1).all().item<bool>()) throw new ArgumentException($"every token sequence must contain the EOS token {_eos}");
         // First EOS position per row: argmax over an int mask returns the first maximum.
         var eosPosition = isEos.to(int32).argmax(1);
-        return h[arange(ids.shape[0], device: ids.device), eosPosition];
+        return h[ScalarOps.Range(ids.shape[0], int64, ids.device), eosPosition];
     }
 }
 

@@ -2,6 +2,7 @@ using System.Net;
 using System.Text;
 using System.Text.Json;
 using System.Text.RegularExpressions;
+using RetriBooru.Runtime;
 
 namespace RetriBooru.Metrics.Clip;
 
@@ -49,9 +50,11 @@ public sealed partial class ClipTokenizer
         foreach (var p in new[] { vocabPath, mergesPath })
             if (!File.Exists(p)) throw new FileNotFoundException($"{p}: CLIP tokenizer file not found", p);
         Dictionary<string, int> vocab;
-        try { vocab = JsonSerializer.Deserialize<Dictionary<string, int>>(File.ReadAllText(vocabPath)) ?? throw new InvalidDataException($"{vocabPath}: empty vocabulary"); }
+        try { vocab = JsonSerializer.Deserialize<Dictionary<string, int>>(RegularFile.ReadAllText(vocabPath, "CLIP vocabulary", SizeLimits.MaxTokenizerFileBytes)) ?? throw new InvalidDataException($"{vocabPath}: empty vocabulary"); }
         catch (JsonException ex) { throw new InvalidDataException($"{vocabPath}: not a token -> id JSON object: {ex.Message}", ex); }
-        return new ClipTokenizer(vocab, File.ReadLines(mergesPath), contextLength, mergesPath);
+        SizeLimits.Require(vocab.Count, 1, SizeLimits.MaxVocabSize, vocabPath, "tokens (count)");
+        var merges = RegularFile.ReadAllText(mergesPath, "CLIP merges file", SizeLimits.MaxTokenizerFileBytes).Split('\n').Select(l => l.TrimEnd('\r'));
+        return new ClipTokenizer(vocab, merges, contextLength, mergesPath);
     }
 
     /// <summary>Token ids of exactly <see cref="ContextLength"/> entries.</summary>

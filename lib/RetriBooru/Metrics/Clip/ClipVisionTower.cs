@@ -28,7 +28,7 @@ public sealed class ClipVisionEmbeddings : Module<Tensor, Tensor>
         var patches = patch_embedding.forward(pixels).flatten(2).transpose(1, 2); // [B, patches, D]
         var cls = class_embedding.view(1, 1, -1).expand(b, 1, -1);
         var x = cat([cls, patches], 1);
-        return x + position_embedding.weight!.unsqueeze(0);
+        return x.Plus(position_embedding.weight!.unsqueeze(0));
     }
 }
 

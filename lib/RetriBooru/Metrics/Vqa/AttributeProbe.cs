@@ -90,7 +90,7 @@ public sealed class AttributeProbe : IVqaProvider, IDisposable
                 var logits = network.forward(images.index_select(0, batchIdx));
                 var y = targets.index_select(0, batchIdx);
                 Tensor loss = zeros(1);
-                for (int a = 0; a < logits.Length; a++) loss = loss + functional.cross_entropy(logits[a], y[.., a]);
+                for (int a = 0; a < logits.Length; a++) loss = loss.Plus(functional.cross_entropy(logits[a], y[.., a]));
                 optimizer.zero_grad();
                 loss.backward();
                 optimizer.step();
@@ -145,11 +145,13 @@ public sealed class AttributeProbe : IVqaProvider, IDisposable
         if (!File.Exists(metaPath)) throw new FileNotFoundException($"{metaPath}: attribute probe description not found", metaPath);
         if (!File.Exists(weightsPath)) throw new FileNotFoundException($"{weightsPath}: attribute probe weights not found", weightsPath);
         ProbeFile meta;
-        try { meta = JsonSerializer.Deserialize<ProbeFile>(File.ReadAllText(metaPath)) ?? throw new InvalidDataException("empty"); }
+        try { meta = JsonSerializer.Deserialize<ProbeFile>(RegularFile.ReadAllText(metaPath, "probe description")) ?? throw new JsonException("the file holds null"); }
         catch (JsonException e) { throw new InvalidDataException($"{metaPath}: not a valid probe description: {e.Message}", e); }
+        CheckSizes(meta, metaPath);
         var schema = new AttributeSchema(meta.Attributes.Select(a => new AttributeSpec(a.Name, a.Values, a.Tags)).ToList());
         schema.Validate();
         var network = new ProbeNetwork(schema, meta.Options);
+        RegularFile.Require(weightsPath, "probe weights file");
         network.load(weightsPath);
         return new AttributeProbe(schema, meta.Options, network);
     }
@@ -203,6 +205,18 @@ public sealed class AttributeProbe : IVqaProvider, IDisposable
 
     sealed record ProbeFileAttribute(string Name, string[] Values, Dictionary<string, string>? Tags);
     sealed record ProbeFile(ProbeFileAttribute[] Attributes, AttributeProbeOptions Options);
+
+    /// <summary>The network's sizes come from probe.json: bounded before it is built.</summary>
+    static void CheckSizes(ProbeFile meta, string path)
+    {
+        if (meta.Attributes is null || meta.Options?.Channels is null) throw new InvalidDataException($"{path}: attributes and options.channels are required");
+        SizeLimits.Require(meta.Options.ImageSize, 1, SizeLimits.MaxSampleSize, path, "options.image_size");
+        SizeLimits.Require(meta.Options.Channels.Length, 1, SizeLimits.MaxLevels, path, "options.channels (count)");
+        foreach (var c in meta.Options.Channels) SizeLimits.Require(c, 1, SizeLimits.MaxWidth, path, "options.channels");
+        var widths = meta.Options.Channels.Prepend(3).ToArray();
+        double parameters = widths.Zip(widths.Skip(1), (a, b) => 9.0 * a * b).Sum() + 16.0 * widths[^1] * meta.Attributes.Sum(a => (double)(a.Values?.Length ?? 0));
+        SizeLimits.RequireParameters(parameters, path, "attribute probe");
+    }
 
     sealed class ProbeNetwork : Module<Tensor, Tensor[]>
     {

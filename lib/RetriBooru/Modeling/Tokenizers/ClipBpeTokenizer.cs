@@ -56,9 +56,12 @@ public sealed partial class ClipBpeTokenizer : IPromptTokenizer
         if (!File.Exists(vocabPath)) throw new FileNotFoundException($"{vocabPath}: CLIP tokenizer vocabulary not found", vocabPath);
         if (!File.Exists(mergesPath)) throw new FileNotFoundException($"{mergesPath}: CLIP tokenizer merges not found", mergesPath);
         Dictionary<string, int> vocab;
-        try { vocab = JsonSerializer.Deserialize<Dictionary<string, int>>(File.ReadAllText(vocabPath)) ?? throw new JsonException("null"); }
+        try { vocab = JsonSerializer.Deserialize<Dictionary<string, int>>(RegularFile.ReadAllText(vocabPath, "CLIP vocabulary", SizeLimits.MaxTokenizerFileBytes)) ?? throw new JsonException("null"); }
         catch (JsonException e) { throw new InvalidDataException($"{vocabPath}: not a JSON token->id object ({e.Message})", e); }
-        var lines = File.ReadAllLines(mergesPath);
+        SizeLimits.Require(vocab.Count, 1, SizeLimits.MaxVocabSize, vocabPath, "tokens (count)");
+        if (vocab.Values.Any(id => id is < 0 or >= SizeLimits.MaxVocabSize))
+            throw new InvalidDataException($"{vocabPath}: token id {vocab.Values.First(id => id is < 0 or >= SizeLimits.MaxVocabSize)} is outside [0, {SizeLimits.MaxVocabSize})");
+        var lines = RegularFile.ReadAllText(mergesPath, "CLIP merges file", SizeLimits.MaxTokenizerFileBytes).Split('\n').Select(l => l.TrimEnd('\r')).ToArray();
         // The first line is a "#version" comment; blank trailing lines are ignored.
         var merges = lines.Skip(lines.Length > 0 && lines[0].StartsWith("#version", StringComparison.Ordinal) ? 1 : 0)
             .Where(l => l.Length > 0).Take(MaxMerges).ToList();

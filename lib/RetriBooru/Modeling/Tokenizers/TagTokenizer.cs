@@ -83,6 +83,8 @@ public sealed class TagTokenizer : IPromptTokenizer
         catch (JsonException e) { throw new InvalidDataException($"{source}: not a tag vocabulary ({e.Message})", e); }
         if (file?.Tokens is null || file.Tokens.Count < Specials.Length || !file.Tokens.Take(Specials.Length).SequenceEqual(Specials))
             throw new InvalidDataException($"{source}: tag vocabulary must start with {string.Join(", ", Specials)}");
+        SizeLimits.Require(file.Tokens.Count, Specials.Length, SizeLimits.MaxVocabSize, source, "tokens (count)");
+        SizeLimits.Require(file.MaxLength, 2, SizeLimits.MaxPositions, source, "max_length");
         return new TagTokenizer(file.Tokens.Skip(Specials.Length), file.MaxLength);
     }
 
@@ -90,7 +92,7 @@ public sealed class TagTokenizer : IPromptTokenizer
     {
         var path = Path.Combine(folder, FileName);
         if (!File.Exists(path)) throw new FileNotFoundException($"{path}: tag vocabulary not found", path);
-        return FromJson(File.ReadAllText(path), path);
+        return FromJson(RegularFile.ReadAllText(path, "tag vocabulary", SizeLimits.MaxTokenizerFileBytes), path);
     }
 
     static readonly JsonSerializerOptions WorkbenchJsonIndented = new() { WriteIndented = true };
