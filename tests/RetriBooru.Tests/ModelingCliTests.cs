@@ -154,8 +154,15 @@ public class ModelingCliTests
     public void Step_benchmark_times_the_base_step_and_each_reference_model_in_one_run()
     {
         var phases = RetriBooru.Diffusion.StepBenchmark.Run(new RetriBooru.Diffusion.StepBenchmark.Options { BatchSize = 2, Steps = 2, References = 4, Models = ["retrinet", "controlnet"] });
-        Assert.Equal(["base", "retrinet", "controlnet"], phases.Select(p => p.Model));
-        Assert.Equal([0, 4, 4], phases.Select(p => p.References));
+        // Base: a bare loop and the trainer on one thread (plus the trainer at the caller's threads when above 1).
+        int threads = RetriBooru.Runtime.TorchRuntime.Threads;
+        var expected = (threads > 1 ? new[] { "base", "base", "base" } : ["base", "base"]).Concat(["retrinet", "controlnet"]).ToArray();
+        Assert.Equal(expected, phases.Select(p => p.Model));
+        Assert.Equal(["bare", "trainer"], phases.Take(2).Select(p => p.Loop));
+        Assert.Equal([0, 4, 4], phases.Skip(expected.Length - 3).Select(p => p.References));
+        // FLOPs counted from the module graph: RetriNet's step (retrieval encoder over 4 references) costs more than the base's.
+        Assert.All(phases, p => Assert.True(p.GflopPerStep > 0 && p.PeakGflops > 0 && p.Mfu > 0, p.ToString()));
+        Assert.True(phases.First(p => p.Model == "retrinet").GflopPerStep > phases[0].GflopPerStep);
         foreach (var p in phases)
         {
             Assert.True(p.StepsPerSecond > 0 && double.IsFinite(p.StepsPerSecond), p.ToString());
@@ -163,12 +170,14 @@ public class ModelingCliTests
             Assert.True(p.TrainableParameters > 0 && double.IsFinite(p.FinalLoss), p.ToString());
         }
         // RetriNet freezes the encoder: fewer trainable parameters than the whole U-Net trained by the base step.
-        Assert.True(phases[1].TrainableParameters < phases[0].TrainableParameters);
+        Assert.True(phases.First(p => p.Model == "retrinet").TrainableParameters < phases[0].TrainableParameters);
 
         var console = new TestConsole().Width(200);
         Assert.Equal(0, CliApp.Run(["model", "step-benchmark", "--steps", "2", "--batch", "2", "--models", "retrinet"], console));
         Assert.Contains("step vs base", console.Output);
         Assert.Contains("retrinet", console.Output);
+        Assert.Contains("trainer vs bare loop", console.Output);
+        Assert.Contains("MFU", console.Output);
         var bad = new TestConsole().Width(200);
         Assert.NotEqual(0, CliApp.Run(["model", "step-benchmark", "--models", "retrinett"], bad));
         Assert.Contains("unknown model 'retrinett'", bad.Output);

@@ -139,15 +139,16 @@ public sealed class DiffusionTrainer(ITrainingTask task, TrainerOptions requeste
     /// </summary>
     public int? Shards { get; init; }
 
-    /// <summary>The shard count a run with these options uses on this machine.</summary>
+    /// <summary>The shard count a run with these options uses on this machine (always 1 when the task's loss cannot run concurrently).</summary>
     public int ResolveShards()
     {
+        if (!task.ConcurrentLoss) return 1;
         if (Shards is int requested)
         {
             if (requested < 1) throw new ArgumentException($"shards must be at least 1, got {requested}");
             return Math.Min(requested, options.BatchSize);
         }
-        return task.ConcurrentLoss ? Math.Clamp(TorchRuntime.Threads, 1, options.BatchSize) : 1;
+        return Math.Clamp(TorchRuntime.Threads, 1, options.BatchSize);
     }
 
     public TrainingResult Run(string outDir, bool resume = false, IProgress<TrainingProgress>? progress = null, CancellationToken cancellation = default)

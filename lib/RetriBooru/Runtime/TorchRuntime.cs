@@ -83,11 +83,13 @@ public static class TorchRuntime
     }
 
     /// <summary>
-    /// The default of every --threads option: the machine's cores. Training splits each batch across them (one libtorch
-    /// thread per part, see <see cref="Diffusion.DiffusionTrainer"/>), and OpenMP waits passively
-    /// (<see cref="OpenMpWaitPolicy"/>), so another busy process does not make the workers spin.
+    /// The default of every --threads option: RETRIBOORU_THREADS when set (the test suite sets 1: its tests run side by
+    /// side), else the machine's cores. Training splits each batch across them (one libtorch thread per part, see
+    /// <see cref="Diffusion.DiffusionTrainer"/>), and OpenMP waits passively (<see cref="OpenMpWaitPolicy"/>), so another
+    /// busy process does not make the workers spin.
     /// </summary>
-    public static int DefaultThreads => Math.Max(1, Environment.ProcessorCount);
+    public static int DefaultThreads =>
+        int.TryParse(Environment.GetEnvironmentVariable("RETRIBOORU_THREADS"), out var pinned) && pinned > 0 ? pinned : Math.Max(1, Environment.ProcessorCount);
 
     public static int Threads
     {
