@@ -20,7 +20,7 @@ public static class CliApp
             {
                 var target = console ?? AnsiConsole.Console;
                 var log = ErrorLog.Write(args, exception);
-                target.MarkupLine($"[red]error:[/] {Markup.Escape(exception.GetBaseException().Message)}{Markup.Escape(UnknownOptionHint(exception))}" +
+                target.MarkupLine($"[red]error:[/] {Markup.Escape(Reported(exception).Message)}{Markup.Escape(UnknownOptionHint(exception))}" +
                                   (log is null ? "" : $" [grey](details: {Markup.Escape(log)})[/]"));
                 return exception is CommandParseException or CommandRuntimeException ? ExitCodes.Usage : ExitCodes.Failure;
             });
@@ -77,6 +77,18 @@ public static class CliApp
         .SelectMany(a => a.LongNames)
         .Distinct(StringComparer.Ordinal)
         .ToList();
+
+    /// <summary>
+    /// The exception whose message the user sees: wrappers are unwrapped, but not a library exception that wraps its
+    /// cause (its message names the file: "config.json: not a valid config (...)"; the inner JSON error does not).
+    /// </summary>
+    static Exception Reported(Exception exception)
+    {
+        while (exception.InnerException is { } inner
+               && exception is System.Reflection.TargetInvocationException or TypeInitializationException or AggregateException { InnerExceptions.Count: 1 })
+            exception = inner;
+        return exception;
+    }
 
     static string UnknownOptionHint(Exception exception)
     {
