@@ -77,6 +77,22 @@ public class SizeBoundsTests
     }
 
     [Fact]
+    public void A_manifest_example_with_an_absurd_number_of_references_is_refused_with_its_line()
+    {
+        using var dir = new TempDir();
+        var reference = new RetriBooru.Data.ReferenceImage { Id = "r", Image = "images/r.png", Concept = "face", SourceId = "s" };
+        var example = new RetriBooru.Data.TrainingExample
+        {
+            Target = "t", Image = "images/t.png", Prompt = "1girl", Split = "seen", Scheme = "b", Character = "c", ClothingId = "c/0",
+            References = Enumerable.Repeat(reference, 100_000).ToList(),
+        };
+        var path = dir.File("manifest.jsonl");
+        File.WriteAllLines(path, ["", RetriBooru.Data.ManifestReader.Serialize(example with { References = [reference] }), RetriBooru.Data.ManifestReader.Serialize(example)]);
+        var error = Assert.Throws<InvalidDataException>(() => RetriBooru.Data.ManifestReader.Read(path));
+        Assert.Equal($"{path}:3: 100000 references, more than the 64 an example may have", error.Message);
+    }
+
+    [Fact]
     public void The_model_index_and_a_checkpoints_metadata_config_are_bounded_too()
     {
         using var dir = new TempDir();
