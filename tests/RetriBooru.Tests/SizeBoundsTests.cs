@@ -7,6 +7,7 @@ using RetriBooru.Diffusion;
 using RetriBooru.Modeling;
 using RetriBooru.Runtime;
 using RetriBooru.Weights;
+using Spectre.Console.Testing;
 using Xunit;
 
 namespace RetriBooru.Tests;
@@ -62,6 +63,33 @@ public class SizeBoundsTests
         Assert.Contains($"{path}: not a valid config", error.Message);
         File.WriteAllBytes(path, [0x7B, 0xFF, 0xFE, 0x7D]);
         Assert.Contains($"{path}: not UTF-8", Assert.Throws<InvalidDataException>(() => ModelStore.LoadDiffusers(dir.Path).Dispose()).Message);
+    }
+
+    [Fact]
+    public void The_command_line_shows_the_message_that_names_the_file_not_only_its_json_cause()
+    {
+        using var dir = new TempDir();
+        var path = SavedModelWith(dir, "unet/config.json", "{}");
+        File.WriteAllText(path, "{\"block_out_channels\": [1,");
+        var console = new TestConsole().Width(400);
+        Assert.Equal(1, RetriBooru.Cli.CliApp.Run(["train-base", "--data", dir.File("data"), "--out", dir.File("out"), "--init", dir.Path], console));
+        Assert.Contains($"error: {path}: not a valid config (", console.Output);
+    }
+
+    [Fact]
+    public void A_manifest_example_with_an_absurd_number_of_references_is_refused_with_its_line()
+    {
+        using var dir = new TempDir();
+        var reference = new RetriBooru.Data.ReferenceImage { Id = "r", Image = "images/r.png", Concept = "face", SourceId = "s" };
+        var example = new RetriBooru.Data.TrainingExample
+        {
+            Target = "t", Image = "images/t.png", Prompt = "1girl", Split = "seen", Scheme = "b", Character = "c", ClothingId = "c/0",
+            References = Enumerable.Repeat(reference, 100_000).ToList(),
+        };
+        var path = dir.File("manifest.jsonl");
+        File.WriteAllLines(path, ["", RetriBooru.Data.ManifestReader.Serialize(example with { References = [reference] }), RetriBooru.Data.ManifestReader.Serialize(example)]);
+        var error = Assert.Throws<InvalidDataException>(() => RetriBooru.Data.ManifestReader.Read(path));
+        Assert.Equal($"{path}:3: 100000 references, more than the 64 an example may have", error.Message);
     }
 
     [Fact]
@@ -260,7 +288,7 @@ public class NonRegularFileTests
         using var dir = new TempDir();
         var fifo = dir.File("init.safetensors");
         MakeFifo(fifo);
-        var console = new Spectre.Console.Testing.TestConsole();
+        var console = new TestConsole();
         var task = Task.Run(() => RetriBooru.Cli.CliApp.Run(["train-base", "--data", dir.File("data"), "--out", dir.File("out"), "--init", fifo], console));
         Assert.True(await Task.WhenAny(task, Task.Delay(TimeSpan.FromSeconds(60))) == task, "train-base blocked on the named pipe");
         Assert.Equal(1, await task);

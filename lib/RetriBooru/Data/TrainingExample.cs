@@ -55,8 +55,13 @@ public static class ManifestReader
         {
             lineNumber++;
             if (string.IsNullOrWhiteSpace(line)) continue;
-            try { examples.Add(JsonSerializer.Deserialize<TrainingExample>(line, WorkbenchJson.Lines) ?? throw new JsonException("null example")); }
+            TrainingExample example;
+            try { example = JsonSerializer.Deserialize<TrainingExample>(line, WorkbenchJson.Lines) ?? throw new JsonException("null example"); }
             catch (JsonException e) { throw new InvalidDataException($"{path}:{lineNumber}: bad manifest line: {e.Message}", e); }
+            // Every reference becomes an image slot of every batch this example is in.
+            if (example.References.Count > SizeLimits.MaxReferencesPerExample)
+                throw new InvalidDataException($"{path}:{lineNumber}: {example.References.Count} references, more than the {SizeLimits.MaxReferencesPerExample} an example may have");
+            examples.Add(example);
         }
         return examples;
     }

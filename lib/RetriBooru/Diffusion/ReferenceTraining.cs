@@ -57,7 +57,8 @@ public sealed class ReferenceBatcher(DiffusionModel model) : IDisposable
     {
         if (_concepts.TryGetValue(word, out var cached)) return cached;
         using var noGrad = no_grad();
-        using var encoded = model.EncodePrompts([word]);
+        using var scope = NewDisposeScope(); // keeps the row view and its detached copy alive until clone returns
+        var encoded = model.EncodePrompts([word]);
         var value = encoded[0].detach().clone().DetachFromDisposeScope();
         _concepts[word] = value;
         return value;

@@ -12,6 +12,7 @@ public static class ExceptionCause
     {
         AggregateException aggregate when aggregate.InnerExceptions.Count > 0 => Of(aggregate.Flatten().InnerExceptions[0]),
         System.Reflection.TargetInvocationException { InnerException: { } inner } => Of(inner),
+        TypeInitializationException { InnerException: { } inner } => Of(inner),
         _ => exception,
     };
 }

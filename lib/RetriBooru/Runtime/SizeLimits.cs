@@ -31,6 +31,9 @@ public static class SizeLimits
     /// <summary>Parameters of one model component, estimated from its config (SDXL's U-Net: 2.6e9; SD 1.5's: 0.86e9).</summary>
     public const double MaxParameters = 1e10;
 
+    /// <summary>References of one training example in a manifest (the paper: 2 face + 2 clothes).</summary>
+    public const int MaxReferencesPerExample = 64;
+
     /// <summary>Points of one experiment's sweep (its cartesian product), counted before the points are expanded.</summary>
     public const int MaxSweepPoints = 10_000;
 
