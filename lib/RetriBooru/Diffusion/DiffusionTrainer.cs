@@ -252,7 +252,7 @@ public sealed class DiffusionTrainer(ITrainingTask task, TrainerOptions requeste
             {
                 using var gradient = results[i].Gradient;
                 if (i == 0) buffer.Gradients.copy_(gradient);
-                else buffer.Gradients.add_(gradient);
+                else buffer.Gradients.AddScaledInPlace(gradient, 1.0);
                 total += results[i].Loss;
             }
         return total;

@@ -86,7 +86,7 @@ public sealed class ParameterBuffer : IDisposable
     public double ClipGradNorm(double maxNorm)
     {
         using var scope = NewDisposeScope();
-        double total = Math.Sqrt(Gradients.to(float64).square().sum().item<double>());
+        double total = Math.Sqrt(Gradients.to(float64).Squared().sum().item<double>());
         if (maxNorm > 0 && total > maxNorm) Gradients.ScaleInPlace(maxNorm / (total + 1e-6));
         return total;
     }
