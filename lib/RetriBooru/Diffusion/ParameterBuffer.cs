@@ -82,11 +82,13 @@ public sealed class ParameterBuffer : IDisposable
 
     public void ZeroGradients() => Gradients.zero_();
 
-    /// <summary>Global L2 norm of the gradients (accumulated in float64); scales them down to <paramref name="maxNorm"/> when larger (0 = measure only).</summary>
+    /// <summary>Global L2 norm of the gradients; scales them down to <paramref name="maxNorm"/> when larger (0 = measure only).</summary>
     public double ClipGradNorm(double maxNorm)
     {
         using var scope = NewDisposeScope();
-        double total = Math.Sqrt(Gradients.to(float64).Squared().sum().item<double>());
+        // One pass in the buffer's precision (libtorch's reduction sums in blocks): a float64 copy of 1.8M gradients
+        // cost ~5 ms a step for a norm that only decides whether to clip.
+        double total = Gradients.norm().item<float>();
         if (maxNorm > 0 && total > maxNorm) Gradients.ScaleInPlace(maxNorm / (total + 1e-6));
         return total;
     }
