@@ -124,6 +124,13 @@ public sealed class ExperimentRunner(ExperimentSpec spec, RunOptions options, IP
     /// </summary>
     public const string EvaluationProtocolVersion = "4 (context prompts, attribute agreement, SWD weighted by attributes, KID and readability)";
 
+    /// <summary>
+    /// Part of every training stage's cache key, with the thread count: how a step computes its numbers (2: flat parameter
+    /// buffer, each batch split across the threads with its loss summed per part, float32 gradient norm). A change that moves
+    /// a trained model's numbers must bump this; the thread count is in the key because the split follows it.
+    /// </summary>
+    public const string TrainingNumericsVersion = "2 (flat buffer, batch split across threads)";
+
     /// <summary>How the base model's EMA decays (part of the base stage's key when EMA is on: changing the rule must retrain).</summary>
     public const string EmaRule = "min(decay, (1+step)/(10+step))";
 
@@ -147,7 +154,7 @@ public sealed class ExperimentRunner(ExperimentSpec spec, RunOptions options, IP
         {
             var dataset = Stage("dataset", cache, DatasetInputs(), folder => BuildDataset(folder, cancellation), resumable: false);
             var baseModel = spec.Base.Checkpoint ?? Path.Combine(
-                Stage("base", cache, new { dataset = DatasetInputs(), spec.Base, spec.Seed, promptDropout = BasePromptDropout, emaRule = spec.Base.Ema is null ? null : EmaRule }, folder => TrainBase(dataset, folder, device, cancellation), resumable: true), "model");
+                Stage("base", cache, new { dataset = DatasetInputs(), spec.Base, spec.Seed, promptDropout = BasePromptDropout, emaRule = spec.Base.Ema is null ? null : EmaRule, numerics = TrainingNumericsVersion, threads = options.Threads }, folder => TrainBase(dataset, folder, device, cancellation), resumable: true), "model");
             var evaluations = new List<ModelEvaluation>();
             using (var suite = TimedValue("evaluation-suite", () => EvaluationSuite.Create(dataset, spec.Seed, Relay("evaluation-suite"))))
             {
@@ -157,7 +164,7 @@ public sealed class ExperimentRunner(ExperimentSpec spec, RunOptions options, IP
                         foreach (var scheme in model == "text-only" ? ["b"] : point.Spec.Schemes)
                         {
                             cancellation.ThrowIfCancellationRequested();
-                            var trainInputs = new { dataset = DatasetInputs(), baseModel, point.Spec.Train, model, scheme, spec.Seed };
+                            var trainInputs = new { dataset = DatasetInputs(), baseModel, point.Spec.Train, model, scheme, spec.Seed, numerics = TrainingNumericsVersion, threads = options.Threads };
                             var trained = Stage($"train-{model}-{scheme}-p{point.Index}", cache, trainInputs,
                                 folder => TrainModel(dataset, baseModel, point.Spec, model, scheme, folder, device, cancellation), resumable: true, stageFamily: "train");
                             foreach (var split in Splits(point.Spec))
