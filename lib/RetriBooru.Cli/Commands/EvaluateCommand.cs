@@ -146,7 +146,7 @@ public sealed class EvaluateCommand(IAnsiConsole console) : Command<EvaluateComm
             Print(result, settings.Out);
             int samples = result.Rows.Count(r => r.SampleIndex is not null);
             console.MarkupLine(string.Create(CultureInfo.InvariantCulture,
-                $"{result.Sets.Count} sets x {settings.SamplesPerReference} samples = {samples} samples in {watch.Elapsed.TotalSeconds:F1} s ({samples / Math.Max(watch.Elapsed.TotalSeconds, 1e-9):F2} samples/s, {settings.Steps} DDIM steps); suite setup {setup.Elapsed.TotalSeconds:F1} s"));
+                $"{result.Sets.Count} sets x {settings.SamplesPerReference} samples = {samples} samples in {watch.Elapsed.TotalSeconds:F1} s ({samples / Math.Max(watch.Elapsed.TotalSeconds, 1e-9):F2} samples/s, {settings.Steps} DDIM steps); suite setup {setup.Elapsed.TotalSeconds:F1} s; {result.Timing}"));
         }
         return ExitCodes.Ok;
     }

@@ -292,6 +292,7 @@ public sealed class ExperimentRunner(ExperimentSpec spec, RunOptions options, IP
             {
                 var result = suite.Evaluate(kind, model, branch, dataset, "b", evaluation, dir,
                     new Progress<(int Done, int Total)>(p => progress?.Report(new RunnerEvent($"evaluate {kind}/{split}", $"{p.Done}/{p.Total}", (double)p.Done / Math.Max(1, p.Total)))));
+                progress?.Report(new RunnerEvent($"evaluate {kind}/{split}", result.Timing ?? "", 1));
                 var perSet = PerSetScores(result.Rows, result.Sets.Select(x => x.SetId));
                 var stored = new ModelEvaluation
                 {

@@ -126,6 +126,9 @@ public sealed record EvaluationResult(
     IReadOnlyList<(string SetId, IReadOnlyList<string> ReferencePaths, IReadOnlyList<string> SamplePaths)> Sets,
     IReadOnlyList<string> Notes)
 {
+    /// <summary>Where the evaluation's time went (sampling, identity views, scoring, image quality); printed, not written to results.json.</summary>
+    public string? Timing { get; init; }
+
     /// <summary>The summary of a score, or null when it was not computed (e.g. probe scores without ground truth).</summary>
     public ScoreSummary? Score(string name) => Summary.TryGetValue(name, out var s) ? s : null;
 }

@@ -160,6 +160,10 @@ public sealed class EvaluationSuite : IDisposable
         Directory.CreateDirectory(outDir);
         int total = sets.Count * options.SamplesPerReference, done = 0, skippedSets = 0;
         // A set's samples are split across threads, one libtorch thread each (deterministic sampling only: see GenerateSet).
+        // Where the evaluation's time goes, reported in the notes (sampling vs the scoring that follows it).
+        var sampling = new System.Diagnostics.Stopwatch();
+        var locating = new System.Diagnostics.Stopwatch();
+        var scoring = new System.Diagnostics.Stopwatch();
         using var samplingWorkers = new TorchWorkerPool(options.Sampling.Eta == 0 && branch.ConcurrentPredict ? Math.Min(TorchRuntime.Threads, options.SamplesPerReference) : 1, "retribooru-sampling");
         foreach (var set in sets)
         {
@@ -190,7 +194,9 @@ public sealed class EvaluationSuite : IDisposable
                 }
                 cancellationToken.ThrowIfCancellationRequested();
                 var seeds = Enumerable.Range(0, options.SamplesPerReference).Select(k => SampleSeed(options.Seed, set.Id, k)).ToList();
+                sampling.Start();
                 var images = GenerateSet(model, branch, prompt, crops, options.Sampling, seeds, samplingWorkers.Workers);
+                sampling.Stop();
                 for (int k = 0; k < options.SamplesPerReference; k++)
                 {
                     var image = images[k];
@@ -205,8 +211,10 @@ public sealed class EvaluationSuite : IDisposable
                         AtomicFile.WriteAllBytes(full, ImageTensor.EncodePng(image));
                         samplePaths.Add(full);
                     }
+                    locating.Start();
                     var faceBox = EvaluationViews.Locate(_options.IdentityView, _embedder, image, scoringRefs.Where(r => r.IsFace).Select(r => r.Image).ToList());
                     var clothesBox = EvaluationViews.Locate(_options.IdentityView, _embedder, image, scoringRefs.Where(r => r.IsClothing).Select(r => r.Image).ToList());
+                    locating.Stop();
                     samples.Add(new ScoringSample(image, k, seed, relative, faceBox, clothesBox));
                     progress?.Report((++done, total));
                 }
@@ -216,9 +224,11 @@ public sealed class EvaluationSuite : IDisposable
                 var expected = _truth?.Expected(set.References.Select(r => (r.Concept, r.SourceId)));
                 var scoringSet = new ScoringReferenceSet(set.Id, scoringRefs, prompt, PromptTags(prompt), beta, expected);
                 // Without a VQA provider SWD cannot be computed: scoring one sample at a time skips it (and nothing else).
+                scoring.Start();
                 var rows = _probe is null
                     ? samples.SelectMany(s => scorer.Score(modelName, options.Split, scoringSet, [s], cancellationToken)).ToList()
                     : scorer.Score(modelName, options.Split, scoringSet, samples, cancellationToken);
+                scoring.Stop();
                 foreach (var row in rows) table.Add(Renamed(row));
                 outputs.Add((set.Id, referencePaths, samplePaths));
             }
@@ -231,11 +241,14 @@ public sealed class EvaluationSuite : IDisposable
         if (table.Rows.Count == 0) throw new InvalidDataException($"{manifestPath}: none of the {sets.Count} reference sets could be read (see the skipped files above)");
         if (skippedSets > 0) notes.Add($"{skippedSets} of {sets.Count} reference sets skipped because a file could not be read");
 
+        var qualityClock = System.Diagnostics.Stopwatch.StartNew();
         var quality = ScoreImageQuality(modelName, table, sampleFeatures, manifest, manifestPath, datasetDir, size, options, notes);
+        var timing = string.Create(CultureInfo.InvariantCulture, $"sampling {sampling.Elapsed.TotalSeconds:F1} s ({Math.Max(1, samplingWorkers.Workers.Count)} thread(s)), " +
+            $"identity views {locating.Elapsed.TotalSeconds:F1} s, scoring {scoring.Elapsed.TotalSeconds:F1} s, image quality {qualityClock.Elapsed.TotalSeconds:F1} s");
         var config = Config(modelName, model, branch, datasetDir, manifestPath, scheme, options, identityBaseline, leakageBaselines, sets, notes);
         table.Write(outDir, config, GitCommit.Describe() ?? GitCommit.Describe(AppContext.BaseDirectory), quality);
         var summary = table.Summaries().Single().Scores.ToDictionary(s => s.Name, s => s);
-        return new EvaluationResult(modelName, options.Split, table.Rows.ToList(), summary, outputs, notes);
+        return new EvaluationResult(modelName, options.Split, table.Rows.ToList(), summary, outputs, notes) { Timing = timing };
     }
 
     static string SampleRelativePath(EvaluationSet set, int k) => $"samples/{set.Id}/{k}.png";
