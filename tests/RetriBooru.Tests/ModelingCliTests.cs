@@ -151,6 +151,16 @@ public class ModelingCliTests
     }
 
     [Fact]
+    public void Model_benchmark_prints_throughput_model_flop_utilisation_and_memory()
+    {
+        var console = new TestConsole().Width(200);
+        Assert.Equal(0, CliApp.Run(["model", "benchmark", "--steps", "3", "--batch", "4", "--rss-at", "1,3", "--sample-count", "1", "--sample-steps", "2"], console));
+        Assert.Contains("training", console.Output);
+        Assert.Matches(@"MFU.*GFLOP per step.*MFU \d+", console.Output.Replace("\n", " "));
+        Assert.Contains("memory", console.Output);
+    }
+
+    [Fact]
     public void Step_benchmark_times_the_base_step_and_each_reference_model_in_one_run()
     {
         var phases = RetriBooru.Diffusion.StepBenchmark.Run(new RetriBooru.Diffusion.StepBenchmark.Options { BatchSize = 2, Steps = 2, References = 4, Models = ["retrinet", "controlnet"] });

@@ -99,7 +99,13 @@ public sealed class ModelBenchmarkCommand(IAnsiConsole console) : Command<ModelB
             double total = clock.Elapsed.TotalSeconds;
             double steadyRate = (result.StepsDone - 1) / Math.Max(total - warmSeconds, 1e-9);
             console.MarkupLine($"[bold]training[/]: {result.StepsDone} steps at batch {settings.Batch}: {steadyRate:F2} steps/s after the first step " +
-                               $"({steadyRate * settings.Batch:F1} images/s), {total:F1} s total including checkpoint writes");
+                               $"({steadyRate * settings.Batch:F1} images/s), {total:F1} s total including checkpoint writes; batch split across {result.Shards} thread(s)");
+            // Model-FLOP utilisation: the step's FLOPs counted from the module graph over the matmul rate at this thread count.
+            var flops = StepBenchmark.CountStepFlops(task, [model.Unet, model.TextEncoder], new StepBenchmark.Options { BatchSize = settings.Batch, Seed = settings.Seed });
+            double peak = TorchRuntime.MeasureMatmulGflops();
+            double achieved = flops.TrainingStep / 1e9 * steadyRate;
+            console.MarkupLine($"[bold]MFU[/]: {flops.TrainingStep / 1e9:F2} GFLOP per step (forward + backward), {achieved:F1} GFLOP/s achieved, " +
+                               $"fp32 matmul {peak:F1} GFLOP/s on {settings.Threads} thread(s): MFU {achieved / peak:P0}");
 
             var sampleClock = Stopwatch.StartNew();
             using var images = TextToImage.Generate(model, Enumerable.Repeat("red_background, blue_square", settings.SampleCount).ToList(),
