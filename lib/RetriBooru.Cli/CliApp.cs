@@ -84,7 +84,12 @@ public static class CliApp
     static string UnknownOptionHint(Exception exception)
     {
         var match = System.Text.RegularExpressions.Regex.Match(exception.Message, "Unknown option '([^']+)'");
-        return match.Success ? RetriBooru.Runtime.DidYouMean.Hint(match.Groups[1].Value, KnownOptions, "--") : "";
+        if (!match.Success) return "";
+        var name = match.Groups[1].Value;
+        // The known options are every verb's: an exact match is another verb's option, and "did you mean --out?" for
+        // `runs --out` would suggest the very option that was refused.
+        if (KnownOptions.Contains(name, StringComparer.Ordinal)) return $" (--{name} belongs to other commands; --help lists this one's options)";
+        return RetriBooru.Runtime.DidYouMean.Hint(name, KnownOptions, "--");
     }
 }
 

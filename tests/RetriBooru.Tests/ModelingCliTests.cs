@@ -142,6 +142,11 @@ public class ModelingCliTests
         Assert.NotEqual(0, CliApp.Run(["train-base", "--data", dir.File("nowhere"), "--out", dir.File("out"), "--checkpoint-evry", "1"], typo));
         Assert.Contains("checkpoint-evry", typo.Output);
         Assert.Contains("did you mean '--checkpoint-every'?", typo.Output);
+        // Another verb's option is named as such, not "did you mean" itself.
+        var foreign = new TestConsole().Width(200);
+        Assert.NotEqual(0, CliApp.Run(["runs", "--out", dir.File("out")], foreign));
+        Assert.Contains("--out belongs to other commands", foreign.Output);
+        Assert.DoesNotContain("did you mean '--out'", foreign.Output);
         foreach (var (option, value) in new[] { ("--min-snr-gamma", "-1"), ("--lr", "NaN"), ("--lr-schedule", "cosin"), ("--patch-size", "0"), ("--channels", "64,x") })
         {
             var bad = new TestConsole().Width(200);
