@@ -64,8 +64,8 @@ public static class FlopCounter
                         {
                             linears++;
                             Add(2.0 * output.numel() * perOutput, trains);
-                            if (isQuery) List(queries, owner).Add((output.shape, trains));
-                            if (isKey) List(keys, owner).Add(output.shape);
+                            if (isQuery) CallsOf(queries, owner).Add((output.shape, trains));
+                            if (isKey) CallsOf(keys, owner).Add(output.shape);
                             return output;
                         });
                         hooks.Add(remover.remove);
@@ -93,7 +93,7 @@ public static class FlopCounter
         return new FlopCount(trainable, frozen, convolutions, linears, attentions);
     }
 
-    static List<T> List<T>(Dictionary<string, List<T>> table, string key)
+    static List<T> CallsOf<T>(Dictionary<string, List<T>> table, string key)
     {
         if (!table.TryGetValue(key, out var list)) table[key] = list = [];
         return list;
