@@ -195,8 +195,7 @@ public sealed class ReferenceTrainingTask : ITrainingTask, IDisposable
         if (Options.MaskedLoss)
         {
             weights = WithBackground(LossWeights(examples, sampleShape[1], sampleShape[2]), Options.BackgroundWeight).to(device);
-            // sum(m) x channels, guarded for empty masks (as MaskedMean).
-            normaliser = weights.sum().Times(sampleShape[0]).AtLeast(1e-6);
+            normaliser = MaskedNormaliser(weights, sampleShape[0]);
         }
         else normaliser = tensor((double)batch.Length * sampleShape[0] * sampleShape[1] * sampleShape[2], dtype: float32, device: device);
         return new Batch(images.MoveToOuterDisposeScope(), noise.MoveToOuterDisposeScope(), t.MoveToOuterDisposeScope(), ids.MoveToOuterDisposeScope(),
@@ -245,12 +244,13 @@ public sealed class ReferenceTrainingTask : ITrainingTask, IDisposable
     }
 
     /// <summary>Mean squared error over the masked region: sum(m * e) / (sum(m) * C), guarded for empty masks.</summary>
-    public static Tensor MaskedMean(Tensor squaredError, Tensor mask)
-    {
-        var channels = squaredError.shape[1];
-        var weighted = (squaredError * mask).sum();
-        return weighted / mask.sum().Times(channels).AtLeast(1e-6);
-    }
+    public static Tensor MaskedMean(Tensor squaredError, Tensor mask) => (squaredError * mask).sum() / MaskedNormaliser(mask, squaredError.shape[1]);
+
+    /// <summary>
+    /// The masked loss's denominator, sum(m) * C, guarded for empty masks. Training computes it once over the whole
+    /// batch (<see cref="Prepare"/>), so the parts of a batch split across threads add up to <see cref="MaskedMean"/>.
+    /// </summary>
+    public static Tensor MaskedNormaliser(Tensor mask, long channels) => mask.sum().Times(channels).AtLeast(1e-6);
 
     public void SaveModel(string folder) => ReferenceModelStore.Save(model, branch, folder);
     public void LoadModel(string folder) => ReferenceModelStore.LoadWeightsInto(model, branch, folder);
