@@ -121,12 +121,12 @@ public class DiffusionRecipeTests
     [Fact]
     public void Cosine_learning_rate_warms_up_peaks_and_decays_to_zero()
     {
-        var o = new TrainerOptions { Steps = 1000, WarmupSteps = 100, LearningRate = 2e-3, LearningRateSchedule = "cosine" };
+        var o = new TrainerOptions { Steps = 1000, WarmupSteps = 100, LearningRate = 2e-3, LearningRateSchedule = RetriBooru.Settings.LearningRateSchedule.Cosine };
         Assert.Equal(2e-3 / 100, o.LearningRateAt(0), 12);
         Assert.Equal(2e-3, o.LearningRateAt(100), 12);
         Assert.Equal(1e-3, o.LearningRateAt(550), 9);
         Assert.True(o.LearningRateAt(999) < 1e-7);
-        Assert.Equal(2e-3, (o with { LearningRateSchedule = "constant" }).LearningRateAt(999), 12);
+        Assert.Equal(2e-3, (o with { LearningRateSchedule = RetriBooru.Settings.LearningRateSchedule.Constant }).LearningRateAt(999), 12);
     }
 
     [Theory]
@@ -141,12 +141,12 @@ public class DiffusionRecipeTests
         var bad = field switch
         {
             "lr" => ok with { LearningRate = double.NaN },
-            "schedule" => ok with { LearningRateSchedule = "cosin" },
+            "schedule" => ok with { LearningRateSchedule = (RetriBooru.Settings.LearningRateSchedule)7 },
             "batch" => ok with { BatchSize = 100_000_000 },
             _ => ok with { EmaDecay = 1.5 },
         };
         var e = Assert.Throws<ArgumentException>(bad.Validate);
-        Assert.Contains(field switch { "lr" => "learning rate", "schedule" => "cosin", "batch" => "batch size", _ => "EMA" }, e.Message);
+        Assert.Contains(field switch { "lr" => "learning rate", "schedule" => "learning-rate schedule", "batch" => "batch size", _ => "EMA" }, e.Message);
     }
 
     [Fact]

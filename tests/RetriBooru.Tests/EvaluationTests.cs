@@ -296,7 +296,7 @@ public class EvaluationTests(EvaluationWorld world, Xunit.Abstractions.ITestOutp
 
         var bad = new TestConsole().Width(200);
         Assert.NotEqual(0, RetriBooru.Cli.CliApp.Run(["evaluate", "--checkpoint", checkpoint, "--data", data, "--split", "train", "--out", outDir], bad));
-        Assert.True(bad.Output.Contains("--split 'train'", StringComparison.Ordinal), bad.Output);
+        Assert.True(bad.Output.Contains("--split: unknown split 'train'", StringComparison.Ordinal), bad.Output);
     }
 
     /// <summary>The scheme-b manifest with every target id replaced by one that climbs out of any folder.</summary>

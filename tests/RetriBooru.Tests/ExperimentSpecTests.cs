@@ -86,8 +86,8 @@ public class ExperimentSpecTests
     [InlineData("""{"name":"x","train":{"background_weight":2}}""", "$.train.background_weight: 2 is outside [0, 1]")]
     [InlineData("""{"name":"x","base":{"ema":1.5}}""", "$.base.ema: 1.5 is outside")]
     [InlineData("""{"name":"x","base":{"min_snr_gamma":-1}}""", "$.base.min_snr_gamma: -1 is outside")]
-    [InlineData("""{"name":"x","train":{"min_snr_gamma":0}}""", "$.train.min_snr_gamma: 0 is outside")]
-    [InlineData("""{"name":"x","base":{"learning_rate_schedule":"cosin"}}""", "$.base.learning_rate_schedule: 'cosin' is not one of constant, cosine")]
+    [InlineData("""{"name":"x","train":{"min_snr_gamma":-0.5}}""", "$.train.min_snr_gamma: -0.5 is outside")]
+    [InlineData("""{"name":"x","base":{"learning_rate_schedule":"cosin"}}""", "$.base.learning_rate_schedule: unknown learning-rate schedule 'cosin' (did you mean 'cosine'?); use constant or cosine")]
     [InlineData("""{"name":"x",""", "not valid JSON")]
     [InlineData("""{"train":{}}""", "$.name: required")]
     public void Bad_specs_are_rejected_with_the_problem(string json, string expected)

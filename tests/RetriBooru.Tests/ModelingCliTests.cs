@@ -147,11 +147,13 @@ public class ModelingCliTests
         Assert.NotEqual(0, CliApp.Run(["runs", "--out", dir.File("out")], foreign));
         Assert.Contains("--out belongs to other commands", foreign.Output);
         Assert.DoesNotContain("did you mean '--out'", foreign.Output);
-        foreach (var (option, value) in new[] { ("--min-snr-gamma", "-1"), ("--lr", "NaN"), ("--lr-schedule", "cosin"), ("--patch-size", "0"), ("--channels", "64,x") })
+        // Old short flags (--lr, --lr-schedule) are aliases; the message names the setting's own flag.
+        foreach (var (option, value, named) in new[] { ("--min-snr-gamma", "-1", "--min-snr-gamma"), ("--lr", "NaN", "--learning-rate"), ("--lr-schedule", "cosin", "did you mean 'cosine'"),
+                     ("--patch-size", "0", "--patch-size"), ("--channels", "64,x", "--channels") })
         {
             var bad = new TestConsole().Width(200);
             Assert.NotEqual(0, CliApp.Run(["train-base", "--data", dir.File("nowhere"), "--out", dir.File("out"), option, value], bad));
-            Assert.Contains(option, bad.Output);
+            Assert.Contains(named, bad.Output);
         }
     }
 

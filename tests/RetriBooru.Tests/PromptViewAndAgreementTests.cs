@@ -1,3 +1,4 @@
+using RetriBooru.Settings;
 using RetriBooru.Data;
 using RetriBooru.Metrics;
 using Xunit;
@@ -20,9 +21,11 @@ public class PromptViewAndAgreementTests
         Assert.Equal("", PromptViews.Apply(PromptViews.Context, "", null));
         var e = Assert.Throws<ArgumentException>(() => PromptViews.Apply("short", SynthPrompt, null));
         Assert.Contains("full or context", e.Message);
-        Assert.Throws<ArgumentException>(() => new RetriBooru.Diffusion.ReferenceTrainingOptions { PromptView = "short" }.Validate());
+        var parsed = Assert.Throws<ArgumentException>(() => RetriBooru.Settings.Words.Parse<RetriBooru.Settings.PromptView>("short"));
+        Assert.Equal("unknown view 'short'; use full or context", parsed.Message);
         Assert.Throws<ArgumentException>(() => new EvaluationOptions { PromptView = "short" }.Validate());
-        Assert.Equal(PromptViews.Full, new RetriBooru.Diffusion.ReferenceTrainingOptions().PromptView);
+        Assert.Equal(RetriBooru.Settings.PromptView.Full, new RetriBooru.Diffusion.ReferenceTrainingOptions().PromptView);
+        Assert.Equal(PromptViews.Full, RetriBooru.Settings.PromptView.Full.Name());
         Assert.Equal(PromptViews.Context, new EvaluationOptions().PromptView);
     }
 

@@ -4,6 +4,7 @@ using System.Globalization;
 using RetriBooru.Diffusion;
 using RetriBooru.Metrics;
 using RetriBooru.Runtime;
+using RetriBooru.Settings;
 using Spectre.Console;
 using Spectre.Console.Cli;
 
@@ -12,7 +13,8 @@ namespace RetriBooru.Cli.Commands;
 /// <summary>`retribooru evaluate`: the evaluation protocol over one trained reference model.</summary>
 public sealed class EvaluateCommand(IAnsiConsole console) : Command<EvaluateCommand.Settings>
 {
-    public sealed class Settings : CommandSettings
+    /// <summary>The verb's options: the protocol (<see cref="EvaluationSettings"/>, one flag per field), the split, and where model, data and results live.</summary>
+    public sealed class Settings : RuntimeSettings
     {
         [CommandOption("--checkpoint <DIR>")]
         [Description("A trained reference model (train's OUT/model).")]
@@ -27,6 +29,7 @@ public sealed class EvaluateCommand(IAnsiConsole console) : Command<EvaluateComm
         public string? Manifest { get; init; }
 
         [CommandOption("--scheme <a|b>")]
+        [Description("The manifest's reference scheme: b (other images) or a (crops of the target, leakage study only).")]
         [DefaultValue("b")]
         public string Scheme { get; init; } = "b";
 
@@ -35,51 +38,37 @@ public sealed class EvaluateCommand(IAnsiConsole console) : Command<EvaluateComm
         [DefaultValue("seen")]
         public string Split { get; init; } = "seen";
 
-        [CommandOption("--sets <N>")]
-        [Description("Reference sets (manifest examples) to evaluate, spread over characters.")]
-        [DefaultValue(16)]
-        public int Sets { get; init; } = 16;
-
-        [CommandOption("--samples-per-reference <K>")]
-        [DefaultValue(4)]
-        public int SamplesPerReference { get; init; } = 4;
-
         [CommandOption("--seed <S>")]
         [Description("Seed of the set choice, of each sample (derived per set and sample, recorded) and of the bootstrap.")]
         [DefaultValue(1L)]
         public long Seed { get; init; } = 1;
 
-        [CommandOption("--steps <N>")]
-        [DefaultValue(25)]
-        public int Steps { get; init; } = 25;
+        [CommandOption("--reference-sets|--sets <N>"), SettingHelp(typeof(EvaluationSettings), nameof(EvaluationSettings.ReferenceSets))]
+        public int? ReferenceSets { get; init; }
 
-        [CommandOption("--text-scale <S>")]
-        [DefaultValue(3.0)]
-        public double TextScale { get; init; } = 3.0;
+        [CommandOption("--samples-per-reference <K>"), SettingHelp(typeof(EvaluationSettings), nameof(EvaluationSettings.SamplesPerReference))]
+        public int? SamplesPerReference { get; init; }
 
-        [CommandOption("--reference-scale <S>")]
-        [DefaultValue(2.0)]
-        public double ReferenceScale { get; init; } = 2.0;
+        [CommandOption("--sampling-steps|--steps <N>"), SettingHelp(typeof(EvaluationSettings), nameof(EvaluationSettings.SamplingSteps))]
+        public int? SamplingSteps { get; init; }
 
-        [CommandOption("--bootstrap <N>")]
-        [Description("Bootstrap resamples of each 95% CI.")]
-        [DefaultValue(1000)]
-        public int Bootstrap { get; init; } = 1000;
+        [CommandOption("--text-guidance|--text-scale <S>"), SettingHelp(typeof(EvaluationSettings), nameof(EvaluationSettings.TextGuidance))]
+        public double? TextGuidance { get; init; }
 
-        [CommandOption("--identity-quantile <Q>")]
-        [Description("Quantile of cross-character identity scores used as SWD's identity baseline.")]
-        [DefaultValue(0.95)]
-        public double IdentityQuantile { get; init; } = 0.95;
+        [CommandOption("--reference-guidance|--reference-scale <S>"), SettingHelp(typeof(EvaluationSettings), nameof(EvaluationSettings.ReferenceGuidance))]
+        public double? ReferenceGuidance { get; init; }
 
-        [CommandOption("--identity-view <VIEW>")]
-        [Description("best-window (best of 14 windows per concept; 2.5x larger gap between same- and other-character scores, measured) or whole (the whole generated image; faster).")]
-        [DefaultValue("best-window")]
-        public string IdentityView { get; init; } = "best-window";
+        [CommandOption("--bootstrap-resamples|--bootstrap <N>"), SettingHelp(typeof(EvaluationSettings), nameof(EvaluationSettings.BootstrapResamples))]
+        public int? BootstrapResamples { get; init; }
 
-        [CommandOption("--prompt-view <VIEW>")]
-        [Description("context (default: prompts without character, hair, eye and clothing tags, so identity must come from the references) or full (the target's whole prompt).")]
-        [DefaultValue("context")]
-        public string PromptView { get; init; } = "context";
+        [CommandOption("--prompt-view <VIEW>"), SettingHelp(typeof(EvaluationSettings), nameof(EvaluationSettings.PromptView))]
+        public string? PromptView { get; init; }
+
+        [CommandOption("--identity-quantile <Q>"), SettingHelp(typeof(EvaluationSettings), nameof(EvaluationSettings.IdentityQuantile))]
+        public double? IdentityQuantile { get; init; }
+
+        [CommandOption("--identity-view <VIEW>"), SettingHelp(typeof(EvaluationSettings), nameof(EvaluationSettings.IdentityView))]
+        public string? IdentityView { get; init; }
 
         [CommandOption("--name <NAME>")]
         [Description("Model name in the results table (default: the checkpoint's model kind).")]
@@ -96,26 +85,19 @@ public sealed class EvaluateCommand(IAnsiConsole console) : Command<EvaluateComm
         [Description("Replace the earlier results in OUT: the new ones are written to OUT.new and swapped in when the evaluation finishes.")]
         public bool Overwrite { get; init; }
 
-        [CommandOption("--threads <N>")]
-        [Description("Intra-op threads, fixed for reproducibility (default: the machine's cores; training splits each batch across them, one libtorch thread per part, and OpenMP waits passively so a busy machine does not collapse).")]
-        public int Threads { get; init; } = TorchRuntime.DefaultThreads;
+        /// <summary>The protocol these options give (record defaults for every option not given).</summary>
+        public EvaluationSettings Protocol() => SettingsBinder.Bind<EvaluationSettings>(this);
 
         public override ValidationResult Validate()
         {
             if (string.IsNullOrWhiteSpace(Checkpoint)) return ValidationResult.Error("--checkpoint is required");
             if (string.IsNullOrWhiteSpace(Data)) return ValidationResult.Error("--data is required");
             if (string.IsNullOrWhiteSpace(Out)) return ValidationResult.Error("--out is required");
-            if (!EvaluationSplits.All.Contains(Split)) return ValidationResult.Error($"--split '{Split}': use {string.Join(", ", EvaluationSplits.All)}");
-            if (Scheme is not ("a" or "b")) return ValidationResult.Error($"--scheme '{Scheme}': use a or b");
-            if (!RetriBooru.Data.PromptViews.All.Contains(PromptView)) return ValidationResult.Error($"--prompt-view '{PromptView}': use full or context");
-            if (Sets < 1) return ValidationResult.Error("--sets must be at least 1");
-            if (SamplesPerReference < 1) return ValidationResult.Error("--samples-per-reference must be at least 1");
-            if (Steps < 1) return ValidationResult.Error("--steps must be at least 1");
-            if (Bootstrap < 1) return ValidationResult.Error("--bootstrap must be at least 1");
-            if (IdentityQuantile is <= 0 or >= 1) return ValidationResult.Error("--identity-quantile must be in (0, 1)");
-            if (IdentityView is not ("whole" or "best-window")) return ValidationResult.Error($"--identity-view '{IdentityView}': use whole or best-window");
-            if (Threads < 1) return ValidationResult.Error("--threads must be at least 1");
-            return ValidationResult.Success();
+            var protocol = SettingsBinder.Bind<EvaluationSettings>(this, out var wordProblems);
+            var problems = wordProblems.Concat(protocol.Problems(f => f.Flag)).ToList();
+            if (!SettingsBinder.TryWord<EvaluationSplit>("--split", Split, out _, out var splitProblem)) problems.Add(splitProblem);
+            if (!SettingsBinder.TryWord<ReferenceScheme>("--scheme", Scheme, out _, out var schemeProblem)) problems.Add(schemeProblem);
+            return problems.Count > 0 ? SettingsBinder.Result(problems) : base.Validate();
         }
     }
 
@@ -131,22 +113,18 @@ public sealed class EvaluateCommand(IAnsiConsole console) : Command<EvaluateComm
             var setup = Stopwatch.StartNew();
             // Baselines always come from the leakage-free scheme-b manifest, also when --scheme a draws the reference sets
             // (calibrating leakage on crops of the target itself would call copying honest).
-            using var suite = EvaluationSuite.Create(settings.Data, new EvaluationSuiteOptions { ImageSize = model.Config.ImageSize, IdentityBaselineQuantile = settings.IdentityQuantile, IdentityView = settings.IdentityView }, settings.Seed,
+            var protocol = settings.Protocol();
+            using var suite = EvaluationSuite.Create(settings.Data, protocol.Suite(new EvaluationSuiteOptions { ImageSize = model.Config.ImageSize }), settings.Seed,
                 new SyncProgress<string>(m => console.MarkupLine($"[grey]{Markup.Escape(m)}[/]")));
             setup.Stop();
-            var options = new EvaluationOptions
-            {
-                Split = settings.Split, ReferenceSets = settings.Sets, SamplesPerReference = settings.SamplesPerReference, Seed = settings.Seed,
-                Sampling = new ReferenceSamplingOptions { Steps = settings.Steps, TextScale = settings.TextScale, ReferenceScale = settings.ReferenceScale },
-                BootstrapResamples = settings.Bootstrap, SaveImages = !settings.NoImages, ManifestPath = settings.Manifest, PromptView = settings.PromptView,
-            };
+            var options = protocol.ForSplit(Words.Parse<EvaluationSplit>(settings.Split), settings.Seed) with { SaveImages = !settings.NoImages, ManifestPath = settings.Manifest };
             var watch = Stopwatch.StartNew();
             var result = output.Complete(dir => Run(suite, name, model, branch, settings, options, dir, cancellationToken));
             watch.Stop();
             Print(result, settings.Out);
             int samples = result.Rows.Count(r => r.SampleIndex is not null);
             console.MarkupLine(string.Create(CultureInfo.InvariantCulture,
-                $"{result.Sets.Count} sets x {settings.SamplesPerReference} samples = {samples} samples in {watch.Elapsed.TotalSeconds:F1} s ({samples / Math.Max(watch.Elapsed.TotalSeconds, 1e-9):F2} samples/s, {settings.Steps} DDIM steps); suite setup {setup.Elapsed.TotalSeconds:F1} s; {result.Timing}"));
+                $"{result.Sets.Count} sets x {options.SamplesPerReference} samples = {samples} samples in {watch.Elapsed.TotalSeconds:F1} s ({samples / Math.Max(watch.Elapsed.TotalSeconds, 1e-9):F2} samples/s, {options.Sampling.Steps} DDIM steps); suite setup {setup.Elapsed.TotalSeconds:F1} s; {result.Timing}"));
         }
         return ExitCodes.Ok;
     }

@@ -5,6 +5,7 @@ using RetriBooru.Diffusion;
 using RetriBooru.Experiments;
 using RetriBooru.Modeling;
 using RetriBooru.Runtime;
+using RetriBooru.Settings;
 using RetriBooru.Weights;
 using Spectre.Console;
 using Spectre.Console.Cli;
@@ -13,7 +14,8 @@ namespace RetriBooru.Cli.Commands;
 
 public sealed class TrainCommand(IAnsiConsole console) : Command<TrainCommand.Settings>
 {
-    public sealed class Settings : CommandSettings
+    /// <summary>The verb's options: the training settings (<see cref="ReferenceTrainingOptions"/>, one flag per field) and where data and results live.</summary>
+    public sealed class Settings : RuntimeSettings
     {
         [CommandOption("--manifest <FILE>")]
         [Description("Manifest (JSON Lines of training examples); its dataset folder is two levels up unless --data says otherwise. Default: DATA/manifests/scheme_SCHEME.jsonl.")]
@@ -37,58 +39,51 @@ public sealed class TrainCommand(IAnsiConsole console) : Command<TrainCommand.Se
         [Description("Base text-to-image model: a diffusers folder (e.g. train-base's OUT/model, or SD1.5).")]
         public string Base { get; init; } = "";
 
-        [CommandOption("--steps <N>")]
-        [DefaultValue(1000)]
-        public int Steps { get; init; } = 1000;
+        [CommandOption("--steps <N>"), SettingHelp(typeof(ReferenceTrainingOptions), nameof(ReferenceTrainingOptions.Steps))]
+        public int? Steps { get; init; }
 
-        [CommandOption("--batch <N>")]
-        [Description("Examples per step; a batch larger than the dataset is clamped to the dataset size (with a note).")]
-        [DefaultValue(16)]
-        public int Batch { get; init; } = 16;
+        [CommandOption("--batch-size|--batch <N>"), SettingHelp(typeof(ReferenceTrainingOptions), nameof(ReferenceTrainingOptions.BatchSize))]
+        public int? BatchSize { get; init; }
 
-        [CommandOption("--lr <LR>")]
-        [DefaultValue(5e-4)]
-        public double LearningRate { get; init; } = 5e-4;
+        [CommandOption("--learning-rate|--lr <LR>"), SettingHelp(typeof(ReferenceTrainingOptions), nameof(ReferenceTrainingOptions.LearningRate))]
+        public double? LearningRate { get; init; }
 
-        [CommandOption("--warmup <N>")]
-        [DefaultValue(50)]
-        public int Warmup { get; init; } = 50;
+        [CommandOption("--warmup-steps|--warmup <N>"), SettingHelp(typeof(ReferenceTrainingOptions), nameof(ReferenceTrainingOptions.WarmupSteps))]
+        public int? WarmupSteps { get; init; }
 
-        [CommandOption("--prompt-dropout <P>")]
-        [DefaultValue(0.1)]
-        public double PromptDropout { get; init; } = 0.1;
+        [CommandOption("--learning-rate-schedule|--lr-schedule <NAME>"), SettingHelp(typeof(ReferenceTrainingOptions), nameof(ReferenceTrainingOptions.LearningRateSchedule))]
+        public string? LearningRateSchedule { get; init; }
 
-        [CommandOption("--reference-dropout <P>")]
-        [DefaultValue(0.1)]
-        public double ReferenceDropout { get; init; } = 0.1;
+        [CommandOption("--checkpoint-every <N>"), SettingHelp(typeof(ReferenceTrainingOptions), nameof(ReferenceTrainingOptions.CheckpointEvery))]
+        public int? CheckpointEvery { get; init; }
 
-        [CommandOption("--prompt-view <VIEW>")]
-        [Description("full (the target's whole tag prompt, as the paper) or context (character, hair, eye and clothing tags removed: identity only from the references).")]
-        [DefaultValue("full")]
-        public string PromptView { get; init; } = "full";
+        [CommandOption("--prompt-dropout <P>"), SettingHelp(typeof(ReferenceTrainingOptions), nameof(ReferenceTrainingOptions.PromptDropout))]
+        public double? PromptDropout { get; init; }
 
-        [CommandOption("--background-weight <W>")]
-        [Description("Loss weight of the background under the masked loss (0 = only the figure counts, as the paper).")]
-        [DefaultValue(0.0)]
-        public double BackgroundWeight { get; init; }
+        [CommandOption("--reference-dropout <P>"), SettingHelp(typeof(ReferenceTrainingOptions), nameof(ReferenceTrainingOptions.ReferenceDropout))]
+        public double? ReferenceDropout { get; init; }
 
-        [CommandOption("--decoder-lr-scale <S>")]
-        [Description("Learning-rate multiplier of the base U-Net's decoder (the new branch keeps --lr).")]
-        [DefaultValue(1.0)]
-        public double DecoderLearningRateScale { get; init; } = 1.0;
+        [CommandOption("--masked-loss <BOOL>"), SettingHelp(typeof(ReferenceTrainingOptions), nameof(ReferenceTrainingOptions.MaskedLoss))]
+        public bool? MaskedLoss { get; init; }
 
-        [CommandOption("--min-snr-gamma <GAMMA>")]
-        [Description("Min-SNR-gamma loss weighting; 0 = off (plain MSE on the prediction target).")]
-        [DefaultValue(RetriBooru.Diffusion.TrainingRecipe.MinSnrGamma)]
-        public double MinSnrGamma { get; init; } = RetriBooru.Diffusion.TrainingRecipe.MinSnrGamma;
+        [CommandOption("--background-weight <W>"), SettingHelp(typeof(ReferenceTrainingOptions), nameof(ReferenceTrainingOptions.BackgroundWeight))]
+        public double? BackgroundWeight { get; init; }
+
+        [CommandOption("--decoder-lr-scale <S>"), SettingHelp(typeof(ReferenceTrainingOptions), nameof(ReferenceTrainingOptions.DecoderLearningRateScale))]
+        public double? DecoderLearningRateScale { get; init; }
+
+        [CommandOption("--prompt-view <VIEW>"), SettingHelp(typeof(ReferenceTrainingOptions), nameof(ReferenceTrainingOptions.PromptView))]
+        public string? PromptView { get; init; }
+
+        [CommandOption("--min-snr-gamma <GAMMA>"), SettingHelp(typeof(ReferenceTrainingOptions), nameof(ReferenceTrainingOptions.MinSnrGamma))]
+        public double? MinSnrGamma { get; init; }
+
+        [CommandOption("--ip-scale <S>"), SettingHelp(typeof(ReferenceTrainingOptions), nameof(ReferenceTrainingOptions.IpAdapterScale))]
+        public double? IpAdapterScale { get; init; }
 
         [CommandOption("--no-mask")]
-        [Description("Plain (unmasked) loss over the whole image.")]
+        [Description("Shorthand for --masked-loss false (plain loss over the whole image).")]
         public bool NoMask { get; init; }
-
-        [CommandOption("--ip-scale <S>")]
-        [DefaultValue(1.0)]
-        public double IpScale { get; init; } = 1.0;
 
         [CommandOption("--seed <N>")]
         [DefaultValue(0L)]
@@ -97,10 +92,6 @@ public sealed class TrainCommand(IAnsiConsole console) : Command<TrainCommand.Se
         [CommandOption("--out <DIR>")]
         [Description("Output: train_config.json, loss.jsonl, checkpoint/, model/ (diffusers folder + branch.safetensors).")]
         public string Out { get; init; } = "";
-
-        [CommandOption("--checkpoint-every <N>")]
-        [DefaultValue(100)]
-        public int CheckpointEvery { get; init; } = 100;
 
         [CommandOption("--stop-after <N>")]
         public int? StopAfter { get; init; }
@@ -113,30 +104,24 @@ public sealed class TrainCommand(IAnsiConsole console) : Command<TrainCommand.Se
         [Description("Replace the earlier run in OUT: the new one is trained in OUT.new and swapped in when it finishes.")]
         public bool Overwrite { get; init; }
 
-        [CommandOption("--device <DEVICE>")]
-        [DefaultValue("cpu")]
-        public string Device { get; init; } = "cpu";
-
-        [CommandOption("--threads <N>")]
-        [Description("Intra-op threads, fixed for reproducibility (default: the machine's cores; training splits each batch across them, one libtorch thread per part, and OpenMP waits passively so a busy machine does not collapse).")]
-        public int Threads { get; init; } = TorchRuntime.DefaultThreads;
-
         [CommandOption("--log-every <N>")]
         [DefaultValue(50)]
         public int LogEvery { get; init; } = 50;
+
+        /// <summary>The training settings these options give (record defaults for every option not given).</summary>
+        public ReferenceTrainingOptions Training() =>
+            SettingsBinder.Bind<ReferenceTrainingOptions>(this) is var training && NoMask ? training with { MaskedLoss = false } : training;
 
         public override ValidationResult Validate()
         {
             if (Manifest is null && Data is null) return ValidationResult.Error("give --manifest FILE or --data DIR");
             if (string.IsNullOrWhiteSpace(Base)) return ValidationResult.Error("--base is required (a diffusers folder, e.g. from `retribooru train-base`)");
             if (string.IsNullOrWhiteSpace(Out)) return ValidationResult.Error("--out is required");
-            if (!ReferenceModels.Kinds.Contains(Model)) return ValidationResult.Error($"--model must be one of {string.Join(", ", ReferenceModels.Kinds)}");
-            if (Scheme is not ("a" or "b")) return ValidationResult.Error("--scheme must be a or b");
-            if (!RetriBooru.Data.PromptViews.All.Contains(PromptView)) return ValidationResult.Error("--prompt-view must be full or context");
-            if (!double.IsFinite(MinSnrGamma) || MinSnrGamma < 0) return ValidationResult.Error($"--min-snr-gamma must be a finite number >= 0 (0 = off), not {MinSnrGamma}");
-            if (BackgroundWeight is < 0 or > 1) return ValidationResult.Error("--background-weight must be in [0, 1]");
-            if (Steps < 1 || Batch < 1) return ValidationResult.Error("--steps and --batch must be at least 1");
-            return ValidationResult.Success();
+            var training = SettingsBinder.Bind<ReferenceTrainingOptions>(this, out var wordProblems);
+            var problems = wordProblems.Concat(training.Problems(f => f.Flag)).ToList();
+            if (!SettingsBinder.TryWord<ModelKind>("--model", Model, out _, out var modelProblem)) problems.Add(modelProblem);
+            if (!SettingsBinder.TryWord<ReferenceScheme>("--scheme", Scheme, out _, out var schemeProblem)) problems.Add(schemeProblem);
+            return problems.Count > 0 ? SettingsBinder.Result(problems) : base.Validate();
         }
     }
 
@@ -149,17 +134,13 @@ public sealed class TrainCommand(IAnsiConsole console) : Command<TrainCommand.Se
         var dataDir = settings.Data ?? Path.GetDirectoryName(Path.GetDirectoryName(Path.GetFullPath(manifest)))!;
         var examples = ManifestReader.Read(manifest).Where(e => e.Split == SplitNames.Train).ToList();
         using var model = ModelStore.LoadDiffusers(settings.Base, device);
-        var branch = ReferenceModels.Create(settings.Model, model, ipAdapterScale: settings.IpScale, seed: Seeding.DeriveLong(settings.Seed, "init"));
+        var trainingOptions = settings.Training();
+        var branch = ReferenceModels.Create(settings.Model, model, ipAdapterScale: trainingOptions.IpAdapterScale, seed: Seeding.DeriveLong(settings.Seed, "init"));
         using var data = new ReferenceDataset(dataDir, examples, model.Config.ImageSize);
         console.MarkupLine($"{data.Count} training examples from {Markup.Escape(manifest)}" + (data.Skipped.Count > 0 ? $", [yellow]{data.Skipped.Count} skipped[/]" : ""));
         foreach (var s in data.Skipped.Take(10)) console.MarkupLine($"  [yellow]skipped[/] {Markup.Escape(s.Path)}: {Markup.Escape(s.Reason)}");
-        var trainingOptions = new ReferenceTrainingOptions { PromptDropout = settings.PromptDropout, ReferenceDropout = settings.ReferenceDropout, MaskedLoss = !settings.NoMask, PromptView = settings.PromptView, BackgroundWeight = settings.BackgroundWeight, DecoderLearningRateScale = settings.DecoderLearningRateScale, MinSnrGamma = settings.MinSnrGamma > 0 ? settings.MinSnrGamma : null };
         using var task = new ReferenceTrainingTask(model, branch, data, trainingOptions);
-        var options = new TrainerOptions
-        {
-            Steps = settings.Steps, BatchSize = settings.Batch, LearningRate = settings.LearningRate, WarmupSteps = settings.Warmup,
-            Seed = settings.Seed, CheckpointEvery = settings.CheckpointEvery, StopAfter = settings.StopAfter,
-        };
+        var options = trainingOptions.Trainer(settings.Seed, settings.StopAfter);
         Directory.CreateDirectory(output.WorkingPath);
         AtomicFile.WriteAllText(Path.Combine(output.WorkingPath, "train_config.json"), JsonSerializer.Serialize(new
         {
@@ -168,7 +149,7 @@ public sealed class TrainCommand(IAnsiConsole console) : Command<TrainCommand.Se
             trainable_parameters = task.TrainableParameters.Sum(p => p.Value.numel()),
             provenance = Provenance.Capture(device: device.ToString()),
         }, WorkbenchJson.Pretty) + "\n");
-        console.MarkupLine($"model {settings.Model}: {task.TrainableParameters.Sum(p => p.Value.numel()):N0} trainable parameters; seed {settings.Seed}, batch {settings.Batch}, {settings.Threads} threads");
+        console.MarkupLine($"model {settings.Model}: {task.TrainableParameters.Sum(p => p.Value.numel()):N0} trainable parameters; seed {settings.Seed}, batch {options.BatchSize}, {settings.Threads} threads");
         if (options.BatchNote(task.ExampleCount) is { } batchNote) console.MarkupLine($"[yellow]note[/]: {Markup.Escape(batchNote)}");
         using var interrupt = new InterruptSignal(cancellationToken);
         var result = AnsiProgress.Train(console, task, options, output.WorkingPath, settings.Resume, settings.LogEvery, interrupt.Token);

@@ -18,7 +18,7 @@ public sealed record TrainerOptions
     /// <summary>Linear warm-up from 0 to the learning rate over this many steps, then <see cref="LearningRateSchedule"/>.</summary>
     public int WarmupSteps { get; init; } = 100;
     /// <summary>After warm-up: "constant", or "cosine" (half a cosine from the learning rate down to 0 at the last step).</summary>
-    public string LearningRateSchedule { get; init; } = TrainingRecipe.LearningRateSchedule;
+    public Settings.LearningRateSchedule LearningRateSchedule { get; init; } = TrainingRecipe.LearningRateSchedule;
     public double WeightDecay { get; init; } = 1e-2;
     /// <summary>Global gradient-norm clip (0 = off).</summary>
     public double GradClip { get; init; } = 1.0;
@@ -33,12 +33,10 @@ public sealed record TrainerOptions
     public double LearningRateAt(long step)
     {
         if (WarmupSteps > 0 && step < WarmupSteps) return LearningRate * (step + 1) / WarmupSteps;
-        if (LearningRateSchedule != "cosine" || Steps <= WarmupSteps) return LearningRate;
+        if (LearningRateSchedule != Settings.LearningRateSchedule.Cosine || Steps <= WarmupSteps) return LearningRate;
         double progress = Math.Clamp((step - WarmupSteps) / (double)(Steps - WarmupSteps), 0, 1);
         return LearningRate * 0.5 * (1 + Math.Cos(Math.PI * progress));
     }
-
-    public static readonly IReadOnlyList<string> LearningRateSchedules = ["constant", "cosine"];
 
     /// <summary>
     /// The batch clamped to the dataset: a larger batch would only repeat examples within a step while its memory grows
@@ -57,7 +55,7 @@ public sealed record TrainerOptions
         if (BatchSize is < 1 or > 65_536) throw new ArgumentException($"batch size must be in [1, 65536], got {BatchSize}");
         if (!double.IsFinite(LearningRate) || LearningRate <= 0) throw new ArgumentException($"learning rate must be a positive finite number, got {LearningRate}");
         if (WarmupSteps < 0) throw new ArgumentException($"warm-up steps must be at least 0, got {WarmupSteps}");
-        if (!LearningRateSchedules.Contains(LearningRateSchedule)) throw new ArgumentException($"unknown learning-rate schedule '{LearningRateSchedule}' ({string.Join(" or ", LearningRateSchedules)})");
+        if (!Enum.IsDefined(LearningRateSchedule)) throw new ArgumentException($"unknown learning-rate schedule {(int)LearningRateSchedule}");
         if (!double.IsFinite(WeightDecay) || WeightDecay < 0) throw new ArgumentException($"weight decay must be a finite number >= 0, got {WeightDecay}");
         if (!double.IsFinite(GradClip) || GradClip < 0) throw new ArgumentException($"gradient clip must be a finite number >= 0, got {GradClip}");
         if (EmaDecay is double d && !(d > 0 && d < 1)) throw new ArgumentException($"EMA decay must be in (0, 1), got {d}");

@@ -3,48 +3,81 @@ using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 using RetriBooru.Runtime;
+using RetriBooru.Settings;
+using System.Text.Json.Serialization;
 
 namespace RetriBooru.Diffusion;
 
-/// <summary>The paper's training choices, as options. Defaults: masked loss on, prompt dropout 0.1, reference dropout 0.1.</summary>
+/// <summary>
+/// Reference-model training (the spec's <c>train</c> section, the <c>train</c> verb's flags): the paper's choices
+/// (masked loss, prompt and reference dropout) and the optimisation schedule. Each field is defined here once, with
+/// its JSON name, default, range and help; the spec loader and the CLI read them from here.
+/// </summary>
 public sealed record ReferenceTrainingOptions
 {
-    /// <summary>Probability that a sample's prompt is replaced by the empty prompt.</summary>
+    [JsonPropertyName("steps"), Setting("Optimisation steps.", Min = 0, Max = 10_000_000)]
+    public int Steps { get; init; } = 1000;
+
+    [JsonPropertyName("batch_size"), Setting("Examples per step; a batch larger than the dataset is clamped to the dataset size (with a note).", Min = 1, Max = 1_000_000)]
+    public int BatchSize { get; init; } = 16;
+
+    [JsonPropertyName("learning_rate"), Setting("Peak learning rate of the new branch (AdamW).", Min = 1e-8, Max = 1)]
+    public double LearningRate { get; init; } = 5e-4;
+
+    [JsonPropertyName("warmup_steps"), Setting("Linear warm-up steps (default: min(50, steps / 10)).", Min = 0, Max = 10_000_000)]
+    public int? WarmupSteps { get; init; }
+
+    [JsonPropertyName("learning_rate_schedule"), Setting("After warm-up: constant or cosine (decays to 0 at the last step).")]
+    public LearningRateSchedule LearningRateSchedule { get; init; } = TrainingRecipe.LearningRateSchedule;
+
+    [JsonPropertyName("checkpoint_every"), Setting("Write a resumable checkpoint every N steps (default: max(50, steps / 10)).", Min = 1, Max = 10_000_000)]
+    public int? CheckpointEvery { get; init; }
+
+    [JsonPropertyName("prompt_dropout"), Setting("Probability that a sample's prompt is replaced by the empty prompt.", Min = 0, Max = 1)]
     public double PromptDropout { get; init; } = 0.1;
-    /// <summary>Probability that all of a sample's references are dropped (so reference guidance has an unconditional branch).</summary>
+
+    [JsonPropertyName("reference_dropout"), Setting("Probability that all of a sample's references are dropped (so reference guidance has an unconditional branch).", Min = 0, Max = 1)]
     public double ReferenceDropout { get; init; } = 0.1;
-    /// <summary>Only the figure (the mask, resized to model resolution) counts in the loss.</summary>
+
+    [JsonPropertyName("masked_loss"), Setting("Only the figure (the mask, resized to model resolution) counts in the loss; false = plain loss over the whole image.")]
     public bool MaskedLoss { get; init; } = true;
-    /// <summary>
-    /// Loss weight of the background under the masked loss: 0 is the paper's hard mask (only the figure counts); a
-    /// weight above 0 (our specs: 0.5) keeps the trainable decoder drawing backgrounds. Measured on the tiny config: with 0, 1000 steps
-    /// of decoder fine-tuning turned a base model's clean "simple_background" into coloured noise for RetriNet and the
-    /// text-only baseline alike.
-    /// </summary>
+
+    /// <remarks>
+    /// A weight above 0 (our specs: 0.5) keeps the trainable decoder drawing backgrounds. Measured on the tiny config:
+    /// with 0, 1000 steps of decoder fine-tuning turned a base model's clean "simple_background" into coloured noise for
+    /// RetriNet and the text-only baseline alike.
+    /// </remarks>
+    [JsonPropertyName("background_weight"), Setting("Loss weight of the background under the masked loss (0 = only the figure counts, as the paper).", Min = 0, Max = 1)]
     public double BackgroundWeight { get; init; }
-    /// <summary>
-    /// Learning-rate multiplier of the base U-Net's decoder (RetriNet and text-only train it; the new branch's layers
-    /// keep the full rate). Below 1 the pretrained decoder drifts less while the branch learns at the full rate
-    /// (measured on the tiny config: 0.2 with a branch rate of 1e-3 did not raise attribute agreement).
-    /// </summary>
+
+    /// <remarks>Measured on the tiny config: 0.2 with a branch rate of 1e-3 did not raise attribute agreement.</remarks>
+    [JsonPropertyName("decoder_lr_scale"), Setting("Learning-rate multiplier of the base U-Net's decoder (RetriNet and text-only train it; the new branch keeps the full rate).", Min = 0, Max = 100)]
     public double DecoderLearningRateScale { get; init; } = 1.0;
-    /// <summary>
-    /// <see cref="Data.PromptViews.Full"/> (the paper: the target's whole tag prompt) or <see cref="Data.PromptViews.Context"/>
-    /// (identity tags removed, so the references are the only source of hair, eyes and outfit).
-    /// </summary>
-    public string PromptView { get; init; } = Data.PromptViews.Full;
-    /// <summary>Min-SNR-gamma loss weighting per sample (null = off), as the base model's trainer uses it (<see cref="NoiseSchedule.MinSnrWeights"/>).</summary>
+
+    [JsonPropertyName("prompt_view"), Setting("full (the target's whole tag prompt, as the paper) or context (character, hair, eye and clothing tags removed: identity only from the references).")]
+    public PromptView PromptView { get; init; } = PromptView.Full;
+
+    [JsonPropertyName("min_snr_gamma"), Setting("Min-SNR-gamma loss weighting per sample; 0 or null = off (plain MSE on the prediction target).", Min = 0, Max = 1e6)]
     public double? MinSnrGamma { get; init; } = TrainingRecipe.MinSnrGamma;
 
-    public void Validate()
+    [JsonPropertyName("ip_scale"), Setting("Scale of the IP-Adapter-style baseline's reference attention (other models ignore it).", Min = 0, Max = 100)]
+    public double IpAdapterScale { get; init; } = 1.0;
+
+    /// <summary>The min-SNR gamma in effect (null = off: 0 and null both mean off).</summary>
+    [JsonIgnore] public double? EffectiveMinSnrGamma => MinSnrGamma is > 0 ? MinSnrGamma : null;
+
+    /// <summary>The trainer's options for this schedule: the one place warm-up and checkpoint defaults are resolved.</summary>
+    public TrainerOptions Trainer(long seed, int? stopAfter = null) => new()
     {
-        Data.PromptViews.Validate(PromptView);
-        if (DecoderLearningRateScale is < 0 or > 100 || double.IsNaN(DecoderLearningRateScale)) throw new ArgumentOutOfRangeException(nameof(DecoderLearningRateScale), DecoderLearningRateScale, "decoder learning-rate scale must be in [0, 100]");
-        if (BackgroundWeight is < 0 or > 1 || double.IsNaN(BackgroundWeight)) throw new ArgumentOutOfRangeException(nameof(BackgroundWeight), BackgroundWeight, "background weight must be in [0, 1]");
-        if (PromptDropout is < 0 or > 1) throw new ArgumentOutOfRangeException(nameof(PromptDropout), PromptDropout, "prompt dropout must be in [0, 1]");
-        if (ReferenceDropout is < 0 or > 1) throw new ArgumentOutOfRangeException(nameof(ReferenceDropout), ReferenceDropout, "reference dropout must be in [0, 1]");
-        if (MinSnrGamma is double g && !(g > 0 && g <= 1e6)) throw new ArgumentOutOfRangeException(nameof(MinSnrGamma), g, "min-SNR gamma must be in (0, 1e6]");
-    }
+        Steps = Steps, BatchSize = BatchSize, LearningRate = LearningRate,
+        WarmupSteps = WarmupSteps ?? Math.Min(50, Steps / 10), LearningRateSchedule = LearningRateSchedule,
+        Seed = seed, CheckpointEvery = CheckpointEvery ?? Math.Max(50, Steps / 10), StopAfter = stopAfter,
+    };
+
+    public void Validate() => SettingFields.ThrowIfOutOfRange(this);
+
+    /// <summary>Every problem, each naming its field by <paramref name="label"/> (a spec path or a CLI flag).</summary>
+    public IReadOnlyList<string> Problems(Func<SettingField, string> label) => SettingFields.RangeProblems(this, label);
 }
 
 /// <summary>Batches references (padding to the largest count with absent slots) and caches concept-word encodings.</summary>
@@ -188,7 +221,7 @@ public sealed class ReferenceTrainingTask : ITrainingTask, IDisposable
         var t = schedule.SampleTimesteps(batch.Length, generator, device);
         var dropPrompt = rand([batch.Length], generator: generator).data<float>().ToArray();
         var references = batcher.Build(examples.Select(e => e.References).ToList()).DropWhole(Options.ReferenceDropout, generator);
-        var prompts = examples.Select((e, i) => dropPrompt[i] < Options.PromptDropout ? "" : Data.PromptViews.Apply(Options.PromptView, e.Prompt, e.Character)).ToList();
+        var prompts = examples.Select((e, i) => dropPrompt[i] < Options.PromptDropout ? "" : Data.PromptViews.Apply(Options.PromptView.Name(), e.Prompt, e.Character)).ToList();
         var ids = model.TokenIds(prompts);
         Tensor? weights = null;
         Tensor normaliser;
@@ -221,7 +254,7 @@ public sealed class ReferenceTrainingTask : ITrainingTask, IDisposable
         var prediction = schedule.TrainingPrediction(branch.Predict(noisy, t, context, references), noisy, t);
         var target = schedule.Target(x0, noise, t);
         var error = (prediction - target).Squared();
-        if (Options.MinSnrGamma is double gamma) error = error * schedule.MinSnrWeights(t, error, gamma);
+        if (Options.EffectiveMinSnrGamma is double gamma) error = error * schedule.MinSnrWeights(t, error, gamma);
         if (batch.Weights is { } weights) error = error * weights.narrow(0, start, count);
         return (error.sum() / batch.Normaliser).MoveToOuterDisposeScope();
     }
@@ -266,7 +299,7 @@ public sealed class ReferenceTrainingTask : ITrainingTask, IDisposable
         ["masked_loss"] = Options.MaskedLoss.ToString(),
         ["background_weight"] = Options.BackgroundWeight.ToString("R"),
         ["decoder_learning_rate_scale"] = Options.DecoderLearningRateScale.ToString("R"),
-        ["prompt_view"] = Options.PromptView,
+        ["prompt_view"] = Options.PromptView.Name(),
     };
 
     public void Dispose() => batcher.Dispose();

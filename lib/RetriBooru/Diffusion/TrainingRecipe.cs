@@ -9,7 +9,7 @@ namespace RetriBooru.Diffusion;
 public static class TrainingRecipe
 {
     /// <summary>Learning rate after warm-up.</summary>
-    public const string LearningRateSchedule = "constant";
+    public const Settings.LearningRateSchedule LearningRateSchedule = Settings.LearningRateSchedule.Constant;
     /// <summary>Min-SNR-gamma of the loss weighting.</summary>
     public const double MinSnrGamma = 5;
 }

@@ -8,6 +8,7 @@ using RetriBooru.Diffusion;
 using RetriBooru.Metrics;
 using RetriBooru.Modeling;
 using RetriBooru.Runtime;
+using RetriBooru.Settings;
 using RetriBooru.Weights;
 
 namespace RetriBooru.Experiments;
@@ -156,18 +157,20 @@ public sealed class ExperimentRunner(ExperimentSpec spec, RunOptions options, IP
             var baseModel = spec.Base.Checkpoint ?? Path.Combine(
                 Stage("base", cache, new { dataset = DatasetInputs(), spec.Base, spec.Seed, promptDropout = BasePromptDropout, emaRule = spec.Base.Ema is null ? null : EmaRule, numerics = TrainingNumericsVersion, threads = options.Threads }, folder => TrainBase(dataset, folder, device, cancellation), resumable: true), "model");
             var evaluations = new List<ModelEvaluation>();
-            using (var suite = TimedValue("evaluation-suite", () => EvaluationSuite.Create(dataset, spec.Seed, Relay("evaluation-suite"))))
+            using (var suite = TimedValue("evaluation-suite", () => EvaluationSuite.Create(dataset, spec.Evaluate.Suite(), spec.Seed, Relay("evaluation-suite"))))
             {
                 run.WriteJson("evaluation_suite.json", suite.Describe());
                 foreach (var point in selected)
-                    foreach (var model in point.Spec.Models)
-                        foreach (var scheme in model == "text-only" ? ["b"] : point.Spec.Schemes)
+                    foreach (var kind in point.Spec.Models)
+                        foreach (var referenceScheme in kind == ModelKind.TextOnly ? [ReferenceScheme.B] : point.Spec.Schemes)
                         {
                             cancellation.ThrowIfCancellationRequested();
+                            // Names, not enum values, in stage keys, seeds and folder names: the same strings as before the enums.
+                            string model = kind.Name(), scheme = referenceScheme.Name();
                             var trainInputs = new { dataset = DatasetInputs(), baseModel, point.Spec.Train, model, scheme, spec.Seed, numerics = TrainingNumericsVersion, threads = options.Threads };
                             var trained = Stage($"train-{model}-{scheme}-p{point.Index}", cache, trainInputs,
                                 folder => TrainModel(dataset, baseModel, point.Spec, model, scheme, folder, device, cancellation), resumable: true, stageFamily: "train");
-                            foreach (var split in Splits(point.Spec))
+                            foreach (var split in point.Spec.Evaluate.RunSplits())
                                 evaluations.Add(Evaluate(cache, suite, dataset, trained, trainInputs, point, model, scheme, split, device));
                         }
             }
@@ -193,19 +196,18 @@ public sealed class ExperimentRunner(ExperimentSpec spec, RunOptions options, IP
         }
     }
 
-    IEnumerable<string> Splits(ExperimentSpec point) =>
-        point.Evaluate.Splits.Concat(point.Evaluate.Compositions ? ["composition"] : []);
+    List<string> BuiltSchemes() => spec.Schemes.Append(ReferenceScheme.B).Select(s => s.Name()).Distinct().Order().ToList();
 
-    object DatasetInputs() => new { spec.Dataset, schemes = spec.Schemes.Append("b").Distinct().Order().ToList(), spec.Train.FaceReferences, spec.Train.ClothesReferences };
+    object DatasetInputs() => new { spec.Dataset, schemes = BuiltSchemes() };
 
     string BuildDataset(string folder, CancellationToken cancellation)
     {
         var build = new BuildOptions
         {
             Seed = spec.Dataset.Seed,
-            FaceReferences = spec.Train.FaceReferences,
-            ClothesReferences = spec.Train.ClothesReferences,
-            Schemes = spec.Schemes.Append("b").Distinct().Order().ToList(),
+            FaceReferences = spec.Dataset.FaceReferences,
+            ClothesReferences = spec.Dataset.ClothesReferences,
+            Schemes = BuiltSchemes(),
             UnseenFraction = (double)spec.Dataset.UnseenCharacters / spec.Dataset.Characters,
         };
         // One progress stage per dataset phase (generate, crops, ...) with its fraction, so a log shows every 10% of a
@@ -234,18 +236,13 @@ public sealed class ExperimentRunner(ExperimentSpec spec, RunOptions options, IP
 
     void TrainBase(string dataset, string folder, TorchSharp.torch.Device device, CancellationToken cancellation)
     {
-        var config = ModelConfigs.Get(spec.Base.Config);
+        var config = spec.Base.FreshModelConfig();
         var source = new DatasetFolderSource(dataset, config.ImageSize);
         using var model = BaseModelFactory.Create(config, source, Seeding.DeriveLong(spec.Seed, "base"), device: device);
         // The base model always learns an unconditional branch (10% empty prompts) for classifier-free guidance;
         // the spec's prompt dropout is a RetriNet-training knob (the ablation sweeps it), not a base-model one.
-        var task = new TextToImageTask(model, source, BasePromptDropout, minSnrGamma: spec.Base.MinSnrGamma);
-        var trainer = new TrainerOptions
-        {
-            Steps = spec.Base.Steps, BatchSize = spec.Base.BatchSize, LearningRate = spec.Base.LearningRate,
-            WarmupSteps = Math.Min(100, spec.Base.Steps / 10), Seed = Seeding.DeriveLong(spec.Seed, "base-train"), CheckpointEvery = Math.Max(50, spec.Base.Steps / 10),
-            EmaDecay = spec.Base.Ema, LearningRateSchedule = spec.Base.LearningRateSchedule,
-        };
+        var task = new TextToImageTask(model, source, spec.Base.PromptDropout, minSnrGamma: spec.Base.EffectiveMinSnrGamma);
+        var trainer = spec.Base.Trainer(Seeding.DeriveLong(spec.Seed, "base-train"));
         if (trainer.BatchNote(task.ExampleCount) is { } note) progress?.Report(new RunnerEvent("base", note));
         bool resume = File.Exists(Path.Combine(folder, DiffusionTrainer.CheckpointFolder, DiffusionTrainer.StateFile));
         var result = new DiffusionTrainer(task, trainer).Run(folder, resume, TrainingRelay("base", spec.Base.Steps), cancellation);
@@ -258,33 +255,26 @@ public sealed class ExperimentRunner(ExperimentSpec spec, RunOptions options, IP
         var branch = ReferenceModels.Create(kind, model, seed: Seeding.DeriveLong(spec.Seed, $"init/{kind}"));
         var examples = ManifestReader.Read(dataset, scheme, SplitNames.Train);
         using var data = new ReferenceDataset(dataset, examples, model.Config.ImageSize);
-        using var task = new ReferenceTrainingTask(model, branch, data, new ReferenceTrainingOptions
-        {
-            PromptDropout = point.Train.PromptDropout, ReferenceDropout = point.Train.ReferenceDropout, MaskedLoss = point.Train.MaskedLoss,
-            PromptView = point.Train.PromptView, BackgroundWeight = point.Train.BackgroundWeight,
-            DecoderLearningRateScale = point.Train.DecoderLearningRateScale, MinSnrGamma = point.Train.MinSnrGamma,
-        });
-        var trainer = new TrainerOptions
-        {
-            Steps = point.Train.Steps, BatchSize = point.Train.BatchSize, LearningRate = point.Train.LearningRate,
-            WarmupSteps = Math.Min(50, point.Train.Steps / 10), Seed = Seeding.DeriveLong(spec.Seed, $"train/{kind}/{scheme}"), CheckpointEvery = Math.Max(50, point.Train.Steps / 10),
-        };
+        using var task = new ReferenceTrainingTask(model, branch, data, point.Train);
+        var trainer = ReferenceTrainerOptions(spec, point.Train, kind, scheme);
         if (trainer.BatchNote(task.ExampleCount) is { } note) progress?.Report(new RunnerEvent($"train {kind}/{scheme}", note));
         bool resume = File.Exists(Path.Combine(folder, DiffusionTrainer.CheckpointFolder, DiffusionTrainer.StateFile));
         var result = new DiffusionTrainer(task, trainer).Run(folder, resume, TrainingRelay($"train {kind}/{scheme}", point.Train.Steps), cancellation);
         if (!result.Finished) throw new OperationCanceledException($"training of {kind} interrupted; rerun to resume");
     }
 
-    ModelEvaluation Evaluate(StageCache cache, EvaluationSuite suite, string dataset, string trained, object trainInputs, SweepPoint point, string kind, string scheme, string split,
+    /// <summary>
+    /// The trainer options `run` gives a reference model: the spec's train settings with the seed derived for the model
+    /// and scheme. `train` resolves the same settings through the same <see cref="ReferenceTrainingOptions.Trainer"/>.
+    /// </summary>
+    public static TrainerOptions ReferenceTrainerOptions(ExperimentSpec spec, ReferenceTrainingOptions train, string kind, string scheme) =>
+        train.Trainer(Seeding.DeriveLong(spec.Seed, $"train/{kind}/{scheme}"));
+
+    ModelEvaluation Evaluate(StageCache cache, EvaluationSuite suite, string dataset, string trained, object trainInputs, SweepPoint point, string kind, string scheme, EvaluationSplit evaluationSplit,
         TorchSharp.torch.Device device)
     {
-        var e = point.Spec.Evaluate;
-        var evaluation = new EvaluationOptions
-        {
-            Split = split, ReferenceSets = e.ReferenceSets, SamplesPerReference = e.SamplesPerReference, Seed = Seeding.DeriveLong(spec.Seed, "evaluate"),
-            Sampling = new ReferenceSamplingOptions { Steps = e.SamplingSteps, TextScale = e.TextGuidance, ReferenceScale = e.ReferenceGuidance },
-            BootstrapResamples = e.BootstrapResamples, PromptView = e.PromptView,
-        };
+        var evaluation = point.Spec.Evaluate.ForSplit(evaluationSplit, Seeding.DeriveLong(spec.Seed, "evaluate"));
+        string split = evaluation.Split;
         var folder = Stage($"evaluate-{kind}-{scheme}-p{point.Index}-{split}", cache, new { trainInputs, evaluation, suiteSeed = spec.Seed, protocol = EvaluationProtocolVersion }, dir =>
         {
             var (model, branch) = ReferenceModelStore.Load(Path.Combine(trained, "model"), device);

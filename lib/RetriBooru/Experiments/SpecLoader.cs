@@ -4,6 +4,7 @@ using System.Text.Json.Nodes;
 using System.Text.Json.Serialization;
 using RetriBooru.Data;
 using RetriBooru.Runtime;
+using RetriBooru.Settings;
 
 namespace RetriBooru.Experiments;
 
@@ -26,10 +27,6 @@ public sealed record SweepPoint(int Index, IReadOnlyDictionary<string, JsonEleme
 /// </summary>
 public static class SpecLoader
 {
-    static readonly string[] KnownModels = ["retrinet", "controlnet", "ipadapter", "text-only"];
-    static readonly string[] KnownSchemes = ["a", "b"];
-    static readonly string[] KnownSplits = ["seen", "unseen"];
-
     public static ExperimentSpec Load(string path, bool quick = false)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"{path}: no such experiment spec", path);
@@ -128,36 +125,13 @@ public static class SpecLoader
         Range(s.Dataset.ImagesPerCharacter, 2, 100_000, "$.dataset.images_per_character");
         Range(s.Dataset.UnseenCharacters, 0, s.Dataset.Characters - 1, "$.dataset.unseen_characters");
         Range(s.Dataset.Size, 16, 1024, "$.dataset.size");
-        Range(s.Base.Steps, 0, 10_000_000, "$.base.steps");
-        Range(s.Base.BatchSize, 1, 4096, "$.base.batch_size");
-        Range(s.Base.LearningRate, 1e-8, 1, "$.base.learning_rate");
-        if (s.Base.Ema is double ema) Range(ema, 0, 0.99999, "$.base.ema");
-        if (s.Base.MinSnrGamma is double baseGamma) Range(baseGamma, 1e-3, 1e6, "$.base.min_snr_gamma");
-        if (s.Train.MinSnrGamma is double trainGamma) Range(trainGamma, 1e-3, 1e6, "$.train.min_snr_gamma");
-        if (!Diffusion.TrainerOptions.LearningRateSchedules.Contains(s.Base.LearningRateSchedule))
-            problems.Add($"$.base.learning_rate_schedule: '{s.Base.LearningRateSchedule}' is not one of {string.Join(", ", Diffusion.TrainerOptions.LearningRateSchedules)}");
-        Range(s.Train.Steps, 0, 10_000_000, "$.train.steps");
-        Range(s.Train.BatchSize, 1, 4096, "$.train.batch_size");
-        Range(s.Train.LearningRate, 1e-8, 1, "$.train.learning_rate");
-        Range(s.Train.PromptDropout, 0, 1, "$.train.prompt_dropout");
-        Range(s.Train.ReferenceDropout, 0, 1, "$.train.reference_dropout");
-        Range(s.Train.BackgroundWeight, 0, 1, "$.train.background_weight");
-        Range(s.Train.DecoderLearningRateScale, 0, 100, "$.train.decoder_lr_scale");
-        Range(s.Train.FaceReferences, 0, 16, "$.train.face_references");
-        Range(s.Train.ClothesReferences, 0, 16, "$.train.clothes_references");
-        if (s.Train.FaceReferences + s.Train.ClothesReferences == 0) problems.Add("$.train: at least one face or clothes reference is needed");
-        Range(s.Evaluate.ReferenceSets, 1, 100_000, "$.evaluate.reference_sets");
-        Range(s.Evaluate.SamplesPerReference, 1, 1000, "$.evaluate.samples_per_reference");
-        Range(s.Evaluate.SamplingSteps, 1, 1000, "$.evaluate.sampling_steps");
-        Range(s.Evaluate.BootstrapResamples, 10, 1_000_000, "$.evaluate.bootstrap_resamples");
-        if (!Data.PromptViews.All.Contains(s.Train.PromptView)) problems.Add($"$.train.prompt_view: unknown view '{s.Train.PromptView}'; use full or context");
-        if (!Data.PromptViews.All.Contains(s.Evaluate.PromptView)) problems.Add($"$.evaluate.prompt_view: unknown view '{s.Evaluate.PromptView}'; use full or context");
-        foreach (var (m, i) in s.Models.Select((m, i) => (m, i)))
-            if (!KnownModels.Contains(m)) problems.Add($"$.models[{i}]: unknown model '{m}'{Hint(m, KnownModels)}; known: {string.Join(", ", KnownModels)}");
-        foreach (var (m, i) in s.Schemes.Select((m, i) => (m, i)))
-            if (!KnownSchemes.Contains(m)) problems.Add($"$.schemes[{i}]: unknown scheme '{m}'; use a (same-image crops, leakage study only) or b (other images)");
-        foreach (var (m, i) in s.Evaluate.Splits.Select((m, i) => (m, i)))
-            if (!KnownSplits.Contains(m)) problems.Add($"$.evaluate.splits[{i}]: unknown split '{m}'; use seen or unseen");
+        Range(s.Dataset.FaceReferences, 0, 16, "$.dataset.face_references");
+        Range(s.Dataset.ClothesReferences, 0, 16, "$.dataset.clothes_references");
+        if (s.Dataset.FaceReferences + s.Dataset.ClothesReferences == 0) problems.Add("$.dataset: at least one face or clothes reference is needed");
+        // The settings records check their own fields (ranges declared on each field, shared with the CLI).
+        problems.AddRange(s.Base.Problems(f => "$.base." + f.JsonName));
+        problems.AddRange(s.Train.Problems(f => "$.train." + f.JsonName));
+        problems.AddRange(s.Evaluate.Problems(f => "$.evaluate." + f.JsonName));
     }
 
     /// <summary>Walks the JSON against the record's properties: unknown names and wrong JSON kinds are problems.</summary>
@@ -178,6 +152,7 @@ public static class SpecLoader
             string childPath = $"{path}.{name}";
             if (value is null) continue;
             if (t == typeof(string)) { if (value.GetValueKind() != JsonValueKind.String) problems.Add($"{childPath}: expected a string"); }
+            else if (Words.NamesOf(t) is { } words) CheckWord(value, t, words, childPath, problems);
             else if (t == typeof(bool)) { if (value.GetValueKind() is not (JsonValueKind.True or JsonValueKind.False)) problems.Add($"{childPath}: expected true or false"); }
             else if (t == typeof(int) || t == typeof(long))
             {
@@ -185,7 +160,12 @@ public static class SpecLoader
             }
             else if (t == typeof(double)) { if (value.GetValueKind() != JsonValueKind.Number) problems.Add($"{childPath}: expected a number"); }
             else if (t.IsGenericType && t.GetGenericTypeDefinition() == typeof(IReadOnlyList<>))
-            { if (value is not JsonArray) problems.Add($"{childPath}: expected a list"); }
+            {
+                if (value is not JsonArray list) { problems.Add($"{childPath}: expected a list"); continue; }
+                var itemType = t.GetGenericArguments()[0];
+                if (Words.NamesOf(itemType) is { } itemWords)
+                    for (int i = 0; i < list.Count; i++) CheckWord(list[i], itemType, itemWords, $"{childPath}[{i}]", problems);
+            }
             else if (t.IsGenericType && t.GetGenericTypeDefinition() == typeof(IReadOnlyDictionary<,>))
             {
                 if (value is not JsonObject dict) { problems.Add($"{childPath}: expected an object"); continue; }
@@ -200,6 +180,14 @@ public static class SpecLoader
             else if (value is JsonObject child) CheckShape(child, t, childPath, problems);
             else problems.Add($"{childPath}: expected an object");
         }
+    }
+
+    /// <summary>A domain word (model kind, scheme, split, view, ...) must be one of its spellings.</summary>
+    static void CheckWord(JsonNode? value, Type type, IReadOnlyList<string> words, string path, List<string> problems)
+    {
+        if (value is null || value.GetValueKind() != JsonValueKind.String) { problems.Add($"{path}: expected one of {string.Join(", ", words)}"); return; }
+        var text = value.GetValue<string>();
+        if (!words.Contains(text)) problems.Add($"{path}: {Words.Unknown(type, text)}");
     }
 
     static bool TrySet(JsonObject root, string dotted, JsonNode? value, out string error)
@@ -227,7 +215,7 @@ public static class SpecLoader
             var path = prefix + name;
             yield return path;
             var t = p.PropertyType;
-            if (t.IsClass && t != typeof(string) && !t.IsGenericType && t.Namespace == typeof(ExperimentSpec).Namespace)
+            if (t.IsClass && t != typeof(string) && !t.IsGenericType && t.Assembly == typeof(ExperimentSpec).Assembly)
                 foreach (var child in AllPaths(t, path + ".")) yield return child;
         }
     }

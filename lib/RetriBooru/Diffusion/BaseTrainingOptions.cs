@@ -1,0 +1,117 @@
+using System.Globalization;
+using System.Text.Json.Serialization;
+using RetriBooru.Modeling;
+using RetriBooru.Settings;
+
+namespace RetriBooru.Diffusion;
+
+/// <summary>
+/// Base text-to-image training (the spec's <c>base</c> section, the <c>train-base</c> verb's flags): the model config
+/// with its overrides for a fresh model, and the optimisation schedule. Defined once here with JSON names, defaults,
+/// ranges and help; the spec loader and the CLI read them from here.
+/// </summary>
+public sealed record BaseTrainingOptions
+{
+    [JsonPropertyName("config"), Setting("Model config (tiny; sd15 needs --tokenizer and a GPU).")]
+    public string Config { get; init; } = "tiny";
+
+    [JsonPropertyName("steps"), Setting("Optimisation steps.", Min = 0, Max = 10_000_000)]
+    public int Steps { get; init; } = 1500;
+
+    [JsonPropertyName("batch_size"), Setting("Examples per step; a batch larger than the dataset is clamped to the dataset size (with a note).", Min = 1, Max = 1_000_000)]
+    public int BatchSize { get; init; } = 16;
+
+    [JsonPropertyName("learning_rate"), Setting("Peak learning rate (AdamW).", Min = 1e-8, Max = 1)]
+    public double LearningRate { get; init; } = 1e-3;
+
+    [JsonPropertyName("warmup_steps"), Setting("Linear warm-up steps (default: min(100, steps / 10)).", Min = 0, Max = 10_000_000)]
+    public int? WarmupSteps { get; init; }
+
+    [JsonPropertyName("learning_rate_schedule"), Setting("After warm-up: constant or cosine (decays to 0 at the last step).")]
+    public LearningRateSchedule LearningRateSchedule { get; init; } = TrainingRecipe.LearningRateSchedule;
+
+    /// <remarks>Averaging smooths the step-to-step noise of a short CPU run; 0.999 suits runs of a few thousand steps.</remarks>
+    [JsonPropertyName("ema"), Setting("EMA decay of the weights (e.g. 0.999; the exported model carries the average); off when omitted.", Min = 0, Max = 0.99999)]
+    public double? Ema { get; init; }
+
+    [JsonPropertyName("min_snr_gamma"), Setting("Min-SNR-gamma loss weighting; 0 or null = off (plain MSE on the prediction target).", Min = 0, Max = 1e6)]
+    public double? MinSnrGamma { get; init; } = TrainingRecipe.MinSnrGamma;
+
+    [JsonPropertyName("grad_clip"), Setting("Global gradient-norm clip (0 = off).", Min = 0, Max = 1e6)]
+    public double GradClip { get; init; } = 1.0;
+
+    /// <remarks>The base model always learns an unconditional branch for classifier-free guidance; reference training has its own prompt dropout.</remarks>
+    [JsonPropertyName("prompt_dropout"), Setting("Probability that a training image's prompt is replaced by the empty prompt (classifier-free guidance).", Min = 0, Max = 1)]
+    public double PromptDropout { get; init; } = 0.1;
+
+    [JsonPropertyName("checkpoint_every"), Setting("Write a resumable checkpoint every N steps (default: max(50, steps / 10)).", Min = 1, Max = 10_000_000)]
+    public int? CheckpointEvery { get; init; }
+
+    [JsonPropertyName("prediction"), Setting("epsilon, v_prediction or sample (x0) for a fresh model (default: the config's).")]
+    public string? Prediction { get; init; }
+
+    [JsonPropertyName("beta_schedule"), Setting("Noise schedule of a fresh model: scaled_linear, linear or squaredcos_cap_v2 (default: the config's).")]
+    public string? BetaSchedule { get; init; }
+
+    [JsonPropertyName("zero_snr"), Setting("Rescale the schedule of a fresh model to zero terminal SNR, with trailing DDIM timesteps (v-prediction).")]
+    public bool ZeroSnr { get; init; }
+
+    [JsonPropertyName("sigma_data"), Setting("x-prediction input skip (EDM preconditioning) of a fresh model; 0 = none (default: the config's).", Min = 0, Max = 100)]
+    public double? SigmaData { get; init; }
+
+    [JsonPropertyName("channels"), Setting("U-Net block channels of a fresh model, comma-separated (e.g. 64,64,64; default: the config's).")]
+    public string? Channels { get; init; }
+
+    [JsonPropertyName("patch_size"), Setting("Pixel-unshuffle patch of a fresh pixel-space model (1 = full resolution; default: the config's).", Min = 1, Max = 16)]
+    public int? PatchSize { get; init; }
+
+    [JsonPropertyName("checkpoint"), Setting("A pretrained model folder to use instead of pretraining (e.g. SD1.5 on a GPU machine).",
+        SpecOnly = "train-base always trains; it starts from pretrained weights with --init instead")]
+    public string? Checkpoint { get; init; }
+
+    [JsonIgnore] public double? EffectiveMinSnrGamma => MinSnrGamma is > 0 ? MinSnrGamma : null;
+
+    /// <summary>The trainer's options for this schedule: the one place warm-up and checkpoint defaults are resolved.</summary>
+    public TrainerOptions Trainer(long seed, int? stopAfter = null) => new()
+    {
+        Steps = Steps, BatchSize = BatchSize, LearningRate = LearningRate, WarmupSteps = WarmupSteps ?? Math.Min(100, Steps / 10),
+        LearningRateSchedule = LearningRateSchedule, GradClip = GradClip, EmaDecay = Ema,
+        Seed = seed, CheckpointEvery = CheckpointEvery ?? Math.Max(50, Steps / 10), StopAfter = stopAfter,
+    };
+
+    /// <summary>The --channels list as widths, or null when it is not 1 to 8 integers in [1, 4096].</summary>
+    public int[]? ParsedChannels()
+    {
+        var parts = (Channels ?? "").Split(',', StringSplitOptions.TrimEntries);
+        var widths = parts.Select(c => int.TryParse(c, NumberStyles.None, CultureInfo.InvariantCulture, out var w) ? w : -1).ToArray();
+        return widths.Length is >= 1 and <= 8 && widths.All(w => w is >= 1 and <= 4096) ? widths : null;
+    }
+
+    /// <summary>The config of a fresh model: the named config with this record's overrides, validated before any layer is allocated.</summary>
+    public ModelConfig FreshModelConfig()
+    {
+        var named = ModelConfigs.Get(Config);
+        var config = named with { Schedule = named.Schedule with { PredictionType = Prediction ?? named.Schedule.PredictionType } };
+        if (BetaSchedule is { } beta) config = config with { Schedule = config.Schedule with { BetaSchedule = beta } };
+        if (SigmaData is double sd) config = config with { Schedule = config.Schedule with { SigmaData = sd } };
+        if (ZeroSnr) config = config with { Schedule = config.Schedule with { RescaleBetasZeroSnr = true, TimestepSpacing = "trailing" } };
+        if (ParsedChannels() is { } widths) config = config with { Unet = config.Unet with { BlockOutChannels = widths } };
+        if (PatchSize is int p)
+            config = config with { PatchSize = p, Unet = config.Unet with { InChannels = 3 * p * p, OutChannels = 3 * p * p, SampleSize = config.ImageSize / p } };
+        config.Unet.Validate();
+        _ = new NoiseSchedule(config.Schedule);
+        return config;
+    }
+
+    /// <summary>Every problem, each naming its field by <paramref name="label"/> (a spec path or a CLI flag).</summary>
+    public IReadOnlyList<string> Problems(Func<SettingField, string> label)
+    {
+        var problems = SettingFields.RangeProblems(this, label).ToList();
+        string Label(string property) => label(SettingFields.Field(typeof(BaseTrainingOptions), property));
+        if (Prediction is not null && !NoiseSchedule.PredictionTypes.Contains(Prediction))
+            problems.Add($"{Label(nameof(Prediction))}: '{Prediction}' is not one of {string.Join(", ", NoiseSchedule.PredictionTypes)}");
+        if (Channels is not null && ParsedChannels() is null)
+            problems.Add($"{Label(nameof(Channels))}: must be 1 to 8 comma-separated widths in [1, 4096], e.g. 64,64,64, not '{Channels}'");
+        return problems;
+    }
+}

@@ -1,0 +1,72 @@
+using System.Text.Json.Serialization;
+using RetriBooru.Settings;
+
+namespace RetriBooru.Metrics;
+
+/// <summary>
+/// The evaluation protocol (the spec's <c>evaluate</c> section, the <c>evaluate</c> verb's flags): how many reference
+/// sets and samples, the sampler, the prompt and how identity is compared. Defined once here with JSON names, defaults,
+/// ranges and help; <see cref="ForSplit"/> and <see cref="Suite"/> turn it into the engine's options.
+/// </summary>
+public sealed record EvaluationSettings
+{
+    [JsonPropertyName("splits"), Setting("The splits each model is evaluated on (seen, unseen, composition).",
+        SpecOnly = "evaluate scores one --split per call")]
+    public IReadOnlyList<EvaluationSplit> Splits { get; init; } = [EvaluationSplit.Seen, EvaluationSplit.Unseen];
+
+    [JsonPropertyName("compositions"), Setting("Also evaluate the composition split (face references of one outfit, clothes references of another).",
+        SpecOnly = "evaluate --split composition")]
+    public bool Compositions { get; init; } = true;
+
+    [JsonPropertyName("reference_sets"), Setting("Reference sets (manifest examples) to evaluate, spread over characters.", Min = 1, Max = 100_000)]
+    public int ReferenceSets { get; init; } = 16;
+
+    [JsonPropertyName("samples_per_reference"), Setting("K: samples generated per reference set.", Min = 1, Max = 1000)]
+    public int SamplesPerReference { get; init; } = 4;
+
+    [JsonPropertyName("sampling_steps"), Setting("DDIM steps per sample.", Min = 1, Max = 1000)]
+    public int SamplingSteps { get; init; } = 25;
+
+    [JsonPropertyName("text_guidance"), Setting("Classifier-free guidance scale of the prompt.", Min = 0, Max = 100)]
+    public double TextGuidance { get; init; } = 3.0;
+
+    [JsonPropertyName("reference_guidance"), Setting("Classifier-free guidance scale of the references.", Min = 0, Max = 100)]
+    public double ReferenceGuidance { get; init; } = 2.0;
+
+    [JsonPropertyName("bootstrap_resamples"), Setting("Bootstrap resamples of each 95% CI.", Min = 10, Max = 1_000_000)]
+    public int BootstrapResamples { get; init; } = 1000;
+
+    [JsonPropertyName("prompt_view"), Setting("context (prompts without character, hair, eye and clothing tags, so identity must come from the references) or full (the target's whole prompt).")]
+    public PromptView PromptView { get; init; } = PromptView.Context;
+
+    [JsonPropertyName("identity_view"), Setting("best-window (best of 14 windows per concept; 2.5x larger gap between same- and other-character scores, measured) or whole (the whole generated image; faster).")]
+    public string IdentityView { get; init; } = EvaluationViews.BestWindow;
+
+    [JsonPropertyName("identity_quantile"), Setting("Quantile of cross-character identity scores used as SWD's identity baseline.", Min = 1e-6, Max = 1 - 1e-6)]
+    public double IdentityQuantile { get; init; } = 0.95;
+
+    /// <summary>The splits a run evaluates, in order: the listed ones, then composition when on.</summary>
+    public IEnumerable<EvaluationSplit> RunSplits() =>
+        Splits.Concat(Compositions ? [EvaluationSplit.Composition] : []).Distinct();
+
+    /// <summary>The engine's options for one split; <paramref name="seed"/> drives the set choice, every sample and the bootstrap.</summary>
+    public EvaluationOptions ForSplit(EvaluationSplit split, long seed) => new()
+    {
+        Split = split.Name(), ReferenceSets = ReferenceSets, SamplesPerReference = SamplesPerReference, Seed = seed,
+        Sampling = new Diffusion.ReferenceSamplingOptions { Steps = SamplingSteps, TextScale = TextGuidance, ReferenceScale = ReferenceGuidance },
+        BootstrapResamples = BootstrapResamples, PromptView = PromptView.Name(),
+    };
+
+    /// <summary>The suite's options this protocol sets (identity view and baseline quantile); the rest keep their defaults.</summary>
+    public EvaluationSuiteOptions Suite(EvaluationSuiteOptions? defaults = null) =>
+        (defaults ?? new EvaluationSuiteOptions()) with { IdentityView = IdentityView, IdentityBaselineQuantile = IdentityQuantile };
+
+    /// <summary>Every problem, each naming its field by <paramref name="label"/> (a spec path or a CLI flag).</summary>
+    public IReadOnlyList<string> Problems(Func<SettingField, string> label)
+    {
+        var problems = SettingFields.RangeProblems(this, label).ToList();
+        if (IdentityView is not (EvaluationViews.Whole or EvaluationViews.BestWindow))
+            problems.Add($"{label(SettingFields.Field(typeof(EvaluationSettings), nameof(IdentityView)))}: unknown identity view '{IdentityView}'; use {EvaluationViews.Whole} or {EvaluationViews.BestWindow}");
+        return problems;
+    }
+}
