@@ -159,7 +159,7 @@ public class TorchRuntimeTests
         if (!TorchRuntime.IsCudaAvailable())
         {
             var e = Assert.Throws<InvalidOperationException>(() => TorchRuntime.ResolveDevice("cuda"));
-            Assert.Contains("README", e.Message);
+            Assert.Contains("docs/troubleshooting.md#gpu--cuda", e.Message);
         }
     }
 

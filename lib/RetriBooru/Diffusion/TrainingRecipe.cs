@@ -1,7 +1,7 @@
 namespace RetriBooru.Diffusion;
 
 /// <summary>
-/// The training recipe measured in docs (README, "Sample quality: what was tried"): the defaults that the library's
+/// The training recipe measured in docs/development-notes.md ("Sample quality: what was tried"): the defaults that the library's
 /// options, the experiment specs and the CLI verbs all take from here, so each has one value everywhere.
 /// The schedule half of the recipe (prediction type, noise schedule, timestep spacing) is part of the model config
 /// (<see cref="Modeling.ModelConfigs.Tiny"/>), because sampling must read it back from a saved model.

@@ -12,7 +12,7 @@ namespace RetriBooru.Imaging;
 /// </summary>
 public static class PerceptualHash
 {
-    /// <summary>Default near-duplicate threshold in bits (of 64) for <see cref="PHash"/>; see the README for how it was chosen.</summary>
+    /// <summary>Default near-duplicate threshold in bits (of 64) for <see cref="PHash"/>; see docs/dataset.md (Near-duplicates) for how it was chosen.</summary>
     public const int DefaultThreshold = 14;
 
     public static ulong DHash(SKBitmap bitmap)

@@ -184,7 +184,7 @@ public static class ModelConfigs
         },
         Tokenizer = TokenizerKind.Tags,
         // x-prediction (the network outputs the clean image), min-SNR weighted (TrainingRecipe), x0 clipped, and the last
-        // DDIM step returning the clean estimate. Measured (README, "Sample quality"): v-prediction samples stayed
+        // DDIM step returning the clean estimate. Measured (docs/development-notes.md, "Sample quality"): v-prediction samples stayed
         // coloured speckle (its errors at mid noise are noise-like and DDIM freezes them in); x-prediction's errors are
         // smooth, and its samples show clean backgrounds and figures. Earlier, epsilon prediction was worse still: its
         // high-noise x0 guesses are the noise error times sqrt((1 - a)/a), up to 14.6x.

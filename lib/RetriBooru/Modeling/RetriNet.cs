@@ -7,7 +7,7 @@ using RetriBooru.Runtime;
 
 namespace RetriBooru.Modeling;
 
-/// <summary>Choices the paper leaves open, as options (defaults documented in README.md#retrinet).</summary>
+/// <summary>Choices the paper leaves open, as options (defaults documented in docs/model.md#retrinet-and-baselines-retribooru-train-retribooru-sample).</summary>
 public sealed record RetriNetOptions
 {
     /// <summary>Initialise the retrieval encoder from the base U-Net's encoder (as ControlNet does) instead of randomly.</summary>

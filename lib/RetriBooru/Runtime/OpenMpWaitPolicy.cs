@@ -4,7 +4,7 @@ namespace RetriBooru.Runtime;
 
 /// <summary>
 /// libtorch's OpenMP workers spin while they wait for work by default; on a busy 2-core machine that made 2 threads
-/// about 8x slower than 1 (README, Runtime). A passive wait policy makes them sleep instead. libgomp reads
+/// about 8x slower than 1 (docs/training.md, Runtime). A passive wait policy makes them sleep instead. libgomp reads
 /// OMP_WAIT_POLICY from the *native* environment once, when it is loaded with libtorch, so the variable is set with
 /// libc's setenv (a managed Environment.SetEnvironmentVariable does not reach getenv) before anything loads libtorch.
 /// A value the user already set wins.

@@ -51,7 +51,7 @@ public static class TorchRuntime
         if (status?.UnsatisfiedVersions.Count > 0)
             lines.Add($"  the system libstdc++ ({libstdcxx.Path}) lacks {string.Join(", ", status.UnsatisfiedVersions)}; install a newer libstdc++6 (GCC 13 or later) or put one on LD_LIBRARY_PATH.");
         lines.Add("  What to do: run `dotnet restore` (the TorchSharp-cpu package provides libtorch), check that ~/.cache/retribooru " +
-                  "or $RETRIBOORU_NATIVE_CACHE is writable, and see README.md#troubleshooting.");
+                  "or $RETRIBOORU_NATIVE_CACHE is writable, and see docs/troubleshooting.md.");
         return string.Join(Environment.NewLine, lines);
     }
 
@@ -69,7 +69,7 @@ public static class TorchRuntime
         {
             if (!IsCudaAvailable())
                 throw new InvalidOperationException($"device '{name}' was requested but TorchSharp reports no CUDA device. " +
-                    "This build uses the TorchSharp-cpu package; see README.md#gpu for the CUDA package switch.");
+                    "This build uses the TorchSharp-cpu package; see docs/troubleshooting.md#gpu--cuda for the CUDA package switch.");
             return device(requested);
         }
         throw new ArgumentException($"unknown device '{name}': use cpu, cuda, cuda:N or auto");
