@@ -7,7 +7,33 @@ namespace RetriBooru.Cli;
 /// <summary>Builds the command tree; tests call <see cref="Run"/> in-process.</summary>
 public static class CliApp
 {
-    public static int Run(string[] args, IAnsiConsole? console = null)
+    public static int Run(string[] args, IAnsiConsole? console = null) => Run(args, console, interceptor: null);
+
+    /// <summary>
+    /// The settings a command line binds to, validated, without running the verb: how tests check that a flag and a spec
+    /// field resolve to the same options. Null (with the error on <paramref name="console"/>) when the line does not parse.
+    /// </summary>
+    public static CommandSettings? Parse(string[] args, IAnsiConsole console)
+    {
+        var capture = new CaptureSettings();
+        Run(args, console, capture);
+        return capture.Settings;
+    }
+
+    sealed class CaptureSettings : ICommandInterceptor
+    {
+        public CommandSettings? Settings { get; private set; }
+        public void Intercept(CommandContext context, CommandSettings settings)
+        {
+            Settings = settings;
+            throw new ParsedOnly();
+        }
+    }
+
+    /// <summary>Stops a <see cref="Parse"/> run after binding; never shown.</summary>
+    sealed class ParsedOnly : Exception;
+
+    static int Run(string[] args, IAnsiConsole? console, ICommandInterceptor? interceptor)
     {
         // Redirected output (a log file, CI, a Slurm job) has no terminal width; Spectre then assumes 80 columns and wraps
         // every table cell into unreadable slivers. Logs are read in editors: give tables room.
@@ -19,8 +45,10 @@ public static class CliApp
             // An unknown option is an error (a misspelt --checkpoint-every must not run with its default).
             config.UseStrictParsing();
             if (console is not null) config.ConfigureConsole(console);
+            if (interceptor is not null) config.SetInterceptor(interceptor);
             config.SetExceptionHandler((exception, _) =>
             {
+                if (exception is ParsedOnly || exception.InnerException is ParsedOnly) return ExitCodes.Ok;
                 var target = console ?? AnsiConsole.Console;
                 var log = ErrorLog.Write(args, exception);
                 target.MarkupLine($"[red]error:[/] {Markup.Escape(RetriBooru.Runtime.ExceptionCause.Of(exception).Message)}{Markup.Escape(UnknownOptionHint(exception))}" +

@@ -1,0 +1,133 @@
+using System.Reflection;
+using System.Text.Json.Serialization;
+using RetriBooru.Cli;
+using RetriBooru.Cli.Commands;
+using RetriBooru.Diffusion;
+using RetriBooru.Experiments;
+using RetriBooru.Metrics;
+using RetriBooru.Settings;
+using Spectre.Console.Cli;
+using Spectre.Console.Testing;
+using Xunit;
+
+namespace RetriBooru.Tests;
+
+/// <summary>One definition per setting: each record field is a spec path and a CLI flag of the same name with the same help and default.</summary>
+public class SettingsTests
+{
+    public static TheoryData<Type, string, Type> Records => new()
+    {
+        { typeof(BaseTrainingOptions), "base", typeof(TrainBaseCommand.Settings) },
+        { typeof(ReferenceTrainingOptions), "train", typeof(TrainCommand.Settings) },
+        { typeof(EvaluationSettings), "evaluate", typeof(EvaluateCommand.Settings) },
+    };
+
+    [Theory]
+    [MemberData(nameof(Records))]
+    public void Every_setting_has_a_spec_path_a_cli_flag_of_the_same_name_and_help(Type record, string section, Type verb)
+    {
+        var specProperty = typeof(ExperimentSpec).GetProperties().Single(p => p.GetCustomAttribute<JsonPropertyNameAttribute>()?.Name == section);
+        Assert.Equal(record, specProperty.PropertyType);
+        var fields = SettingFields.Of(record);
+        Assert.NotEmpty(fields);
+        foreach (var field in fields)
+        {
+            Assert.Matches("^[a-z][a-z0-9_]*$", field.JsonName);
+            Assert.False(string.IsNullOrWhiteSpace(field.Help), $"{record.Name}.{field.Property.Name} has no help");
+            var option = SettingsBinder.OptionProperty(verb, field.Flag);
+            if (field.Setting.SpecOnly is { } why)
+            {
+                Assert.False(string.IsNullOrWhiteSpace(why));
+                Assert.Null(option);
+                continue;
+            }
+            Assert.True(option is not null, $"{section}.{field.JsonName} has no {field.Flag} on {verb.DeclaringType!.Name}");
+            var help = option!.GetCustomAttribute<SettingHelpAttribute>();
+            Assert.True(help is not null && help.Record == record && help.Property == field.Property.Name, $"{field.Flag} does not take its help from {record.Name}.{field.Property.Name}");
+            Assert.StartsWith(field.Help, help.Description);
+            // Null until given, so the record's default applies; domain words come as text and are parsed with a did-you-mean.
+            var expected = field.ValueType.IsEnum || field.ValueType == typeof(string) ? typeof(string) : typeof(Nullable<>).MakeGenericType(field.ValueType);
+            Assert.True(option.PropertyType == expected, $"{field.Flag} is {option.PropertyType.Name}, expected {expected.Name}");
+        }
+        // And the other way: every option that says it is a setting has that setting's flag among its names.
+        foreach (var property in verb.GetProperties().Where(p => p.GetCustomAttribute<SettingHelpAttribute>() is not null))
+        {
+            var help = property.GetCustomAttribute<SettingHelpAttribute>()!;
+            var field = SettingFields.Field(help.Record, help.Property);
+            Assert.Contains(field.Flag, property.GetCustomAttribute<CommandOptionAttribute>()!.LongNames.Select(n => "--" + n));
+        }
+    }
+
+    static T Parse<T>(params string[] args) where T : CommandSettings
+    {
+        var console = new TestConsole().Width(200);
+        var settings = CliApp.Parse(args, console);
+        Assert.True(settings is T, console.Output);
+        return (T)settings!;
+    }
+
+    [Fact]
+    public void Train_and_run_resolve_identical_options_from_identical_inputs()
+    {
+        var spec = SpecLoader.Parse("""
+            { "name": "x", "seed": 3,
+              "train": { "steps": 300, "batch_size": 8, "learning_rate": 0.001, "prompt_view": "context", "masked_loss": false,
+                         "min_snr_gamma": 0, "background_weight": 0.5, "learning_rate_schedule": "cosine" } }
+            """, "inline");
+        var runTrainer = ExperimentRunner.ReferenceTrainerOptions(spec, spec.Train, "retrinet", "b");
+        var cli = Parse<TrainCommand.Settings>("train", "--data", "d", "--base", "b", "--out", "o", "--steps", "300", "--batch-size", "8", "--learning-rate", "0.001",
+            "--prompt-view", "context", "--masked-loss", "false", "--min-snr-gamma", "0", "--background-weight", "0.5", "--learning-rate-schedule", "cosine");
+        Assert.Equal(spec.Train, cli.Training());
+        Assert.Equal(runTrainer, cli.Training().Trainer(runTrainer.Seed));
+        Assert.Equal(30, runTrainer.WarmupSteps); // min(50, steps / 10), the same for both verbs
+        // Old short flags are aliases of the same settings.
+        var aliases = Parse<TrainCommand.Settings>("train", "--data", "d", "--base", "b", "--out", "o", "--steps", "300", "--batch", "8", "--lr", "0.001",
+            "--prompt-view", "context", "--no-mask", "--min-snr-gamma", "0", "--background-weight", "0.5", "--lr-schedule", "cosine");
+        Assert.Equal(spec.Train, aliases.Training());
+        // Nothing given: both are the record's defaults.
+        Assert.Equal(new ReferenceTrainingOptions(), Parse<TrainCommand.Settings>("train", "--data", "d", "--base", "b", "--out", "o").Training());
+        Assert.Equal(new ReferenceTrainingOptions(), SpecLoader.Parse("""{ "name": "x" }""", "inline").Train);
+    }
+
+    [Fact]
+    public void Train_base_and_run_resolve_identical_options_from_identical_inputs()
+    {
+        var spec = SpecLoader.Parse("""{ "name": "x", "base": { "steps": 400, "batch_size": 4, "ema": 0.99, "grad_clip": 0.5, "patch_size": 1, "channels": "16,32,32" } }""", "inline");
+        var cli = Parse<TrainBaseCommand.Settings>("train-base", "--data", "d", "--out", "o", "--steps", "400", "--batch-size", "4", "--ema", "0.99", "--grad-clip", "0.5",
+            "--patch-size", "1", "--channels", "16,32,32");
+        Assert.Equal(spec.Base, cli.Training());
+        Assert.Equal(spec.Base.Trainer(5), cli.Training().Trainer(5));
+        Assert.Equal(40, spec.Base.Trainer(5).WarmupSteps);
+        Assert.Equal(spec.Base.FreshModelConfig().Unet.BlockOutChannels, cli.Training().FreshModelConfig().Unet.BlockOutChannels);
+        Assert.Equal(new BaseTrainingOptions(), Parse<TrainBaseCommand.Settings>("train-base", "--data", "d", "--out", "o").Training());
+    }
+
+    [Fact]
+    public void Evaluate_and_run_resolve_identical_options_from_identical_inputs()
+    {
+        var spec = SpecLoader.Parse("""{ "name": "x", "evaluate": { "reference_sets": 5, "sampling_steps": 9, "text_guidance": 2.5, "prompt_view": "full", "identity_view": "whole" } }""", "inline");
+        var cli = Parse<EvaluateCommand.Settings>("evaluate", "--checkpoint", "c", "--data", "d", "--out", "o", "--reference-sets", "5", "--sampling-steps", "9",
+            "--text-guidance", "2.5", "--prompt-view", "full", "--identity-view", "whole");
+        Assert.Equal(spec.Evaluate.ForSplit(EvaluationSplit.Unseen, 7), cli.Protocol().ForSplit(EvaluationSplit.Unseen, 7));
+        var (specSuite, cliSuite) = (spec.Evaluate.Suite(), cli.Protocol().Suite());
+        Assert.Equal((specSuite.IdentityView, specSuite.IdentityBaselineQuantile), (cliSuite.IdentityView, cliSuite.IdentityBaselineQuantile));
+        var aliases = Parse<EvaluateCommand.Settings>("evaluate", "--checkpoint", "c", "--data", "d", "--out", "o", "--sets", "5", "--steps", "9",
+            "--text-scale", "2.5", "--prompt-view", "full", "--identity-view", "whole");
+        Assert.Equal(cli.Protocol().ForSplit(EvaluationSplit.Seen, 1), aliases.Protocol().ForSplit(EvaluationSplit.Seen, 1));
+    }
+
+    [Fact]
+    public void A_mistyped_domain_word_is_one_line_with_a_suggestion_on_the_command_line_and_in_a_spec()
+    {
+        var console = new TestConsole().Width(200);
+        Assert.Null(CliApp.Parse(["train", "--data", "d", "--base", "b", "--out", "o", "--prompt-view", "contxt"], console));
+        Assert.Contains("--prompt-view: unknown view 'contxt' (did you mean 'context'?); use full or context", console.Output);
+        console = new TestConsole().Width(200);
+        Assert.Null(CliApp.Parse(["train", "--data", "d", "--base", "b", "--out", "o", "--model", "retrinett"], console));
+        Assert.Contains("--model: unknown model 'retrinett' (did you mean 'retrinet'?)", console.Output);
+        var e = Assert.Throws<SpecValidationException>(() => SpecLoader.Parse("""{ "name": "x", "evaluate": { "splits": ["unsen"] } }""", "inline"));
+        Assert.Contains("$.evaluate.splits[0]: unknown split 'unsen' (did you mean 'unseen'?)", e.Message);
+        Assert.Equal("text-only", ModelKind.TextOnly.Name());
+        Assert.Equal(ModelKind.TextOnly, Words.Parse<ModelKind>("text-only"));
+    }
+}
