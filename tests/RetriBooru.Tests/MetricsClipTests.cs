@@ -1,5 +1,8 @@
 using RetriBooru.Metrics;
-using RetriBooru.Metrics.Clip;
+using RetriBooru.Modeling;
+using RetriBooru.Modeling.Clip;
+using RetriBooru.Modeling.Tokenizers;
+using RetriBooru.Weights;
 using SkiaSharp;
 using TorchSharp;
 using Xunit;
@@ -10,8 +13,8 @@ namespace RetriBooru.Tests;
 /// <summary>CLIP towers with tiny random weights written under HF key names by the test.</summary>
 public class MetricsClipTests
 {
-    static readonly ClipVisionConfig Vision = new(HiddenSize: 32, IntermediateSize: 64, NumLayers: 2, NumHeads: 4, ImageSize: 32, PatchSize: 8, ProjectionDim: 16);
-    static readonly ClipTextConfig Text = new(VocabSize: 20, HiddenSize: 32, IntermediateSize: 64, NumLayers: 2, NumHeads: 4, MaxPositions: 8, ProjectionDim: 16, EosTokenId: 1);
+    static readonly ClipVisionConfig Vision = new() { HiddenSize = 32, IntermediateSize = 64, NumHiddenLayers = 2, NumAttentionHeads = 4, ImageSize = 32, PatchSize = 8, ProjectionDim = 16 };
+    static readonly TextEncoderConfig Text = new() { VocabSize = 20, HiddenSize = 32, IntermediateSize = 64, NumHiddenLayers = 2, NumAttentionHeads = 4, MaxPositionEmbeddings = 8, ProjectionDim = 16, EosTokenId = 1 };
 
     /// <summary>The keys and shapes of an HF CLIPModel checkpoint, spelled out independently of the model code.</summary>
     static Dictionary<string, Tensor> RandomClipStateDict(long seed)
@@ -79,11 +82,11 @@ public class MetricsClipTests
     public void Vision_tower_loaded_from_HF_keys_matches_an_independent_forward_pass()
     {
         var dict = RandomClipStateDict(1);
-        using var tower = ClipVisionTower.FromStateDict(Vision, dict);
+        using var tower = ClipStateDict.LoadVisionTower(Vision, dict);
         using var scope = NewDisposeScope();
         var pixels = randn([2, 3, 32, 32], generator: new Generator(0).manual_seed(2));
         using var noGrad = no_grad();
-        var ours = tower.forward(pixels);
+        var ours = tower.Forward(pixels);
         var reference = ReferenceVisionForward(dict, pixels);
         Assert.Equal([2L, 16L], ours.shape);
         Assert.True(ours.allclose(reference, rtol: 1e-4, atol: 1e-4), $"max diff {(ours - reference).abs().max().item<float>()}");
@@ -92,7 +95,7 @@ public class MetricsClipTests
     [Fact]
     public void Clip_image_embedder_puts_an_image_closer_to_its_resize_than_to_an_unrelated_image()
     {
-        using var embedder = new ClipImageEmbedder(ClipVisionTower.FromStateDict(Vision, RandomClipStateDict(3)));
+        using var embedder = new ClipImageEmbedder(ClipStateDict.LoadVisionTower(Vision, RandomClipStateDict(3)));
         var rng = new Random(5);
         using var image = MetricsShapeWorld.Draw(MetricsShapeWorld.RandomScene(new("red", "purple", true), rng) with { Background = "stripes" }, 96);
         using var other = MetricsShapeWorld.Draw(MetricsShapeWorld.RandomScene(new("green", "white", false), rng) with { Background = "plain" }, 96);
@@ -109,18 +112,18 @@ public class MetricsClipTests
     {
         var dict = RandomClipStateDict(1);
         dict.Remove("vision_model.encoder.layers.1.mlp.fc2.bias");
-        var missing = Assert.Throws<InvalidDataException>(() => ClipVisionTower.FromStateDict(Vision, dict, "clip.safetensors"));
+        var missing = Assert.Throws<InvalidDataException>(() => ClipStateDict.LoadVisionTower(Vision, dict, "clip.safetensors"));
         Assert.Contains("clip.safetensors", missing.Message);
         Assert.Contains("vision_model.encoder.layers.1.mlp.fc2.bias", missing.Message);
 
         var wrong = RandomClipStateDict(1);
         wrong["text_projection.weight"] = zeros(8, 32);
-        var shape = Assert.Throws<InvalidDataException>(() => ClipTextTower.FromStateDict(Text, wrong));
+        var shape = Assert.Throws<InvalidDataException>(() => ClipStateDict.LoadTextTower(Text, wrong));
         Assert.Contains("text_projection.weight", shape.Message);
         Assert.Contains("[8, 32]", shape.Message);
 
         var deeper = RandomClipStateDict(1);
-        var error = Assert.Throws<InvalidDataException>(() => ClipVisionTower.FromStateDict(Vision with { NumLayers = 1 }, deeper));
+        var error = Assert.Throws<InvalidDataException>(() => ClipStateDict.LoadVisionTower(Vision with { NumHiddenLayers = 1 }, deeper));
         Assert.Contains("vision_model.encoder.layers.1.", error.Message);
     }
 
@@ -133,11 +136,11 @@ public class MetricsClipTests
              "text_config": {"hidden_size": 768, "intermediate_size": 3072, "num_attention_heads": 12, "num_hidden_layers": 12, "eos_token_id": 2, "vocab_size": 49408},
              "vision_config": {"hidden_size": 1024, "intermediate_size": 4096, "num_attention_heads": 16, "num_hidden_layers": 24, "patch_size": 14}}
             """);
-        var (vision, text) = ClipConfigFile.Read(dir.File("config.json"));
+        var (vision, text) = DiffusersConfigJson.ReadClip(dir.File("config.json"));
         Assert.Equal(ClipVisionConfig.VitL14, vision);
-        Assert.Equal(ClipTextConfig.Large, text);
+        Assert.Equal(TextEncoderConfig.VitL14, text);
         File.WriteAllText(dir.File("bad.json"), """{"model_type": "clip", "vision_config": {"hidden_size": "big"}}""");
-        var error = Assert.Throws<InvalidDataException>(() => ClipConfigFile.Read(dir.File("bad.json")));
+        var error = Assert.Throws<InvalidDataException>(() => DiffusersConfigJson.ReadClip(dir.File("bad.json")));
         Assert.Contains("bad.json", error.Message);
         Assert.Contains("hidden_size", error.Message);
     }
@@ -145,16 +148,16 @@ public class MetricsClipTests
     [Fact]
     public void Text_tower_pools_at_the_first_eos_and_ignores_tokens_after_it()
     {
-        using var tower = ClipTextTower.FromStateDict(Text, RandomClipStateDict(4));
+        using var tower = ClipStateDict.LoadTextTower(Text, RandomClipStateDict(4));
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
         // 0 = start, 1 = eos; tokens after the eos must not matter (causal attention, pooled at eos).
-        var a = tower.forward(tensor(new long[] { 0, 5, 6, 7, 1, 1, 1, 1 }, [1, 8]));
-        var b = tower.forward(tensor(new long[] { 0, 5, 6, 7, 1, 9, 12, 3 }, [1, 8]));
-        var c = tower.forward(tensor(new long[] { 0, 5, 6, 8, 1, 1, 1, 1 }, [1, 8]));
+        var a = tower.Forward(tensor(new long[] { 0, 5, 6, 7, 1, 1, 1, 1 }, [1, 8]));
+        var b = tower.Forward(tensor(new long[] { 0, 5, 6, 7, 1, 9, 12, 3 }, [1, 8]));
+        var c = tower.Forward(tensor(new long[] { 0, 5, 6, 8, 1, 1, 1, 1 }, [1, 8]));
         Assert.True(a.allclose(b, rtol: 1e-5, atol: 1e-5));
         Assert.False(a.allclose(c, rtol: 1e-3, atol: 1e-3));
-        Assert.Throws<ArgumentException>(() => tower.forward(tensor(new long[] { 0, 5, 6, 7, 2, 2, 2, 2 }, [1, 8])));
+        Assert.Throws<ArgumentException>(() => tower.Forward(tensor(new long[] { 0, 5, 6, 7, 2, 2, 2, 2 }, [1, 8])));
     }
 
     [Fact]
@@ -168,21 +171,21 @@ public class MetricsClipTests
         };
         File.WriteAllText(dir.File("vocab.json"), System.Text.Json.JsonSerializer.Serialize(vocab));
         File.WriteAllLines(dir.File("merges.txt"), ["#version: 0.2", "r e", "re d</w>", "h a", "ha i", "hai r</w>"]);
-        var tokenizer = ClipTokenizer.FromDirectory(dir.Path, contextLength: 8);
+        var tokenizer = ClipBpeTokenizer.Load(dir.Path, maxLength: 8);
         Assert.Equal([0, 10, 13, 15, 13, 1, 1, 1], tokenizer.Encode("Red  HAIR, hair"));
         // Truncation keeps the end token.
         Assert.Equal([0, 10, 10, 10, 10, 10, 10, 1], tokenizer.Encode(string.Join(' ', Enumerable.Repeat("red", 20))));
         Assert.Contains("'x</w>'", Assert.Throws<InvalidDataException>(() => tokenizer.Encode("x")).Message);
 
         // With the towers: CLIP-T similarity of a text to itself is 1 and the pipeline runs end to end.
-        using var text = new ClipTextEmbedder(ClipTextTower.FromStateDict(Text with { VocabSize = 20 }, RandomClipStateDict(6)), tokenizer);
+        using var text = new ClipTextEmbedder(ClipStateDict.LoadTextTower(Text with { VocabSize = 20 }, RandomClipStateDict(6)), tokenizer);
         var v = text.Embed(["red hair", "red hair", "hair"]);
         Assert.Equal(1.0, VectorMath.Dot(v[0], v[1]), 5);
         Assert.True(VectorMath.Dot(v[0], v[2]) < 0.999);
 
         // CLIP-T: image and text towers of one checkpoint share the 16-d projection space.
         var dict = RandomClipStateDict(6);
-        using var image = new ClipImageEmbedder(ClipVisionTower.FromStateDict(Vision, dict));
+        using var image = new ClipImageEmbedder(ClipStateDict.LoadVisionTower(Vision, dict));
         using var drawn = MetricsShapeWorld.Draw(MetricsShapeWorld.RandomScene(new("red", "white", true), new Random(1)), 64);
         double clipT = PromptConsistency.ClipT(image, text, drawn.Image, "red hair");
         Assert.Equal(VectorMath.Dot(image.Embed(drawn.Image), text.Embed("red hair")), clipT, 6);

@@ -1,4 +1,5 @@
 using RetriBooru.Modeling;
+using RetriBooru.Modeling.Clip;
 using TorchSharp;
 using Xunit;
 using static TorchSharp.torch;

@@ -169,15 +169,15 @@ public class SizeBoundsTests
     [InlineData("""{"model_type": "clip_text_model", "hidden_size": 1000000}""", "hidden_size 1000000 is outside")]
     [InlineData("""{"model_type": "clip_text_model", "vocab_size": 900000, "hidden_size": 8192, "num_hidden_layers": 64}""", "the CLIP text tower would have ~")]
     [InlineData("""{"model_type": "clip_vision_model", "image_size": 4096, "patch_size": 1, "hidden_size": 8192, "num_attention_heads": 8}""", "the CLIP vision tower would have ~")]
-    [InlineData("""{"model_type": "clip_text_model", "hidden_act": 5}""", "'hidden_act' is not a string (5)")]
-    [InlineData("""{"model_type": "clip_text_model", "layer_norm_eps": "small"}""", "'layer_norm_eps' is not a number")]
-    [InlineData("""{"model_type": 7}""", "'model_type' is not a string (7)")]
+    [InlineData("""{"model_type": "clip_text_model", "hidden_act": 5}""", "field 'hidden_act' is 5, not a string")]
+    [InlineData("""{"model_type": "clip_text_model", "layer_norm_eps": "small"}""", "field 'layer_norm_eps' is \"small\", not a number")]
+    [InlineData("""{"model_type": 7}""", "field 'model_type' is 7, not a string")]
     public void A_clip_config_for_the_metrics_is_bounded_and_typed(string json, string problem)
     {
         using var dir = new TempDir();
         var path = dir.File("config.json");
         File.WriteAllText(path, json);
-        var error = Assert.Throws<InvalidDataException>(() => RetriBooru.Metrics.Clip.ClipConfigFile.Read(path));
+        var error = Assert.Throws<InvalidDataException>(() => DiffusersConfigJson.ReadClip(path));
         Assert.Contains(path, error.Message);
         Assert.Contains(problem, error.Message);
     }

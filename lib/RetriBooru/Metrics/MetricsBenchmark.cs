@@ -1,4 +1,5 @@
-using RetriBooru.Metrics.Clip;
+using RetriBooru.Modeling;
+using RetriBooru.Modeling.Clip;
 using RetriBooru.Metrics.Vqa;
 using RetriBooru.Runtime;
 using SkiaSharp;
@@ -99,12 +100,13 @@ public static class MetricsBenchmark
         return figures;
     }
 
-    static (ClipVisionConfig, ClipTextConfig) ClipConfigs(string name) => name switch
+    static (ClipVisionConfig, TextEncoderConfig) ClipConfigs(string name) => name switch
     {
-        "tiny" => (new ClipVisionConfig(64, 128, 2, 4, 64, 16, 32), new ClipTextConfig(49408, 64, 128, 2, 4, 77, 32)),
-        "b32" => (ClipVisionConfig.VitB32, ClipTextConfig.Base),
-        "b16" => (ClipVisionConfig.VitB16, ClipTextConfig.Base),
-        "l14" => (ClipVisionConfig.VitL14, ClipTextConfig.Large),
+        "tiny" => (new ClipVisionConfig { HiddenSize = 64, IntermediateSize = 128, NumHiddenLayers = 2, NumAttentionHeads = 4, ImageSize = 64, PatchSize = 16, ProjectionDim = 32 },
+                   new TextEncoderConfig { HiddenSize = 64, IntermediateSize = 128, NumHiddenLayers = 2, NumAttentionHeads = 4, ProjectionDim = 32 }),
+        "b32" => (ClipVisionConfig.VitB32, TextEncoderConfig.VitB),
+        "b16" => (ClipVisionConfig.VitB16, TextEncoderConfig.VitB),
+        "l14" => (ClipVisionConfig.VitL14, TextEncoderConfig.VitL14),
         _ => throw new ArgumentException($"unknown CLIP size '{name}' (none, tiny, b32, b16, l14)"),
     };
 
@@ -121,7 +123,7 @@ public static class MetricsBenchmark
         {
             using var scope = TorchSharp.torch.NewDisposeScope();
             using var noGrad = TorchSharp.torch.no_grad();
-            tower.forward(TorchSharp.torch.tensor(ids, [count, 77]));
+            tower.Forward(TorchSharp.torch.tensor(ids, [count, 77]));
         }
         return Time($"text embedder: CLIP text {size} (TorchSharp)", count, "texts", "random weights, 77 tokens", Forward, Forward);
     }

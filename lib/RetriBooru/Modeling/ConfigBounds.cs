@@ -1,3 +1,4 @@
+using RetriBooru.Modeling.Clip;
 using RetriBooru.Runtime;
 using static RetriBooru.Runtime.SizeLimits;
 
@@ -50,20 +51,44 @@ public static class ConfigBounds
         RequireParameters(c.BlockOutChannels.Sum(w => 2.0 * (c.LayersPerBlock + 1) * 18 * w * (double)w), source, "VAE");
     }
 
-    public static void Check(TextEncoderConfig c, string source)
+    /// <param name="component">How the parameter-count error names the model ("text encoder", "CLIP text tower").</param>
+    public static void Check(TextEncoderConfig c, string source, string component = "text encoder")
     {
         Require(c.VocabSize, 1, MaxVocabSize, source, "vocab_size");
+        CheckEncoder(c, source);
+        Require(c.MaxPositionEmbeddings, 1, MaxPositions, source, "max_position_embeddings");
+        Require(c.ProjectionDim, 1, MaxWidth, source, "projection_dim");
+        Require(c.EosTokenId, 1, MaxVocabSize, source, "eos_token_id");
+        double h = c.HiddenSize;
+        RequireParameters((double)c.VocabSize * h + c.MaxPositionEmbeddings * h + EncoderParameters(c), source, component);
+    }
+
+    public static void Check(ClipVisionConfig c, string source)
+    {
+        CheckEncoder(c, source);
+        Require(c.ImageSize, 1, MaxSampleSize, source, "image_size");
+        Require(c.PatchSize, 1, MaxSampleSize, source, "patch_size");
+        Require(c.ProjectionDim, 1, MaxWidth, source, "projection_dim");
+        if (c.ImageSize % c.PatchSize != 0) throw new InvalidDataException($"{source}: image_size {c.ImageSize} is not divisible by patch_size {c.PatchSize}");
+        double h = c.HiddenSize, patches = Math.Pow((double)c.ImageSize / c.PatchSize, 2);
+        RequireParameters(EncoderParameters(c) + (patches + 1) * h + 3.0 * c.PatchSize * c.PatchSize * h, source, "CLIP vision tower");
+    }
+
+    /// <summary>The fields of the transformer stack both CLIP towers share.</summary>
+    static void CheckEncoder(IClipEncoderConfig c, string source)
+    {
         Require(c.HiddenSize, 1, MaxWidth, source, "hidden_size");
         Require(c.IntermediateSize, 1, 4 * MaxWidth, source, "intermediate_size");
         Require(c.NumHiddenLayers, 1, MaxLayers, source, "num_hidden_layers");
         Require(c.NumAttentionHeads, 1, MaxAttentionHeads, source, "num_attention_heads");
-        Require(c.MaxPositionEmbeddings, 1, MaxPositions, source, "max_position_embeddings");
         if (c.HiddenSize % c.NumAttentionHeads != 0) throw new InvalidDataException($"{source}: hidden_size {c.HiddenSize} is not divisible by num_attention_heads {c.NumAttentionHeads}");
         if (c.HiddenAct is not ("gelu" or "quick_gelu")) throw new InvalidDataException($"{source}: hidden_act '{c.HiddenAct}' is not gelu or quick_gelu");
         if (!double.IsFinite(c.LayerNormEps) || c.LayerNormEps <= 0) throw new InvalidDataException($"{source}: layer_norm_eps {c.LayerNormEps} must be a positive finite number");
-        double h = c.HiddenSize;
-        RequireParameters((double)c.VocabSize * h + c.MaxPositionEmbeddings * h + c.NumHiddenLayers * (4 * h * h + 2 * h * c.IntermediateSize), source, "text encoder");
     }
+
+    /// <summary>Per layer: four h x h attention projections and the h x intermediate MLP, both ways.</summary>
+    static double EncoderParameters(IClipEncoderConfig c) =>
+        c.NumHiddenLayers * (4.0 * c.HiddenSize * c.HiddenSize + 2.0 * c.HiddenSize * c.IntermediateSize);
 
     public static void Check(ScheduleConfig c, string source)
     {

@@ -1,3 +1,4 @@
+using RetriBooru.Modeling.Clip;
 using RetriBooru.Modeling.Tokenizers;
 using RetriBooru.Runtime;
 using TorchSharp;

@@ -61,8 +61,13 @@ public sealed record VaeConfig
     public int DownsampleFactor => 1 << (BlockOutChannels.Length - 1);
 }
 
-/// <summary>Structure of a CLIP text transformer (transformers' <c>CLIPTextConfig</c>).</summary>
-public sealed record TextEncoderConfig
+/// <summary>
+/// Structure of a CLIP text transformer (transformers' <c>CLIPTextConfig</c>): the SD text encoder
+/// (<see cref="Clip.ClipTextModel"/>) and the text tower of the CLIP metrics (<see cref="Clip.ClipTextTower"/>,
+/// which alone reads <see cref="ProjectionDim"/> and <see cref="EosTokenId"/>). The defaults are SD1.5's text encoder,
+/// the text tower of openai/clip-vit-large-patch14.
+/// </summary>
+public sealed record TextEncoderConfig : Clip.IClipEncoderConfig
 {
     public int VocabSize { get; init; } = 49408;
     public int HiddenSize { get; init; } = 768;
@@ -73,6 +78,15 @@ public sealed record TextEncoderConfig
     /// <summary>"quick_gelu" (CLIP) or "gelu".</summary>
     public string HiddenAct { get; init; } = "quick_gelu";
     public double LayerNormEps { get; init; } = 1e-5;
+    /// <summary>Width of the text_projection into the space the image tower shares.</summary>
+    public int ProjectionDim { get; init; } = 768;
+    /// <summary>The end-of-text token; the text tower pools the hidden state at its first occurrence.</summary>
+    public int EosTokenId { get; init; } = 49407;
+
+    /// <summary>Text tower of openai/clip-vit-base-patch32 / -patch16.</summary>
+    public static TextEncoderConfig VitB { get; } = new() { HiddenSize = 512, IntermediateSize = 2048, NumAttentionHeads = 8, ProjectionDim = 512 };
+    /// <summary>Text tower of openai/clip-vit-large-patch14 (= SD1.5's text encoder).</summary>
+    public static TextEncoderConfig VitL14 { get; } = new();
 }
 
 /// <summary>DDPM training schedule (diffusers' <c>DDPMScheduler</c> config fields).</summary>

@@ -1,3 +1,4 @@
+using RetriBooru.Modeling.Clip;
 using RetriBooru.Runtime;
 using TorchSharp;
 using static TorchSharp.torch;

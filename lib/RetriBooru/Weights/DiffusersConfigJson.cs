@@ -1,11 +1,15 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using RetriBooru.Modeling;
+using RetriBooru.Modeling.Clip;
 using RetriBooru.Runtime;
 
 namespace RetriBooru.Weights;
 
-/// <summary>Reads and writes the <c>config.json</c> files of a diffusers folder (diffusers / transformers field names).</summary>
+/// <summary>
+/// Reads and writes the <c>config.json</c> files of a diffusers folder, and reads a transformers CLIP checkpoint's
+/// (diffusers / transformers field names). Every size is bounded (<see cref="ConfigBounds"/>) before it is returned.
+/// </summary>
 public static class DiffusersConfigJson
 {
     static readonly JsonSerializerOptions Indented = new() { WriteIndented = true };
@@ -59,6 +63,8 @@ public static class DiffusersConfigJson
         ["max_position_embeddings"] = c.MaxPositionEmbeddings,
         ["hidden_act"] = c.HiddenAct,
         ["layer_norm_eps"] = c.LayerNormEps,
+        ["projection_dim"] = c.ProjectionDim,
+        ["eos_token_id"] = c.EosTokenId,
     }.ToJsonString(Indented);
 
     public static string Write(ScheduleConfig c) => new JsonObject
@@ -163,13 +169,20 @@ public static class DiffusersConfigJson
         }, ConfigBounds.Check, path);
     }
 
-    public static TextEncoderConfig ReadTextEncoder(string path)
+    /// <summary>An SD <c>text_encoder/config.json</c> (transformers' CLIPTextConfig; absent fields default to SD1.5's text encoder).</summary>
+    public static TextEncoderConfig ReadTextEncoder(string path) => ReadTextEncoder(Read(path), path, new TextEncoderConfig(), "text encoder");
+
+    /// <summary>The CLIPTextConfig fields of <paramref name="o"/>, bounded before anything is built from them.</summary>
+    static TextEncoderConfig ReadTextEncoder(JsonObject o, string path, TextEncoderConfig d, string component)
     {
-        var o = Read(path);
-        var d = new TextEncoderConfig();
-        return Checked(new TextEncoderConfig
+        int vocab = Get(o, "vocab_size", d.VocabSize, path);
+        int eos = Get(o, "eos_token_id", d.EosTokenId, path);
+        // Older OpenAI configs (SD1.5's among them) say eos_token_id = 2 while the real end token is the vocabulary's
+        // last id (HF then pools at the argmax id, which is that token); use the real id.
+        if (eos == 2 && vocab == 49408) eos = 49407;
+        var config = new TextEncoderConfig
         {
-            VocabSize = Get(o, "vocab_size", d.VocabSize, path),
+            VocabSize = vocab,
             HiddenSize = Get(o, "hidden_size", d.HiddenSize, path),
             IntermediateSize = Get(o, "intermediate_size", d.IntermediateSize, path),
             NumHiddenLayers = Get(o, "num_hidden_layers", d.NumHiddenLayers, path),
@@ -177,8 +190,49 @@ public static class DiffusersConfigJson
             MaxPositionEmbeddings = Get(o, "max_position_embeddings", d.MaxPositionEmbeddings, path),
             HiddenAct = Get(o, "hidden_act", d.HiddenAct, path),
             LayerNormEps = Get(o, "layer_norm_eps", d.LayerNormEps, path),
-        }, ConfigBounds.Check, path);
+            ProjectionDim = Get(o, "projection_dim", d.ProjectionDim, path),
+            EosTokenId = eos,
+        };
+        ConfigBounds.Check(config, path, component);
+        return config;
     }
+
+    /// <summary>
+    /// The tower sizes of a transformers CLIP <c>config.json</c>: a CLIPModel (<c>text_config</c> + <c>vision_config</c>)
+    /// or a single tower's (<c>model_type</c> clip_text_model / clip_vision_model). transformers omits fields equal to its
+    /// defaults (ViT-B/32), so those are the fallbacks; a tower's projection_dim falls back to the top-level one.
+    /// </summary>
+    public static (ClipVisionConfig? Vision, TextEncoderConfig? Text) ReadClip(string path)
+    {
+        if (!File.Exists(path)) throw new FileNotFoundException($"{path}: CLIP config not found", path);
+        var root = Read(path);
+        var modelType = Get<string?>(root, "model_type", null, path);
+        var visionNode = Section(root, "vision_config", path) ?? (modelType == "clip_vision_model" ? root : null);
+        var textNode = Section(root, "text_config", path) ?? (modelType == "clip_text_model" ? root : null);
+        if (visionNode is null && textNode is null) throw new InvalidDataException($"{path}: neither vision_config nor text_config found (model_type '{modelType}')");
+        int projection = Get(root, "projection_dim", 512, path);
+        var text = textNode is null ? null : ReadTextEncoder(textNode, path, TextEncoderConfig.VitB with { ProjectionDim = projection }, "CLIP text tower");
+        if (visionNode is null) return (null, text);
+        var d = new ClipVisionConfig { ProjectionDim = projection };
+        var vision = new ClipVisionConfig
+        {
+            HiddenSize = Get(visionNode, "hidden_size", d.HiddenSize, path),
+            IntermediateSize = Get(visionNode, "intermediate_size", d.IntermediateSize, path),
+            NumHiddenLayers = Get(visionNode, "num_hidden_layers", d.NumHiddenLayers, path),
+            NumAttentionHeads = Get(visionNode, "num_attention_heads", d.NumAttentionHeads, path),
+            ImageSize = Get(visionNode, "image_size", d.ImageSize, path),
+            PatchSize = Get(visionNode, "patch_size", d.PatchSize, path),
+            ProjectionDim = Get(visionNode, "projection_dim", d.ProjectionDim, path),
+            HiddenAct = Get(visionNode, "hidden_act", d.HiddenAct, path),
+            LayerNormEps = Get(visionNode, "layer_norm_eps", d.LayerNormEps, path),
+        };
+        ConfigBounds.Check(vision, path);
+        return (vision, text);
+    }
+
+    static JsonObject? Section(JsonObject o, string name, string path) =>
+        !o.TryGetPropertyValue(name, out var node) || node is null ? null
+            : node as JsonObject ?? throw new InvalidDataException($"{path}: field '{name}' is {node.ToJsonString()}, not an object");
 
     public static ScheduleConfig ReadSchedule(string path)
     {

@@ -2,6 +2,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using RetriBooru.Data;
 using RetriBooru.Modeling;
+using RetriBooru.Modeling.Clip;
 using RetriBooru.Modeling.Tokenizers;
 using RetriBooru.Runtime;
 using TorchSharp;

@@ -7,8 +7,8 @@ using RetriBooru.Runtime;
 namespace RetriBooru.Modeling.Tokenizers;
 
 /// <summary>
-/// The CLIP byte-level BPE tokenizer (as used by Stable Diffusion), reading <c>vocab.json</c> and
-/// <c>merges.txt</c> from an SD <c>tokenizer/</c> folder. Text is HTML-unescaped, whitespace-collapsed and
+/// The CLIP byte-level BPE tokenizer, reading <c>vocab.json</c> and <c>merges.txt</c> from an SD <c>tokenizer/</c>
+/// folder or an HF CLIP checkpoint folder: it feeds the SD text encoder and the CLIP metrics' text tower. Text is HTML-unescaped, whitespace-collapsed and
 /// lower-cased, split by CLIP's pattern, mapped byte-to-unicode, and merged by rank with a <c>&lt;/w&gt;</c>
 /// end-of-word marker. Sequences are <c>&lt;|startoftext|&gt;</c> tokens <c>&lt;|endoftext|&gt;</c>, padded with the end token.
 /// </summary>

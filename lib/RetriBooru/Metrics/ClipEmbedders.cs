@@ -1,10 +1,12 @@
 using RetriBooru.Imaging;
+using RetriBooru.Modeling.Clip;
+using RetriBooru.Modeling.Tokenizers;
 using SkiaSharp;
 using TorchSharp;
 using static TorchSharp.torch;
 using RetriBooru.Runtime;
 
-namespace RetriBooru.Metrics.Clip;
+namespace RetriBooru.Metrics;
 
 /// <summary>
 /// CLIP image embeddings (for CLIP-I and identity similarity when CLIP weights are given). Preprocessing follows
@@ -32,7 +34,7 @@ public sealed class ClipImageEmbedder(ClipVisionTower tower, string name = "clip
             using var scope = NewDisposeScope();
             using var noGrad = no_grad();
             var batch = images.Skip(start).Take(BatchSize).Select(Preprocess).ToList();
-            var embeddings = tower.forward(stack(batch));
+            var embeddings = tower.Forward(stack(batch));
             for (int i = 0; i < batch.Count; i++) result.Add(VectorMath.Normalize(embeddings[i].data<float>().ToArray()));
         }
         return result.ToArray();
@@ -57,7 +59,7 @@ public sealed class ClipImageEmbedder(ClipVisionTower tower, string name = "clip
 }
 
 /// <summary>CLIP text embeddings: tokenise, run the text tower, L2-normalise. With <see cref="ClipImageEmbedder"/> it gives CLIP-T.</summary>
-public sealed class ClipTextEmbedder(ClipTextTower tower, ClipTokenizer tokenizer, string name = "clip-text") : ITextEmbedder
+public sealed class ClipTextEmbedder(ClipTextTower tower, ClipBpeTokenizer tokenizer, string name = "clip-text") : ITextEmbedder
 {
     public string Name => name;
     public int Dimension => tower.Config.ProjectionDim;
@@ -65,12 +67,12 @@ public sealed class ClipTextEmbedder(ClipTextTower tower, ClipTokenizer tokenize
     public float[][] Embed(IReadOnlyList<string> texts)
     {
         if (texts.Count == 0) return [];
-        if (tokenizer.ContextLength > tower.Config.MaxPositions)
-            throw new InvalidOperationException($"tokenizer context {tokenizer.ContextLength} exceeds the text tower's {tower.Config.MaxPositions} positions");
+        if (tokenizer.MaxLength > tower.Config.MaxPositionEmbeddings)
+            throw new InvalidOperationException($"tokenizer context {tokenizer.MaxLength} exceeds the text tower's {tower.Config.MaxPositionEmbeddings} positions");
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
-        var ids = texts.SelectMany(t => tokenizer.Encode(t).Select(i => (long)i)).ToArray();
-        var output = tower.forward(tensor(ids, [texts.Count, tokenizer.ContextLength]));
+        var ids = texts.SelectMany(tokenizer.Encode).ToArray();
+        var output = tower.Forward(tensor(ids, [texts.Count, tokenizer.MaxLength]));
         return Enumerable.Range(0, texts.Count).Select(i => VectorMath.Normalize(output[i].data<float>().ToArray())).ToArray();
     }
 
