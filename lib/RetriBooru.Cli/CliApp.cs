@@ -124,6 +124,8 @@ public static class CliApp
 /// <summary>Full exception details go to a log file, so the console shows one clear line.</summary>
 public static class ErrorLog
 {
+    static int sequence;
+
     public static string? Write(string[] args, Exception exception)
     {
         try
@@ -132,7 +134,8 @@ public static class ErrorLog
             var root = !string.IsNullOrEmpty(xdg) ? xdg : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache");
             var dir = Path.Combine(root, "retribooru", "logs");
             Directory.CreateDirectory(dir);
-            var path = Path.Combine(dir, $"{DateTime.UtcNow:yyyyMMdd-HHmmss}-{Environment.ProcessId}.log");
+            // A sequence number too: two errors in one second of one process (parallel in-process runs) must not share a file.
+            var path = Path.Combine(dir, $"{DateTime.UtcNow:yyyyMMdd-HHmmss}-{Environment.ProcessId}-{Interlocked.Increment(ref sequence)}.log");
             RetriBooru.Runtime.AtomicFile.WriteAllText(path, $"retribooru {string.Join(' ', args)}\n{DateTime.UtcNow:u}\n\n{exception}\n");
             return path;
         }

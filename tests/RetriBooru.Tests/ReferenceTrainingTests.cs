@@ -1,3 +1,4 @@
+using RetriBooru.Settings;
 using RetriBooru.Data;
 using RetriBooru.Data.Synth;
 using RetriBooru.Diffusion;
@@ -195,6 +196,6 @@ public class ReferenceTrainingTests(SmallReferenceWorld world) : IClassFixture<S
         var images = ReferenceSampler.Generate(model, branch, [data.Get(0).Prompt], [data.Get(0).References], new ReferenceSamplingOptions { Steps = 3, Seed = 1 });
         Assert.False(images.isnan().any().item<bool>());
         var (reloaded, reloadedBranch) = ReferenceModelStore.Load(Path.Combine(tmp.Path, "model"));
-        using (reloaded) Assert.Equal(kind, reloadedBranch.Kind);
+        using (reloaded) Assert.Equal(kind, reloadedBranch.Kind.Name());
     }
 }

@@ -150,7 +150,7 @@ public class SizeBoundsTests
         File.WriteAllText(path, """{"kind": 5}""");
         Assert.Contains($"{path}: not a branch config", Assert.Throws<InvalidDataException>(() => ReferenceModelStore.Load(dir.Path)).Message);
         File.WriteAllText(path, """{"kind": "retrinett"}""");
-        Assert.Contains($"{path}: kind 'retrinett' is not one of", Assert.Throws<InvalidDataException>(() => ReferenceModelStore.Load(dir.Path)).Message);
+        Assert.Contains($"{path}: unknown model 'retrinett' (did you mean 'retrinet'?)", Assert.Throws<InvalidDataException>(() => ReferenceModelStore.Load(dir.Path)).Message);
     }
 
     [Fact]

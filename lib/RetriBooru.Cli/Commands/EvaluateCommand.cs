@@ -109,7 +109,7 @@ public sealed class EvaluateCommand(IAnsiConsole console) : Command<EvaluateComm
         var (model, branch) = ReferenceModelStore.Load(settings.Checkpoint);
         using (model)
         {
-            var name = string.IsNullOrWhiteSpace(settings.Name) ? branch.Kind : settings.Name;
+            var name = string.IsNullOrWhiteSpace(settings.Name) ? branch.Kind.Name() : settings.Name;
             var setup = Stopwatch.StartNew();
             // Baselines always come from the leakage-free scheme-b manifest, also when --scheme a draws the reference sets
             // (calibrating leakage on crops of the target itself would call copying honest).

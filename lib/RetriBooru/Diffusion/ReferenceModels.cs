@@ -6,6 +6,7 @@ using RetriBooru.Runtime;
 using RetriBooru.Weights;
 using TorchSharp;
 using static TorchSharp.torch;
+using RetriBooru.Settings;
 
 namespace RetriBooru.Diffusion;
 
@@ -20,23 +21,25 @@ public sealed record BranchInfo
 /// <summary>Builds the model families by name, around a base U-Net.</summary>
 public static class ReferenceModels
 {
-    public static readonly string[] Kinds = ["retrinet", "controlnet", "ipadapter", "text-only"];
-
     /// <param name="seed">Seeds the new layers' initial weights (private generators; the global RNG is not used).</param>
-    public static IReferenceConditionedModel Create(string kind, DiffusionModel model, RetriNetOptions? retriNet = null, double ipAdapterScale = 1.0, long seed = 0) => kind switch
+    public static IReferenceConditionedModel Create(ModelKind kind, DiffusionModel model, RetriNetOptions? retriNet = null, double ipAdapterScale = 1.0, long seed = 0) => kind switch
     {
-        "retrinet" => new RetriNet(model.Unet, (retriNet ?? new RetriNetOptions()) with { InitSeed = seed }),
-        "controlnet" => new ControlNetModel(model.Unet, seed),
-        "ipadapter" => new IpAdapterModel(model.Unet, ipAdapterScale, seed),
-        "text-only" => new TextOnlyModel(model.Unet),
-        _ => throw new ArgumentException($"unknown model '{kind}'; known: {string.Join(", ", Kinds)}"),
+        ModelKind.RetriNet => new RetriNet(model.Unet, (retriNet ?? new RetriNetOptions()) with { InitSeed = seed }),
+        ModelKind.ControlNet => new ControlNetModel(model.Unet, seed),
+        ModelKind.IpAdapter => new IpAdapterModel(model.Unet, ipAdapterScale, seed),
+        ModelKind.TextOnly => new TextOnlyModel(model.Unet),
+        _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, "not a model kind"),
     };
+
+    /// <summary>The model spelled <paramref name="kind"/> (notebooks, files): "unknown model 'x' (did you mean ...)" otherwise.</summary>
+    public static IReferenceConditionedModel Create(string kind, DiffusionModel model, RetriNetOptions? retriNet = null, double ipAdapterScale = 1.0, long seed = 0) =>
+        Create(Words.Parse<ModelKind>(kind), model, retriNet, ipAdapterScale, seed);
 
     public static BranchInfo Describe(IReferenceConditionedModel branch) => branch switch
     {
-        RetriNet r => new BranchInfo { Kind = r.Kind, RetriNet = r.Options },
-        IpAdapterModel ip => new BranchInfo { Kind = ip.Kind, IpAdapterScale = ip.Scale },
-        _ => new BranchInfo { Kind = branch.Kind },
+        RetriNet r => new BranchInfo { Kind = r.Kind.Name(), RetriNet = r.Options },
+        IpAdapterModel ip => new BranchInfo { Kind = ip.Kind.Name(), IpAdapterScale = ip.Scale },
+        _ => new BranchInfo { Kind = branch.Kind.Name() },
     };
 }
 
@@ -55,7 +58,7 @@ public static class ReferenceModelStore
         Directory.CreateDirectory(folder);
         ModelStore.SaveDiffusers(model, folder);
         var tensors = BranchTensors(branch).ToDictionary(kv => kv.Key, kv => kv.Value);
-        SafeTensors.Save(Path.Combine(folder, BranchWeights), tensors, new Dictionary<string, string> { ["kind"] = branch.Kind });
+        SafeTensors.Save(Path.Combine(folder, BranchWeights), tensors, new Dictionary<string, string> { ["kind"] = branch.Kind.Name() });
         AtomicFile.WriteAllText(Path.Combine(folder, BranchConfig), JsonSerializer.Serialize(ReferenceModels.Describe(branch), WorkbenchJson.Pretty) + "\n");
     }
 
@@ -70,7 +73,7 @@ public static class ReferenceModelStore
                    ?? throw new JsonException("the file holds null");
         }
         catch (JsonException e) { throw new InvalidDataException($"{infoPath}: not a branch config ({e.Message})", e); }
-        if (!ReferenceModels.Kinds.Contains(info.Kind)) throw new InvalidDataException($"{infoPath}: kind '{info.Kind}' is not one of {string.Join(", ", ReferenceModels.Kinds)}");
+        if (!Words.TryParse<ModelKind>(info.Kind, out var kind)) throw new InvalidDataException($"{infoPath}: {Words.Unknown<ModelKind>(info.Kind)}");
         if (info.IpAdapterScale is double scale && !(double.IsFinite(scale) && Math.Abs(scale) <= 100))
             throw new InvalidDataException($"{infoPath}: ip_adapter_scale {scale} must be a finite number in [-100, 100]");
         var model = ModelStore.LoadDiffusers(folder, device);
@@ -80,7 +83,7 @@ public static class ReferenceModelStore
             model.Dispose();
             throw;
         }
-        var branch = ReferenceModels.Create(info.Kind, model, info.RetriNet, info.IpAdapterScale ?? 1.0);
+        var branch = ReferenceModels.Create(kind, model, info.RetriNet, info.IpAdapterScale ?? 1.0);
         LoadBranch(branch, folder);
         return (model, branch);
     }
@@ -104,7 +107,7 @@ public static class ReferenceModelStore
             var unexpected = loaded.Keys.Except(expected.Select(kv => kv.Key)).ToList();
             var misshaped = expected.Where(kv => loaded.TryGetValue(kv.Key, out var t) && !t.shape.SequenceEqual(kv.Value.shape)).Select(kv => kv.Key).ToList();
             if (missing.Count + unexpected.Count + misshaped.Count > 0)
-                throw new InvalidDataException($"{path}: does not match a {branch.Kind} model: missing [{string.Join(", ", missing.Take(5))}], unexpected [{string.Join(", ", unexpected.Take(5))}], mis-shaped [{string.Join(", ", misshaped.Take(5))}]");
+                throw new InvalidDataException($"{path}: does not match a {branch.Kind.Name()} model: missing [{string.Join(", ", missing.Take(5))}], unexpected [{string.Join(", ", unexpected.Take(5))}], mis-shaped [{string.Join(", ", misshaped.Take(5))}]");
             using var noGrad = no_grad();
             foreach (var (name, tensor) in expected) tensor.copy_(loaded[name]);
         }

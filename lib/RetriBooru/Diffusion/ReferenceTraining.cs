@@ -291,7 +291,7 @@ public sealed class ReferenceTrainingTask : ITrainingTask, IDisposable
     public IReadOnlyDictionary<string, string> Describe() => new Dictionary<string, string>
     {
         ["task"] = "reference-conditioned",
-        ["model"] = branch.Kind,
+        ["model"] = branch.Kind.Name(),
         ["config"] = model.Config.Name,
         ["examples"] = data.Count.ToString(),
         ["prompt_dropout"] = Options.PromptDropout.ToString("R"),

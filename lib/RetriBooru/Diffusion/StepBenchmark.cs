@@ -1,3 +1,4 @@
+using RetriBooru.Settings;
 using System.Diagnostics;
 using RetriBooru.Data;
 using RetriBooru.Data.Synth;
@@ -52,7 +53,7 @@ public static class StepBenchmark
         if (options.Steps < 2) throw new ArgumentOutOfRangeException(nameof(options), options.Steps, "the benchmark needs at least 2 steps (the first is timed apart)");
         if (options.References < 1) throw new ArgumentOutOfRangeException(nameof(options), options.References, "need at least one reference");
         foreach (var kind in options.Models)
-            if (!ReferenceModels.Kinds.Contains(kind)) throw new ArgumentException($"unknown model '{kind}'; known: {string.Join(", ", ReferenceModels.Kinds)}");
+            Words.Parse<ModelKind>(kind);
         TorchRuntime.EnsureLoaded();
         var config = ModelConfigs.Get(options.Config);
         var root = Path.Combine(Path.GetTempPath(), "retribooru-step-bench-" + Guid.NewGuid().ToString("N"));

@@ -169,7 +169,7 @@ public sealed class ExperimentRunner(ExperimentSpec spec, RunOptions options, IP
                             string model = kind.Name(), scheme = referenceScheme.Name();
                             var trainInputs = new { dataset = DatasetInputs(), baseModel, point.Spec.Train, model, scheme, spec.Seed, numerics = TrainingNumericsVersion, threads = options.Threads };
                             var trained = Stage($"train-{model}-{scheme}-p{point.Index}", cache, trainInputs,
-                                folder => TrainModel(dataset, baseModel, point.Spec, model, scheme, folder, device, cancellation), resumable: true, stageFamily: "train");
+                                folder => TrainModel(dataset, baseModel, point.Spec, kind, referenceScheme, folder, device, cancellation), resumable: true, stageFamily: "train");
                             foreach (var split in point.Spec.Evaluate.RunSplits())
                                 evaluations.Add(Evaluate(cache, suite, dataset, trained, trainInputs, point, model, scheme, split, device));
                         }
@@ -249,10 +249,11 @@ public sealed class ExperimentRunner(ExperimentSpec spec, RunOptions options, IP
         if (!result.Finished) throw new OperationCanceledException("base training interrupted; rerun to resume");
     }
 
-    void TrainModel(string dataset, string baseModel, ExperimentSpec point, string kind, string scheme, string folder, TorchSharp.torch.Device device, CancellationToken cancellation)
+    void TrainModel(string dataset, string baseModel, ExperimentSpec point, ModelKind modelKind, ReferenceScheme referenceScheme, string folder, TorchSharp.torch.Device device, CancellationToken cancellation)
     {
+        string kind = modelKind.Name(), scheme = referenceScheme.Name();
         using var model = ModelStore.LoadDiffusers(baseModel, device);
-        var branch = ReferenceModels.Create(kind, model, seed: Seeding.DeriveLong(spec.Seed, $"init/{kind}"));
+        var branch = ReferenceModels.Create(modelKind, model, ipAdapterScale: point.Train.IpAdapterScale, seed: Seeding.DeriveLong(spec.Seed, $"init/{kind}"));
         var examples = ManifestReader.Read(dataset, scheme, SplitNames.Train);
         using var data = new ReferenceDataset(dataset, examples, model.Config.ImageSize);
         using var task = new ReferenceTrainingTask(model, branch, data, point.Train);

@@ -1,3 +1,4 @@
+using RetriBooru.Settings;
 using System.Globalization;
 using System.Text.Json.Nodes;
 using RetriBooru.Data;
@@ -486,7 +487,7 @@ public sealed class EvaluationSuite : IDisposable
         {
             ["protocol"] = "retribooru-evaluate/2",
             ["model"] = modelName,
-            ["branch"] = branch.Kind,
+            ["branch"] = branch.Kind.Name(),
             ["model_config"] = model.Config.Name,
             ["image_size"] = model.Config.ImageSize,
             ["dataset"] = Path.GetFullPath(datasetDir),

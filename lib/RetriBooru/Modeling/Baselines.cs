@@ -4,6 +4,7 @@ using static TorchSharp.torch;
 using RetriBooru.Runtime;
 
 #pragma warning disable IDE1006 // snake_case fields become state-dict keys
+using RetriBooru.Settings;
 
 namespace RetriBooru.Modeling;
 
@@ -21,7 +22,7 @@ public sealed class TextOnlyModel : IReferenceConditionedModel
     }
 
     public UNet2DConditionModel Unet { get; }
-    public string Kind => "text-only";
+    public ModelKind Kind => ModelKind.TextOnly;
     public nn.Module Module => Unet;
     public IReadOnlyList<Parameter> TrainableParameters() => Unet.DecoderModules.SelectMany(m => m.parameters()).ToList();
     public Tensor Predict(Tensor noisy, Tensor timesteps, Tensor textContext, ReferenceBatch? references) => Unet.Forward(noisy, timesteps, textContext);
@@ -47,7 +48,7 @@ public sealed class ControlNetModel : nn.Module, IReferenceConditionedModel
     readonly ModuleList<Conv2d> controlnet_down_blocks;
     readonly Conv2d controlnet_mid_block;
 
-    public string Kind => "controlnet";
+    public ModelKind Kind => ModelKind.ControlNet;
     public nn.Module Module => this;
     public UNet2DConditionModel Unet => unet;
 

@@ -5,6 +5,7 @@ using F = TorchSharp.torch.nn.functional;
 using RetriBooru.Runtime;
 
 #pragma warning disable IDE1006 // snake_case fields become state-dict keys
+using RetriBooru.Settings;
 
 namespace RetriBooru.Modeling;
 
@@ -63,7 +64,7 @@ public sealed class IpAdapterModel : nn.Module, IReferenceConditionedModel
     readonly List<Attention> _targets;
     readonly int _deepestIndex;
 
-    public string Kind => "ipadapter";
+    public ModelKind Kind => ModelKind.IpAdapter;
     /// <summary>The image tokens reach the U-Net's attention layers through module state set for the call: one thread at a time.</summary>
     public bool ConcurrentPredict => false;
     public nn.Module Module => this;

@@ -1,6 +1,7 @@
 using TorchSharp;
 using static TorchSharp.torch;
 using RetriBooru.Runtime;
+using RetriBooru.Settings;
 
 namespace RetriBooru.Modeling;
 
@@ -70,7 +71,7 @@ public sealed class ReferenceFeatureCache : IDisposable
 public interface IReferenceConditionedModel
 {
     /// <summary>Short name used in configs and reports: retrinet, controlnet, ipadapter, text-only.</summary>
-    string Kind { get; }
+    ModelKind Kind { get; }
 
     /// <summary>The module holding every parameter (for state dicts and checkpoints).</summary>
     nn.Module Module { get; }

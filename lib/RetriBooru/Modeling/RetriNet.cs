@@ -4,6 +4,7 @@ using static TorchSharp.torch;
 using RetriBooru.Runtime;
 
 #pragma warning disable IDE1006 // snake_case fields become state-dict keys
+using RetriBooru.Settings;
 
 namespace RetriBooru.Modeling;
 
@@ -115,7 +116,7 @@ public sealed class RetriNet : nn.Module, IReferenceConditionedModel
 
     public RetriNetOptions Options { get; }
     public UNet2DConditionModel Unet => unet;
-    public string Kind => "retrinet";
+    public ModelKind Kind => ModelKind.RetriNet;
     public nn.Module Module => this;
 
     public RetriNet(UNet2DConditionModel baseUnet, RetriNetOptions? options = null) : base(nameof(RetriNet))
