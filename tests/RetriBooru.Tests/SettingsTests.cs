@@ -72,17 +72,18 @@ public class SettingsTests
         var spec = SpecLoader.Parse("""
             { "name": "x", "seed": 3,
               "train": { "steps": 300, "batch_size": 8, "learning_rate": 0.001, "prompt_view": "context", "masked_loss": false,
-                         "min_snr_gamma": 0, "background_weight": 0.5, "learning_rate_schedule": "cosine" } }
+                         "min_snr_gamma": 0, "background_weight": 0.5, "learning_rate_schedule": "cosine", "grad_clip": 0.5 } }
             """, "inline");
         var runTrainer = ExperimentRunner.ReferenceTrainerOptions(spec, spec.Train, "retrinet", "b");
         var cli = Parse<TrainCommand.Settings>("train", "--data", "d", "--base", "b", "--out", "o", "--steps", "300", "--batch-size", "8", "--learning-rate", "0.001",
-            "--prompt-view", "context", "--masked-loss", "false", "--min-snr-gamma", "0", "--background-weight", "0.5", "--learning-rate-schedule", "cosine");
+            "--prompt-view", "context", "--masked-loss", "false", "--min-snr-gamma", "0", "--background-weight", "0.5", "--learning-rate-schedule", "cosine", "--grad-clip", "0.5");
         Assert.Equal(spec.Train, cli.Training());
         Assert.Equal(runTrainer, cli.Training().Trainer(runTrainer.Seed));
         Assert.Equal(30, runTrainer.WarmupSteps); // min(50, steps / 10), the same for both verbs
+        Assert.Equal(0.5, runTrainer.GradClip);
         // Old short flags are aliases of the same settings.
         var aliases = Parse<TrainCommand.Settings>("train", "--data", "d", "--base", "b", "--out", "o", "--steps", "300", "--batch", "8", "--lr", "0.001",
-            "--prompt-view", "context", "--no-mask", "--min-snr-gamma", "0", "--background-weight", "0.5", "--lr-schedule", "cosine");
+            "--prompt-view", "context", "--no-mask", "--min-snr-gamma", "0", "--background-weight", "0.5", "--lr-schedule", "cosine", "--grad-clip", "0.5");
         Assert.Equal(spec.Train, aliases.Training());
         // Nothing given: both are the record's defaults.
         Assert.Equal(new ReferenceTrainingOptions(), Parse<TrainCommand.Settings>("train", "--data", "d", "--base", "b", "--out", "o").Training());

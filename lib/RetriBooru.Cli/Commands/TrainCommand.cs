@@ -57,6 +57,9 @@ public sealed class TrainCommand(IAnsiConsole console) : Command<TrainCommand.Se
         [CommandOption("--checkpoint-every <N>"), SettingHelp(typeof(ReferenceTrainingOptions), nameof(ReferenceTrainingOptions.CheckpointEvery))]
         public int? CheckpointEvery { get; init; }
 
+        [CommandOption("--grad-clip <NORM>"), SettingHelp(typeof(ReferenceTrainingOptions), nameof(ReferenceTrainingOptions.GradClip))]
+        public double? GradClip { get; init; }
+
         [CommandOption("--prompt-dropout <P>"), SettingHelp(typeof(ReferenceTrainingOptions), nameof(ReferenceTrainingOptions.PromptDropout))]
         public double? PromptDropout { get; init; }
 

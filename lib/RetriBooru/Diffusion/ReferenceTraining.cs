@@ -33,6 +33,9 @@ public sealed record ReferenceTrainingOptions
     [JsonPropertyName("checkpoint_every"), Setting("Write a resumable checkpoint every N steps (default: max(50, steps / 10)).", Min = 1, Max = 10_000_000)]
     public int? CheckpointEvery { get; init; }
 
+    [JsonPropertyName("grad_clip"), Setting("Global gradient-norm clip (0 = off).", Min = 0, Max = 1e6)]
+    public double GradClip { get; init; } = 1.0;
+
     [JsonPropertyName("prompt_dropout"), Setting("Probability that a sample's prompt is replaced by the empty prompt.", Min = 0, Max = 1)]
     public double PromptDropout { get; init; } = 0.1;
 
@@ -70,7 +73,7 @@ public sealed record ReferenceTrainingOptions
     public TrainerOptions Trainer(long seed, int? stopAfter = null) => new()
     {
         Steps = Steps, BatchSize = BatchSize, LearningRate = LearningRate,
-        WarmupSteps = WarmupSteps ?? Math.Min(50, Steps / 10), LearningRateSchedule = LearningRateSchedule,
+        WarmupSteps = WarmupSteps ?? Math.Min(50, Steps / 10), LearningRateSchedule = LearningRateSchedule, GradClip = GradClip,
         Seed = seed, CheckpointEvery = CheckpointEvery ?? Math.Max(50, Steps / 10), StopAfter = stopAfter,
     };
 
