@@ -175,7 +175,7 @@ public class MetricsScoreTests(MetricsProbeFixture fixture, ITestOutputHelper ou
         // The shape world's probe reads "hair" and "clothing"; the expected values are the target character's.
         var expected = new ExpectedAttributes(new Dictionary<string, string> { ["hair"] = Target.Hair }, new Dictionary<string, string> { ["clothing"] = Target.Clothing });
         var set = new ScoringReferenceSet("ref-0", references, "a girl with red hair", ["red_hair", "1girl"], LeakageBaseline: 0.3, Expected: expected);
-        var scorer = new EvaluationScorer(fixture.Embedder, fixture.Probe, new ExactMatchAnswerDistance(), identityBaseline: 0.9, probe: fixture.Probe);
+        var scorer = new EvaluationScorer(new ScoringModels(fixture.Embedder, fixture.Probe, new ExactMatchAnswerDistance(), Probe: fixture.Probe), new SwdBaselines(Identity: 0.9));
 
         List<ResultRow> ScoreCharacter(MetricsShapeWorld.Character character, string model)
         {

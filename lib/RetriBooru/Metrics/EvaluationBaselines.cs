@@ -40,6 +40,15 @@ public sealed class EvaluationEmbeddingCache(IImageEmbedder inner) : IImageEmbed
     public void Dispose() => inner.Dispose();
 }
 
+/// <summary>
+/// The real examples a baseline is computed from: the dataset, its calibration manifest (scheme b), the image size the
+/// targets are read at (the model's) and the seed of every choice among the examples.
+/// </summary>
+public sealed record CalibrationImages(string DatasetDir, IReadOnlyList<TrainingExample> Manifest, int ImageSize, long Seed);
+
+/// <summary>How a baseline is drawn: up to <paramref name="Examples"/> examples spread over characters, and the quantile of the cross-character scores it takes.</summary>
+public sealed record BaselineDraw(int Examples, double Quantile);
+
 /// <summary>A manifest example loaded for scoring: the target at the model's image size and its reference crops.</summary>
 sealed class LoadedExample(TrainingExample example, SKBitmap target, IReadOnlyList<ScoringReference> references) : IDisposable
 {
@@ -97,10 +106,10 @@ public static class EvaluationBaselines
     /// <param name="CrossCharacterMedian">Median score of the cross-character pairs (how far apart the two distributions are).</param>
     public sealed record IdentityBaseline(double Value, double Quantile, int Examples, int Pairs, int Characters, double SameCharacterMean, double CrossCharacterMedian);
 
-    public static IdentityBaseline Identity(IImageEmbedder embedder, string datasetDir, IReadOnlyList<TrainingExample> manifest, int imageSize, int examples, double quantile, long seed, List<string> notes,
-        string view = EvaluationViews.Whole)
+    public static IdentityBaseline Identity(IImageEmbedder embedder, CalibrationImages calibration, BaselineDraw draw, List<string> notes, string view = EvaluationViews.Whole)
     {
-        var chosen = SpreadOverCharacters(manifest, examples, Seeding.Stream(seed, "identity-baseline"));
+        var (datasetDir, imageSize) = (calibration.DatasetDir, calibration.ImageSize);
+        var chosen = SpreadOverCharacters(calibration.Manifest, draw.Examples, Seeding.Stream(calibration.Seed, "identity-baseline"));
         var loaded = chosen.Select(e => LoadedExample.TryLoad(datasetDir, e, imageSize, notes)).OfType<LoadedExample>().ToList();
         try
         {
@@ -126,7 +135,7 @@ public static class EvaluationBaselines
             if (scores.Count == 0)
                 throw new InvalidDataException($"{datasetDir}: the identity baseline needs readable examples of at least two characters (found {loaded.Select(l => l.Example.Character).Distinct().Count()})");
             scores.Sort();
-            return new IdentityBaseline(Math.Min(Bootstrap.Quantile(scores, quantile), 0.999), quantile, loaded.Count, scores.Count, loaded.Select(l => l.Example.Character).Distinct().Count(), same.Average(), Bootstrap.Quantile(scores, 0.5));
+            return new IdentityBaseline(Math.Min(Bootstrap.Quantile(scores, draw.Quantile), 0.999), draw.Quantile, loaded.Count, scores.Count, loaded.Select(l => l.Example.Character).Distinct().Count(), same.Average(), Bootstrap.Quantile(scores, 0.5));
         }
         finally
         {
@@ -137,14 +146,14 @@ public static class EvaluationBaselines
     /// <summary>
     /// The attribute-agreement counterpart of <see cref="Identity"/>: the probe reads each calibration target (at the
     /// model's size) and its agreement with the attributes expected from the references of an example of a different
-    /// character gives the cross-character distribution (its <paramref name="quantile"/> is SWD's baseline when SWD
+    /// character gives the cross-character distribution (its <see cref="BaselineDraw.Quantile"/> is SWD's baseline when SWD
     /// weighs by attributes); agreement with its own references gives the same-character mean (the probe's ceiling on
     /// real pictures). Null when fewer than two characters have ground truth.
     /// </summary>
-    public static IdentityBaseline? Attributes(Vqa.AttributeProbe probe, AttributeGroundTruth truth, string datasetDir, IReadOnlyList<TrainingExample> manifest, int imageSize,
-        int examples, double quantile, long seed, List<string> notes)
+    public static IdentityBaseline? Attributes(Vqa.AttributeProbe probe, AttributeGroundTruth truth, CalibrationImages calibration, BaselineDraw draw, List<string> notes)
     {
-        var chosen = SpreadOverCharacters(manifest, examples, Seeding.Stream(seed, "identity-baseline"));
+        var (datasetDir, imageSize) = (calibration.DatasetDir, calibration.ImageSize);
+        var chosen = SpreadOverCharacters(calibration.Manifest, draw.Examples, Seeding.Stream(calibration.Seed, "identity-baseline"));
         var predictions = new List<(TrainingExample Example, IReadOnlyDictionary<string, string> Predicted, ExpectedAttributes Expected)>();
         foreach (var example in chosen)
         {
@@ -173,18 +182,18 @@ public static class EvaluationBaselines
         int characters = predictions.Select(p => p.Example.Character).Distinct().Count();
         if (cross.Count == 0) return null;
         cross.Sort();
-        return new IdentityBaseline(Math.Min(Bootstrap.Quantile(cross, quantile), 0.999), quantile, predictions.Count, cross.Count, characters, same.Average(), Bootstrap.Quantile(cross, 0.5));
+        return new IdentityBaseline(Math.Min(Bootstrap.Quantile(cross, draw.Quantile), 0.999), draw.Quantile, predictions.Count, cross.Count, characters, same.Average(), Bootstrap.Quantile(cross, 0.5));
     }
 
-    /// <summary>Null when no example of the character can be read.</summary>
-    public static double? Leakage(LeakageScorer scorer, string datasetDir, IReadOnlyList<TrainingExample> manifest, string character, int imageSize, int examples, long seed, List<string> notes)
+    /// <summary>Mean over up to <paramref name="examples"/> examples of the character; null when none of them can be read.</summary>
+    public static double? Leakage(LeakageScorer scorer, CalibrationImages calibration, string character, int examples, List<string> notes)
     {
-        var own = manifest.Where(e => e.Character == character && e.References.Count > 0).OrderBy(e => e.Target, StringComparer.Ordinal).ToArray();
-        Seeding.Stream(seed, "leakage-baseline/" + character).Shuffle(own);
+        var own = calibration.Manifest.Where(e => e.Character == character && e.References.Count > 0).OrderBy(e => e.Target, StringComparer.Ordinal).ToArray();
+        Seeding.Stream(calibration.Seed, "leakage-baseline/" + character).Shuffle(own);
         var sims = new List<double>();
         foreach (var example in own.Take(examples))
         {
-            using var loaded = LoadedExample.TryLoad(datasetDir, example, imageSize, notes);
+            using var loaded = LoadedExample.TryLoad(calibration.DatasetDir, example, calibration.ImageSize, notes);
             if (loaded is null) continue;
             var refs = loaded.References.Select(r => new MaskedImage(r.Image, null)).ToList();
             sims.Add(scorer.Score(new MaskedImage(loaded.Target, null), refs, 0).MaxReferenceSimilarity);

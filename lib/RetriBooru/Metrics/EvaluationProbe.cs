@@ -12,6 +12,9 @@ namespace RetriBooru.Metrics;
 /// <summary>A probe ready for evaluation: the probe, its held-out report and whether it was trained now or loaded from the cache.</summary>
 public sealed record PreparedProbe(AttributeProbe Probe, ProbeReport Report, bool FromCache, int SkippedImages);
 
+/// <summary>The labelled pictures a probe is trained on: a dataset, its records and the image size they are read at (the generations' size).</summary>
+public sealed record ProbeData(string DatasetDir, IReadOnlyList<ImageRecord> Records, int ImageSize);
+
 /// <summary>
 /// The attribute probe of an evaluation suite, trained on a synthetic dataset's ground truth (<c>attributes.jsonl</c>).
 /// The probe sees images downscaled to the model's image size first (as the generations are), so it is judged on the
@@ -49,9 +52,9 @@ public static class EvaluationProbe
     }
 
     /// <summary>Null when the dataset has no <c>attributes.jsonl</c> (a real Danbooru folder).</summary>
-    public static PreparedProbe? Prepare(string datasetDir, IReadOnlyList<ImageRecord> records, int imageSize, AttributeProbeOptions options, bool useCache,
-        List<string> notes, IProgress<string>? progress = null)
+    public static PreparedProbe? Prepare(ProbeData data, AttributeProbeOptions options, bool useCache, List<string> notes, IProgress<string>? progress = null)
     {
+        var (datasetDir, records, imageSize) = (data.DatasetDir, data.Records, data.ImageSize);
         var attributesPath = Path.Combine(datasetDir, SynthAttributesFile.FileName);
         if (!File.Exists(attributesPath)) return null;
         var attributes = SynthAttributesFile.Read(attributesPath);

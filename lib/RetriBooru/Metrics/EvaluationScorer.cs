@@ -24,29 +24,35 @@ public sealed record ScoringReferenceSet(string Id, IReadOnlyList<ScoringReferen
     double? LeakageBaseline = null, ExpectedAttributes? Expected = null);
 
 /// <summary>
+/// The models a scorer reads images with: the identity embedder, the VQA provider and answer distance of SWD, the
+/// attribute probe (attribute agreement, prompt consistency; optional) and the embedder of leakage (the identity
+/// embedder when not given).
+/// </summary>
+public sealed record ScoringModels(IImageEmbedder Identity, IVqaProvider Vqa, IAnswerDistance AnswerDistance, AttributeProbe? Probe = null, IImageEmbedder? Leakage = null);
+
+/// <summary>SWD's identity baselines b: of the embedding identity, and of attribute agreement (null: SWD always weighs by the embedder).</summary>
+public sealed record SwdBaselines(double Identity, double? Attributes = null);
+
+/// <summary>CLIP's image and text towers, for clip_t.</summary>
+public sealed record ClipTowers(IImageEmbedder Image, ITextEmbedder Text);
+
+/// <summary>
 /// Scores the samples of one reference set into <see cref="ResultRow"/>s for <see cref="ResultsTable"/>:
 /// per sample identity_face, identity_clothing, identity (their mean), prompt_consistency (probe, when the prompt names a
 /// probe attribute), attribute_agreement(_face, _clothes) (probe + expected attributes, <see cref="AttributeAgreement"/>),
 /// clip_t (when CLIP towers are given), leakage (when the set has a leakage baseline); per set swd.
 /// Scores that do not apply are left out of the row (and so out of the summary).
-/// <para>SWD's identity weights come from attribute agreement (against <paramref name="attributeBaseline"/>) when that
+/// <para>SWD's identity weights come from attribute agreement (against <see cref="SwdBaselines.Attributes"/>) when that
 /// baseline is given and the set has expected attributes, otherwise from the embedding identity (against
-/// <paramref name="identityBaseline"/>).</para>
+/// <see cref="SwdBaselines.Identity"/>).</para>
 /// </summary>
-public sealed class EvaluationScorer(
-    IImageEmbedder identityEmbedder,
-    IVqaProvider vqa,
-    IAnswerDistance answerDistance,
-    double identityBaseline,
-    AttributeProbe? probe = null,
-    IImageEmbedder? clipImage = null,
-    ITextEmbedder? clipText = null,
-    IImageEmbedder? leakageEmbedder = null,
-    double? attributeBaseline = null)
+public sealed class EvaluationScorer(ScoringModels models, SwdBaselines baselines, ClipTowers? clip = null)
 {
-    readonly SwdEvaluator _swd = new(vqa, answerDistance, identityBaseline);
-    readonly SwdEvaluator? _swdByAttributes = attributeBaseline is double b ? new(vqa, answerDistance, b) : null;
-    readonly LeakageScorer _leakage = new(leakageEmbedder ?? identityEmbedder);
+    readonly SwdEvaluator _swd = new(models.Vqa, models.AnswerDistance, baselines.Identity);
+    readonly SwdEvaluator? _swdByAttributes = baselines.Attributes is double b ? new(models.Vqa, models.AnswerDistance, b) : null;
+    readonly LeakageScorer _leakage = new(models.Leakage ?? models.Identity);
+    readonly IImageEmbedder _identity = models.Identity;
+    readonly AttributeProbe? _probe = models.Probe;
 
     public IReadOnlyList<ResultRow> Score(string model, string split, ScoringReferenceSet set, IReadOnlyList<ScoringSample> samples, CancellationToken cancellationToken = default)
     {
@@ -56,7 +62,7 @@ public sealed class EvaluationScorer(
         var rows = new List<ResultRow>();
         var identities = new List<double>();
         var agreements = new List<double>();
-        bool attributesApply = probe is not null && set.Expected is { IsEmpty: false };
+        bool attributesApply = _probe is not null && set.Expected is { IsEmpty: false };
         try
         {
             foreach (var sample in samples)
@@ -66,22 +72,22 @@ public sealed class EvaluationScorer(
                 using var faceView = faceRefs.Count > 0 ? View(sample, sample.FaceBox) : null;
                 using var clothingView = clothingRefs.Count > 0 ? View(sample, sample.ClothingBox) : null;
                 if (faceView is null && clothingView is null) throw new ArgumentException($"reference set '{set.Id}' has no face or clothes reference to compare identity with");
-                var identity = IdentitySimilarity.Score(identityEmbedder, new IdentityViews(faceView, clothingView), faceRefs, clothingRefs);
+                var identity = IdentitySimilarity.Score(_identity, new IdentityViews(faceView, clothingView), faceRefs, clothingRefs);
                 if (identity.Face is double f) scores["identity_face"] = f;
                 if (identity.Clothing is double c) scores["identity_clothing"] = c;
                 scores["identity"] = identity.Combined;
                 identities.Add(identity.Combined);
                 if (attributesApply)
                 {
-                    var (face, clothes, combined) = set.Expected!.Agreement(probe!.Predict(sample.Image));
+                    var (face, clothes, combined) = set.Expected!.Agreement(_probe!.Predict(sample.Image));
                     if (face is double af) scores["attribute_agreement_face"] = af;
                     if (clothes is double ac) scores["attribute_agreement_clothes"] = ac;
                     double agreement = combined ?? 0; // not empty (attributesApply), so at least one concept scored
                     scores["attribute_agreement"] = agreement;
                     agreements.Add(agreement);
                 }
-                if (probe is not null && PromptConsistency.FromProbe(probe, sample.Image, set.PromptTags).Score is double p) scores["prompt_consistency"] = p;
-                if (clipImage is not null && clipText is not null) scores["clip_t"] = PromptConsistency.ClipT(clipImage, clipText, sample.Image, set.Prompt);
+                if (_probe is not null && PromptConsistency.FromProbe(_probe, sample.Image, set.PromptTags).Score is double p) scores["prompt_consistency"] = p;
+                if (clip is not null) scores["clip_t"] = PromptConsistency.ClipT(clip.Image, clip.Text, sample.Image, set.Prompt);
                 if (set.LeakageBaseline is double beta)
                     scores["leakage"] = _leakage.Score(new MaskedImage(sample.Image, sample.FigureMask), set.References.Select(r => new MaskedImage(r.Image, r.FigureMask)).ToList(), beta).Score;
                 rows.Add(new ResultRow(model, split, set.Id, sample.SampleIndex, sample.Seed, sample.ImagePath, scores));

@@ -95,7 +95,7 @@ public static class ModelDiagnosis
                 ReadabilityResult? readability = null;
                 if (options.Readability)
                 {
-                    var probe = EvaluationProbe.Prepare(datasetDir, records, size, new EvaluationSuiteOptions().Probe with { Seed = options.Seed }, useCache: true, notes, progress);
+                    var probe = EvaluationProbe.Prepare(new ProbeData(datasetDir, records, size), new EvaluationSuiteOptions().Probe with { Seed = options.Seed }, useCache: true, notes, progress);
                     if (probe is null) notes.Add("no attribute ground truth in the dataset: readability omitted");
                     else
                         using (probe.Probe)
