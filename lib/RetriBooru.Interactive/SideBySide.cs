@@ -1,3 +1,4 @@
+using RetriBooru.Settings;
 using System.Net;
 using System.Text;
 using RetriBooru.Data;
@@ -63,7 +64,7 @@ public static class ReferenceComparison
     /// so what a sample shows of the identity comes from its references).
     /// </summary>
     public static SideBySide Build(IReadOnlyList<ReferenceExample> examples, IReadOnlyList<NamedModel> models, ReferenceSamplingOptions options,
-        int samplesPerExample = 2, int cellSize = 64, string promptView = PromptViews.Context)
+        int samplesPerExample = 2, int cellSize = 64, PromptView promptView = PromptView.Context)
     {
         if (examples.Count == 0) throw new ArgumentException("no examples to sample");
         if (samplesPerExample < 1) throw new ArgumentOutOfRangeException(nameof(samplesPerExample), samplesPerExample, "must be at least 1");

@@ -1,3 +1,4 @@
+using RetriBooru.Settings;
 using System.Text.Json.Nodes;
 using RetriBooru.Data;
 using RetriBooru.Data.Synth;
@@ -51,7 +52,7 @@ public class EvaluationTests(EvaluationWorld world, Xunit.Abstractions.ITestOutp
 {
     static readonly EvaluationOptions Small = new()
     {
-        Split = EvaluationSplits.Seen, ReferenceSets = 2, SamplesPerReference = 2, Seed = 7, BootstrapResamples = 200,
+        Split = EvaluationSplit.Seen, ReferenceSets = 2, SamplesPerReference = 2, Seed = 7, BootstrapResamples = 200,
         Sampling = new ReferenceSamplingOptions { Steps = 2 },
     };
 
@@ -122,7 +123,7 @@ public class EvaluationTests(EvaluationWorld world, Xunit.Abstractions.ITestOutp
     public void Evaluate_scores_image_quality_against_the_split_and_every_model_shares_its_reference_points()
     {
         // The unseen split: its character's 12 pictures are the real side (the tiny world holds out only 3 seen-character pictures, and KID needs 4).
-        var unseen = Small with { Split = EvaluationSplits.Unseen };
+        var unseen = Small with { Split = EvaluationSplit.Unseen };
         var outDir = world.NewFolder();
         var result = world.Suite.Evaluate("retrinet", world.Model, new RetriNet(world.Model.Unet), world.Dataset, "b", unseen, outDir);
         int samples = result.Rows.Count(r => r.SampleIndex is not null);
@@ -203,7 +204,7 @@ public class EvaluationTests(EvaluationWorld world, Xunit.Abstractions.ITestOutp
     {
         var manifest = ManifestReader.Read(world.Dataset, "b");
         var records = DatasetLayout.ReadRecords(world.Dataset).ToDictionary(r => r.Id);
-        var sets = EvaluationSets.Choose(manifest, records.Values.ToList(), EvaluationSplits.Composition, 10, 1);
+        var sets = EvaluationSets.Choose(manifest, records.Values.ToList(), EvaluationSplit.Composition, 10, 1);
         Assert.NotEmpty(sets);
         foreach (var set in sets)
         {
@@ -222,8 +223,8 @@ public class EvaluationTests(EvaluationWorld world, Xunit.Abstractions.ITestOutp
             Assert.Equal(faces.Select(f => records[f.SourceId].ClothingId), set.FaceClothingIds);
         }
         // Deterministic for a seed; spread over characters before repeating one.
-        Assert.Equal(sets.Select(s => s.Id), EvaluationSets.Choose(manifest, records.Values.ToList(), EvaluationSplits.Composition, 10, 1).Select(s => s.Id));
-        var two = EvaluationSets.Choose(manifest, records.Values.ToList(), EvaluationSplits.Unseen, 2, 1);
+        Assert.Equal(sets.Select(s => s.Id), EvaluationSets.Choose(manifest, records.Values.ToList(), EvaluationSplit.Composition, 10, 1).Select(s => s.Id));
+        var two = EvaluationSets.Choose(manifest, records.Values.ToList(), EvaluationSplit.Unseen, 2, 1);
         Assert.All(two, s => Assert.Equal(SplitNames.Unseen, manifest.Single(e => e.Target == s.Id).Split));
     }
 
@@ -241,7 +242,7 @@ public class EvaluationTests(EvaluationWorld world, Xunit.Abstractions.ITestOutp
         Assert.All(windows, w => Assert.True(w.Left >= 0 && w.Top >= 0 && w.Right <= 32 && w.Bottom <= 32 && w.Width >= 16, w.ToString()));
         Assert.Equal("none", suite.Describe()["vqa"]);
         // One unreadable reference crop: its set is reported and skipped, the other set is still scored.
-        var chosen = EvaluationSets.Choose(ManifestReader.Read(copy, "b"), DatasetLayout.ReadRecords(copy), EvaluationSplits.Seen, 2, Small.Seed);
+        var chosen = EvaluationSets.Choose(ManifestReader.Read(copy, "b"), DatasetLayout.ReadRecords(copy), EvaluationSplit.Seen, 2, Small.Seed);
         Assert.Equal(2, chosen.Count);
         var broken = ManifestReader.Resolve(copy, chosen[0].References[0].Image);
         File.WriteAllText(broken, "not a png");
@@ -394,8 +395,8 @@ public class EvaluationTests(EvaluationWorld world, Xunit.Abstractions.ITestOutp
     public void Bad_options_and_missing_files_fail_with_clear_messages()
     {
         var net = new TextOnlyModel(world.Model.Unet);
-        var e = Assert.Throws<ArgumentException>(() => world.Suite.Evaluate("m", world.Model, net, world.Dataset, "b", Small with { Split = "train" }, world.NewFolder()));
-        Assert.Contains("train", e.Message);
+        var e = Assert.Throws<ArgumentException>(() => world.Suite.Evaluate("m", world.Model, net, world.Dataset, "b", Small with { Split = Words.Parse<EvaluationSplit>("train") }, world.NewFolder()));
+        Assert.Contains("unknown split 'train'", e.Message);
         var missing = Assert.Throws<FileNotFoundException>(() => world.Suite.Evaluate("m", world.Model, net, world.Dataset, "b", Small with { ManifestPath = "/nonexistent/m.jsonl" }, world.NewFolder()));
         Assert.Contains("/nonexistent/m.jsonl", missing.Message);
         Assert.Throws<ArgumentOutOfRangeException>(() => world.Suite.Evaluate("m", world.Model, net, world.Dataset, "b", Small with { SamplesPerReference = 0 }, world.NewFolder()));

@@ -13,20 +13,17 @@ public class PromptViewAndAgreementTests
     public void Context_view_removes_name_face_and_clothing_tags_and_keeps_the_scene()
     {
         Assert.Equal("1girl, solo, hands_on_hips, smile, gradient_background, full_body",
-            PromptViews.Apply(PromptViews.Context, SynthPrompt, "isamu_(retribooru_synth)"));
-        Assert.Equal(SynthPrompt, PromptViews.Apply(PromptViews.Full, SynthPrompt, "isamu_(retribooru_synth)"));
+            PromptViews.Apply(RetriBooru.Settings.PromptView.Context, SynthPrompt, "isamu_(retribooru_synth)"));
+        Assert.Equal(SynthPrompt, PromptViews.Apply(RetriBooru.Settings.PromptView.Full, SynthPrompt, "isamu_(retribooru_synth)"));
         // Real Danbooru tags: a character without a qualifier, hairstyles and accessories, garments with colours.
         Assert.Equal("1girl, looking_at_viewer, outdoors",
-            PromptViews.Apply(PromptViews.Context, "hatsune_miku, 1girl, aqua_hair, long_hair, twintails, hair_ornament, detached_sleeves, black_thighhighs, looking_at_viewer, outdoors", "hatsune_miku"));
-        Assert.Equal("", PromptViews.Apply(PromptViews.Context, "", null));
-        var e = Assert.Throws<ArgumentException>(() => PromptViews.Apply("short", SynthPrompt, null));
-        Assert.Contains("full or context", e.Message);
+            PromptViews.Apply(RetriBooru.Settings.PromptView.Context, "hatsune_miku, 1girl, aqua_hair, long_hair, twintails, hair_ornament, detached_sleeves, black_thighhighs, looking_at_viewer, outdoors", "hatsune_miku"));
+        Assert.Equal("", PromptViews.Apply(RetriBooru.Settings.PromptView.Context, "", null));
         var parsed = Assert.Throws<ArgumentException>(() => RetriBooru.Settings.Words.Parse<RetriBooru.Settings.PromptView>("short"));
         Assert.Equal("unknown view 'short'; use full or context", parsed.Message);
-        Assert.Throws<ArgumentException>(() => new EvaluationOptions { PromptView = "short" }.Validate());
         Assert.Equal(RetriBooru.Settings.PromptView.Full, new RetriBooru.Diffusion.ReferenceTrainingOptions().PromptView);
-        Assert.Equal(PromptViews.Full, RetriBooru.Settings.PromptView.Full.Name());
-        Assert.Equal(PromptViews.Context, new EvaluationOptions().PromptView);
+        Assert.Equal("full", RetriBooru.Settings.PromptView.Full.Name());
+        Assert.Equal(RetriBooru.Settings.PromptView.Context, new EvaluationOptions().PromptView);
     }
 
     [Fact]
@@ -38,7 +35,7 @@ public class PromptViewAndAgreementTests
         var attributes = Data.Synth.SynthAttributesFile.Read(data).ToDictionary(a => a.Id);
         foreach (var record in DatasetLayout.ReadRecords(data))
         {
-            var context = PromptViews.Apply(PromptViews.Context, record.Prompts, record.Character).Split(", ");
+            var context = PromptViews.Apply(RetriBooru.Settings.PromptView.Context, record.Prompts, record.Character).Split(", ");
             var a = attributes[record.Id];
             var identity = new List<string> { record.Character!, a.HairColor + "_hair", Data.Synth.SynthVocabulary.HairStyleTag(a.HairStyle), a.EyeColor + "_eyes", a.Accessory,
                 Data.Synth.SynthVocabulary.GarmentTag(a.Top), Data.Synth.SynthVocabulary.ColorGarmentTag(a.TopColor, a.Top) };

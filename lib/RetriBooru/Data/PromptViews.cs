@@ -1,3 +1,4 @@
+using RetriBooru.Settings;
 using RetriBooru.Data.Ingest;
 
 namespace RetriBooru.Data;
@@ -15,20 +16,10 @@ namespace RetriBooru.Data;
 /// </summary>
 public static class PromptViews
 {
-    public const string Full = "full";
-    public const string Context = "context";
-    public static readonly IReadOnlyList<string> All = [Full, Context];
-
-    public static void Validate(string view)
-    {
-        if (!All.Contains(view)) throw new ArgumentException($"unknown prompt view '{view}'; use {Full} or {Context}");
-    }
-
     /// <summary>The prompt as <paramref name="view"/> shows it; tags keep their order and the ", " separator.</summary>
-    public static string Apply(string view, string prompt, string? character)
+    public static string Apply(PromptView view, string prompt, string? character)
     {
-        Validate(view);
-        if (view == Full) return prompt;
+        if (view == PromptView.Full) return prompt;
         var tags = prompt.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
         return string.Join(", ", tags.Where(t => !IsIdentityTag(t, character)));
     }

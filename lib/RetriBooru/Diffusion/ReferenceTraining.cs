@@ -224,7 +224,7 @@ public sealed class ReferenceTrainingTask : ITrainingTask, IDisposable
         var t = schedule.SampleTimesteps(batch.Length, generator, device);
         var dropPrompt = rand([batch.Length], generator: generator).data<float>().ToArray();
         var references = batcher.Build(examples.Select(e => e.References).ToList()).DropWhole(Options.ReferenceDropout, generator);
-        var prompts = examples.Select((e, i) => dropPrompt[i] < Options.PromptDropout ? "" : Data.PromptViews.Apply(Options.PromptView.Name(), e.Prompt, e.Character)).ToList();
+        var prompts = examples.Select((e, i) => dropPrompt[i] < Options.PromptDropout ? "" : Data.PromptViews.Apply(Options.PromptView, e.Prompt, e.Character)).ToList();
         var ids = model.TokenIds(prompts);
         Tensor? weights = null;
         Tensor normaliser;

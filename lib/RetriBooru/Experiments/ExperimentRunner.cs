@@ -275,7 +275,7 @@ public sealed class ExperimentRunner(ExperimentSpec spec, RunOptions options, IP
         TorchSharp.torch.Device device)
     {
         var evaluation = point.Spec.Evaluate.ForSplit(evaluationSplit, Seeding.DeriveLong(spec.Seed, "evaluate"));
-        string split = evaluation.Split;
+        string split = evaluation.Split.Name();
         var folder = Stage($"evaluate-{kind}-{scheme}-p{point.Index}-{split}", cache, new { trainInputs, evaluation, suiteSeed = spec.Seed, protocol = EvaluationProtocolVersion }, dir =>
         {
             var (model, branch) = ReferenceModelStore.Load(Path.Combine(trained, "model"), device);

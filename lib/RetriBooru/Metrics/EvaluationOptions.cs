@@ -1,30 +1,13 @@
+using RetriBooru.Settings;
 using RetriBooru.Metrics.Vqa;
 
 namespace RetriBooru.Metrics;
 
-/// <summary>The evaluation splits: which reference sets a model is evaluated on.</summary>
-public static class EvaluationSplits
-{
-    /// <summary>Held-out images of seen characters (manifest split <c>heldout</c>).</summary>
-    public const string Seen = "seen";
-    /// <summary>Characters never trained on (manifest split <c>unseen</c>).</summary>
-    public const string Unseen = "unseen";
-    /// <summary>Held-out targets of seen characters, face references of one outfit + clothes references of another outfit.</summary>
-    public const string Composition = "composition";
-
-    public static readonly IReadOnlyList<string> All = [Seen, Unseen, Composition];
-
-    public static void Validate(string split)
-    {
-        if (!All.Contains(split)) throw new ArgumentException($"unknown evaluation split '{split}'; use one of {string.Join(", ", All)}");
-    }
-}
-
 /// <summary>How one model is evaluated (the protocol of <see cref="EvaluationSuite.Evaluate"/>).</summary>
 public sealed record EvaluationOptions
 {
-    /// <summary><c>seen</c>, <c>unseen</c> or <c>composition</c> (see <see cref="EvaluationSplits"/>).</summary>
-    public string Split { get; init; } = EvaluationSplits.Seen;
+    /// <summary><c>seen</c>, <c>unseen</c> or <c>composition</c> (see <see cref="EvaluationSplit"/>).</summary>
+    public EvaluationSplit Split { get; init; } = EvaluationSplit.Seen;
     /// <summary>How many manifest examples (reference sets) to use, chosen deterministically from <see cref="Seed"/>, spread over characters.</summary>
     public int ReferenceSets { get; init; } = 16;
     /// <summary>K: samples generated per reference set.</summary>
@@ -42,12 +25,10 @@ public sealed record EvaluationOptions
     /// The prompt each sample is generated with (<see cref="Data.PromptViews"/>): <c>context</c> by default, so the
     /// character, hair, eye and clothing tags are not in it and identity has to come from the references.
     /// </summary>
-    public string PromptView { get; init; } = Data.PromptViews.Context;
+    public PromptView PromptView { get; init; } = PromptView.Context;
 
     public void Validate()
     {
-        EvaluationSplits.Validate(Split);
-        Data.PromptViews.Validate(PromptView);
         if (ReferenceSets < 1) throw new ArgumentOutOfRangeException(nameof(ReferenceSets), ReferenceSets, "need at least one reference set");
         if (SamplesPerReference < 1) throw new ArgumentOutOfRangeException(nameof(SamplesPerReference), SamplesPerReference, "need at least one sample per reference set");
         Sampling.Validate();

@@ -1,3 +1,4 @@
+using RetriBooru.Settings;
 using System.Text.Json.Nodes;
 using RetriBooru.Data;
 using RetriBooru.Imaging;
@@ -22,7 +23,7 @@ sealed class ImageQualityScoring(ResNet18Embedder features, AttributeProbe? prob
     sealed record RealReadability(double? Mean, int Count, IReadOnlyList<string> Notes);
 
     readonly Dictionary<(string Manifest, int Size, string Split), RealQuality> _qualityReferences = [];
-    readonly Dictionary<(string Manifest, int Size, string Split, string View), RealReadability> _realReadability = [];
+    readonly Dictionary<(string Manifest, int Size, string Split, PromptView View), RealReadability> _realReadability = [];
 
     /// <summary>
     /// KID of the samples against the split's real pictures (with floor, ceiling and position) and readability; adds
@@ -32,7 +33,7 @@ sealed class ImageQualityScoring(ResNet18Embedder features, AttributeProbe? prob
     public JsonObject Score(EvaluationRun run, ResultsTable table, IReadOnlyList<float[]> sampleFeatures, List<string> notes)
     {
         var (modelName, split) = (run.Model.Name, run.Split);
-        var manifestSplit = EvaluationSets.ManifestSplit(split);
+        var manifestSplit = EvaluationSets.ManifestSplit(run.Options.Split);
         var (real, readableReal) = RealSideFor(run, manifestSplit);
         foreach (var note in real.Notes.Concat(readableReal?.Notes ?? []))
             if (!notes.Contains(note)) notes.Add(note);
@@ -76,7 +77,7 @@ sealed class ImageQualityScoring(ResNet18Embedder features, AttributeProbe? prob
             quality["readability"] = new JsonObject
             {
                 ["value"] = samples.Mean / realMean, ["ci_low"] = samples.Lower / realMean, ["ci_high"] = samples.Upper / realMean, ["n"] = samples.Count,
-                ["samples_mean"] = samples.Mean, ["real_mean"] = realMean, ["real_n"] = readableReal.Count, ["prompt_view"] = run.Options.PromptView,
+                ["samples_mean"] = samples.Mean, ["real_mean"] = realMean, ["real_n"] = readableReal.Count, ["prompt_view"] = run.Options.PromptView.Name(),
             };
         }
         return quality;

@@ -1,3 +1,4 @@
+using RetriBooru.Settings;
 using RetriBooru.Data;
 using RetriBooru.Diffusion;
 using RetriBooru.Imaging;
@@ -18,7 +19,7 @@ sealed record ReferenceSetChoice(string DatasetDir, string Scheme, string Manife
         var records = DatasetLayout.ReadRecords(datasetDir);
         var sets = EvaluationSets.Choose(manifest, records, options.Split, options.ReferenceSets, options.Seed);
         if (sets.Count == 0)
-            throw new InvalidDataException($"{manifestPath}: no reference set for split '{options.Split}' (it draws on manifest split '{EvaluationSets.ManifestSplit(options.Split)}'{(options.Split == EvaluationSplits.Composition ? " and needs characters with face crops in another outfit" : "")})");
+            throw new InvalidDataException($"{manifestPath}: no reference set for split '{options.Split.Name()}' (it draws on manifest split '{EvaluationSets.ManifestSplit(options.Split)}'{(options.Split == EvaluationSplit.Composition ? " and needs characters with face crops in another outfit" : "")})");
         if (sets.Count < options.ReferenceSets) notes.Add($"only {sets.Count} of the {options.ReferenceSets} requested reference sets exist for split '{options.Split}'");
         return new ReferenceSetChoice(datasetDir, scheme, manifestPath, manifest, sets);
     }
@@ -27,7 +28,7 @@ sealed record ReferenceSetChoice(string DatasetDir, string Scheme, string Manife
     /// The set's references, read for scoring and for conditioning at <paramref name="imageSize"/>; null (and a note)
     /// when a file cannot be read. The crops are tensors of the caller's dispose scope.
     /// </summary>
-    public LoadedReferenceSet? TryLoad(EvaluationSet set, int imageSize, string promptView, List<string> notes)
+    public LoadedReferenceSet? TryLoad(EvaluationSet set, int imageSize, PromptView promptView, List<string> notes)
     {
         var prompt = PromptViews.Apply(promptView, set.Prompt, set.Character);
         var paths = set.References.Select(r => ManifestReader.Resolve(DatasetDir, r.Image)).ToList();

@@ -1,3 +1,4 @@
+using RetriBooru.Settings;
 using System.Globalization;
 using RetriBooru.Modeling;
 
@@ -15,7 +16,7 @@ sealed record EvaluatedModel(string Name, DiffusionModel Model, IReferenceCondit
 /// </summary>
 sealed record EvaluationRun(EvaluatedModel Model, ReferenceSetChoice References, EvaluationOptions Options, string OutDir)
 {
-    public string Split => Options.Split;
+    public string Split => Options.Split.Name();
     public int SamplesPerSet => Options.SamplesPerReference;
     public int TotalSamples => References.Sets.Count * Options.SamplesPerReference;
 }

@@ -1,3 +1,4 @@
+using RetriBooru.Settings;
 using RetriBooru.Data;
 using RetriBooru.Runtime;
 
@@ -27,15 +28,14 @@ public sealed record EvaluationSet(string Id, string Character, string ClothingI
 /// </summary>
 public static class EvaluationSets
 {
-    public static IReadOnlyList<EvaluationSet> Choose(IReadOnlyList<TrainingExample> manifest, IReadOnlyList<ImageRecord> records, string split, int count, long seed)
+    public static IReadOnlyList<EvaluationSet> Choose(IReadOnlyList<TrainingExample> manifest, IReadOnlyList<ImageRecord> records, EvaluationSplit split, int count, long seed)
     {
-        EvaluationSplits.Validate(split);
         if (count < 1) throw new ArgumentOutOfRangeException(nameof(count), count, "need at least one reference set");
         var byId = records.ToDictionary(r => r.Id, StringComparer.Ordinal);
         var candidates = split switch
         {
-            EvaluationSplits.Seen => manifest.Where(e => e.Split == SplitNames.Heldout).Select(e => AsIs(e, byId)).ToList(),
-            EvaluationSplits.Unseen => manifest.Where(e => e.Split == SplitNames.Unseen).Select(e => AsIs(e, byId)).ToList(),
+            EvaluationSplit.Seen => manifest.Where(e => e.Split == SplitNames.Heldout).Select(e => AsIs(e, byId)).ToList(),
+            EvaluationSplit.Unseen => manifest.Where(e => e.Split == SplitNames.Unseen).Select(e => AsIs(e, byId)).ToList(),
             _ => Compositions(manifest, byId, seed),
         };
         var chosen = RoundRobin(candidates, count, Seeding.Stream(seed, "evaluation-sets/" + split));
@@ -43,7 +43,7 @@ public static class EvaluationSets
     }
 
     /// <summary>The manifest split an evaluation split draws its targets from.</summary>
-    public static string ManifestSplit(string split) => split == EvaluationSplits.Unseen ? SplitNames.Unseen : SplitNames.Heldout;
+    public static string ManifestSplit(EvaluationSplit split) => split == EvaluationSplit.Unseen ? SplitNames.Unseen : SplitNames.Heldout;
 
     static EvaluationSet AsIs(TrainingExample e, IReadOnlyDictionary<string, ImageRecord> records) =>
         new(e.Target, e.Character, e.ClothingId, e.Prompt, e.References,

@@ -52,9 +52,9 @@ public sealed record EvaluationSettings
     /// <summary>The engine's options for one split; <paramref name="seed"/> drives the set choice, every sample and the bootstrap.</summary>
     public EvaluationOptions ForSplit(EvaluationSplit split, long seed) => new()
     {
-        Split = split.Name(), ReferenceSets = ReferenceSets, SamplesPerReference = SamplesPerReference, Seed = seed,
+        Split = split, ReferenceSets = ReferenceSets, SamplesPerReference = SamplesPerReference, Seed = seed,
         Sampling = new Diffusion.ReferenceSamplingOptions { Steps = SamplingSteps, TextScale = TextGuidance, ReferenceScale = ReferenceGuidance },
-        BootstrapResamples = BootstrapResamples, PromptView = PromptView.Name(),
+        BootstrapResamples = BootstrapResamples, PromptView = PromptView,
     };
 
     /// <summary>The suite's options this protocol sets (identity view and baseline quantile); the rest keep their defaults.</summary>

@@ -80,7 +80,7 @@ sealed class EvaluationTables(EvaluationRun run, List<string> notes)
             ["dataset"] = Path.GetFullPath(references.DatasetDir),
             ["manifest"] = Path.GetFullPath(references.ManifestPath),
             ["scheme"] = references.Scheme,
-            ["split"] = options.Split,
+            ["split"] = options.Split.Name(),
             ["manifest_split"] = EvaluationSets.ManifestSplit(options.Split),
             ["reference_sets_requested"] = options.ReferenceSets,
             ["reference_sets"] = new JsonArray(references.Sets.Select(s => (JsonNode?)new JsonObject
@@ -90,7 +90,7 @@ sealed class EvaluationTables(EvaluationRun run, List<string> notes)
                 ["references"] = new JsonArray(s.References.Select(r => (JsonNode?)new JsonObject { ["concept"] = r.Concept, ["image"] = r.Image }).ToArray()),
                 ["face_clothing_ids"] = new JsonArray(s.FaceClothingIds.Select(c => (JsonNode?)c).ToArray()),
             }).ToArray()),
-            ["prompt_view"] = options.PromptView,
+            ["prompt_view"] = options.PromptView.Name(),
             ["samples_per_reference"] = options.SamplesPerReference,
             ["seed"] = options.Seed,
             ["sample_seed_rule"] = "SHA-256 of \"<seed>/evaluation-sample/<set id>/<k>\" (Seeding.DeriveLong), recorded per row",

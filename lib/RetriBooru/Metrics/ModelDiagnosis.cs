@@ -1,3 +1,4 @@
+using RetriBooru.Settings;
 using RetriBooru.Data;
 using RetriBooru.Diffusion;
 using RetriBooru.Imaging;
@@ -100,7 +101,7 @@ public static class ModelDiagnosis
                     else
                         using (probe.Probe)
                         {
-                            IReadOnlyList<string> SceneTags(ImageRecord r) => PromptViews.Apply(PromptViews.Context, r.Prompts, r.Character).Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+                            IReadOnlyList<string> SceneTags(ImageRecord r) => PromptViews.Apply(PromptView.Context, r.Prompts, r.Character).Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
                             readability = Readability.Score(probe.Probe,
                                 samples.Select((s, i) => (s, SceneTags(real[i % real.Count].Record))),
                                 real.Select(r => (r.Image, SceneTags(r.Record))));
