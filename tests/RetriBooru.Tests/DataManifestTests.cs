@@ -1,3 +1,4 @@
+using RetriBooru.Settings;
 using RetriBooru.Cli;
 using RetriBooru.Data;
 using RetriBooru.Data.Synth;
@@ -16,7 +17,7 @@ public class DataManifestTests
         using var dir = new TempDir();
         var console = new TestConsole().Width(200);
         Assert.Equal(0, CliApp.Run(["dataset", "synth", "--out", dir.Path], console));
-        Assert.Equal(File.ReadAllBytes(Committed("scheme_b.jsonl")), File.ReadAllBytes(Path.Combine(dir.Path, DatasetLayout.ManifestPath("b"))));
+        Assert.Equal(File.ReadAllBytes(Committed("scheme_b.jsonl")), File.ReadAllBytes(Path.Combine(dir.Path, DatasetLayout.ManifestPath(ReferenceScheme.B))));
         Assert.Equal(File.ReadAllBytes(Committed("stats.json")), File.ReadAllBytes(Path.Combine(dir.Path, DatasetLayout.ManifestsFolder, DatasetLayout.StatsFile)));
         Assert.Contains("leakage-free", console.Output);
 

@@ -1,3 +1,4 @@
+using RetriBooru.Settings;
 using RetriBooru.Data;
 using RetriBooru.Data.Retrieval;
 using RetriBooru.Imaging;
@@ -102,12 +103,12 @@ public class DataRetrievalTests(SmallSynthDataset data) : IClassFixture<SmallSyn
     [Fact]
     public void Manifest_reader_round_trips_and_filters_by_split()
     {
-        var all = ManifestReader.Read(data.Dir, "b");
+        var all = ManifestReader.Read(data.Dir, ReferenceScheme.B);
         Assert.Equal(data.Result.Manifests["b"].Select(ManifestReader.Serialize), all.Select(ManifestReader.Serialize));
-        var train = ManifestReader.Read(data.Dir, "b", SplitNames.Train);
+        var train = ManifestReader.Read(data.Dir, ReferenceScheme.B, SplitNames.Train);
         Assert.All(train, e => Assert.Equal(SplitNames.Train, e.Split));
         Assert.Equal(data.Result.Stats.Manifests["b"].ExamplesBySplit[SplitNames.Train], train.Count);
-        var report = LeakageCheck.CheckManifest(data.Dir, Path.Combine(data.Dir, DatasetLayout.ManifestPath("b")));
+        var report = LeakageCheck.CheckManifest(data.Dir, Path.Combine(data.Dir, DatasetLayout.ManifestPath(ReferenceScheme.B)));
         Assert.True(report.IsLeakageFree);
     }
 
@@ -115,7 +116,7 @@ public class DataRetrievalTests(SmallSynthDataset data) : IClassFixture<SmallSyn
     public void Manifest_files_load_as_tensors_for_the_trainer()
     {
         Torch.Load();
-        var example = ManifestReader.Read(data.Dir, "b", SplitNames.Train)[0];
+        var example = ManifestReader.Read(data.Dir, ReferenceScheme.B, SplitNames.Train)[0];
         using var image = ImageTensor.Load(ManifestReader.Resolve(data.Dir, example.Image), 32);
         using var mask = ImageTensor.LoadMask(ManifestReader.Resolve(data.Dir, example.Mask!), 32);
         Assert.Equal(new long[] { 3, 32, 32 }, image.shape);
@@ -140,9 +141,9 @@ public class DataRetrievalTests(SmallSynthDataset data) : IClassFixture<SmallSyn
     public void Reference_count_is_configurable_and_seeded()
     {
         var options = new RetrievalOptions { FaceReferences = 1, ClothesReferences = 3, Seed = 5 };
-        var (first, _, _) = ReferenceRetrieval.Build(data.Result.Records, "b", options);
-        var (again, _, _) = ReferenceRetrieval.Build(data.Result.Records, "b", options);
-        var (other, _, _) = ReferenceRetrieval.Build(data.Result.Records, "b", options with { Seed = 6 });
+        var (first, _, _) = ReferenceRetrieval.Build(data.Result.Records, ReferenceScheme.B, options);
+        var (again, _, _) = ReferenceRetrieval.Build(data.Result.Records, ReferenceScheme.B, options);
+        var (other, _, _) = ReferenceRetrieval.Build(data.Result.Records, ReferenceScheme.B, options with { Seed = 6 });
         Assert.All(first, e => { Assert.Single(e.References, r => r.Concept == Concepts.Face); Assert.Equal(3, e.References.Count(r => r.Concept == Concepts.Clothes)); });
         Assert.Equal(first.Select(ManifestReader.Serialize), again.Select(ManifestReader.Serialize));
         Assert.NotEqual(first.Select(ManifestReader.Serialize), other.Select(ManifestReader.Serialize));

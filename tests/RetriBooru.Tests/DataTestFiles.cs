@@ -1,3 +1,4 @@
+using RetriBooru.Settings;
 using RetriBooru.Data;
 using RetriBooru.Data.Ingest;
 using RetriBooru.Data.Synth;
@@ -95,7 +96,7 @@ public sealed class SmallSynthDataset : IDisposable
 
     public SmallSynthDataset()
     {
-        Result = SynthDataset.Create(Dir, Options, new BuildOptions { Schemes = ["a", "b"] });
+        Result = SynthDataset.Create(Dir, Options, new BuildOptions { Schemes = [ReferenceScheme.A, ReferenceScheme.B] });
         Attributes = SynthAttributesFile.Read(Dir);
     }
 

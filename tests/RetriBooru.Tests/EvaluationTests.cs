@@ -61,7 +61,7 @@ public class EvaluationTests(EvaluationWorld world, Xunit.Abstractions.ITestOutp
     {
         var net = new RetriNet(world.Model.Unet);
         var outA = world.NewFolder();
-        var result = world.Suite.Evaluate("retrinet", world.Model, net, world.Dataset, "b", Small, outA);
+        var result = world.Suite.Evaluate("retrinet", world.Model, net, world.Dataset, ReferenceScheme.B, Small, outA);
 
         var sampleRows = result.Rows.Where(r => r.SampleIndex is not null).ToList();
         Assert.Equal(result.Sets.Count * Small.SamplesPerReference, sampleRows.Count);
@@ -80,7 +80,7 @@ public class EvaluationTests(EvaluationWorld world, Xunit.Abstractions.ITestOutp
         var savedPath = Path.Combine(outA, row.ImagePath!);
         Assert.True(File.Exists(savedPath));
         var set = result.Sets.Single(s => s.SetId == row.ReferenceSetId);
-        var manifest = ManifestReader.Read(world.Dataset, "b");
+        var manifest = ManifestReader.Read(world.Dataset, ReferenceScheme.B);
         var example = manifest.Single(e => e.Target == row.ReferenceSetId);
         using (NewDisposeScope())
         {
@@ -114,7 +114,7 @@ public class EvaluationTests(EvaluationWorld world, Xunit.Abstractions.ITestOutp
 
         // Same model and options into another folder: identical rows and summaries, byte for byte.
         var outB = world.NewFolder();
-        world.Suite.Evaluate("retrinet", world.Model, net, world.Dataset, "b", Small, outB);
+        world.Suite.Evaluate("retrinet", world.Model, net, world.Dataset, ReferenceScheme.B, Small, outB);
         Assert.Equal(File.ReadAllText(Path.Combine(outA, "results.json")), File.ReadAllText(Path.Combine(outB, "results.json")));
         Assert.Equal(File.ReadAllText(Path.Combine(outA, "results.csv")), File.ReadAllText(Path.Combine(outB, "results.csv")));
     }
@@ -125,7 +125,7 @@ public class EvaluationTests(EvaluationWorld world, Xunit.Abstractions.ITestOutp
         // The unseen split: its character's 12 pictures are the real side (the tiny world holds out only 3 seen-character pictures, and KID needs 4).
         var unseen = Small with { Split = EvaluationSplit.Unseen };
         var outDir = world.NewFolder();
-        var result = world.Suite.Evaluate("retrinet", world.Model, new RetriNet(world.Model.Unet), world.Dataset, "b", unseen, outDir);
+        var result = world.Suite.Evaluate("retrinet", world.Model, new RetriNet(world.Model.Unet), world.Dataset, ReferenceScheme.B, unseen, outDir);
         int samples = result.Rows.Count(r => r.SampleIndex is not null);
         foreach (var key in new[] { "kid", "kid_floor", "kid_ceiling", "kid_position", "readability" })
             Assert.True(result.Summary.ContainsKey(key), $"summary lacks {key}; notes: {string.Join(" | ", result.Notes)}");
@@ -145,7 +145,7 @@ public class EvaluationTests(EvaluationWorld world, Xunit.Abstractions.ITestOutp
         var quality = json["quality"]!;
         output.WriteLine(quality.ToJsonString());
         Assert.Equal(SplitNames.Unseen, (string?)quality["manifest_split"]);
-        var realImages = ManifestReader.Read(world.Dataset, "b").Where(e => e.Split == SplitNames.Unseen).Select(e => e.Target).Distinct().Count();
+        var realImages = ManifestReader.Read(world.Dataset, ReferenceScheme.B).Where(e => e.Split == SplitNames.Unseen).Select(e => e.Target).Distinct().Count();
         Assert.Equal(realImages, (int)quality["real_images"]!);
         Assert.Equal(kid.Mean, (double)quality["kid"]!["value"]!);
         Assert.Equal(kid.Lower, (double)quality["kid"]!["ci_low"]!);
@@ -166,7 +166,7 @@ public class EvaluationTests(EvaluationWorld world, Xunit.Abstractions.ITestOutp
             Assert.True(header.Contains(column) && summaryRow[header.IndexOf(column)] != "", $"results.csv summary lacks {column}");
 
         // Another model on the same split is measured against the same, cached reference points.
-        var other = world.Suite.Evaluate("text-only", world.Model, new TextOnlyModel(world.Model.Unet), world.Dataset, "b", unseen with { SaveImages = false }, world.NewFolder());
+        var other = world.Suite.Evaluate("text-only", world.Model, new TextOnlyModel(world.Model.Unet), world.Dataset, ReferenceScheme.B, unseen with { SaveImages = false }, world.NewFolder());
         Assert.Equal(floor, other.Score("kid_floor"));
         Assert.Equal(ceiling, other.Score("kid_ceiling"));
     }
@@ -175,7 +175,7 @@ public class EvaluationTests(EvaluationWorld world, Xunit.Abstractions.ITestOutp
     public void A_sample_generated_in_a_batch_with_its_own_seed_matches_itself_generated_alone()
     {
         var net = new RetriNet(world.Model.Unet);
-        var example = ManifestReader.Read(world.Dataset, "b").First();
+        var example = ManifestReader.Read(world.Dataset, ReferenceScheme.B).First();
         using var scope = NewDisposeScope();
         var crops = example.References.Select(r => new ReferenceCrop(ImageTensor.Load(ManifestReader.Resolve(world.Dataset, r.Image), 32), r.Concept, r.SourceId)).ToList();
         long[] seeds = [11, 22, 33];
@@ -202,7 +202,7 @@ public class EvaluationTests(EvaluationWorld world, Xunit.Abstractions.ITestOutp
     [Fact]
     public void Composition_sets_take_faces_and_clothes_from_different_outfits_of_one_character()
     {
-        var manifest = ManifestReader.Read(world.Dataset, "b");
+        var manifest = ManifestReader.Read(world.Dataset, ReferenceScheme.B);
         var records = DatasetLayout.ReadRecords(world.Dataset).ToDictionary(r => r.Id);
         var sets = EvaluationSets.Choose(manifest, records.Values.ToList(), EvaluationSplit.Composition, 10, 1);
         Assert.NotEmpty(sets);
@@ -242,12 +242,12 @@ public class EvaluationTests(EvaluationWorld world, Xunit.Abstractions.ITestOutp
         Assert.All(windows, w => Assert.True(w.Left >= 0 && w.Top >= 0 && w.Right <= 32 && w.Bottom <= 32 && w.Width >= 16, w.ToString()));
         Assert.Equal("none", suite.Describe()["vqa"]);
         // One unreadable reference crop: its set is reported and skipped, the other set is still scored.
-        var chosen = EvaluationSets.Choose(ManifestReader.Read(copy, "b"), DatasetLayout.ReadRecords(copy), EvaluationSplit.Seen, 2, Small.Seed);
+        var chosen = EvaluationSets.Choose(ManifestReader.Read(copy, ReferenceScheme.B), DatasetLayout.ReadRecords(copy), EvaluationSplit.Seen, 2, Small.Seed);
         Assert.Equal(2, chosen.Count);
         var broken = ManifestReader.Resolve(copy, chosen[0].References[0].Image);
         File.WriteAllText(broken, "not a png");
         var textOnly = new TextOnlyModel(world.Model.Unet);
-        var result = suite.Evaluate("text-only", world.Model, textOnly, copy, "b", Small with { ReferenceSets = 2, SaveImages = false }, world.NewFolder());
+        var result = suite.Evaluate("text-only", world.Model, textOnly, copy, ReferenceScheme.B, Small with { ReferenceSets = 2, SaveImages = false }, world.NewFolder());
         Assert.Equal([chosen[1].Id], result.Sets.Select(s => s.SetId));
         Assert.Contains(result.Notes, n => n.Contains(chosen[0].Id, StringComparison.Ordinal) && n.Contains(broken, StringComparison.Ordinal));
         Assert.All(result.Rows, r => Assert.Equal(chosen[1].Id, r.ReferenceSetId));
@@ -303,7 +303,7 @@ public class EvaluationTests(EvaluationWorld world, Xunit.Abstractions.ITestOutp
     /// <summary>The scheme-b manifest with every target id replaced by one that climbs out of any folder.</summary>
     string EscapingManifest()
     {
-        var manifest = ManifestReader.Read(world.Dataset, "b").Select((e, i) => e with { Target = $"../../../escaped{i}" }).ToList();
+        var manifest = ManifestReader.Read(world.Dataset, ReferenceScheme.B).Select((e, i) => e with { Target = $"../../../escaped{i}" }).ToList();
         var path = Path.Combine(world.NewFolder(), "escaping.jsonl");
         Directory.CreateDirectory(Path.GetDirectoryName(path)!);
         ManifestReader.Write(path, manifest);
@@ -315,7 +315,7 @@ public class EvaluationTests(EvaluationWorld world, Xunit.Abstractions.ITestOutp
     {
         var parent = world.NewFolder();
         var outDir = Path.Combine(parent, "a", "b", "out");
-        var e = Assert.Throws<InvalidDataException>(() => world.Suite.Evaluate("m", world.Model, new TextOnlyModel(world.Model.Unet), world.Dataset, "b",
+        var e = Assert.Throws<InvalidDataException>(() => world.Suite.Evaluate("m", world.Model, new TextOnlyModel(world.Model.Unet), world.Dataset, ReferenceScheme.B,
             Small with { ManifestPath = EscapingManifest() }, outDir));
         Assert.Contains("samples/../../../escaped", e.Message);
         Assert.Contains("outside", e.Message);
@@ -363,7 +363,7 @@ public class EvaluationTests(EvaluationWorld world, Xunit.Abstractions.ITestOutp
         Assert.False(Directory.Exists(outDir + ".new"));
 
         // sample: the same guard, and a reference image whose header claims 40000x40000 pixels is refused before decoding.
-        var crop = ManifestReader.Resolve(data, ManifestReader.Read(data, "b")[0].References[0].Image);
+        var crop = ManifestReader.Resolve(data, ManifestReader.Read(data, ReferenceScheme.B)[0].References[0].Image);
         var samples = world.NewFolder();
         string[] Sample(params string[] extra) => ["sample", "--checkpoint", checkpoint, "--reference", $"face={crop}", "--count", "1", "--steps", "1", "--out", samples, .. extra];
         var sampled = Run(Sample());
@@ -395,11 +395,11 @@ public class EvaluationTests(EvaluationWorld world, Xunit.Abstractions.ITestOutp
     public void Bad_options_and_missing_files_fail_with_clear_messages()
     {
         var net = new TextOnlyModel(world.Model.Unet);
-        var e = Assert.Throws<ArgumentException>(() => world.Suite.Evaluate("m", world.Model, net, world.Dataset, "b", Small with { Split = Words.Parse<EvaluationSplit>("train") }, world.NewFolder()));
+        var e = Assert.Throws<ArgumentException>(() => world.Suite.Evaluate("m", world.Model, net, world.Dataset, ReferenceScheme.B, Small with { Split = Words.Parse<EvaluationSplit>("train") }, world.NewFolder()));
         Assert.Contains("unknown split 'train'", e.Message);
-        var missing = Assert.Throws<FileNotFoundException>(() => world.Suite.Evaluate("m", world.Model, net, world.Dataset, "b", Small with { ManifestPath = "/nonexistent/m.jsonl" }, world.NewFolder()));
+        var missing = Assert.Throws<FileNotFoundException>(() => world.Suite.Evaluate("m", world.Model, net, world.Dataset, ReferenceScheme.B, Small with { ManifestPath = "/nonexistent/m.jsonl" }, world.NewFolder()));
         Assert.Contains("/nonexistent/m.jsonl", missing.Message);
-        Assert.Throws<ArgumentOutOfRangeException>(() => world.Suite.Evaluate("m", world.Model, net, world.Dataset, "b", Small with { SamplesPerReference = 0 }, world.NewFolder()));
+        Assert.Throws<ArgumentOutOfRangeException>(() => world.Suite.Evaluate("m", world.Model, net, world.Dataset, ReferenceScheme.B, Small with { SamplesPerReference = 0 }, world.NewFolder()));
     }
 
     static void CopyFolder(string from, string to)

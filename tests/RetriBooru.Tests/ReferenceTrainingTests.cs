@@ -21,7 +21,7 @@ public sealed class SmallReferenceWorld : IDisposable
         Torch.Load();
         Dataset = Path.Combine(_dir.Path, "data");
         SynthDataset.Create(Dataset, new SynthOptions { Characters = 4, OutfitsPerCharacter = 2, ImagesPerCharacter = 10, Size = 32, Seed = 5 });
-        Train = ManifestReader.Read(Dataset, "b", "train");
+        Train = ManifestReader.Read(Dataset, ReferenceScheme.B, "train");
     }
 
     public DiffusionModel NewBase(long seed = 1) =>

@@ -1,3 +1,4 @@
+using RetriBooru.Settings;
 using RetriBooru.Data;
 using RetriBooru.Data.Synth;
 using RetriBooru.Metrics;
@@ -15,7 +16,7 @@ public class SwdAnalysisTests
         var dataset = tmp.File("data");
         SynthDataset.Create(dataset, new SynthOptions { Characters = 8, OutfitsPerCharacter = 2, ImagesPerCharacter = 16, Size = 32, Seed = 21 });
         using var suite = EvaluationSuite.Create(dataset, seed: 3);
-        var example = ManifestReader.Read(dataset, "b", SplitNames.Train).First();
+        var example = ManifestReader.Read(dataset, ReferenceScheme.B, SplitNames.Train).First();
         var cases = SwdAnalysis.SanityCases(suite, example, count: 4, imageSize: 32).ToDictionary(c => c.Name);
         Assert.Equal(0, cases["copy"].Swd, 6);
         Assert.True(cases["random"].Swd < 0.05, $"random images scored {cases["random"].Swd}");

@@ -1,3 +1,4 @@
+using RetriBooru.Settings;
 using System.ComponentModel;
 using RetriBooru.Data;
 using RetriBooru.Imaging;
@@ -56,9 +57,9 @@ public class DatasetBuildSettings : CommandSettings
         ClothesReferences = ClothesReferences,
         Schemes = Scheme switch
         {
-            "a" => ["a"],
-            "b" => ["b"],
-            "both" or "ab" => ["a", "b"],
+            "a" => [ReferenceScheme.A],
+            "b" => [ReferenceScheme.B],
+            "both" or "ab" => [ReferenceScheme.A, ReferenceScheme.B],
             _ => throw new ArgumentException($"--scheme must be a, b or both, not '{Scheme}'"),
         },
         NearDuplicateThreshold = NearDuplicateThreshold,

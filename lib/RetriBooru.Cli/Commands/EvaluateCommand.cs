@@ -144,7 +144,7 @@ public sealed class EvaluateCommand(IAnsiConsole console) : Command<EvaluateComm
                     console.MarkupLine($"sampled and scored {p.Done}/{p.Total} samples");
                 }
             });
-            return suite.Evaluate(name, model, branch, settings.Data, settings.Scheme, options, outDir, lines, cancellationToken);
+            return suite.Evaluate(name, model, branch, settings.Data, Words.Parse<ReferenceScheme>(settings.Scheme), options, outDir, lines, cancellationToken);
         }
         EvaluationResult? result = null;
         console.Progress()
@@ -158,7 +158,7 @@ public sealed class EvaluateCommand(IAnsiConsole console) : Command<EvaluateComm
                     bar.Value = p.Done;
                     bar.Description = $"sample {p.Done}/{p.Total}";
                 });
-                result = suite.Evaluate(name, model, branch, settings.Data, settings.Scheme, options, outDir, progress, cancellationToken);
+                result = suite.Evaluate(name, model, branch, settings.Data, Words.Parse<ReferenceScheme>(settings.Scheme), options, outDir, progress, cancellationToken);
             });
         return result!;
     }

@@ -133,7 +133,7 @@ public sealed class TrainCommand(IAnsiConsole console) : Command<TrainCommand.Se
         var output = OutputFolderConsole.Open(console, settings.Out, settings.Resume, settings.Overwrite);
         TorchRuntime.SetDeterministic(true, settings.Threads);
         var device = TorchRuntime.ResolveDevice(settings.Device);
-        var manifest = settings.Manifest ?? Path.Combine(settings.Data!, DatasetLayout.ManifestPath(settings.Scheme));
+        var manifest = settings.Manifest ?? Path.Combine(settings.Data!, DatasetLayout.ManifestPath(Words.Parse<ReferenceScheme>(settings.Scheme)));
         var dataDir = settings.Data ?? Path.GetDirectoryName(Path.GetDirectoryName(Path.GetFullPath(manifest)))!;
         var examples = ManifestReader.Read(manifest).Where(e => e.Split == SplitNames.Train).ToList();
         using var model = ModelStore.LoadDiffusers(settings.Base, device);

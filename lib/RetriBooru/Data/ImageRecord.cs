@@ -1,3 +1,4 @@
+using RetriBooru.Settings;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 
@@ -74,7 +75,7 @@ public static class DatasetLayout
     public const string StatsFile = "stats.json";
 
     /// <summary>Manifest file of a retrieval scheme (<c>a</c> or <c>b</c>), relative to the dataset folder.</summary>
-    public static string ManifestPath(string scheme) => $"{ManifestsFolder}/scheme_{scheme}.jsonl";
+    public static string ManifestPath(ReferenceScheme scheme) => $"{ManifestsFolder}/scheme_{scheme.Name()}.jsonl";
 
     public static IReadOnlyList<ImageRecord> ReadRecords(string datasetDir)
     {

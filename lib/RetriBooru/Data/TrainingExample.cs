@@ -1,3 +1,4 @@
+using RetriBooru.Settings;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using RetriBooru.Runtime;
@@ -67,7 +68,7 @@ public static class ManifestReader
     }
 
     /// <summary>Reads a scheme's manifest from a dataset folder, optionally only one split.</summary>
-    public static IReadOnlyList<TrainingExample> Read(string datasetDir, string scheme, string? split = null)
+    public static IReadOnlyList<TrainingExample> Read(string datasetDir, ReferenceScheme scheme, string? split = null)
     {
         var all = Read(Path.Combine(datasetDir, DatasetLayout.ManifestPath(scheme)));
         return split is null ? all : all.Where(e => e.Split == split).ToList();

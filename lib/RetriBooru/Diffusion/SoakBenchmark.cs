@@ -1,3 +1,4 @@
+using RetriBooru.Settings;
 using System.Diagnostics;
 using RetriBooru.Data;
 using RetriBooru.Data.Synth;
@@ -69,7 +70,7 @@ public static class SoakBenchmark
                     using var images = TextToImage.Generate(model, prompts.Take(textSamples - done).ToList(), new SamplingOptions { Steps = options.SampleSteps, Seed = done });
                 });
 
-            var examples = ManifestReader.Read(dataset, "b", SplitNames.Train);
+            var examples = ManifestReader.Read(dataset, ReferenceScheme.B, SplitNames.Train);
             using var data = new ReferenceDataset(dataset, examples, config.ImageSize);
             var branch = ReferenceModels.Create("retrinet", model, seed: options.Seed);
             using var task = new ReferenceTrainingTask(model, branch, data);

@@ -96,7 +96,7 @@ public static class StepBenchmark
                 }
             }
             // Loaded once: every reference model trains on the same in-memory examples (the task only reads them).
-            using var data = new ReferenceDataset(dataset, ManifestReader.Read(dataset, "b", SplitNames.Train), config.ImageSize);
+            using var data = new ReferenceDataset(dataset, ManifestReader.Read(dataset, ReferenceScheme.B, SplitNames.Train), config.ImageSize);
             foreach (var kind in options.Models)
             {
                 progress?.Report($"{kind} step");

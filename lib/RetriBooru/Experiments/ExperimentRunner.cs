@@ -196,9 +196,10 @@ public sealed class ExperimentRunner(ExperimentSpec spec, RunOptions options, IP
         }
     }
 
-    List<string> BuiltSchemes() => spec.Schemes.Append(ReferenceScheme.B).Select(s => s.Name()).Distinct().Order().ToList();
+    List<ReferenceScheme> BuiltSchemes() => spec.Schemes.Append(ReferenceScheme.B).Distinct().Order().ToList();
 
-    object DatasetInputs() => new { spec.Dataset, schemes = BuiltSchemes() };
+    // Spellings in the key (as before the enums, so cached datasets are still found).
+    object DatasetInputs() => new { spec.Dataset, schemes = BuiltSchemes().Select(s => s.Name()).ToList() };
 
     string BuildDataset(string folder, CancellationToken cancellation)
     {
@@ -254,7 +255,7 @@ public sealed class ExperimentRunner(ExperimentSpec spec, RunOptions options, IP
         string kind = modelKind.Name(), scheme = referenceScheme.Name();
         using var model = ModelStore.LoadDiffusers(baseModel, device);
         var branch = ReferenceModels.Create(modelKind, model, ipAdapterScale: point.Train.IpAdapterScale, seed: Seeding.DeriveLong(spec.Seed, $"init/{kind}"));
-        var examples = ManifestReader.Read(dataset, scheme, SplitNames.Train);
+        var examples = ManifestReader.Read(dataset, referenceScheme, SplitNames.Train);
         using var data = new ReferenceDataset(dataset, examples, model.Config.ImageSize);
         using var task = new ReferenceTrainingTask(model, branch, data, point.Train);
         var trainer = ReferenceTrainerOptions(spec, point.Train, kind, scheme);
@@ -281,7 +282,7 @@ public sealed class ExperimentRunner(ExperimentSpec spec, RunOptions options, IP
             var (model, branch) = ReferenceModelStore.Load(Path.Combine(trained, "model"), device);
             using (model)
             {
-                var result = suite.Evaluate(kind, model, branch, dataset, "b", evaluation, dir,
+                var result = suite.Evaluate(kind, model, branch, dataset, ReferenceScheme.B, evaluation, dir,
                     new Progress<(int Done, int Total)>(p => progress?.Report(new RunnerEvent($"evaluate {kind}/{split}", $"{p.Done}/{p.Total}", (double)p.Done / Math.Max(1, p.Total)))));
                 progress?.Report(new RunnerEvent($"evaluate {kind}/{split}", result.Timing ?? "", 1));
                 var perSet = PerSetScores(result.Rows, result.Sets.Select(x => x.SetId));

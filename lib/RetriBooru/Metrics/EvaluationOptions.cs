@@ -43,7 +43,7 @@ public sealed record EvaluationSuiteOptions
     /// Manifest scheme whose examples calibrate the baselines: keep the leakage-free <c>b</c> also when evaluating on
     /// scheme-a reference sets (calibrating leakage on crops of the target would make copying look honest).
     /// </summary>
-    public string Scheme { get; init; } = "b";
+    public ReferenceScheme Scheme { get; init; } = ReferenceScheme.B;
     /// <summary>
     /// Image side the baselines are computed at when the suite is created (the tiny config's 32 px); a model of
     /// another size gets its own baselines, computed on first use and kept.

@@ -9,10 +9,10 @@ namespace RetriBooru.Metrics;
 /// Stage 1 of an evaluation: the reference sets of a split, chosen from a manifest (<see cref="EvaluationSets.Choose"/>),
 /// and the manifest they come from (image quality compares with its real pictures).
 /// </summary>
-sealed record ReferenceSetChoice(string DatasetDir, string Scheme, string ManifestPath, IReadOnlyList<TrainingExample> Manifest, IReadOnlyList<EvaluationSet> Sets)
+sealed record ReferenceSetChoice(string DatasetDir, ReferenceScheme Scheme, string ManifestPath, IReadOnlyList<TrainingExample> Manifest, IReadOnlyList<EvaluationSet> Sets)
 {
     /// <summary>Reads the manifest (the options' or the scheme's) and chooses the sets; fails when the split has none.</summary>
-    public static ReferenceSetChoice Choose(string datasetDir, string scheme, EvaluationOptions options, List<string> notes)
+    public static ReferenceSetChoice Choose(string datasetDir, ReferenceScheme scheme, EvaluationOptions options, List<string> notes)
     {
         var manifestPath = options.ManifestPath ?? Path.Combine(datasetDir, DatasetLayout.ManifestPath(scheme));
         var manifest = ManifestReader.Read(manifestPath);
@@ -20,7 +20,7 @@ sealed record ReferenceSetChoice(string DatasetDir, string Scheme, string Manife
         var sets = EvaluationSets.Choose(manifest, records, options.Split, options.ReferenceSets, options.Seed);
         if (sets.Count == 0)
             throw new InvalidDataException($"{manifestPath}: no reference set for split '{options.Split.Name()}' (it draws on manifest split '{EvaluationSets.ManifestSplit(options.Split)}'{(options.Split == EvaluationSplit.Composition ? " and needs characters with face crops in another outfit" : "")})");
-        if (sets.Count < options.ReferenceSets) notes.Add($"only {sets.Count} of the {options.ReferenceSets} requested reference sets exist for split '{options.Split}'");
+        if (sets.Count < options.ReferenceSets) notes.Add($"only {sets.Count} of the {options.ReferenceSets} requested reference sets exist for split '{options.Split.Name()}'");
         return new ReferenceSetChoice(datasetDir, scheme, manifestPath, manifest, sets);
     }
 

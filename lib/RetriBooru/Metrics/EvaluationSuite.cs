@@ -1,3 +1,4 @@
+using RetriBooru.Settings;
 using System.Globalization;
 using RetriBooru.Data;
 using RetriBooru.Metrics.Vqa;
@@ -126,7 +127,7 @@ public sealed class EvaluationSuite : IDisposable
     /// the references, samples and scores, and finally scores image quality over all samples and writes the tables to
     /// <paramref name="outDir"/>.
     /// </summary>
-    public EvaluationResult Evaluate(string modelName, DiffusionModel model, IReferenceConditionedModel branch, string datasetDir, string scheme,
+    public EvaluationResult Evaluate(string modelName, DiffusionModel model, IReferenceConditionedModel branch, string datasetDir, ReferenceScheme scheme,
         EvaluationOptions options, string outDir, IProgress<(int Done, int Total)>? progress = null, CancellationToken cancellationToken = default)
     {
         options.Validate();

@@ -79,7 +79,7 @@ sealed class EvaluationTables(EvaluationRun run, List<string> notes)
             ["image_size"] = model.ImageSize,
             ["dataset"] = Path.GetFullPath(references.DatasetDir),
             ["manifest"] = Path.GetFullPath(references.ManifestPath),
-            ["scheme"] = references.Scheme,
+            ["scheme"] = references.Scheme.Name(),
             ["split"] = options.Split.Name(),
             ["manifest_split"] = EvaluationSets.ManifestSplit(options.Split),
             ["reference_sets_requested"] = options.ReferenceSets,

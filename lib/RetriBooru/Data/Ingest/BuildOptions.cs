@@ -1,3 +1,4 @@
+using RetriBooru.Settings;
 using System.Text.Json.Serialization;
 using RetriBooru.Imaging;
 
@@ -10,7 +11,7 @@ public sealed record BuildOptions
     [JsonPropertyName("face_references")] public int FaceReferences { get; init; } = 2;
     [JsonPropertyName("clothes_references")] public int ClothesReferences { get; init; } = 2;
     /// <summary>Manifests to write: <c>b</c> (leakage-free, default) and/or <c>a</c> (target crops, leakage study).</summary>
-    [JsonPropertyName("schemes")] public IReadOnlyList<string> Schemes { get; init; } = ["b"];
+    [JsonPropertyName("schemes")] public IReadOnlyList<ReferenceScheme> Schemes { get; init; } = [ReferenceScheme.B];
     [JsonPropertyName("near_duplicate_threshold")] public int NearDuplicateThreshold { get; init; } = PerceptualHash.DefaultThreshold;
     [JsonPropertyName("max_pixels")] public long MaxPixels { get; init; } = ImageProbe.DefaultMaxPixels;
     [JsonPropertyName("unseen_fraction")] public double UnseenFraction { get; init; } = 1.0 / 3;
@@ -26,7 +27,7 @@ public sealed record BuildOptions
     {
         if (FaceReferences < 0 || ClothesReferences < 0 || FaceReferences + ClothesReferences == 0)
             throw new ArgumentException("need at least one reference (--face-refs/--clothes-refs)");
-        if (Schemes.Count == 0 || Schemes.Any(s => s is not ("a" or "b"))) throw new ArgumentException("schemes must be a and/or b");
+        if (Schemes.Count == 0 || Schemes.Any(s => !Enum.IsDefined(s))) throw new ArgumentException("schemes must be a and/or b");
         if (NearDuplicateThreshold is < 0 or > 64) throw new ArgumentException("--near-dup-threshold must be 0..64 bits");
         if (MaxPixels < 1) throw new ArgumentException("--max-pixels must be positive");
         if (UnseenFraction is < 0 or >= 1 || HeldoutFraction is < 0 or >= 1) throw new ArgumentException("split fractions must be in [0, 1)");

@@ -1,3 +1,4 @@
+using RetriBooru.Settings;
 using System.Globalization;
 using System.Text.Json;
 using RetriBooru.Data.Retrieval;
@@ -110,17 +111,18 @@ public static class DatasetBuilder
             FaceReferences = options.FaceReferences, ClothesReferences = options.ClothesReferences,
             NearDuplicateThreshold = options.NearDuplicateThreshold, Seed = options.Seed,
         };
-        foreach (var scheme in options.Schemes.Distinct().OrderBy(s => s, StringComparer.Ordinal))
+        foreach (var referenceScheme in options.Schemes.Distinct().Order())
         {
+            string scheme = referenceScheme.Name();
             progress?.Report(new DatasetProgress("retrieve", 0, 1, $"scheme {scheme}"));
-            var (examples, skipped, repeated) = ReferenceRetrieval.Build(records, scheme, retrieval);
+            var (examples, skipped, repeated) = ReferenceRetrieval.Build(records, referenceScheme, retrieval);
             var leakage = LeakageCheck.Check(examples, records, options.NearDuplicateThreshold);
-            if (scheme == "b" && !leakage.IsLeakageFree)
+            if (referenceScheme == ReferenceScheme.B && !leakage.IsLeakageFree)
                 throw new InvalidOperationException($"scheme b manifest failed the leakage check, nothing written: {string.Join("; ", leakage.Violations.Take(5))}");
             manifests[scheme] = examples;
             manifestStats[scheme] = new ManifestStats
             {
-                File = DatasetLayout.ManifestPath(scheme),
+                File = DatasetLayout.ManifestPath(referenceScheme),
                 Examples = examples.Count,
                 ExamplesBySplit = new(examples.GroupBy(e => e.Split).ToDictionary(g => g.Key, g => g.Count()), StringComparer.Ordinal),
                 Skipped = new(skipped.GroupBy(s => s.Code).ToDictionary(g => g.Key, g => g.Count()), StringComparer.Ordinal),
@@ -134,7 +136,7 @@ public static class DatasetBuilder
         var stats = Stats(scan, records, report, manifestStats, options);
         // Records, manifests and stats last, after every check passed (the staging folder becomes the dataset only when complete).
         AtomicFile.WriteAllLines(Path.Combine(output, DatasetLayout.RecordsFile), records.Select(r => JsonSerializer.Serialize(r, WorkbenchJson.Lines)));
-        foreach (var (scheme, examples) in manifests) ManifestReader.Write(Path.Combine(output, DatasetLayout.ManifestPath(scheme)), examples);
+        foreach (var (scheme, examples) in manifests) ManifestReader.Write(Path.Combine(output, DatasetLayout.ManifestPath(Words.Parse<ReferenceScheme>(scheme))), examples);
         AtomicFile.WriteAllText(Path.Combine(output, DatasetLayout.ManifestsFolder, DatasetLayout.StatsFile), JsonSerializer.Serialize(stats, DatasetStats.JsonOptions) + "\n");
         report.Write(Path.Combine(output, BuildReport.FileName));
         return new BuildResult(records, stats, manifests, report.Problems);

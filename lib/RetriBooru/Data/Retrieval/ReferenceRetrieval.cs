@@ -1,3 +1,4 @@
+using RetriBooru.Settings;
 using RetriBooru.Imaging;
 using RetriBooru.Runtime;
 
@@ -36,9 +37,8 @@ public sealed record CropRequest(string SourceId, string Concept, bool Mirror)
 public static class ReferenceRetrieval
 {
     public static (List<TrainingExample> Examples, List<SkippedTarget> Skipped, int Repeated) Build(
-        IReadOnlyList<ImageRecord> records, string scheme, RetrievalOptions options)
+        IReadOnlyList<ImageRecord> records, ReferenceScheme scheme, RetrievalOptions options)
     {
-        if (scheme is not ("a" or "b")) throw new ArgumentException($"unknown scheme '{scheme}' (use a or b)");
         var examples = new List<TrainingExample>();
         var skipped = new List<SkippedTarget>();
         int repeated = 0;
@@ -47,7 +47,7 @@ public static class ReferenceRetrieval
         foreach (var target in records)
         {
             var references = new List<ReferenceImage>();
-            if (scheme == "a")
+            if (scheme == ReferenceScheme.A)
             {
                 if (target.FaceBox is null && options.FaceReferences > 0)
                 {
@@ -86,7 +86,7 @@ public static class ReferenceRetrieval
             examples.Add(new TrainingExample
             {
                 Target = target.Id, Image = target.Image, Mask = target.Mask, Prompt = target.Prompts,
-                Split = target.Split ?? SplitNames.Train, Scheme = scheme, Character = target.Character,
+                Split = target.Split ?? SplitNames.Train, Scheme = scheme.Name(), Character = target.Character,
                 ClothingId = target.ClothingId ?? "", References = references,
             });
         }
