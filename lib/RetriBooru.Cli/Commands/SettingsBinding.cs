@@ -95,7 +95,7 @@ public static class SettingsBinder
         settings.GetProperties(BindingFlags.Public | BindingFlags.Instance)
             .FirstOrDefault(p => p.GetCustomAttribute<CommandOptionAttribute>() is { } option && option.LongNames.Any(n => "--" + n == flag));
 
-    /// <summary>Spectre's validation result for a list of problems (first one shown: a one-line error).</summary>
+    /// <summary>Spectre's validation result for a list of problems, joined into one line.</summary>
     public static ValidationResult Result(IReadOnlyList<string> problems) =>
         problems.Count == 0 ? ValidationResult.Success() : ValidationResult.Error(string.Join("; ", problems));
 }

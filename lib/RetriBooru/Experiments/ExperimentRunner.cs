@@ -135,9 +135,6 @@ public sealed class ExperimentRunner(ExperimentSpec spec, RunOptions options, IP
     /// <summary>How the base model's EMA decays (part of the base stage's key when EMA is on: changing the rule must retrain).</summary>
     public const string EmaRule = "min(decay, (1+step)/(10+step))";
 
-    /// <summary>Prompt dropout of base-model pretraining (part of the base stage's key).</summary>
-    public const double BasePromptDropout = 0.1;
-
     public ExperimentResult Run(CancellationToken cancellation = default)
     {
         TorchRuntime.SetDeterministic(true, options.Threads);
@@ -155,7 +152,7 @@ public sealed class ExperimentRunner(ExperimentSpec spec, RunOptions options, IP
         {
             var dataset = Stage("dataset", cache, DatasetInputs(), folder => BuildDataset(folder, cancellation), resumable: false);
             var baseModel = spec.Base.Checkpoint ?? Path.Combine(
-                Stage("base", cache, new { dataset = DatasetInputs(), spec.Base, spec.Seed, promptDropout = BasePromptDropout, emaRule = spec.Base.Ema is null ? null : EmaRule, numerics = TrainingNumericsVersion, threads = options.Threads }, folder => TrainBase(dataset, folder, device, cancellation), resumable: true), "model");
+                Stage("base", cache, new { dataset = DatasetInputs(), spec.Base, spec.Seed, emaRule = spec.Base.Ema is null ? null : EmaRule, numerics = TrainingNumericsVersion, threads = options.Threads }, folder => TrainBase(dataset, folder, device, cancellation), resumable: true), "model");
             var evaluations = new List<ModelEvaluation>();
             using (var suite = TimedValue("evaluation-suite", () => EvaluationSuite.Create(dataset, spec.Evaluate.Suite(), spec.Seed, Relay("evaluation-suite"))))
             {
@@ -240,8 +237,8 @@ public sealed class ExperimentRunner(ExperimentSpec spec, RunOptions options, IP
         var config = spec.Base.FreshModelConfig();
         var source = new DatasetFolderSource(dataset, config.ImageSize);
         using var model = BaseModelFactory.Create(config, source, Seeding.DeriveLong(spec.Seed, "base"), device: device);
-        // The base model always learns an unconditional branch (10% empty prompts) for classifier-free guidance;
-        // the spec's prompt dropout is a RetriNet-training knob (the ablation sweeps it), not a base-model one.
+        // The base model always learns an unconditional branch for classifier-free guidance (base.prompt_dropout, 0.1);
+        // train.prompt_dropout is the reference-training knob the ablation sweeps.
         var task = new TextToImageTask(model, source, spec.Base.PromptDropout, minSnrGamma: spec.Base.EffectiveMinSnrGamma);
         var trainer = spec.Base.Trainer(Seeding.DeriveLong(spec.Seed, "base-train"));
         if (trainer.BatchNote(task.ExampleCount) is { } note) progress?.Report(new RunnerEvent("base", note));
