@@ -44,7 +44,7 @@ public class SettingsTests
             Assert.True(option is not null, $"{section}.{field.JsonName} has no {field.Flag} on {verb.DeclaringType!.Name}");
             var help = option!.GetCustomAttribute<SettingHelpAttribute>();
             Assert.True(help is not null && help.Record == record && help.Property == field.Property.Name, $"{field.Flag} does not take its help from {record.Name}.{field.Property.Name}");
-            Assert.StartsWith(field.Help, help.Description);
+            Assert.StartsWith(Spectre.Console.Markup.Escape(field.Help), help.Description);
             // Null until given, so the record's default applies; domain words come as text and are parsed with a did-you-mean.
             var expected = field.ValueType.IsEnum || field.ValueType == typeof(string) ? typeof(string) : typeof(Nullable<>).MakeGenericType(field.ValueType);
             Assert.True(option.PropertyType == expected, $"{field.Flag} is {option.PropertyType.Name}, expected {expected.Name}");
@@ -56,6 +56,23 @@ public class SettingsTests
             var field = SettingFields.Field(help.Record, help.Property);
             Assert.Contains(field.Flag, property.GetCustomAttribute<CommandOptionAttribute>()!.LongNames.Select(n => "--" + n));
         }
+    }
+
+    [Theory]
+    [InlineData("train")]
+    [InlineData("train-base")]
+    [InlineData("evaluate")]
+    [InlineData("run")]
+    [InlineData("sample")]
+    [InlineData("dataset synth")]
+    [InlineData("model diagnose")]
+    public void Help_renders_every_option_with_its_default(string verb)
+    {
+        // Descriptions are Spectre markup: a help text or default in brackets once made `train --help` fail.
+        var console = new TestConsole().Width(250);
+        Assert.Equal(0, CliApp.Run([.. verb.Split(' '), "--help"], console));
+        Assert.Contains("OPTIONS:", console.Output);
+        if (verb is "train" or "train-base" or "evaluate") Assert.Contains("(default: ", console.Output);
     }
 
     static T Parse<T>(params string[] args) where T : CommandSettings

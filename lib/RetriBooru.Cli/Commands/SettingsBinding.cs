@@ -23,7 +23,8 @@ public sealed class SettingHelpAttribute(Type record, string property) : Descrip
         get
         {
             var setting = SettingFields.Field(record, property);
-            return SettingFields.Default(record, property) is { } value ? $"{setting.Help} [default: {Show(value)}]" : setting.Help;
+            // Spectre renders descriptions as markup: the text is escaped so brackets in help stay text.
+            return Markup.Escape(SettingFields.Default(record, property) is { } value ? $"{setting.Help} (default: {Show(value)})" : setting.Help);
         }
     }
 
