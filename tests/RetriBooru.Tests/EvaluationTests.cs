@@ -311,6 +311,27 @@ public class EvaluationTests(EvaluationWorld world, Xunit.Abstractions.ITestOutp
     }
 
     [Fact]
+    public void A_reference_path_that_leaves_the_dataset_skips_its_set_with_a_note_and_the_other_sets_are_scored()
+    {
+        var manifest = ManifestReader.Read(world.Dataset, ReferenceScheme.B);
+        var options = Small with { ReferenceSets = 3 };
+        var chosen = EvaluationSets.Choose(manifest, DatasetLayout.ReadRecords(world.Dataset), options.Split, options.ReferenceSets, options.Seed);
+        Assert.Equal(3, chosen.Count);
+        var crafted = manifest.Select(e => e.Target != chosen[0].Id ? e
+            : e with { References = e.References.Select((r, i) => i == 0 ? r with { Image = "../../../../etc/hostname" } : r).ToList() }).ToList();
+        var path = Path.Combine(world.NewFolder(), "crafted.jsonl");
+        Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+        ManifestReader.Write(path, crafted);
+
+        var result = world.Suite.Evaluate("m", world.Model, new TextOnlyModel(world.Model.Unet), world.Dataset, ReferenceScheme.B,
+            options with { ManifestPath = path, SaveImages = false }, world.NewFolder());
+        Assert.Equal(chosen.Skip(1).Select(s => s.Id), result.Sets.Select(s => s.SetId));
+        var note = Assert.Single(result.Notes, n => n.StartsWith($"reference set {chosen[0].Id} skipped", StringComparison.Ordinal));
+        Assert.Contains("../../../../etc/hostname", note);
+        Assert.Contains("outside", note);
+    }
+
+    [Fact]
     public void A_manifest_target_id_that_leaves_the_output_folder_fails_before_anything_is_written()
     {
         var parent = world.NewFolder();

@@ -26,16 +26,18 @@ sealed record ReferenceSetChoice(string DatasetDir, ReferenceScheme Scheme, stri
 
     /// <summary>
     /// The set's references, read for scoring and for conditioning at <paramref name="imageSize"/>; null (and a note)
-    /// when a file cannot be read. The crops are tensors of the caller's dispose scope.
+    /// when a file cannot be read or its path leaves the dataset folder. The crops are tensors of the caller's dispose scope.
     /// </summary>
     public LoadedReferenceSet? TryLoad(EvaluationSet set, int imageSize, PromptView promptView, List<string> notes)
     {
         var prompt = PromptViews.Apply(promptView, set.Prompt, set.Character);
-        var paths = set.References.Select(r => ManifestReader.Resolve(DatasetDir, r.Image)).ToList();
         var references = new List<ScoringReference>();
         var crops = new List<ReferenceCrop>();
+        List<string> paths;
         try
         {
+            // A reference path that leaves the dataset is refused like an unreadable file: this set is skipped, the rest is scored.
+            paths = set.References.Select(r => ManifestReader.Resolve(DatasetDir, r.Image)).ToList();
             for (int i = 0; i < set.References.Count; i++)
             {
                 references.Add(new ScoringReference(ImageTensor.LoadBitmap(paths[i]), set.References[i].Concept));
