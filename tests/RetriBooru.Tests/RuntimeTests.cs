@@ -271,7 +271,7 @@ public class OutputFolderTests
         Write(Path.Combine(dir + ".old", "result.txt"), "earlier");
         Write(Path.Combine(dir + ".old", "source", "keep.txt"), "carried");
         Write(Path.Combine(dir + ".ready", "result.txt"), "new");
-        var folder = OutputFolder.Rebuild(dir);
+        using var folder = OutputFolder.Rebuild(dir);
         Assert.Equal("new", File.ReadAllText(Path.Combine(dir, "result.txt")));
         Assert.Contains(folder.Notes, n => n.Contains("finished swapping"));
         Assert.False(Directory.Exists(dir + ".old") || Directory.Exists(dir + ".ready"));
@@ -285,7 +285,7 @@ public class OutputFolderTests
         Write(Path.Combine(dir, "result.txt"), "earlier");
         Write(Path.Combine(dir, "source", "keep.txt"), "carried");
         Write(Path.Combine(dir + ".ready", "result.txt"), "new");
-        OutputFolder.Rebuild(dir);
+        OutputFolder.Rebuild(dir).Dispose();
         Assert.Equal("new", File.ReadAllText(Path.Combine(dir, "result.txt")));
         Assert.Equal("carried", File.ReadAllText(Path.Combine(dir, "source", "keep.txt")));
     }
@@ -297,7 +297,7 @@ public class OutputFolderTests
         var dir = tmp.File("out");
         Write(Path.Combine(dir, "result.txt"), "earlier");
         Write(Path.Combine(dir + ".new", "result.txt"), "half");
-        var folder = OutputFolder.Open(dir, resume: false, overwrite: true);
+        using var folder = OutputFolder.Open(dir, resume: false, overwrite: true);
         Assert.Equal("earlier", File.ReadAllText(Path.Combine(dir, "result.txt")));
         Assert.False(Directory.Exists(dir + ".new"));
         Assert.Contains(folder.Notes, n => n.Contains("removed"));
@@ -314,12 +314,37 @@ public class OutputFolderTests
     {
         using var tmp = new TempDir();
         var dir = tmp.File("out");
-        var folder = OutputFolder.Open(dir, resume: false, overwrite: false);
-        Assert.False(folder.Staged);
-        Assert.Throws<InvalidDataException>(() => folder.Complete(d => { Write(Path.Combine(d, "samples", "0.png"), "half"); throw new InvalidDataException("bad manifest"); }));
-        Assert.Empty(Directory.GetFileSystemEntries(dir));
-        OutputFolder.Open(dir, resume: false, overwrite: false).Complete(d => Write(Path.Combine(d, "result.txt"), "new"));
+        using (var folder = OutputFolder.Open(dir, resume: false, overwrite: false))
+        {
+            Assert.False(folder.Staged);
+            Assert.Throws<InvalidDataException>(() => folder.Complete(d => { Write(Path.Combine(d, "samples", "0.png"), "half"); throw new InvalidDataException("bad manifest"); }));
+            Assert.Empty(Directory.GetFileSystemEntries(dir));
+        }
+        using (var again = OutputFolder.Open(dir, resume: false, overwrite: false)) again.Complete(d => Write(Path.Combine(d, "result.txt"), "new"));
         Assert.Equal("new", File.ReadAllText(Path.Combine(dir, "result.txt")));
+    }
+
+    [Fact]
+    public void A_second_run_writing_to_a_folder_in_use_is_refused_and_leaves_the_first_runs_staging_alone()
+    {
+        using var tmp = new TempDir();
+        var dir = tmp.File("out");
+        Write(Path.Combine(dir, "result.txt"), "earlier");
+        using (var first = OutputFolder.Open(dir, resume: false, overwrite: true))
+        {
+            Write(Path.Combine(first.WorkingPath, "result.txt"), "half-written by the first run");
+            // The second run would have removed OUT.new as an interrupted run's leftover; the lock refuses it first.
+            var refused = Assert.Throws<IOException>(() => OutputFolder.Open(dir, resume: false, overwrite: true));
+            Assert.Contains($"{dir} is being written by another run", refused.Message);
+            Assert.DoesNotContain('\n', refused.Message);
+            Assert.Throws<IOException>(() => OutputFolder.Rebuild(dir));
+            Assert.Equal("half-written by the first run", File.ReadAllText(Path.Combine(dir + ".new", "result.txt")));
+            first.Commit();
+        }
+        Assert.Equal("half-written by the first run", File.ReadAllText(Path.Combine(dir, "result.txt")));
+        Assert.False(File.Exists(dir + ".lock"), "the lock file is removed when the run ends");
+        using var next = OutputFolder.Open(dir, resume: false, overwrite: true);
+        Assert.True(next.Staged);
     }
 }
 

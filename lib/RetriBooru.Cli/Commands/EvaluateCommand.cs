@@ -105,7 +105,7 @@ public sealed class EvaluateCommand(IAnsiConsole console) : Command<EvaluateComm
     {
         TorchRuntime.SetDeterministic(true, settings.Threads);
         if (!Directory.Exists(settings.Data)) throw new DirectoryNotFoundException($"{settings.Data}: dataset folder not found");
-        var output = OutputFolderConsole.Open(console, settings.Out, resume: false, settings.Overwrite);
+        using var output = OutputFolderConsole.Open(console, settings.Out, resume: false, settings.Overwrite);
         var (model, branch) = ReferenceModelStore.Load(settings.Checkpoint);
         using (model)
         {

@@ -65,7 +65,7 @@ public sealed class SampleBaseCommand(IAnsiConsole console) : Command<SampleBase
     public override int Execute(CommandContext context, Settings settings, CancellationToken cancellationToken)
     {
         var device = TorchRuntime.ResolveDevice(settings.Device);
-        var output = OutputFolderConsole.Open(console, settings.Out, resume: false, settings.Overwrite);
+        using var output = OutputFolderConsole.Open(console, settings.Out, resume: false, settings.Overwrite);
         using var model = File.Exists(settings.Model)
             ? ModelStore.LoadSingleFile(settings.Model, tokenizerDir: settings.Tokenizer, device: device)
             : ModelStore.LoadDiffusers(settings.Model, device);

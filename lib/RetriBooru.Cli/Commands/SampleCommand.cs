@@ -75,7 +75,7 @@ public sealed class SampleCommand(IAnsiConsole console) : Command<SampleCommand.
     public override int Execute(CommandContext context, Settings settings, CancellationToken cancellationToken)
     {
         TorchRuntime.SetDeterministic(true, settings.Threads);
-        var output = OutputFolderConsole.Open(console, settings.Out, resume: false, settings.Overwrite);
+        using var output = OutputFolderConsole.Open(console, settings.Out, resume: false, settings.Overwrite);
         var (model, branch) = ReferenceModelStore.Load(settings.Checkpoint);
         using (model)
         {

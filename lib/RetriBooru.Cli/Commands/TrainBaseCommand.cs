@@ -116,7 +116,7 @@ public sealed class TrainBaseCommand(IAnsiConsole console) : Command<TrainBaseCo
 
     public override int Execute(CommandContext context, Settings settings, CancellationToken cancellationToken)
     {
-        var output = OutputFolderConsole.Open(console, settings.Out, settings.Resume, settings.Overwrite);
+        using var output = OutputFolderConsole.Open(console, settings.Out, settings.Resume, settings.Overwrite);
         TorchRuntime.SetDeterministic(true, settings.Threads);
         var device = TorchRuntime.ResolveDevice(settings.Device);
         using var pretrained = settings.Init is null ? null

@@ -130,7 +130,7 @@ public sealed class TrainCommand(IAnsiConsole console) : Command<TrainCommand.Se
 
     public override int Execute(CommandContext context, Settings settings, CancellationToken cancellationToken)
     {
-        var output = OutputFolderConsole.Open(console, settings.Out, settings.Resume, settings.Overwrite);
+        using var output = OutputFolderConsole.Open(console, settings.Out, settings.Resume, settings.Overwrite);
         TorchRuntime.SetDeterministic(true, settings.Threads);
         var device = TorchRuntime.ResolveDevice(settings.Device);
         var manifest = settings.Manifest ?? Path.Combine(settings.Data!, DatasetLayout.ManifestPath(Words.Parse<ReferenceScheme>(settings.Scheme)));

@@ -5,9 +5,11 @@ namespace RetriBooru.Runtime;
 /// half-replaced: the new results are built in <c>OUT.new</c> beside it, renamed to <c>OUT.ready</c> when complete, and
 /// swapped in whole by <see cref="Commit"/>. An interruption at any point (kill -9, Ctrl-C, a full disk) leaves either the
 /// earlier folder as it was or, once <c>OUT.ready</c> exists, a swap that the next run finishes; the next run also removes
-/// an unfinished <c>OUT.new</c> and says so in <see cref="Notes"/>.
+/// an unfinished <c>OUT.new</c> and says so in <see cref="Notes"/>. While open, the folder is locked (<c>OUT.lock</c>,
+/// released by <see cref="Dispose"/> or the process's end): a second verb writing to the same folder at the same time is
+/// refused instead of removing the first one's staging folder.
 /// </summary>
-public sealed class OutputFolder
+public sealed class OutputFolder : IDisposable
 {
     /// <summary>The folder the user named.</summary>
     public string Path { get; }
@@ -24,8 +26,11 @@ public sealed class OutputFolder
     /// <summary>Writing in place into a folder that was new or empty: a failure may clear it again.</summary>
     readonly bool _fresh;
 
-    OutputFolder(string path, string working, IReadOnlyList<string> notes, bool carry, bool fresh = false)
+    FileStream? _lock;
+
+    OutputFolder(string path, string working, IReadOnlyList<string> notes, bool carry, FileStream held, bool fresh = false)
     {
+        _lock = held;
         Path = path;
         WorkingPath = working;
         Notes = notes;
@@ -36,6 +41,29 @@ public sealed class OutputFolder
     static string StagingOf(string path) => path + ".new";
     static string ReadyOf(string path) => path + ".ready";
     static string OldOf(string path) => path + ".old";
+    static string LockOf(string path) => path + ".lock";
+
+    /// <summary>Takes the folder's lock, or refuses at once (one line naming the folder) when another verb holds it.</summary>
+    static FileStream Lock(string path, string shownPath)
+    {
+        var parent = System.IO.Path.GetDirectoryName(path);
+        if (!string.IsNullOrEmpty(parent)) Directory.CreateDirectory(parent);
+        try { return new FileStream(LockOf(path), FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None); }
+        catch (IOException e) when (e is not FileNotFoundException and not DirectoryNotFoundException)
+        {
+            throw new IOException($"{shownPath} is being written by another run (it holds {LockOf(path)}); wait for it to finish or choose another output folder", e);
+        }
+    }
+
+    /// <summary>Releases the folder's lock (the results stay as they are: committed, abandoned or left to resume).</summary>
+    public void Dispose()
+    {
+        if (_lock is null) return;
+        _lock.Dispose();
+        _lock = null;
+        try { File.Delete(LockOf(Path)); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { } // another run took it meanwhile: its file now
+    }
 
     /// <summary>
     /// A run's output folder (train, evaluate, sample): a new or empty folder is written in place; one that holds an
@@ -45,13 +73,23 @@ public sealed class OutputFolder
     {
         if (resume && overwrite) throw new ArgumentException("--resume and --overwrite exclude each other: continue the earlier run, or replace it");
         var full = FullPath(path);
-        // An unfinished OUT.new of an interrupted --overwrite is only removed by the next --overwrite: until then it can be resumed.
-        var notes = Recover(full, carry: false, removeStaging: overwrite);
-        var entries = Directory.Exists(full) ? Directory.EnumerateFileSystemEntries(full).Take(3).Select(System.IO.Path.GetFileName).ToList() : [];
-        if (entries.Count == 0 || resume) return new OutputFolder(full, full, notes, carry: false, fresh: entries.Count == 0 && !resume);
-        if (!overwrite)
-            throw new IOException($"{path} already holds an earlier run ({string.Join(", ", entries)}{(entries.Count == 3 ? ", ..." : "")}); pass --resume to continue it or --overwrite to replace it");
-        return new OutputFolder(full, StagingOf(full), notes, carry: false);
+        var held = Lock(full, path);
+        try
+        {
+            // An unfinished OUT.new of an interrupted --overwrite is only removed by the next --overwrite: until then it can be resumed.
+            var notes = Recover(full, carry: false, removeStaging: overwrite);
+            var entries = Directory.Exists(full) ? Directory.EnumerateFileSystemEntries(full).Take(3).Select(System.IO.Path.GetFileName).ToList() : [];
+            if (entries.Count == 0 || resume) return new OutputFolder(full, full, notes, carry: false, held, fresh: entries.Count == 0 && !resume);
+            if (!overwrite)
+                throw new IOException($"{path} already holds an earlier run ({string.Join(", ", entries)}{(entries.Count == 3 ? ", ..." : "")}); pass --resume to continue it or --overwrite to replace it");
+            return new OutputFolder(full, StagingOf(full), notes, carry: false, held);
+        }
+        catch
+        {
+            held.Dispose();
+            File.Delete(LockOf(full));
+            throw;
+        }
     }
 
     /// <summary>
@@ -61,8 +99,14 @@ public sealed class OutputFolder
     public static OutputFolder Rebuild(string path)
     {
         var full = FullPath(path);
-        var notes = Recover(full, carry: true, removeStaging: true);
-        return new OutputFolder(full, StagingOf(full), notes, carry: true);
+        var held = Lock(full, path);
+        try { return new OutputFolder(full, StagingOf(full), Recover(full, carry: true, removeStaging: true), carry: true, held); }
+        catch
+        {
+            held.Dispose();
+            File.Delete(LockOf(full));
+            throw;
+        }
     }
 
     static string FullPath(string path)

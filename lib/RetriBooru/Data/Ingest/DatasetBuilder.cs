@@ -50,7 +50,7 @@ public static class DatasetBuilder
         var output = Path.GetFullPath(outDir);
         ClaimOutputFolder(sourceInside, output);
         bool earlier = Directory.Exists(output) && Directory.EnumerateFileSystemEntries(output).Any();
-        var folder = OutputFolder.Rebuild(output);
+        using var folder = OutputFolder.Rebuild(output);
         BuildResult result;
         try
         {
