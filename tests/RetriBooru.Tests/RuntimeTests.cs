@@ -342,7 +342,7 @@ public class OutputFolderTests
             first.Commit();
         }
         Assert.Equal("half-written by the first run", File.ReadAllText(Path.Combine(dir, "result.txt")));
-        Assert.False(File.Exists(dir + ".lock"), "the lock file is removed when the run ends");
+        Assert.False(File.Exists(dir + ".busy"), "the lock file is removed when the run ends");
         using var next = OutputFolder.Open(dir, resume: false, overwrite: true);
         Assert.True(next.Staged);
     }

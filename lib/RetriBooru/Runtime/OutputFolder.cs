@@ -5,7 +5,7 @@ namespace RetriBooru.Runtime;
 /// half-replaced: the new results are built in <c>OUT.new</c> beside it, renamed to <c>OUT.ready</c> when complete, and
 /// swapped in whole by <see cref="Commit"/>. An interruption at any point (kill -9, Ctrl-C, a full disk) leaves either the
 /// earlier folder as it was or, once <c>OUT.ready</c> exists, a swap that the next run finishes; the next run also removes
-/// an unfinished <c>OUT.new</c> and says so in <see cref="Notes"/>. While open, the folder is locked (<c>OUT.lock</c>,
+/// an unfinished <c>OUT.new</c> and says so in <see cref="Notes"/>. While open, the folder is locked (<c>OUT.busy</c>,
 /// released by <see cref="Dispose"/> or the process's end): a second verb writing to the same folder at the same time is
 /// refused instead of removing the first one's staging folder.
 /// </summary>
@@ -41,7 +41,8 @@ public sealed class OutputFolder : IDisposable
     static string StagingOf(string path) => path + ".new";
     static string ReadyOf(string path) => path + ".ready";
     static string OldOf(string path) => path + ".old";
-    static string LockOf(string path) => path + ".lock";
+    // Not OUT.lock: the stage cache locks STAGE/KEY.lock around producing a stage, and a dataset stage is built through an OutputFolder.
+    static string LockOf(string path) => path + ".busy";
 
     /// <summary>Takes the folder's lock, or refuses at once (one line naming the folder) when another verb holds it.</summary>
     static FileStream Lock(string path, string shownPath)
