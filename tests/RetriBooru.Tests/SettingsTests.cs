@@ -121,6 +121,18 @@ public class SettingsTests
     }
 
     [Fact]
+    public void Min_snr_gamma_zero_or_null_turns_the_weighting_off_in_both_records()
+    {
+        var off = SpecLoader.Parse("""{ "name": "x", "base": { "min_snr_gamma": 0 }, "train": { "min_snr_gamma": null } }""", "inline");
+        Assert.Null(off.Base.EffectiveMinSnrGamma);
+        Assert.Null(off.Train.EffectiveMinSnrGamma);
+        var defaults = SpecLoader.Parse("""{ "name": "x" }""", "inline");
+        Assert.Equal(TrainingRecipe.MinSnrGamma, defaults.Base.EffectiveMinSnrGamma);
+        Assert.Equal(TrainingRecipe.MinSnrGamma, defaults.Train.EffectiveMinSnrGamma);
+        Assert.Null(Parse<TrainCommand.Settings>("train", "--data", "d", "--base", "b", "--out", "o", "--min-snr-gamma", "0").Training().EffectiveMinSnrGamma);
+    }
+
+    [Fact]
     public void Evaluate_and_run_resolve_identical_options_from_identical_inputs()
     {
         var spec = SpecLoader.Parse("""{ "name": "x", "evaluate": { "reference_sets": 5, "sampling_steps": 9, "text_guidance": 2.5, "prompt_view": "full", "identity_view": "whole" } }""", "inline");

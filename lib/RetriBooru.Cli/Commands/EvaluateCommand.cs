@@ -132,6 +132,7 @@ public sealed class EvaluateCommand(IAnsiConsole console) : Command<EvaluateComm
     EvaluationResult Run(EvaluationSuite suite, string name, Modeling.DiffusionModel model, Modeling.IReferenceConditionedModel branch, Settings settings, EvaluationOptions options,
         string outDir, CancellationToken cancellationToken)
     {
+        var scheme = Words.Parse<ReferenceScheme>(settings.Scheme);
         if (!console.Profile.Capabilities.Interactive)
         {
             int lastSet = -1;
@@ -144,7 +145,7 @@ public sealed class EvaluateCommand(IAnsiConsole console) : Command<EvaluateComm
                     console.MarkupLine($"sampled and scored {p.Done}/{p.Total} samples");
                 }
             });
-            return suite.Evaluate(name, model, branch, settings.Data, Words.Parse<ReferenceScheme>(settings.Scheme), options, outDir, lines, cancellationToken);
+            return suite.Evaluate(name, model, branch, settings.Data, scheme, options, outDir, lines, cancellationToken);
         }
         EvaluationResult? result = null;
         console.Progress()
@@ -158,7 +159,7 @@ public sealed class EvaluateCommand(IAnsiConsole console) : Command<EvaluateComm
                     bar.Value = p.Done;
                     bar.Description = $"sample {p.Done}/{p.Total}";
                 });
-                result = suite.Evaluate(name, model, branch, settings.Data, Words.Parse<ReferenceScheme>(settings.Scheme), options, outDir, progress, cancellationToken);
+                result = suite.Evaluate(name, model, branch, settings.Data, scheme, options, outDir, progress, cancellationToken);
             });
         return result!;
     }

@@ -69,7 +69,7 @@ public sealed record BaseTrainingOptions
         SpecOnly = "train-base always trains; it starts from pretrained weights with --init instead")]
     public string? Checkpoint { get; init; }
 
-    [JsonIgnore] public double? EffectiveMinSnrGamma => MinSnrGamma is > 0 ? MinSnrGamma : null;
+    [JsonIgnore] public double? EffectiveMinSnrGamma => TrainingRecipe.EffectiveMinSnrGamma(MinSnrGamma);
 
     /// <summary>The trainer's options for this schedule: the one place warm-up and checkpoint defaults are resolved.</summary>
     public TrainerOptions Trainer(long seed, int? stopAfter = null) => new()

@@ -67,7 +67,7 @@ public sealed record ReferenceTrainingOptions
     public double IpAdapterScale { get; init; } = 1.0;
 
     /// <summary>The min-SNR gamma in effect (null = off: 0 and null both mean off).</summary>
-    [JsonIgnore] public double? EffectiveMinSnrGamma => MinSnrGamma is > 0 ? MinSnrGamma : null;
+    [JsonIgnore] public double? EffectiveMinSnrGamma => TrainingRecipe.EffectiveMinSnrGamma(MinSnrGamma);
 
     /// <summary>The trainer's options for this schedule: the one place warm-up and checkpoint defaults are resolved.</summary>
     public TrainerOptions Trainer(long seed, int? stopAfter = null) => new()

@@ -12,4 +12,7 @@ public static class TrainingRecipe
     public const Settings.LearningRateSchedule LearningRateSchedule = Settings.LearningRateSchedule.Constant;
     /// <summary>Min-SNR-gamma of the loss weighting.</summary>
     public const double MinSnrGamma = 5;
+
+    /// <summary>The min-SNR gamma a setting puts in effect: 0 and null both mean off (null), as specs and flags say.</summary>
+    public static double? EffectiveMinSnrGamma(double? setting) => setting is > 0 ? setting : null;
 }
