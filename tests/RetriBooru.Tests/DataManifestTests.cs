@@ -33,13 +33,22 @@ public class DataManifestTests
     }
 
     [Fact]
+    public void The_default_dataset_settings_are_the_quickstarts_world()
+    {
+        // `dataset synth --out D` (the record's defaults) makes the dataset the quickstart trains on.
+        var quickstart = Experiments.SpecLoader.Load(Path.Combine(RepoPaths.Root, "experiments", "quickstart.json"));
+        Assert.Equal(new DatasetSettings(), quickstart.Dataset);
+        Assert.Equal(SynthVocabulary.GarmentColors.Count, SettingFields.Field(typeof(DatasetSettings), nameof(DatasetSettings.Outfits)).Setting.Max);
+    }
+
+    [Fact]
     public void The_committed_stats_describe_the_default_world()
     {
         var stats = DatasetStats.Read(Committed("stats.json"));
-        Assert.Equal(24, stats.Characters);
-        Assert.Equal(24 * 30, stats.ImagesFound);
+        Assert.Equal(16, stats.Characters);
+        Assert.Equal(16 * 30, stats.ImagesFound);
         Assert.True(stats.Manifests["b"].Leakage.IsLeakageFree);
-        Assert.Equal(8, stats.Splits[SplitNames.Unseen].Characters);
+        Assert.Equal(4, stats.Splits[SplitNames.Unseen].Characters);
         Assert.Equal(stats.Images, stats.SimilarHistogram.Values.Sum());
         Assert.True(File.Exists(Path.Combine(RepoPaths.Root, "data-manifests", "SCHEMA.md")));
     }

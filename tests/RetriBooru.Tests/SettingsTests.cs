@@ -20,6 +20,7 @@ public class SettingsTests
         { typeof(BaseTrainingOptions), "base", typeof(TrainBaseCommand.Settings) },
         { typeof(ReferenceTrainingOptions), "train", typeof(TrainCommand.Settings) },
         { typeof(EvaluationSettings), "evaluate", typeof(EvaluateCommand.Settings) },
+        { typeof(Data.DatasetSettings), "dataset", typeof(DatasetSynthCommand.Settings) },
     };
 
     [Theory]
@@ -118,6 +119,39 @@ public class SettingsTests
         Assert.Equal(40, spec.Base.Trainer(5).WarmupSteps);
         Assert.Equal(spec.Base.FreshModelConfig().Unet.BlockOutChannels, cli.Training().FreshModelConfig().Unet.BlockOutChannels);
         Assert.Equal(new BaseTrainingOptions(), Parse<TrainBaseCommand.Settings>("train-base", "--data", "d", "--out", "o").Training());
+    }
+
+    [Fact]
+    public void Dataset_synth_dataset_build_and_run_resolve_identical_dataset_settings()
+    {
+        var spec = SpecLoader.Parse("""
+            { "name": "x", "dataset": { "characters": 9, "outfits": 2, "images_per_character": 7, "size": 48, "seed": 11, "variant_rate": 0.1,
+                                        "unseen_fraction": 0.3, "heldout_fraction": 0.2, "face_references": 1, "clothes_references": 3,
+                                        "near_duplicate_threshold": 10, "crop_size": 24, "max_pixels": 1000000 } }
+            """, "inline");
+        string[] build = ["--seed", "11", "--unseen-fraction", "0.3", "--heldout-fraction", "0.2", "--face-references", "1", "--clothes-refs", "3",
+            "--near-dup-threshold", "10", "--crop-size", "24", "--max-pixels", "1000000"];
+        var synth = Parse<DatasetSynthCommand.Settings>(["dataset", "synth", "--out", "o", "--characters", "9", "--outfits", "2", "--images-per-character", "7",
+            "--size", "48", "--variant-rate", "0.1", .. build]);
+        Assert.Equal(spec.Dataset, synth.Dataset());
+        Assert.Equal(spec.Dataset.Synth(), synth.Dataset().Synth());
+        // (BuildOptions holds a list: compared as the JSON the stats record.)
+        static string Json(Data.BuildOptions options) => System.Text.Json.JsonSerializer.Serialize(options);
+        Assert.Equal(Json(spec.Dataset.Build([ReferenceScheme.B])), Json(synth.Dataset().Build(synth.Schemes())));
+        // dataset build has the non-world fields; its builder options are the same.
+        var ingest = Parse<DatasetBuildCommand.Settings>(["dataset", "build", "--source", "s", "--out", "o", .. build]);
+        Assert.Equal(Json(spec.Dataset.Build([ReferenceScheme.B])), Json(ingest.Dataset().Build(ingest.Schemes())));
+        foreach (var property in typeof(DatasetBuildCommand.Settings).GetProperties().Where(p => p.GetCustomAttribute<SettingHelpAttribute>() is not null))
+            Assert.Equal(typeof(Data.DatasetSettings), property.GetCustomAttribute<SettingHelpAttribute>()!.Record);
+        // Nothing given: the record's defaults; an out-of-range value is one line naming the flag or the spec path.
+        Assert.Equal(new Data.DatasetSettings(), Parse<DatasetSynthCommand.Settings>("dataset", "synth", "--out", "o").Dataset());
+        var console = new TestConsole().Width(200);
+        Assert.Null(CliApp.Parse(["dataset", "synth", "--out", "o", "--unseen-fraction", "1.5"], console));
+        Assert.Contains("--unseen-fraction: 1.5 is outside [0, 0.99]", console.Output);
+        var e = Assert.Throws<SpecValidationException>(() => SpecLoader.Parse("""{ "name": "x", "dataset": { "outfits": 12 } }""", "inline"));
+        Assert.Contains("$.dataset.outfits: 12 is outside [1, 9]", e.Message);
+        e = Assert.Throws<SpecValidationException>(() => SpecLoader.Parse("""{ "name": "x", "dataset": { "unseen_characters": 4 } }""", "inline"));
+        Assert.Contains("$.dataset.unseen_characters: replaced by unseen_fraction", e.Message);
     }
 
     [Fact]

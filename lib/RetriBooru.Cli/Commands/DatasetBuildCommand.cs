@@ -18,11 +18,6 @@ public sealed class DatasetBuildCommand(IAnsiConsole console) : Command<DatasetB
         [Description("Dataset folder to write (records.jsonl, images/, masks/, crops/, manifests/, build_report.jsonl).")]
         public string Out { get; init; } = "";
 
-        [CommandOption("--seed <S>")]
-        [Description("Seed of the splits and of reference sampling (default 1234).")]
-        [DefaultValue(1234L)]
-        public long Seed { get; init; } = 1234;
-
         public override ValidationResult Validate()
         {
             if (string.IsNullOrWhiteSpace(Source)) return ValidationResult.Error("--source DIR is required");
@@ -35,7 +30,7 @@ public sealed class DatasetBuildCommand(IAnsiConsole console) : Command<DatasetB
     {
         var stopwatch = Stopwatch.StartNew();
         var result = DatasetProgressDisplay.Run(console, progress =>
-            DatasetBuilder.Build(settings.Source, settings.Out, settings.ToBuildOptions(settings.Seed), progress, cancellationToken));
+            DatasetBuilder.Build(settings.Source, settings.Out, settings.Dataset().Build(settings.Schemes()), progress, cancellationToken));
         DatasetSummary.Write(console, result.Stats);
         DatasetSummary.WriteReportHint(console, settings.Out, result);
         console.MarkupLine($"Built [blue]{Markup.Escape(Path.GetFullPath(settings.Out))}[/] from {result.Stats.ImagesFound:N0} images in {stopwatch.Elapsed.TotalSeconds:F1} s.");

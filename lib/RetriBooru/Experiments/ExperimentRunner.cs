@@ -200,14 +200,7 @@ public sealed class ExperimentRunner(ExperimentSpec spec, RunOptions options, IP
 
     string BuildDataset(string folder, CancellationToken cancellation)
     {
-        var build = new BuildOptions
-        {
-            Seed = spec.Dataset.Seed,
-            FaceReferences = spec.Dataset.FaceReferences,
-            ClothesReferences = spec.Dataset.ClothesReferences,
-            Schemes = BuiltSchemes(),
-            UnseenFraction = (double)spec.Dataset.UnseenCharacters / spec.Dataset.Characters,
-        };
+        var build = spec.Dataset.Build(BuiltSchemes());
         // One progress stage per dataset phase (generate, crops, ...) with its fraction, so a log shows every 10% of a
         // phase instead of every file.
         // Parallel stages report from worker threads: one at a time, in order, to the (single-threaded) listener.
@@ -223,11 +216,7 @@ public sealed class ExperimentRunner(ExperimentSpec spec, RunOptions options, IP
         });
         var result = spec.Dataset.Source is string source
             ? DatasetBuilder.Build(source, folder, build, relay, cancellation)
-            : SynthDataset.Create(folder, new SynthOptions
-            {
-                Characters = spec.Dataset.Characters, OutfitsPerCharacter = spec.Dataset.Outfits,
-                ImagesPerCharacter = spec.Dataset.ImagesPerCharacter, Size = spec.Dataset.Size, Seed = spec.Dataset.Seed,
-            }, build, relay, cancellation);
+            : SynthDataset.Create(folder, spec.Dataset.Synth(), build, relay, cancellation);
         foreach (var note in result.Notes) progress?.Report(new RunnerEvent("dataset", note));
         return folder;
     }

@@ -15,7 +15,7 @@ public sealed record ExperimentSpec
     [JsonPropertyName("description")] public string Description { get; init; } = "";
     /// <summary>Master seed: every stage derives its own seed from it and its purpose.</summary>
     [JsonPropertyName("seed")] public long Seed { get; init; } = 1;
-    [JsonPropertyName("dataset")] public DatasetSpec Dataset { get; init; } = new();
+    [JsonPropertyName("dataset")] public Data.DatasetSettings Dataset { get; init; } = new();
     [JsonPropertyName("base")] public Diffusion.BaseTrainingOptions Base { get; init; } = new();
     [JsonPropertyName("train")] public Diffusion.ReferenceTrainingOptions Train { get; init; } = new();
     [JsonPropertyName("models")] public IReadOnlyList<ModelKind> Models { get; init; } = [ModelKind.RetriNet];
@@ -28,22 +28,6 @@ public sealed record ExperimentSpec
     [JsonPropertyName("quick")] public IReadOnlyDictionary<string, System.Text.Json.JsonElement> Quick { get; init; } =
         new Dictionary<string, System.Text.Json.JsonElement>();
     [JsonPropertyName("report")] public ReportSpec Report { get; init; } = new();
-}
-
-public sealed record DatasetSpec
-{
-    [JsonPropertyName("characters")] public int Characters { get; init; } = 16;
-    [JsonPropertyName("outfits")] public int Outfits { get; init; } = 3;
-    [JsonPropertyName("images_per_character")] public int ImagesPerCharacter { get; init; } = 30;
-    [JsonPropertyName("unseen_characters")] public int UnseenCharacters { get; init; } = 4;
-    [JsonPropertyName("size")] public int Size { get; init; } = 32;
-    [JsonPropertyName("seed")] public long Seed { get; init; } = 7;
-    /// <summary>A Danbooru-style folder to ingest instead of the synthetic world (optional).</summary>
-    [JsonPropertyName("source")] public string? Source { get; init; }
-    /// <summary>Face references per training example in the manifests the dataset is built with.</summary>
-    [JsonPropertyName("face_references")] public int FaceReferences { get; init; } = 2;
-    /// <summary>Clothes references per training example in the manifests the dataset is built with.</summary>
-    [JsonPropertyName("clothes_references")] public int ClothesReferences { get; init; } = 2;
 }
 
 public sealed record ReportSpec

@@ -4,24 +4,24 @@ using RetriBooru.Imaging;
 
 namespace RetriBooru.Data;
 
-/// <summary>Every knob of <see cref="Ingest.DatasetBuilder"/>; recorded in the stats JSON.</summary>
+/// <summary>Every knob of <see cref="Ingest.DatasetBuilder"/>; recorded in the stats JSON. The user-facing ones take their defaults from <see cref="DatasetSettings"/>.</summary>
 public sealed record BuildOptions
 {
-    [JsonPropertyName("seed")] public long Seed { get; init; } = 1234;
-    [JsonPropertyName("face_references")] public int FaceReferences { get; init; } = 2;
-    [JsonPropertyName("clothes_references")] public int ClothesReferences { get; init; } = 2;
+    [JsonPropertyName("seed")] public long Seed { get; init; } = DatasetSettings.Default.Seed;
+    [JsonPropertyName("face_references")] public int FaceReferences { get; init; } = DatasetSettings.Default.FaceReferences;
+    [JsonPropertyName("clothes_references")] public int ClothesReferences { get; init; } = DatasetSettings.Default.ClothesReferences;
     /// <summary>Manifests to write: <c>b</c> (leakage-free, default) and/or <c>a</c> (target crops, leakage study).</summary>
     [JsonPropertyName("schemes")] public IReadOnlyList<ReferenceScheme> Schemes { get; init; } = [ReferenceScheme.B];
-    [JsonPropertyName("near_duplicate_threshold")] public int NearDuplicateThreshold { get; init; } = PerceptualHash.DefaultThreshold;
-    [JsonPropertyName("max_pixels")] public long MaxPixels { get; init; } = ImageProbe.DefaultMaxPixels;
-    [JsonPropertyName("unseen_fraction")] public double UnseenFraction { get; init; } = 1.0 / 3;
-    [JsonPropertyName("heldout_fraction")] public double HeldoutFraction { get; init; } = 0.1;
+    [JsonPropertyName("near_duplicate_threshold")] public int NearDuplicateThreshold { get; init; } = DatasetSettings.Default.NearDuplicateThreshold;
+    [JsonPropertyName("max_pixels")] public long MaxPixels { get; init; } = DatasetSettings.Default.MaxPixels;
+    [JsonPropertyName("unseen_fraction")] public double UnseenFraction { get; init; } = DatasetSettings.Default.UnseenFraction;
+    [JsonPropertyName("heldout_fraction")] public double HeldoutFraction { get; init; } = DatasetSettings.Default.HeldoutFraction;
     /// <summary>Smallest clothing region (mask minus face box) as a fraction of the image; smaller is rejected.</summary>
     [JsonPropertyName("min_clothing_fraction")] public double MinClothingFraction { get; init; } = 0.02;
     /// <summary>Smallest share of the clothing region the dominant colour must cover; less is rejected.</summary>
     [JsonPropertyName("min_dominant_share")] public double MinDominantShare { get; init; } = 0.25;
     /// <summary>Side of the square reference crops in pixels; 0 = the width of the image they are cut from.</summary>
-    [JsonPropertyName("crop_size")] public int CropSize { get; init; }
+    [JsonPropertyName("crop_size")] public int CropSize { get; init; } = DatasetSettings.Default.CropSize;
 
     public void Validate()
     {

@@ -8,13 +8,14 @@ namespace RetriBooru.Data.Synth;
 /// <summary>Configuration of a synthetic world; recorded next to its output so it can be regenerated.</summary>
 public sealed record SynthOptions
 {
-    public int Characters { get; init; } = 24;
-    public int OutfitsPerCharacter { get; init; } = 3;
-    public int ImagesPerCharacter { get; init; } = 30;
-    public int Size { get; init; } = 64;
-    public long Seed { get; init; } = 1234;
+    // Defaults: the one definition in DatasetSettings.
+    public int Characters { get; init; } = DatasetSettings.Default.Characters;
+    public int OutfitsPerCharacter { get; init; } = DatasetSettings.Default.Outfits;
+    public int ImagesPerCharacter { get; init; } = DatasetSettings.Default.ImagesPerCharacter;
+    public int Size { get; init; } = DatasetSettings.Default.Size;
+    public long Seed { get; init; } = DatasetSettings.Default.Seed;
     /// <summary>Fraction of images that are near-duplicates (repost, shift, recolour, zoom) of an earlier image.</summary>
-    public double VariantRate { get; init; } = 0.06;
+    public double VariantRate { get; init; } = DatasetSettings.Default.VariantRate;
 
     public void Validate()
     {
