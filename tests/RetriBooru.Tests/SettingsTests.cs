@@ -155,6 +155,49 @@ public class SettingsTests
     }
 
     [Fact]
+    public void Seed_threads_device_and_out_are_declared_once_for_the_verbs_that_train_sample_or_evaluate()
+    {
+        // Verbs that keep their own declaration, and why (each one measured or scoped differently).
+        var own = new Dictionary<Type, string>
+        {
+            [typeof(RunSettings)] = "the spec holds the seed; --out is the folder of run folders",
+            [typeof(DatasetBuildSettings)] = "the dataset's seed is a DatasetSettings field",
+            [typeof(DoctorCommand.Settings)] = "checks the stack; threads default to libtorch's choice",
+            [typeof(DatasetBenchCommand.Settings)] = "a benchmark of the builder",
+            [typeof(MetricsBenchCommand.Settings)] = "a benchmark of the metrics",
+            [typeof(ModelBenchmarkCommand.Settings)] = "a CPU benchmark",
+            [typeof(StepBenchmarkCommand.Settings)] = "a CPU benchmark",
+            [typeof(SoakCommand.Settings)] = "a CPU soak at 1 thread by default",
+            [typeof(RunsGridCommand.Settings)] = "--out is an image file",
+        };
+        var shared = new[] { "--seed", "--threads", "--device" };
+        var verbs = typeof(CliApp).Assembly.GetTypes().Where(t => typeof(CommandSettings).IsAssignableFrom(t) && !t.IsAbstract).ToList();
+        foreach (var verb in verbs)
+        {
+            var declared = verb.GetProperties(BindingFlags.Public | BindingFlags.Instance | BindingFlags.DeclaredOnly)
+                .Select(p => p.GetCustomAttribute<CommandOptionAttribute>()).Where(o => o is not null)
+                .SelectMany(o => o!.LongNames.Select(n => "--" + n)).Where(shared.Contains).ToList();
+            if (declared.Count == 0 || own.ContainsKey(verb) || (verb.BaseType is { } b && own.ContainsKey(b))) continue;
+            Assert.Fail($"{verb.FullName} declares {string.Join(", ", declared)} itself: derive from RuntimeSettings/OutputSettings");
+        }
+        foreach (var verb in new[] { typeof(TrainBaseCommand.Settings), typeof(TrainCommand.Settings), typeof(EvaluateCommand.Settings), typeof(SampleCommand.Settings), typeof(SampleBaseCommand.Settings) })
+            Assert.True(typeof(OutputSettings).IsAssignableFrom(verb), verb.FullName);
+        Assert.True(typeof(RuntimeSettings).IsAssignableFrom(typeof(ModelDiagnoseCommand.Settings)));
+        // One default seed: evaluate and diagnose used 1 while the others used 0.
+        Assert.Equal(RuntimeSettings.DefaultSeed, Parse<EvaluateCommand.Settings>("evaluate", "--checkpoint", "c", "--data", "d", "--out", "o").Seed);
+        Assert.Equal(RuntimeSettings.DefaultSeed, Parse<TrainCommand.Settings>("train", "--data", "d", "--base", "b", "--out", "o").Seed);
+        // sample draws as evaluate does: the same three settings and defaults.
+        var sample = Parse<SampleCommand.Settings>("sample", "--checkpoint", "c", "--out", "o", "--text-scale", "4");
+        Assert.Equal(new EvaluationSettings { TextGuidance = 4 }.Sampling(9), sample.Sampling().Sampling(9));
+        var console = new TestConsole().Width(200);
+        Assert.Null(CliApp.Parse(["sample", "--checkpoint", "c"], console));
+        Assert.Contains("--out is required", console.Output);
+        console = new TestConsole().Width(200);
+        Assert.Null(CliApp.Parse(["sample", "--checkpoint", "c", "--out", "o", "--reference-scale", "NaN"], console));
+        Assert.Contains("--reference-guidance: NaN is outside [0, 50]", console.Output);
+    }
+
+    [Fact]
     public void Min_snr_gamma_zero_or_null_turns_the_weighting_off_in_both_records()
     {
         var off = SpecLoader.Parse("""{ "name": "x", "base": { "min_snr_gamma": 0 }, "train": { "min_snr_gamma": null } }""", "inline");

@@ -14,7 +14,7 @@ namespace RetriBooru.Cli.Commands;
 public sealed class EvaluateCommand(IAnsiConsole console) : Command<EvaluateCommand.Settings>
 {
     /// <summary>The verb's options: the protocol (<see cref="EvaluationSettings"/>, one flag per field), the split, and where model, data and results live.</summary>
-    public sealed class Settings : RuntimeSettings
+    public sealed class Settings : OutputSettings
     {
         [CommandOption("--checkpoint <DIR>")]
         [Description("A trained reference model (train's OUT/model).")]
@@ -38,10 +38,6 @@ public sealed class EvaluateCommand(IAnsiConsole console) : Command<EvaluateComm
         [DefaultValue("seen")]
         public string Split { get; init; } = "seen";
 
-        [CommandOption("--seed <S>")]
-        [Description("Seed of the set choice, of each sample (derived per set and sample, recorded) and of the bootstrap.")]
-        [DefaultValue(1L)]
-        public long Seed { get; init; } = 1;
 
         [CommandOption("--reference-sets|--sets <N>"), SettingHelp(typeof(EvaluationSettings), nameof(EvaluationSettings.ReferenceSets))]
         public int? ReferenceSets { get; init; }
@@ -78,13 +74,6 @@ public sealed class EvaluateCommand(IAnsiConsole console) : Command<EvaluateComm
         [Description("Do not write the samples as PNGs.")]
         public bool NoImages { get; init; }
 
-        [CommandOption("--out <DIR>")]
-        public string Out { get; init; } = "";
-
-        [CommandOption("--overwrite")]
-        [Description("Replace the earlier results in OUT: the new ones are written to OUT.new and swapped in when the evaluation finishes.")]
-        public bool Overwrite { get; init; }
-
         /// <summary>The protocol these options give (record defaults for every option not given).</summary>
         public EvaluationSettings Protocol() => SettingsBinder.Bind<EvaluationSettings>(this);
 
@@ -92,7 +81,6 @@ public sealed class EvaluateCommand(IAnsiConsole console) : Command<EvaluateComm
         {
             if (string.IsNullOrWhiteSpace(Checkpoint)) return ValidationResult.Error("--checkpoint is required");
             if (string.IsNullOrWhiteSpace(Data)) return ValidationResult.Error("--data is required");
-            if (string.IsNullOrWhiteSpace(Out)) return ValidationResult.Error("--out is required");
             var protocol = SettingsBinder.Bind<EvaluationSettings>(this, out var wordProblems);
             var problems = wordProblems.Concat(protocol.Problems(f => f.Flag)).ToList();
             if (!SettingsBinder.TryWord<EvaluationSplit>("--split", Split, out _, out var splitProblem)) problems.Add(splitProblem);
@@ -106,7 +94,7 @@ public sealed class EvaluateCommand(IAnsiConsole console) : Command<EvaluateComm
         TorchRuntime.SetDeterministic(true, settings.Threads);
         if (!Directory.Exists(settings.Data)) throw new DirectoryNotFoundException($"{settings.Data}: dataset folder not found");
         using var output = OutputFolderConsole.Open(console, settings.Out, resume: false, settings.Overwrite);
-        var (model, branch) = ReferenceModelStore.Load(settings.Checkpoint);
+        var (model, branch) = ReferenceModelStore.Load(settings.Checkpoint, TorchRuntime.ResolveDevice(settings.Device));
         using (model)
         {
             var name = string.IsNullOrWhiteSpace(settings.Name) ? branch.Kind.Name() : settings.Name;

@@ -16,7 +16,7 @@ namespace RetriBooru.Cli.Commands;
 /// <summary><c>retribooru model diagnose</c>: denoising error per timestep, KID and readability of a text-to-image model's samples.</summary>
 public sealed class ModelDiagnoseCommand(IAnsiConsole console) : Command<ModelDiagnoseCommand.Settings>
 {
-    public sealed class Settings : CommandSettings
+    public sealed class Settings : RuntimeSettings
     {
         [CommandOption("--model <DIR>")]
         [Description("A diffusers-layout model folder (e.g. OUT/model of train-base).")]
@@ -57,24 +57,15 @@ public sealed class ModelDiagnoseCommand(IAnsiConsole console) : Command<ModelDi
         [Description("Skip the attribute probe (readability).")]
         public bool NoReadability { get; init; }
 
-        [CommandOption("--seed <N>")]
-        [DefaultValue(1L)]
-        public long Seed { get; init; } = 1;
-
         [CommandOption("--out <DIR>")]
         [Description("Writes diagnose.json, denoising-error.html and samples.png (samples above, real images below) here.")]
         public string? Out { get; init; }
-
-        [CommandOption("--threads <N>")]
-        [Description("Intra-op threads, fixed for reproducibility (default: the machine's cores; training splits each batch across them, one libtorch thread per part, and OpenMP waits passively so a busy machine does not collapse).")]
-        public int Threads { get; init; } = TorchRuntime.DefaultThreads;
 
         public override ValidationResult Validate()
         {
             if (string.IsNullOrWhiteSpace(Model)) return ValidationResult.Error("--model is required");
             if (string.IsNullOrWhiteSpace(Data)) return ValidationResult.Error("--data is required");
-            if (Threads is < 1 or > 1024) return ValidationResult.Error("--threads must be in [1, 1024]");
-            return ValidationResult.Success();
+            return base.Validate();
         }
     }
 
@@ -93,7 +84,7 @@ public sealed class ModelDiagnoseCommand(IAnsiConsole console) : Command<ModelDi
         };
         options.Validate();
         TorchRuntime.SetDeterministic(true, settings.Threads);
-        using var model = ModelStore.LoadDiffusers(settings.Model);
+        using var model = ModelStore.LoadDiffusers(settings.Model, TorchRuntime.ResolveDevice(settings.Device));
         string? grid = null;
         var report = ModelDiagnosis.Run(model, settings.Data, options, (samples, real) =>
         {

@@ -11,7 +11,7 @@ namespace RetriBooru.Cli.Commands;
 
 public sealed class SampleBaseCommand(IAnsiConsole console) : Command<SampleBaseCommand.Settings>
 {
-    public sealed class Settings : CommandSettings
+    public sealed class Settings : OutputSettings
     {
         [CommandOption("--model <PATH>")]
         [Description("A diffusers-layout model folder (e.g. OUT/model of train-base, or an SD1.5 folder) or a single-file .safetensors checkpoint.")]
@@ -36,34 +36,19 @@ public sealed class SampleBaseCommand(IAnsiConsole console) : Command<SampleBase
         [DefaultValue(0.0)]
         public double Eta { get; init; }
 
-        [CommandOption("--seed <N>")]
-        [DefaultValue(0L)]
-        public long Seed { get; init; }
-
         [CommandOption("--tokenizer <DIR>")]
         [Description("Tokenizer folder for single-file SD checkpoints.")]
         public string? Tokenizer { get; init; }
 
-        [CommandOption("--device <DEVICE>")]
-        [DefaultValue("cpu")]
-        public string Device { get; init; } = "cpu";
-
-        [CommandOption("--out <DIR>")]
-        public string Out { get; init; } = "";
-
-        [CommandOption("--overwrite")]
-        [Description("Replace the earlier samples in OUT: the new ones are written to OUT.new and swapped in when all are written.")]
-        public bool Overwrite { get; init; }
-
         public override ValidationResult Validate() =>
             string.IsNullOrWhiteSpace(Model) ? ValidationResult.Error("--model is required")
-            : string.IsNullOrWhiteSpace(Out) ? ValidationResult.Error("--out is required")
             : Count < 1 ? ValidationResult.Error("--count must be at least 1")
-            : ValidationResult.Success();
+            : base.Validate();
     }
 
     public override int Execute(CommandContext context, Settings settings, CancellationToken cancellationToken)
     {
+        TorchRuntime.SetDeterministic(true, settings.Threads);
         var device = TorchRuntime.ResolveDevice(settings.Device);
         using var output = OutputFolderConsole.Open(console, settings.Out, resume: false, settings.Overwrite);
         using var model = File.Exists(settings.Model)

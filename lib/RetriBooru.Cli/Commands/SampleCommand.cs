@@ -1,3 +1,4 @@
+using RetriBooru.Metrics;
 using System.ComponentModel;
 using RetriBooru.Data;
 using RetriBooru.Diffusion;
@@ -11,7 +12,7 @@ namespace RetriBooru.Cli.Commands;
 
 public sealed class SampleCommand(IAnsiConsole console) : Command<SampleCommand.Settings>
 {
-    public sealed class Settings : CommandSettings
+    public sealed class Settings : OutputSettings
     {
         [CommandOption("--checkpoint <DIR>")]
         [Description("A trained reference model (train's OUT/model).")]
@@ -29,37 +30,22 @@ public sealed class SampleCommand(IAnsiConsole console) : Command<SampleCommand.
         [DefaultValue(4)]
         public int Count { get; init; } = 4;
 
-        [CommandOption("--steps <N>")]
-        [DefaultValue(25)]
-        public int Steps { get; init; } = 25;
+        // Sampled as `evaluate` samples: the same settings (EvaluationSettings), names and defaults.
+        [CommandOption("--sampling-steps|--steps <N>"), SettingHelp(typeof(EvaluationSettings), nameof(EvaluationSettings.SamplingSteps))]
+        public int? SamplingSteps { get; init; }
 
-        [CommandOption("--text-scale <S>")]
-        [DefaultValue(3.0)]
-        public double TextScale { get; init; } = 3.0;
+        [CommandOption("--text-guidance|--text-scale <S>"), SettingHelp(typeof(EvaluationSettings), nameof(EvaluationSettings.TextGuidance))]
+        public double? TextGuidance { get; init; }
 
-        [CommandOption("--reference-scale <S>")]
-        [DefaultValue(2.0)]
-        public double ReferenceScale { get; init; } = 2.0;
+        [CommandOption("--reference-guidance|--reference-scale <S>"), SettingHelp(typeof(EvaluationSettings), nameof(EvaluationSettings.ReferenceGuidance))]
+        public double? ReferenceGuidance { get; init; }
 
-        [CommandOption("--seed <N>")]
-        [DefaultValue(0L)]
-        public long Seed { get; init; }
-
-        [CommandOption("--out <DIR>")]
-        public string Out { get; init; } = "";
-
-        [CommandOption("--overwrite")]
-        [Description("Replace the earlier samples in OUT: the new ones are written to OUT.new and swapped in when all are written.")]
-        public bool Overwrite { get; init; }
-
-        [CommandOption("--threads <N>")]
-        [Description("Intra-op threads, fixed for reproducibility (default: the machine's cores; training splits each batch across them, one libtorch thread per part, and OpenMP waits passively so a busy machine does not collapse).")]
-        public int Threads { get; init; } = TorchRuntime.DefaultThreads;
+        /// <summary>The sampling settings given (the evaluation protocol's defaults for the rest).</summary>
+        public EvaluationSettings Sampling() => SettingsBinder.Bind<EvaluationSettings>(this);
 
         public override ValidationResult Validate()
         {
             if (string.IsNullOrWhiteSpace(Checkpoint)) return ValidationResult.Error("--checkpoint is required");
-            if (string.IsNullOrWhiteSpace(Out)) return ValidationResult.Error("--out is required");
             if (Count < 1) return ValidationResult.Error("--count must be at least 1");
             foreach (var r in References)
             {
@@ -68,7 +54,8 @@ public sealed class SampleCommand(IAnsiConsole console) : Command<SampleCommand.
                 if (!Concepts.All.Contains(concept))
                     return ValidationResult.Error($"--reference '{r}': unknown concept word '{concept}'{DidYouMean.Hint(concept, Concepts.All)}; reference models know {string.Join(", ", Concepts.All)}");
             }
-            return ValidationResult.Success();
+            var problems = Sampling().Problems(f => f.Flag);
+            return problems.Count > 0 ? SettingsBinder.Result(problems) : base.Validate();
         }
     }
 
@@ -76,7 +63,7 @@ public sealed class SampleCommand(IAnsiConsole console) : Command<SampleCommand.
     {
         TorchRuntime.SetDeterministic(true, settings.Threads);
         using var output = OutputFolderConsole.Open(console, settings.Out, resume: false, settings.Overwrite);
-        var (model, branch) = ReferenceModelStore.Load(settings.Checkpoint);
+        var (model, branch) = ReferenceModelStore.Load(settings.Checkpoint, TorchRuntime.ResolveDevice(settings.Device));
         using (model)
         {
             var references = settings.References.Select(r =>
@@ -84,7 +71,7 @@ public sealed class SampleCommand(IAnsiConsole console) : Command<SampleCommand.
                 var (concept, path) = (r[..r.IndexOf('=')], r[(r.IndexOf('=') + 1)..]);
                 return new ReferenceCrop(ImageTensor.Load(path, model.Config.ImageSize), concept, Path.GetFileNameWithoutExtension(path));
             }).ToList();
-            var options = new ReferenceSamplingOptions { Steps = settings.Steps, TextScale = settings.TextScale, ReferenceScale = settings.ReferenceScale, Seed = settings.Seed };
+            var options = settings.Sampling().Sampling(settings.Seed);
             using var scope = NewDisposeScope();
             var images = ReferenceSampler.Generate(model, branch, Enumerable.Repeat(settings.Prompt, settings.Count).ToList(),
                 Enumerable.Repeat((IReadOnlyList<ReferenceCrop>)references, settings.Count).ToList(), options);

@@ -37,9 +37,16 @@ public sealed class SettingHelpAttribute(Type record, string property) : Descrip
     };
 }
 
-/// <summary>Options every compute verb shares: where tensors live and how many threads they use.</summary>
+/// <summary>Options every verb that trains, samples or evaluates shares: where tensors live, how many threads they use, the seed (one default for every verb).</summary>
 public abstract class RuntimeSettings : CommandSettings
 {
+    public const long DefaultSeed = 0;
+
+    [CommandOption("--seed <N>")]
+    [Description("Seed of every random draw (initial weights, batches, noise, reference-set choice, bootstrap); recorded with the results.")]
+    [DefaultValue(DefaultSeed)]
+    public long Seed { get; init; } = DefaultSeed;
+
     [CommandOption("--device <DEVICE>")]
     [Description("cpu, or cuda / cuda:N on a machine with a CUDA build of libtorch.")]
     [DefaultValue("cpu")]
@@ -51,6 +58,24 @@ public abstract class RuntimeSettings : CommandSettings
 
     public override ValidationResult Validate() =>
         Threads is < 1 or > 1024 ? ValidationResult.Error($"--threads must be in [1, 1024], not {Threads}") : ValidationResult.Success();
+}
+
+/// <summary>
+/// The runtime options plus the output folder of a verb that writes one result folder: refused when it holds an earlier
+/// result unless <c>--overwrite</c> (or, where the verb trains, <c>--resume</c>) is given.
+/// </summary>
+public abstract class OutputSettings : RuntimeSettings
+{
+    [CommandOption("--out <DIR>")]
+    [Description("Output folder (required): new or empty; one holding an earlier result is refused unless --overwrite is given. What the verb writes there is in its description.")]
+    public string Out { get; init; } = "";
+
+    [CommandOption("--overwrite")]
+    [Description("Replace the earlier result in OUT: the new one is written to OUT.new and swapped in only when it is complete.")]
+    public bool Overwrite { get; init; }
+
+    public override ValidationResult Validate() =>
+        string.IsNullOrWhiteSpace(Out) ? ValidationResult.Error("--out is required") : base.Validate();
 }
 
 /// <summary>Binds a verb's options to a settings record: each record field takes the option whose flag is its JSON name in kebab case.</summary>

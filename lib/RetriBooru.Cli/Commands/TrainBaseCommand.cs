@@ -12,15 +12,11 @@ namespace RetriBooru.Cli.Commands;
 public sealed class TrainBaseCommand(IAnsiConsole console) : Command<TrainBaseCommand.Settings>
 {
     /// <summary>The verb's options: the training settings (<see cref="BaseTrainingOptions"/>, one flag per field) and where data and results live.</summary>
-    public sealed class Settings : RuntimeSettings
+    public sealed class Settings : OutputSettings
     {
         [CommandOption("--data <DIR>")]
         [Description("Dataset folder (records.jsonl + images/), e.g. made by `dataset synth`.")]
         public string Data { get; init; } = "";
-
-        [CommandOption("--out <DIR>")]
-        [Description("Output folder: loss.jsonl, checkpoint/, model/ (diffusers layout).")]
-        public string Out { get; init; } = "";
 
         [CommandOption("--config <NAME>"), SettingHelp(typeof(BaseTrainingOptions), nameof(BaseTrainingOptions.Config))]
         public string? Config { get; init; }
@@ -73,10 +69,6 @@ public sealed class TrainBaseCommand(IAnsiConsole console) : Command<TrainBaseCo
         [CommandOption("--channels <LIST>"), SettingHelp(typeof(BaseTrainingOptions), nameof(BaseTrainingOptions.Channels))]
         public string? Channels { get; init; }
 
-        [CommandOption("--seed <N>")]
-        [DefaultValue(0L)]
-        public long Seed { get; init; }
-
         [CommandOption("--stop-after <N>")]
         [Description("Stop with a checkpoint after N steps (resume later with --resume).")]
         public int? StopAfter { get; init; }
@@ -84,10 +76,6 @@ public sealed class TrainBaseCommand(IAnsiConsole console) : Command<TrainBaseCo
         [CommandOption("--resume")]
         [Description("Continue from OUT/checkpoint.")]
         public bool Resume { get; init; }
-
-        [CommandOption("--overwrite")]
-        [Description("Replace the earlier run in OUT: the new one is trained in OUT.new and swapped in when it finishes.")]
-        public bool Overwrite { get; init; }
 
         [CommandOption("--tokenizer <DIR>")]
         [Description("SD tokenizer folder for CLIP-tokenizer configs.")]
@@ -107,7 +95,6 @@ public sealed class TrainBaseCommand(IAnsiConsole console) : Command<TrainBaseCo
         public override ValidationResult Validate()
         {
             if (string.IsNullOrWhiteSpace(Data)) return ValidationResult.Error("--data is required");
-            if (string.IsNullOrWhiteSpace(Out)) return ValidationResult.Error("--out is required");
             var training = SettingsBinder.Bind<BaseTrainingOptions>(this, out var wordProblems);
             var problems = wordProblems.Concat(training.Problems(f => f.Flag)).ToList();
             return problems.Count > 0 ? SettingsBinder.Result(problems) : base.Validate();

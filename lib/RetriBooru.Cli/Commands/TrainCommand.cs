@@ -15,7 +15,7 @@ namespace RetriBooru.Cli.Commands;
 public sealed class TrainCommand(IAnsiConsole console) : Command<TrainCommand.Settings>
 {
     /// <summary>The verb's options: the training settings (<see cref="ReferenceTrainingOptions"/>, one flag per field) and where data and results live.</summary>
-    public sealed class Settings : RuntimeSettings
+    public sealed class Settings : OutputSettings
     {
         [CommandOption("--manifest <FILE>")]
         [Description("Manifest (JSON Lines of training examples); its dataset folder is two levels up unless --data says otherwise. Default: DATA/manifests/scheme_SCHEME.jsonl.")]
@@ -88,24 +88,12 @@ public sealed class TrainCommand(IAnsiConsole console) : Command<TrainCommand.Se
         [Description("Shorthand for --masked-loss false (plain loss over the whole image).")]
         public bool NoMask { get; init; }
 
-        [CommandOption("--seed <N>")]
-        [DefaultValue(0L)]
-        public long Seed { get; init; }
-
-        [CommandOption("--out <DIR>")]
-        [Description("Output: train_config.json, loss.jsonl, checkpoint/, model/ (diffusers folder + branch.safetensors).")]
-        public string Out { get; init; } = "";
-
         [CommandOption("--stop-after <N>")]
         public int? StopAfter { get; init; }
 
         [CommandOption("--resume")]
         [Description("Continue from OUT/checkpoint (bit-identical to an uninterrupted run).")]
         public bool Resume { get; init; }
-
-        [CommandOption("--overwrite")]
-        [Description("Replace the earlier run in OUT: the new one is trained in OUT.new and swapped in when it finishes.")]
-        public bool Overwrite { get; init; }
 
         [CommandOption("--log-every <N>")]
         [DefaultValue(50)]
@@ -119,7 +107,6 @@ public sealed class TrainCommand(IAnsiConsole console) : Command<TrainCommand.Se
         {
             if (Manifest is null && Data is null) return ValidationResult.Error("give --manifest FILE or --data DIR");
             if (string.IsNullOrWhiteSpace(Base)) return ValidationResult.Error("--base is required (a diffusers folder, e.g. from `retribooru train-base`)");
-            if (string.IsNullOrWhiteSpace(Out)) return ValidationResult.Error("--out is required");
             var training = SettingsBinder.Bind<ReferenceTrainingOptions>(this, out var wordProblems);
             var problems = wordProblems.Concat(training.Problems(f => f.Flag)).ToList();
             if (!SettingsBinder.TryWord<ModelKind>("--model", Model, out _, out var modelProblem)) problems.Add(modelProblem);

@@ -126,6 +126,9 @@ public static class ReferenceModelStore
 /// <summary>Guidance and sampling settings for reference-conditioned generation.</summary>
 public sealed record ReferenceSamplingOptions
 {
+    /// <summary>The defaults, which the evaluation protocol's settings (and so `evaluate` and `sample`) take.</summary>
+    public static readonly ReferenceSamplingOptions Default = new();
+
     public int Steps { get; init; } = 25;
     /// <summary>Scale of text guidance (conditioned on the prompt vs the empty prompt, both without references).</summary>
     public double TextScale { get; init; } = 3.0;

@@ -25,13 +25,13 @@ public sealed record EvaluationSettings
     public int SamplesPerReference { get; init; } = 4;
 
     [JsonPropertyName("sampling_steps"), Setting("DDIM steps per sample.", Min = 1, Max = 1000)]
-    public int SamplingSteps { get; init; } = 25;
+    public int SamplingSteps { get; init; } = Diffusion.ReferenceSamplingOptions.Default.Steps;
 
-    [JsonPropertyName("text_guidance"), Setting("Classifier-free guidance scale of the prompt.", Min = 0, Max = 100)]
-    public double TextGuidance { get; init; } = 3.0;
+    [JsonPropertyName("text_guidance"), Setting("Classifier-free guidance scale of the prompt.", Min = 0, Max = 50)]
+    public double TextGuidance { get; init; } = Diffusion.ReferenceSamplingOptions.Default.TextScale;
 
-    [JsonPropertyName("reference_guidance"), Setting("Classifier-free guidance scale of the references.", Min = 0, Max = 100)]
-    public double ReferenceGuidance { get; init; } = 2.0;
+    [JsonPropertyName("reference_guidance"), Setting("Classifier-free guidance scale of the references.", Min = 0, Max = 50)]
+    public double ReferenceGuidance { get; init; } = Diffusion.ReferenceSamplingOptions.Default.ReferenceScale;
 
     [JsonPropertyName("bootstrap_resamples"), Setting("Bootstrap resamples of each 95% CI.", Min = 10, Max = 1_000_000)]
     public int BootstrapResamples { get; init; } = 1000;
@@ -53,8 +53,14 @@ public sealed record EvaluationSettings
     public EvaluationOptions ForSplit(EvaluationSplit split, long seed) => new()
     {
         Split = split, ReferenceSets = ReferenceSets, SamplesPerReference = SamplesPerReference, Seed = seed,
-        Sampling = new Diffusion.ReferenceSamplingOptions { Steps = SamplingSteps, TextScale = TextGuidance, ReferenceScale = ReferenceGuidance },
+        Sampling = Sampling(),
         BootstrapResamples = BootstrapResamples, PromptView = PromptView,
+    };
+
+    /// <summary>How each sample is drawn (DDIM steps, both guidance scales); `sample` draws the same way.</summary>
+    public Diffusion.ReferenceSamplingOptions Sampling(long seed = 0) => new()
+    {
+        Steps = SamplingSteps, TextScale = TextGuidance, ReferenceScale = ReferenceGuidance, Seed = seed,
     };
 
     /// <summary>The suite's options this protocol sets (identity view and baseline quantile); the rest keep their defaults.</summary>
