@@ -14,7 +14,7 @@ namespace RetriBooru.Cli.Commands;
 public sealed class EvaluateCommand(IAnsiConsole console) : Command<EvaluateCommand.Settings>
 {
     /// <summary>The verb's options: the protocol (<see cref="EvaluationSettings"/>, one flag per field), the split, and where model, data and results live.</summary>
-    public sealed class Settings : OutputSettings
+    public sealed class Settings : ReferenceSamplingSettings
     {
         [CommandOption("--checkpoint <DIR>")]
         [Description("A trained reference model (train's OUT/model).")]
@@ -44,15 +44,6 @@ public sealed class EvaluateCommand(IAnsiConsole console) : Command<EvaluateComm
 
         [CommandOption("--samples-per-reference <K>"), SettingHelp(typeof(EvaluationSettings), nameof(EvaluationSettings.SamplesPerReference))]
         public int? SamplesPerReference { get; init; }
-
-        [CommandOption("--sampling-steps|--steps <N>"), SettingHelp(typeof(EvaluationSettings), nameof(EvaluationSettings.SamplingSteps))]
-        public int? SamplingSteps { get; init; }
-
-        [CommandOption("--text-guidance|--text-scale <S>"), SettingHelp(typeof(EvaluationSettings), nameof(EvaluationSettings.TextGuidance))]
-        public double? TextGuidance { get; init; }
-
-        [CommandOption("--reference-guidance|--reference-scale <S>"), SettingHelp(typeof(EvaluationSettings), nameof(EvaluationSettings.ReferenceGuidance))]
-        public double? ReferenceGuidance { get; init; }
 
         [CommandOption("--bootstrap-resamples|--bootstrap <N>"), SettingHelp(typeof(EvaluationSettings), nameof(EvaluationSettings.BootstrapResamples))]
         public int? BootstrapResamples { get; init; }

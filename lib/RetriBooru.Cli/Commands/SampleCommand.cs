@@ -12,7 +12,7 @@ namespace RetriBooru.Cli.Commands;
 
 public sealed class SampleCommand(IAnsiConsole console) : Command<SampleCommand.Settings>
 {
-    public sealed class Settings : OutputSettings
+    public sealed class Settings : ReferenceSamplingSettings
     {
         [CommandOption("--checkpoint <DIR>")]
         [Description("A trained reference model (train's OUT/model).")]
@@ -29,16 +29,6 @@ public sealed class SampleCommand(IAnsiConsole console) : Command<SampleCommand.
         [CommandOption("--count <N>")]
         [DefaultValue(4)]
         public int Count { get; init; } = 4;
-
-        // Sampled as `evaluate` samples: the same settings (EvaluationSettings), names and defaults.
-        [CommandOption("--sampling-steps|--steps <N>"), SettingHelp(typeof(EvaluationSettings), nameof(EvaluationSettings.SamplingSteps))]
-        public int? SamplingSteps { get; init; }
-
-        [CommandOption("--text-guidance|--text-scale <S>"), SettingHelp(typeof(EvaluationSettings), nameof(EvaluationSettings.TextGuidance))]
-        public double? TextGuidance { get; init; }
-
-        [CommandOption("--reference-guidance|--reference-scale <S>"), SettingHelp(typeof(EvaluationSettings), nameof(EvaluationSettings.ReferenceGuidance))]
-        public double? ReferenceGuidance { get; init; }
 
         /// <summary>The sampling settings given (the evaluation protocol's defaults for the rest).</summary>
         public EvaluationSettings Sampling() => SettingsBinder.Bind<EvaluationSettings>(this);
