@@ -1,5 +1,6 @@
 using RetriBooru.Diffusion;
 using RetriBooru.Modeling;
+using RetriBooru.Settings;
 using RetriBooru.Weights;
 using TorchSharp;
 using Xunit;
@@ -13,7 +14,7 @@ public class DiffusionRecipeTests
     [Fact]
     public void Cosine_schedule_follows_its_closed_form_alpha_bar()
     {
-        var s = new NoiseSchedule(new ScheduleConfig { BetaSchedule = "squaredcos_cap_v2" });
+        var s = new NoiseSchedule(new ScheduleConfig { BetaSchedule = BetaSchedule.SquaredCosCapV2 });
         static double F(double x) => Math.Pow(Math.Cos((x + 0.008) / 1.008 * Math.PI / 2), 2);
         // Uncapped steps telescope: alpha_bar_t = f((t + 1) / T) / f(0).
         Assert.Equal(F(501 / 1000.0) / F(0), s.AlphasCumprod[500], 10);
@@ -23,8 +24,8 @@ public class DiffusionRecipeTests
     [Fact]
     public void Zero_terminal_snr_makes_the_last_timestep_pure_noise_and_keeps_the_first()
     {
-        var plain = new NoiseSchedule(new ScheduleConfig { BetaSchedule = "squaredcos_cap_v2", PredictionType = "v_prediction" });
-        var zero = new NoiseSchedule(new ScheduleConfig { BetaSchedule = "squaredcos_cap_v2", PredictionType = "v_prediction", RescaleBetasZeroSnr = true });
+        var plain = new NoiseSchedule(new ScheduleConfig { BetaSchedule = BetaSchedule.SquaredCosCapV2, PredictionType = PredictionType.VPrediction });
+        var zero = new NoiseSchedule(new ScheduleConfig { BetaSchedule = BetaSchedule.SquaredCosCapV2, PredictionType = PredictionType.VPrediction, RescaleBetasZeroSnr = true });
         Assert.Equal(0, zero.AlphasCumprod[^1], 12);
         Assert.Equal(plain.AlphasCumprod[0], zero.AlphasCumprod[0], 12);
         for (int t = 1; t < zero.Steps; t++) Assert.True(zero.AlphasCumprod[t] < zero.AlphasCumprod[t - 1]);
@@ -35,28 +36,41 @@ public class DiffusionRecipeTests
     [Fact]
     public void Trailing_spacing_starts_at_the_last_timestep_and_leading_does_not()
     {
-        var trailing = new DdimSampler(new NoiseSchedule(new ScheduleConfig { TimestepSpacing = "trailing" })).Timesteps(15);
+        var trailing = new DdimSampler(new NoiseSchedule(new ScheduleConfig { TimestepSpacing = TimestepSpacing.Trailing })).Timesteps(15);
         Assert.Equal(999, trailing[0]);
         Assert.Equal(15, trailing.Distinct().Count());
         Assert.True(trailing.Zip(trailing.Skip(1)).All(p => p.First > p.Second));
         Assert.Equal(66, trailing[^1]);
         var leading = new DdimSampler(new NoiseSchedule(new ScheduleConfig())).Timesteps(15);
         Assert.Equal(925, leading[0]);
-        Assert.Throws<ArgumentException>(() => new NoiseSchedule(new ScheduleConfig { TimestepSpacing = "sideways" }));
+        // Domain words in a config file are parsed where it is read: one line naming the file and field, with a hint.
+        using var dir = new TempDir();
+        var path = dir.File("scheduler_config.json");
+        File.WriteAllText(path, """{ "timestep_spacing": "sideways", "prediction_type": "sample" }""");
+        var e = Assert.Throws<InvalidDataException>(() => DiffusersConfigJson.ReadSchedule(path));
+        Assert.Equal($"{path}: field 'timestep_spacing': unknown timestep spacing 'sideways'; use leading, trailing or linspace", e.Message);
+        File.WriteAllText(path, """{ "timestep_spacing": "trailing", "prediction_type": "v_predicton" }""");
+        e = Assert.Throws<InvalidDataException>(() => DiffusersConfigJson.ReadSchedule(path));
+        Assert.Contains("field 'prediction_type': unknown prediction type 'v_predicton' (did you mean 'v_prediction'?)", e.Message);
+        File.WriteAllText(path, """{ "timestep_spacing": "trailing", "prediction_type": "v_prediction", "beta_schedule": "squaredcos_cap_v2" }""");
+        var read = DiffusersConfigJson.ReadSchedule(path);
+        Assert.Equal((TimestepSpacing.Trailing, PredictionType.VPrediction, BetaSchedule.SquaredCosCapV2), (read.TimestepSpacing, read.PredictionType, read.BetaSchedule));
+        // Written with the same spellings diffusers uses.
+        Assert.Contains("\"prediction_type\": \"v_prediction\"", DiffusersConfigJson.Write(read));
     }
 
     [Fact]
     public void With_alpha_to_one_the_last_ddim_step_returns_the_clean_estimate()
     {
         Torch.Load();
-        var schedule = new NoiseSchedule(new ScheduleConfig { PredictionType = "v_prediction", SetAlphaToOne = true });
+        var schedule = new NoiseSchedule(new ScheduleConfig { PredictionType = PredictionType.VPrediction, SetAlphaToOne = true });
         var ddim = new DdimSampler(schedule);
         using var g = new Generator(0).manual_seed(3);
         var x = randn([1, 3, 4, 4], generator: g);
         var v = randn([1, 3, 4, 4], generator: g);
         var (x0, _) = schedule.Split(v, x, schedule.AlphasCumprod[1]);
         Assert.True(ddim.Step(v, 1, -1, x, 0, null).allclose(x0, 1e-6, 1e-6));
-        var keepsNoise = new DdimSampler(new NoiseSchedule(new ScheduleConfig { PredictionType = "v_prediction" }));
+        var keepsNoise = new DdimSampler(new NoiseSchedule(new ScheduleConfig { PredictionType = PredictionType.VPrediction }));
         Assert.False(keepsNoise.Step(v, 1, -1, x, 0, null).allclose(x0, 1e-6, 1e-6));
     }
 
@@ -64,7 +78,7 @@ public class DiffusionRecipeTests
     public void X_prediction_targets_the_clean_image_and_splits_back_to_it()
     {
         Torch.Load();
-        var s = new NoiseSchedule(new ScheduleConfig { PredictionType = "sample" });
+        var s = new NoiseSchedule(new ScheduleConfig { PredictionType = PredictionType.Sample });
         using var g = new Generator(0).manual_seed(5);
         var x0 = randn([2, 3, 4, 4], generator: g).to(float64);
         var eps = randn([2, 3, 4, 4], generator: g).to(float64);
@@ -85,7 +99,7 @@ public class DiffusionRecipeTests
     public void The_input_skip_passes_the_input_through_at_low_noise_and_the_network_at_high_noise()
     {
         Torch.Load();
-        var s = new NoiseSchedule(new ScheduleConfig { PredictionType = "sample", SigmaData = 0.5 });
+        var s = new NoiseSchedule(new ScheduleConfig { PredictionType = PredictionType.Sample, SigmaData = 0.5 });
         Assert.True(s.SkipWeight(s.AlphasCumprod[0]) > 0.99);
         Assert.True(s.SkipWeight(s.AlphasCumprod[999]) < 0.02);
         using var x = ones(1, 3, 2, 2);
@@ -93,14 +107,14 @@ public class DiffusionRecipeTests
         var blended = s.TrainingPrediction(f, x, tensor(new long[] { 0 }));
         var (x0, _) = s.Split(f, x, s.AlphasCumprod[0]);
         Assert.True(blended.allclose(x0, 1e-5, 1e-5));
-        Assert.Throws<ArgumentException>(() => new NoiseSchedule(new ScheduleConfig { PredictionType = "v_prediction", SigmaData = 0.5 }));
+        Assert.Throws<ArgumentException>(() => new NoiseSchedule(new ScheduleConfig { PredictionType = PredictionType.VPrediction, SigmaData = 0.5 }));
     }
 
     [Fact]
     public void Min_snr_weights_cap_the_x0_weight_at_gamma()
     {
         Torch.Load();
-        var v = new NoiseSchedule(new ScheduleConfig { PredictionType = "v_prediction" });
+        var v = new NoiseSchedule(new ScheduleConfig { PredictionType = PredictionType.VPrediction });
         var eps = new NoiseSchedule(new ScheduleConfig());
         var t = tensor(new long[] { 0, 500, 999 });
         using var like = zeros(3, 2, 2, 2);
@@ -165,7 +179,7 @@ public class DiffusionRecipeTests
     [Fact]
     public void Schedule_options_survive_the_diffusers_scheduler_config()
     {
-        var config = new ScheduleConfig { BetaSchedule = "squaredcos_cap_v2", PredictionType = "v_prediction", RescaleBetasZeroSnr = true, TimestepSpacing = "trailing", SetAlphaToOne = true, ClipSample = true };
+        var config = new ScheduleConfig { BetaSchedule = BetaSchedule.SquaredCosCapV2, PredictionType = PredictionType.VPrediction, RescaleBetasZeroSnr = true, TimestepSpacing = TimestepSpacing.Trailing, SetAlphaToOne = true, ClipSample = true };
         var path = Path.Combine(Path.GetTempPath(), $"scheduler-{Guid.NewGuid():N}.json");
         try
         {

@@ -1,5 +1,6 @@
 using RetriBooru.Diffusion;
 using RetriBooru.Modeling;
+using RetriBooru.Settings;
 using TorchSharp;
 using Xunit;
 using static TorchSharp.torch;
@@ -25,7 +26,7 @@ public class DiffusionScheduleTests
         Assert.Equal(0.0292, Math.Sqrt((1 - s.AlphasCumprod[0]) / s.AlphasCumprod[0]), 4);
         Assert.Equal(14.6146, Math.Sqrt((1 - s.AlphasCumprod[999]) / s.AlphasCumprod[999]), 3);
 
-        var linear = new NoiseSchedule(new ScheduleConfig { BetaSchedule = "linear", BetaStart = 1e-4, BetaEnd = 0.02 });
+        var linear = new NoiseSchedule(new ScheduleConfig { BetaSchedule = BetaSchedule.Linear, BetaStart = 1e-4, BetaEnd = 0.02 });
         Assert.Equal(1e-4 + (0.02 - 1e-4) * 500 / 999, linear.Betas[500], 12);
     }
 
@@ -33,7 +34,7 @@ public class DiffusionScheduleTests
     public void Add_noise_and_v_target_follow_their_formulas()
     {
         Torch.Load();
-        var s = new NoiseSchedule(new ScheduleConfig { PredictionType = "v_prediction" });
+        var s = new NoiseSchedule(new ScheduleConfig { PredictionType = PredictionType.VPrediction });
         using var g = new Generator(0).manual_seed(1);
         var x0 = randn([2, 3, 4, 4], generator: g).to(float64);
         var eps = randn([2, 3, 4, 4], generator: g).to(float64);

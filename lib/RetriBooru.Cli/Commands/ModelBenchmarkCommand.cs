@@ -1,3 +1,4 @@
+using RetriBooru.Settings;
 using System.ComponentModel;
 using System.Diagnostics;
 using RetriBooru.Diffusion;
@@ -51,6 +52,10 @@ public sealed class ModelBenchmarkCommand(IAnsiConsole console) : Command<ModelB
         [Description("epsilon, v_prediction or sample (default: the config's).")]
         public string? Prediction { get; init; }
 
+        public override ValidationResult Validate() =>
+            Prediction is not null && !SettingsBinder.TryWord<PredictionType>("--prediction", Prediction, out _, out var problem)
+                ? ValidationResult.Error(problem) : ValidationResult.Success();
+
         [CommandOption("--keep <DIR>")]
         [Description("Keep the training output (loss.jsonl, checkpoint/, model/) in DIR instead of a deleted temp folder.")]
         public string? Keep { get; init; }
@@ -70,7 +75,7 @@ public sealed class ModelBenchmarkCommand(IAnsiConsole console) : Command<ModelB
     {
         TorchRuntime.SetDeterministic(true, settings.Threads);
         var named = ModelConfigs.Get(settings.Config);
-        var config = settings.Prediction is null ? named : named with { Schedule = named.Schedule with { PredictionType = settings.Prediction } };
+        var config = settings.Prediction is null ? named : named with { Schedule = named.Schedule with { PredictionType = Words.Parse<PredictionType>(settings.Prediction) } };
         var data = InMemoryImagePromptDataset.Synthetic(256, config.ImageSize, settings.Seed);
         using var model = BaseModelFactory.Create(config, data, settings.Seed);
         var task = new TextToImageTask(model, data);

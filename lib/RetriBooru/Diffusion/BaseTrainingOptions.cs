@@ -48,10 +48,10 @@ public sealed record BaseTrainingOptions
     public int? CheckpointEvery { get; init; }
 
     [JsonPropertyName("prediction"), Setting("epsilon, v_prediction or sample (x0) for a fresh model (default: the config's).")]
-    public string? Prediction { get; init; }
+    public PredictionType? Prediction { get; init; }
 
     [JsonPropertyName("beta_schedule"), Setting("Noise schedule of a fresh model: scaled_linear, linear or squaredcos_cap_v2 (default: the config's).")]
-    public string? BetaSchedule { get; init; }
+    public BetaSchedule? BetaSchedule { get; init; }
 
     [JsonPropertyName("zero_snr"), Setting("Rescale the schedule of a fresh model to zero terminal SNR, with trailing DDIM timesteps (v-prediction).")]
     public bool ZeroSnr { get; init; }
@@ -94,7 +94,7 @@ public sealed record BaseTrainingOptions
         var config = named with { Schedule = named.Schedule with { PredictionType = Prediction ?? named.Schedule.PredictionType } };
         if (BetaSchedule is { } beta) config = config with { Schedule = config.Schedule with { BetaSchedule = beta } };
         if (SigmaData is double sd) config = config with { Schedule = config.Schedule with { SigmaData = sd } };
-        if (ZeroSnr) config = config with { Schedule = config.Schedule with { RescaleBetasZeroSnr = true, TimestepSpacing = "trailing" } };
+        if (ZeroSnr) config = config with { Schedule = config.Schedule with { RescaleBetasZeroSnr = true, TimestepSpacing = TimestepSpacing.Trailing } };
         if (ParsedChannels() is { } widths) config = config with { Unet = config.Unet with { BlockOutChannels = widths } };
         if (PatchSize is int p)
             config = config with { PatchSize = p, Unet = config.Unet with { InChannels = 3 * p * p, OutChannels = 3 * p * p, SampleSize = config.ImageSize / p } };
@@ -108,8 +108,6 @@ public sealed record BaseTrainingOptions
     {
         var problems = SettingFields.RangeProblems(this, label).ToList();
         string Label(string property) => label(SettingFields.Field(typeof(BaseTrainingOptions), property));
-        if (Prediction is not null && !NoiseSchedule.PredictionTypes.Contains(Prediction))
-            problems.Add($"{Label(nameof(Prediction))}: '{Prediction}' is not one of {string.Join(", ", NoiseSchedule.PredictionTypes)}");
         if (Channels is not null && ParsedChannels() is null)
             problems.Add($"{Label(nameof(Channels))}: must be 1 to 8 comma-separated widths in [1, 4096], e.g. 64,64,64, not '{Channels}'");
         return problems;

@@ -1,3 +1,4 @@
+using RetriBooru.Settings;
 using RetriBooru.Modeling;
 using RetriBooru.Runtime;
 using static TorchSharp.torch;
@@ -16,21 +17,19 @@ public sealed class NoiseSchedule
     public IReadOnlyList<double> Betas { get; }
     public IReadOnlyList<double> AlphasCumprod { get; }
     public int Steps => Betas.Count;
-    public bool VPrediction => Config.PredictionType == "v_prediction";
+    public bool VPrediction => Config.PredictionType == PredictionType.VPrediction;
     /// <summary>x-prediction (diffusers' "sample"): the network outputs the clean image itself.</summary>
-    public bool SamplePrediction => Config.PredictionType == "sample";
-
-    public static readonly IReadOnlyList<string> PredictionTypes = ["epsilon", "v_prediction", "sample"];
+    public bool SamplePrediction => Config.PredictionType == PredictionType.Sample;
 
     public NoiseSchedule(ScheduleConfig config)
     {
         if (config.NumTrainTimesteps < 2) throw new ArgumentException($"num_train_timesteps must be at least 2, got {config.NumTrainTimesteps}");
-        if (!PredictionTypes.Contains(config.PredictionType)) throw new ArgumentException($"unknown prediction_type '{config.PredictionType}' ({string.Join(", ", PredictionTypes)})");
+        if (!Enum.IsDefined(config.PredictionType)) throw new ArgumentException($"unknown prediction_type {config.PredictionType} ({string.Join(", ", Words.All<PredictionType>())})");
         if (config.NumTrainTimesteps > MaxTrainTimesteps) throw new ArgumentException($"num_train_timesteps {config.NumTrainTimesteps} is above {MaxTrainTimesteps}");
-        if (config.TimestepSpacing is not ("leading" or "trailing" or "linspace")) throw new ArgumentException($"unknown timestep_spacing '{config.TimestepSpacing}' (leading, trailing or linspace)");
+        if (!Enum.IsDefined(config.TimestepSpacing)) throw new ArgumentException($"unknown timestep_spacing {config.TimestepSpacing} ({string.Join(", ", Words.All<TimestepSpacing>())})");
         if (!double.IsFinite(config.SigmaData) || config.SigmaData is < 0 or > 100) throw new ArgumentException($"sigma_data must be in [0, 100], got {config.SigmaData}");
-        if (config.SigmaData > 0 && config.PredictionType != "sample") throw new ArgumentException("sigma_data (the input skip) applies to prediction_type sample only");
-        if (config.RescaleBetasZeroSnr && config.PredictionType == "epsilon")
+        if (config.SigmaData > 0 && config.PredictionType != PredictionType.Sample) throw new ArgumentException("sigma_data (the input skip) applies to prediction_type sample only");
+        if (config.RescaleBetasZeroSnr && config.PredictionType == PredictionType.Epsilon)
             throw new ArgumentException("rescale_betas_zero_snr needs prediction_type v_prediction or sample (an epsilon model cannot recover x0 at zero SNR)");
         Config = config;
         int n = config.NumTrainTimesteps;
@@ -40,11 +39,11 @@ public sealed class NoiseSchedule
             double f = i / (double)(n - 1);
             betas[i] = config.BetaSchedule switch
             {
-                "scaled_linear" => Math.Pow(Math.Sqrt(config.BetaStart) + f * (Math.Sqrt(config.BetaEnd) - Math.Sqrt(config.BetaStart)), 2),
-                "linear" => config.BetaStart + f * (config.BetaEnd - config.BetaStart),
+                BetaSchedule.ScaledLinear => Math.Pow(Math.Sqrt(config.BetaStart) + f * (Math.Sqrt(config.BetaEnd) - Math.Sqrt(config.BetaStart)), 2),
+                BetaSchedule.Linear => config.BetaStart + f * (config.BetaEnd - config.BetaStart),
                 // alpha_bar(s) = cos^2((s + 0.008) / 1.008 * pi / 2), betas from its ratios, capped at 0.999.
-                "squaredcos_cap_v2" => Math.Min(1 - CosineAlphaBar((i + 1) / (double)n) / CosineAlphaBar(i / (double)n), 0.999),
-                _ => throw new ArgumentException($"unknown beta_schedule '{config.BetaSchedule}' (scaled_linear, linear or squaredcos_cap_v2)"),
+                BetaSchedule.SquaredCosCapV2 => Math.Min(1 - CosineAlphaBar((i + 1) / (double)n) / CosineAlphaBar(i / (double)n), 0.999),
+                _ => throw new ArgumentException($"unknown beta_schedule {config.BetaSchedule} ({string.Join(", ", Words.All<BetaSchedule>())})"),
             };
         }
         if (config.RescaleBetasZeroSnr) betas = RescaleZeroTerminalSnr(betas);

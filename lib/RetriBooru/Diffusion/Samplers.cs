@@ -1,3 +1,4 @@
+using RetriBooru.Settings;
 using static TorchSharp.torch;
 using RetriBooru.Runtime;
 
@@ -25,8 +26,8 @@ public sealed class DdimSampler(NoiseSchedule schedule)
         int T = Schedule.Steps;
         return Schedule.Config.TimestepSpacing switch
         {
-            "trailing" => Enumerable.Range(0, steps).Select(i => Math.Max((int)Math.Round(T - i * (double)T / steps) - 1, 0)).ToArray(),
-            "linspace" => Enumerable.Range(0, steps).Select(i => (int)Math.Round(steps == 1 ? T - 1 : i * (T - 1) / (double)(steps - 1))).Reverse().ToArray(),
+            TimestepSpacing.Trailing => Enumerable.Range(0, steps).Select(i => Math.Max((int)Math.Round(T - i * (double)T / steps) - 1, 0)).ToArray(),
+            TimestepSpacing.Linspace => Enumerable.Range(0, steps).Select(i => (int)Math.Round(steps == 1 ? T - 1 : i * (T - 1) / (double)(steps - 1))).Reverse().ToArray(),
             _ => LeadingTimesteps(steps),
         };
     }

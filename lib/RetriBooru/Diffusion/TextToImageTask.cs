@@ -1,3 +1,4 @@
+using RetriBooru.Settings;
 using RetriBooru.Modeling;
 using RetriBooru.Runtime;
 using RetriBooru.Weights;
@@ -107,7 +108,7 @@ public sealed class TextToImageTask : ITrainingTask
         ["config"] = model.Config.Name,
         ["examples"] = data.Count.ToString(),
         ["prompt_dropout"] = PromptDropout.ToString("R"),
-        ["prediction_type"] = model.Config.Schedule.PredictionType,
+        ["prediction_type"] = model.Config.Schedule.PredictionType.Name(),
         ["min_snr_gamma"] = MinSnrGamma is double g ? g.ToString("R") : "off",
     };
 }

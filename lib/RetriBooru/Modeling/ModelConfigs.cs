@@ -1,3 +1,4 @@
+using RetriBooru.Settings;
 using System.Text.Json.Serialization;
 
 namespace RetriBooru.Modeling;
@@ -96,11 +97,11 @@ public sealed record ScheduleConfig
     public double BetaStart { get; init; } = 0.00085;
     public double BetaEnd { get; init; } = 0.012;
     /// <summary>"scaled_linear" (SD, made for latents), "linear" (DDPM) or "squaredcos_cap_v2" (the cosine schedule of Nichol and Dhariwal, made for pixels).</summary>
-    public string BetaSchedule { get; init; } = "scaled_linear";
+    public BetaSchedule BetaSchedule { get; init; } = BetaSchedule.ScaledLinear;
     /// <summary>Rescale the betas so the last timestep has zero SNR (Lin et al. 2024): sampling then starts from pure noise, as training saw it. Needs v-prediction.</summary>
     public bool RescaleBetasZeroSnr { get; init; }
     /// <summary>How DDIM picks its timesteps: "leading" (SD's default; the first step is below T) or "trailing" (starts at T - 1; pairs with zero terminal SNR).</summary>
-    public string TimestepSpacing { get; init; } = "leading";
+    public TimestepSpacing TimestepSpacing { get; init; } = TimestepSpacing.Leading;
     /// <summary>
     /// With prediction_type "sample": blend the network's x0 with the noisy input as EDM's preconditioning does
     /// (Karras et al. 2022): x0 = c x_t / sqrt(alpha_bar) + (1 - c) F, c = sigma_data^2 / (sigma^2 + sigma_data^2),
@@ -110,8 +111,7 @@ public sealed record ScheduleConfig
     public double SigmaData { get; init; }
     /// <summary>The last DDIM step ends at alpha_bar = 1 (returns the clean estimate) instead of alpha_bar_0 (SD keeps a trace of noise).</summary>
     public bool SetAlphaToOne { get; init; }
-    /// <summary>"epsilon", "v_prediction" or "sample" (x0).</summary>
-    public string PredictionType { get; init; } = "epsilon";
+    public PredictionType PredictionType { get; init; } = PredictionType.Epsilon;
     /// <summary>Added to DDIM timesteps (SD uses 1).</summary>
     public int StepsOffset { get; init; } = 1;
     /// <summary>
@@ -202,7 +202,7 @@ public static class ModelConfigs
         // coloured speckle (its errors at mid noise are noise-like and DDIM freezes them in); x-prediction's errors are
         // smooth, and its samples show clean backgrounds and figures. Earlier, epsilon prediction was worse still: its
         // high-noise x0 guesses are the noise error times sqrt((1 - a)/a), up to 14.6x.
-        Schedule = new ScheduleConfig { ClipSample = true, PredictionType = "sample", SetAlphaToOne = true },
+        Schedule = new ScheduleConfig { ClipSample = true, PredictionType = PredictionType.Sample, SetAlphaToOne = true },
         ImageSize = 32,
         PatchSize = 2,
     };

@@ -53,3 +53,38 @@ public enum LearningRateSchedule
     /// <summary>Half a cosine from the learning rate down to 0 at the last step.</summary>
     [JsonStringEnumMemberName("cosine")] Cosine,
 }
+
+/// <summary>What the denoiser outputs (diffusers' <c>prediction_type</c>; the spellings are the config file's).</summary>
+[JsonConverter(typeof(JsonStringEnumConverter<PredictionType>)), TypeConverter(typeof(WordConverter<PredictionType>)), Word("prediction type", "epsilon, v_prediction or sample")]
+public enum PredictionType
+{
+    /// <summary>The added noise (SD 1.5).</summary>
+    [JsonStringEnumMemberName("epsilon")] Epsilon,
+    /// <summary>v = sqrt(alpha_bar) eps - sqrt(1 - alpha_bar) x0 (Salimans and Ho).</summary>
+    [JsonStringEnumMemberName("v_prediction")] VPrediction,
+    /// <summary>The clean image x0 itself (the tiny pixel-space models).</summary>
+    [JsonStringEnumMemberName("sample")] Sample,
+}
+
+/// <summary>How the noise levels rise over the training timesteps (diffusers' <c>beta_schedule</c>).</summary>
+[JsonConverter(typeof(JsonStringEnumConverter<BetaSchedule>)), TypeConverter(typeof(WordConverter<BetaSchedule>)), Word("beta schedule", "scaled_linear, linear or squaredcos_cap_v2")]
+public enum BetaSchedule
+{
+    /// <summary>SD's schedule, made for latents.</summary>
+    [JsonStringEnumMemberName("scaled_linear")] ScaledLinear,
+    /// <summary>DDPM's.</summary>
+    [JsonStringEnumMemberName("linear")] Linear,
+    /// <summary>The cosine schedule of Nichol and Dhariwal, made for pixels.</summary>
+    [JsonStringEnumMemberName("squaredcos_cap_v2")] SquaredCosCapV2,
+}
+
+/// <summary>How DDIM picks its timesteps (diffusers' <c>timestep_spacing</c>).</summary>
+[JsonConverter(typeof(JsonStringEnumConverter<TimestepSpacing>)), TypeConverter(typeof(WordConverter<TimestepSpacing>)), Word("timestep spacing", "leading, trailing or linspace")]
+public enum TimestepSpacing
+{
+    /// <summary>SD's default: the first step is below T.</summary>
+    [JsonStringEnumMemberName("leading")] Leading,
+    /// <summary>Starts at T - 1; pairs with zero terminal SNR.</summary>
+    [JsonStringEnumMemberName("trailing")] Trailing,
+    [JsonStringEnumMemberName("linspace")] Linspace,
+}

@@ -1,3 +1,4 @@
+using RetriBooru.Settings;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using RetriBooru.Modeling;
@@ -73,13 +74,13 @@ public static class DiffusersConfigJson
         ["num_train_timesteps"] = c.NumTrainTimesteps,
         ["beta_start"] = c.BetaStart,
         ["beta_end"] = c.BetaEnd,
-        ["beta_schedule"] = c.BetaSchedule,
-        ["prediction_type"] = c.PredictionType,
+        ["beta_schedule"] = c.BetaSchedule.Name(),
+        ["prediction_type"] = c.PredictionType.Name(),
         ["steps_offset"] = c.StepsOffset,
         ["clip_sample"] = c.ClipSample,
         ["set_alpha_to_one"] = c.SetAlphaToOne,
         ["rescale_betas_zero_snr"] = c.RescaleBetasZeroSnr,
-        ["timestep_spacing"] = c.TimestepSpacing,
+        ["timestep_spacing"] = c.TimestepSpacing.Name(),
         ["sigma_data"] = c.SigmaData,
     }.ToJsonString(Indented);
 
@@ -102,6 +103,14 @@ public static class DiffusersConfigJson
         {
             throw new InvalidDataException($"{path}: field '{name}' is {node.ToJsonString()}, not {Describe(typeof(T))}");
         }
+    }
+
+    /// <summary>A domain word (prediction type, schedule, ...) spelled as diffusers spells it; anything else is one line naming the file and field.</summary>
+    static T GetWord<T>(JsonObject o, string name, T fallback, string path) where T : struct, Enum
+    {
+        var text = Get<string?>(o, name, null, path);
+        if (text is null) return fallback;
+        return Words.TryParse<T>(text, out var value) ? value : throw new InvalidDataException($"{path}: field '{name}': {Words.Unknown<T>(text)}");
     }
 
     static T[] GetArray<T>(JsonObject o, string name, T[] fallback, string path)
@@ -243,13 +252,13 @@ public static class DiffusersConfigJson
             NumTrainTimesteps = Get(o, "num_train_timesteps", d.NumTrainTimesteps, path),
             BetaStart = Get(o, "beta_start", d.BetaStart, path),
             BetaEnd = Get(o, "beta_end", d.BetaEnd, path),
-            BetaSchedule = Get(o, "beta_schedule", d.BetaSchedule, path),
-            PredictionType = Get(o, "prediction_type", d.PredictionType, path),
+            BetaSchedule = GetWord(o, "beta_schedule", d.BetaSchedule, path),
+            PredictionType = GetWord(o, "prediction_type", d.PredictionType, path),
             StepsOffset = Get(o, "steps_offset", d.StepsOffset, path),
             ClipSample = Get(o, "clip_sample", d.ClipSample, path),
             SetAlphaToOne = Get(o, "set_alpha_to_one", d.SetAlphaToOne, path),
             RescaleBetasZeroSnr = Get(o, "rescale_betas_zero_snr", d.RescaleBetasZeroSnr, path),
-            TimestepSpacing = Get(o, "timestep_spacing", d.TimestepSpacing, path),
+            TimestepSpacing = GetWord(o, "timestep_spacing", d.TimestepSpacing, path),
             SigmaData = Get(o, "sigma_data", d.SigmaData, path),
         }, ConfigBounds.Check, path);
     }
