@@ -1,3 +1,4 @@
+using RetriBooru.Settings;
 using System.Net;
 using System.Text;
 using RetriBooru.Data;
@@ -58,7 +59,7 @@ public sealed class RecordCard
         {
             html.Append("<div style=\"margin-top:4px\">references:</div><div style=\"display:flex;flex-wrap:wrap;gap:4px\">");
             foreach (var reference in example.References)
-                html.Append(Figure(Picture(reference.Image, null, DisplaySize / 2), $"{reference.Concept} &larr; {WebUtility.HtmlEncode(reference.SourceId)}"));
+                html.Append(Figure(Picture(reference.Image, null, DisplaySize / 2), $"{reference.Concept.Name()} &larr; {WebUtility.HtmlEncode(reference.SourceId)}"));
             html.Append("</div>");
         }
         return html.Append("</div>").ToString();

@@ -72,7 +72,7 @@ public static class ReferenceComparison
         try
         {
             var references = new ImageGrid(cellSize);
-            view.Add("references (" + string.Join(", ", examples[0].References.Select(r => r.Concept)) + ")", references);
+            view.Add("references (" + string.Join(", ", examples[0].References.Select(r => r.Concept.Name())) + ")", references);
             foreach (var example in examples)
             {
                 using var scope = NewDisposeScope();

@@ -1,3 +1,4 @@
+using RetriBooru.Settings;
 using RetriBooru.Data;
 using RetriBooru.Data.Ingest;
 using SkiaSharp;
@@ -90,7 +91,7 @@ public class DataIngestTests
         using var clothesOnly = new TempDir();
         var second = DatasetBuilder.Build(src.Path, clothesOnly.Path, new BuildOptions { UnseenFraction = 0, HeldoutFraction = 0, FaceReferences = 0 });
         Assert.Equal(6, second.Manifests["b"].Count);
-        Assert.All(second.Manifests["b"], e => Assert.All(e.References, r => Assert.Equal(Concepts.Clothes, r.Concept)));
+        Assert.All(second.Manifests["b"], e => Assert.All(e.References, r => Assert.Equal(Concept.Clothes, r.Concept)));
     }
 
     [Fact]

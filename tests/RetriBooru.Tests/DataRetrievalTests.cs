@@ -17,8 +17,8 @@ public class DataRetrievalTests(SmallSynthDataset data) : IClassFixture<SmallSyn
         foreach (var example in manifest)
         {
             var target = byId[example.Target];
-            Assert.Equal(2, example.References.Count(r => r.Concept == Concepts.Face));
-            Assert.Equal(2, example.References.Count(r => r.Concept == Concepts.Clothes));
+            Assert.Equal(2, example.References.Count(r => r.Concept == Concept.Face));
+            Assert.Equal(2, example.References.Count(r => r.Concept == Concept.Clothes));
             Assert.Equal(target.Prompts, example.Prompt);
             Assert.Equal(target.Split, example.Split);
             foreach (var reference in example.References)
@@ -26,7 +26,7 @@ public class DataRetrievalTests(SmallSynthDataset data) : IClassFixture<SmallSyn
                 Assert.NotEqual(example.Target, reference.SourceId);
                 var source = byId[reference.SourceId];
                 Assert.Equal(target.Character, source.Character);
-                if (reference.Concept == Concepts.Clothes) Assert.Equal(target.ClothingId, source.ClothingId);
+                if (reference.Concept == Concept.Clothes) Assert.Equal(target.ClothingId, source.ClothingId);
                 Assert.True(File.Exists(Path.Combine(data.Dir, reference.Image)), reference.Image);
                 Assert.True(PerceptualHash.Distance(PerceptualHash.FromHex(target.Phash!), PerceptualHash.FromHex(source.Phash!)) > PerceptualHash.DefaultThreshold);
             }
@@ -80,24 +80,24 @@ public class DataRetrievalTests(SmallSynthDataset data) : IClassFixture<SmallSyn
         var example = manifest.First(e => e.Split == SplitNames.Train);
         var target = records.Single(r => r.Id == example.Target);
 
-        TrainingExample WithReference(string sourceId, string concept) => example with
+        TrainingExample WithReference(string sourceId, Concept concept) => example with
         {
             References = [.. example.References.Skip(1), ReferenceRetrieval.Reference(new CropRequest(sourceId, concept, false))],
         };
         LeakageReport CheckOne(TrainingExample e) => LeakageCheck.Check([e], records, PerceptualHash.DefaultThreshold);
 
-        Assert.Equal(1, CheckOne(WithReference(target.Id, Concepts.Face)).SelfReferences);
+        Assert.Equal(1, CheckOne(WithReference(target.Id, Concept.Face)).SelfReferences);
         var otherCharacter = records.First(r => r.Character != target.Character && r.Split == SplitNames.Train);
-        Assert.Equal(1, CheckOne(WithReference(otherCharacter.Id, Concepts.Face)).IdentityMismatches);
+        Assert.Equal(1, CheckOne(WithReference(otherCharacter.Id, Concept.Face)).IdentityMismatches);
         var otherOutfit = records.FirstOrDefault(r => r.Character == target.Character && r.ClothingId != target.ClothingId && r.Split == SplitNames.Train);
-        if (otherOutfit is not null) Assert.Equal(1, CheckOne(WithReference(otherOutfit.Id, Concepts.Clothes)).IdentityMismatches);
+        if (otherOutfit is not null) Assert.Equal(1, CheckOne(WithReference(otherOutfit.Id, Concept.Clothes)).IdentityMismatches);
         var heldout = records.FirstOrDefault(r => r.Character == target.Character && r.Split == SplitNames.Heldout);
-        if (heldout is not null) Assert.True(CheckOne(WithReference(heldout.Id, Concepts.Face)).SplitLeaks >= 1);
+        if (heldout is not null) Assert.True(CheckOne(WithReference(heldout.Id, Concept.Face)).SplitLeaks >= 1);
         // A near-duplicate: give a same-identity image the target's hash.
         var twin = records.First(r => r.Id != target.Id && r.Character == target.Character && r.ClothingId == target.ClothingId && r.Split == SplitNames.Train);
         var doctored = records.Select(r => r.Id == twin.Id ? r with { Phash = target.Phash } : r).ToList();
-        Assert.Equal(1, LeakageCheck.Check([WithReference(twin.Id, Concepts.Clothes)], doctored, PerceptualHash.DefaultThreshold).NearDuplicateReferences);
-        Assert.Equal(1, CheckOne(WithReference("no-such-image", Concepts.Face)).BrokenReferences);
+        Assert.Equal(1, LeakageCheck.Check([WithReference(twin.Id, Concept.Clothes)], doctored, PerceptualHash.DefaultThreshold).NearDuplicateReferences);
+        Assert.Equal(1, CheckOne(WithReference("no-such-image", Concept.Face)).BrokenReferences);
     }
 
     [Fact]
@@ -144,7 +144,7 @@ public class DataRetrievalTests(SmallSynthDataset data) : IClassFixture<SmallSyn
         var (first, _, _) = ReferenceRetrieval.Build(data.Result.Records, ReferenceScheme.B, options);
         var (again, _, _) = ReferenceRetrieval.Build(data.Result.Records, ReferenceScheme.B, options);
         var (other, _, _) = ReferenceRetrieval.Build(data.Result.Records, ReferenceScheme.B, options with { Seed = 6 });
-        Assert.All(first, e => { Assert.Single(e.References, r => r.Concept == Concepts.Face); Assert.Equal(3, e.References.Count(r => r.Concept == Concepts.Clothes)); });
+        Assert.All(first, e => { Assert.Single(e.References, r => r.Concept == Concept.Face); Assert.Equal(3, e.References.Count(r => r.Concept == Concept.Clothes)); });
         Assert.Equal(first.Select(ManifestReader.Serialize), again.Select(ManifestReader.Serialize));
         Assert.NotEqual(first.Select(ManifestReader.Serialize), other.Select(ManifestReader.Serialize));
     }

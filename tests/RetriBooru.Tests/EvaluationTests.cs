@@ -208,8 +208,8 @@ public class EvaluationTests(EvaluationWorld world, Xunit.Abstractions.ITestOutp
         Assert.NotEmpty(sets);
         foreach (var set in sets)
         {
-            var faces = set.References.Where(r => r.Concept == Concepts.Face).ToList();
-            var clothes = set.References.Where(r => r.Concept == Concepts.Clothes).ToList();
+            var faces = set.References.Where(r => r.Concept == Concept.Face).ToList();
+            var clothes = set.References.Where(r => r.Concept == Concept.Clothes).ToList();
             Assert.NotEmpty(faces);
             Assert.NotEmpty(clothes);
             foreach (var r in set.References)

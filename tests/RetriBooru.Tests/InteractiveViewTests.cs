@@ -1,3 +1,4 @@
+using RetriBooru.Settings;
 using RetriBooru.Data;
 using RetriBooru.Data.Retrieval;
 using RetriBooru.Data.Ingest;
@@ -33,8 +34,8 @@ public class InteractiveViewTests
         {
             Target = "a", Image = "images/a.png", Mask = "masks/a.png", Prompt = "1girl, red_skirt", Split = "train", Scheme = "b",
             Character = "alice", ClothingId = "c1",
-            References = [new ReferenceImage { Id = "b_face", Image = "crops/b_face.png", Concept = "face", SourceId = "b" },
-                          new ReferenceImage { Id = "c_clothes", Image = "crops/c_clothes.png", Concept = "clothes", SourceId = "c" }],
+            References = [new ReferenceImage { Id = "b_face", Image = "crops/b_face.png", Concept = Concept.Face, SourceId = "b" },
+                          new ReferenceImage { Id = "c_clothes", Image = "crops/c_clothes.png", Concept = Concept.Clothes, SourceId = "c" }],
         };
         return (tmp.Path, record, example);
     }

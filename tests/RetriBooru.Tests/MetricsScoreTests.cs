@@ -1,3 +1,4 @@
+using RetriBooru.Settings;
 using RetriBooru.Metrics;
 using RetriBooru.Metrics.Vqa;
 using SkiaSharp;
@@ -170,8 +171,8 @@ public class MetricsScoreTests(MetricsProbeFixture fixture, ITestOutputHelper ou
     {
         var rng = new Random(41);
         var refScenes = Enumerable.Range(0, 2).Select(_ => MetricsShapeWorld.Draw(MetricsShapeWorld.RandomScene(Target, rng))).ToList();
-        var references = refScenes.Select(r => new ScoringReference(ImageOps.Crop(r.Image, r.FaceBox), "face", ImageOps.Crop(r.Mask, r.FaceBox)))
-            .Concat(refScenes.Select(r => new ScoringReference(ImageOps.Crop(r.Image, r.BodyBox), "clothes", ImageOps.Crop(r.Mask, r.BodyBox)))).ToList();
+        var references = refScenes.Select(r => new ScoringReference(ImageOps.Crop(r.Image, r.FaceBox), Concept.Face, ImageOps.Crop(r.Mask, r.FaceBox)))
+            .Concat(refScenes.Select(r => new ScoringReference(ImageOps.Crop(r.Image, r.BodyBox), Concept.Clothes, ImageOps.Crop(r.Mask, r.BodyBox)))).ToList();
         // The shape world's probe reads "hair" and "clothing"; the expected values are the target character's.
         var expected = new ExpectedAttributes(new Dictionary<string, string> { ["hair"] = Target.Hair }, new Dictionary<string, string> { ["clothing"] = Target.Clothing });
         var set = new ScoringReferenceSet("ref-0", references, "a girl with red hair", ["red_hair", "1girl"], LeakageBaseline: 0.3, Expected: expected);

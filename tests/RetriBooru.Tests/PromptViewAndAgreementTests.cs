@@ -76,11 +76,11 @@ public class PromptViewAndAgreementTests
             Background = "simple", Artist = "a", Position = "center", Scale = "medium",
         };
         var truth = AttributeGroundTruth.FromSynth([Image("1", "red", "green"), Image("2", "red", "yellow"), Image("3", "blue", "yellow")]);
-        var expected = truth.Expected([("face", "1"), ("face", "2"), ("clothes", "3"), ("clothes", "missing")]);
+        var expected = truth.Expected([(Concept.Face, "1"), (Concept.Face, "2"), (Concept.Clothes, "3"), (Concept.Clothes, "missing")]);
         Assert.Equal("red", expected.Face["hair_color"]);
         Assert.False(expected.Face.ContainsKey("top_color"));
         Assert.Equal("yellow", expected.Clothes["top_color"]);
         Assert.False(expected.Clothes.ContainsKey("hair_color"));
-        Assert.True(truth.Expected([("face", "missing")]).IsEmpty);
+        Assert.True(truth.Expected([(Concept.Face, "missing")]).IsEmpty);
     }
 }

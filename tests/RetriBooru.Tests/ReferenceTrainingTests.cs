@@ -67,8 +67,8 @@ public class ReferenceTrainingTests(SmallReferenceWorld world) : IClassFixture<S
     {
         using var model = world.NewBase();
         var tokenizer = Assert.IsType<RetriBooru.Modeling.Tokenizers.TagTokenizer>(model.Tokenizer);
-        Assert.NotEqual(RetriBooru.Modeling.Tokenizers.TagTokenizer.UnknownId, tokenizer.IdOf(Concepts.Face));
-        Assert.NotEqual(tokenizer.IdOf(Concepts.Face), tokenizer.IdOf(Concepts.Clothes));
+        Assert.NotEqual(RetriBooru.Modeling.Tokenizers.TagTokenizer.UnknownId, tokenizer.IdOf(Concept.Face.Name()));
+        Assert.NotEqual(tokenizer.IdOf(Concept.Face.Name()), tokenizer.IdOf(Concept.Clothes.Name()));
     }
 
     [Fact]

@@ -198,6 +198,22 @@ public class SettingsTests
     }
 
     [Fact]
+    public void Concept_words_are_parsed_where_a_manifest_or_a_flag_is_read()
+    {
+        using var dir = new TempDir();
+        var path = dir.File("scheme_b.jsonl");
+        string Line(string concept) => $$"""{"target":"t","image":"images/t.png","prompt":"1girl","split":"train","scheme":"b","character":"c","clothing_id":"c/0","references":[{"id":"r_face","image":"crops/r_face.png","concept":"{{concept}}","source_id":"r"}]}""";
+        File.WriteAllLines(path, [Line("face"), Line("hat")]);
+        var e = Assert.Throws<InvalidDataException>(() => Data.ManifestReader.Read(path));
+        Assert.StartsWith($"{path}:2: bad manifest line:", e.Message);
+        File.WriteAllLines(path, [Line("clothes")]);
+        Assert.Equal(Concept.Clothes, Data.ManifestReader.Read(path)[0].References[0].Concept);
+        var console = new TestConsole().Width(200);
+        Assert.Null(CliApp.Parse(["sample", "--checkpoint", "c", "--out", "o", "--reference", "fase=x.png"], console));
+        Assert.Contains("--reference 'fase=x.png': unknown concept word 'fase' (did you mean 'face'?); use face or clothes", console.Output);
+    }
+
+    [Fact]
     public void Min_snr_gamma_zero_or_null_turns_the_weighting_off_in_both_records()
     {
         var off = SpecLoader.Parse("""{ "name": "x", "base": { "min_snr_gamma": 0 }, "train": { "min_snr_gamma": null } }""", "inline");

@@ -1,3 +1,4 @@
+using RetriBooru.Settings;
 using System.Buffers.Binary;
 using System.Diagnostics;
 using System.Text;
@@ -80,7 +81,7 @@ public class SizeBoundsTests
     public void A_manifest_example_with_an_absurd_number_of_references_is_refused_with_its_line()
     {
         using var dir = new TempDir();
-        var reference = new RetriBooru.Data.ReferenceImage { Id = "r", Image = "images/r.png", Concept = "face", SourceId = "s" };
+        var reference = new RetriBooru.Data.ReferenceImage { Id = "r", Image = "images/r.png", Concept = Concept.Face, SourceId = "s" };
         var example = new RetriBooru.Data.TrainingExample
         {
             Target = "t", Image = "images/t.png", Prompt = "1girl", Split = "seen", Scheme = "b", Character = "c", ClothingId = "c/0",

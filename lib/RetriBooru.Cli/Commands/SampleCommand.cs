@@ -1,3 +1,4 @@
+using RetriBooru.Settings;
 using RetriBooru.Metrics;
 using System.ComponentModel;
 using RetriBooru.Data;
@@ -40,9 +41,7 @@ public sealed class SampleCommand(IAnsiConsole console) : Command<SampleCommand.
             foreach (var r in References)
             {
                 if (!r.Contains('=')) return ValidationResult.Error($"--reference '{r}': write CONCEPT=PATH, e.g. face=face.png");
-                var concept = r[..r.IndexOf('=')];
-                if (!Concepts.All.Contains(concept))
-                    return ValidationResult.Error($"--reference '{r}': unknown concept word '{concept}'{DidYouMean.Hint(concept, Concepts.All)}; reference models know {string.Join(", ", Concepts.All)}");
+                if (!SettingsBinder.TryWord<Concept>($"--reference '{r}'", r[..r.IndexOf('=')], out _, out var problem)) return ValidationResult.Error(problem);
             }
             var problems = Sampling().Problems(f => f.Flag);
             return problems.Count > 0 ? SettingsBinder.Result(problems) : base.Validate();
@@ -58,7 +57,7 @@ public sealed class SampleCommand(IAnsiConsole console) : Command<SampleCommand.
         {
             var references = settings.References.Select(r =>
             {
-                var (concept, path) = (r[..r.IndexOf('=')], r[(r.IndexOf('=') + 1)..]);
+                var (concept, path) = (Words.Parse<Concept>(r[..r.IndexOf('=')]), r[(r.IndexOf('=') + 1)..]);
                 return new ReferenceCrop(ImageTensor.Load(path, model.Config.ImageSize), concept, Path.GetFileNameWithoutExtension(path));
             }).ToList();
             var options = settings.Sampling().Sampling(settings.Seed);

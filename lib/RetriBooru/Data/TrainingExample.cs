@@ -5,13 +5,10 @@ using RetriBooru.Runtime;
 
 namespace RetriBooru.Data;
 
-/// <summary>Concept words of references.</summary>
+/// <summary>The concept words of references (every reference model is trained with both).</summary>
 public static class Concepts
 {
-    public const string Face = "face";
-    public const string Clothes = "clothes";
-    /// <summary>The concept words every reference model is trained with.</summary>
-    public static readonly IReadOnlyList<string> All = [Face, Clothes];
+    public static readonly IReadOnlyList<Concept> All = Enum.GetValues<Concept>();
 }
 
 /// <summary>A reference condition: a crop file written in the dataset folder, its concept word and the image it was cut from.</summary>
@@ -22,7 +19,7 @@ public sealed record ReferenceImage
     /// <summary>Crop file, relative to the dataset folder (e.g. <c>crops/000123_face.png</c>).</summary>
     [JsonPropertyName("image")] public required string Image { get; init; }
     /// <summary>Concept word: <c>face</c> or <c>clothes</c>.</summary>
-    [JsonPropertyName("concept")] public required string Concept { get; init; }
+    [JsonPropertyName("concept")] public required Concept Concept { get; init; }
     /// <summary>Id of the image the crop was cut from.</summary>
     [JsonPropertyName("source_id")] public required string SourceId { get; init; }
 }

@@ -1,3 +1,4 @@
+using RetriBooru.Settings;
 using RetriBooru.Modeling;
 using RetriBooru.Modeling.Tokenizers;
 using RetriBooru.Weights;
@@ -18,7 +19,7 @@ public static class BaseModelFactory
         IPromptTokenizer tokenizer = config.Tokenizer switch
         {
             // The concept words of references must be tokens too, or "face" and "clothes" would both be unknown.
-            TokenizerKind.Tags => TagTokenizer.Build(data.Prompts.Append(Data.Concepts.Face).Append(Data.Concepts.Clothes), config.TextEncoder.MaxPositionEmbeddings),
+            TokenizerKind.Tags => TagTokenizer.Build(data.Prompts.Concat(Data.Concepts.All.Select(c => c.Name())), config.TextEncoder.MaxPositionEmbeddings),
             _ => tokenizerDir is null
                 ? throw new ArgumentException($"config '{config.Name}' uses the CLIP tokenizer: pass the SD tokenizer folder (vocab.json + merges.txt)")
                 : ModelStore.LoadTokenizer(tokenizerDir, config.TextEncoder.MaxPositionEmbeddings),

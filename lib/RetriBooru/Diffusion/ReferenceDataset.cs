@@ -1,3 +1,4 @@
+using RetriBooru.Settings;
 using RetriBooru.Data;
 using RetriBooru.Imaging;
 using static TorchSharp.torch;
@@ -5,7 +6,7 @@ using static TorchSharp.torch;
 namespace RetriBooru.Diffusion;
 
 /// <summary>One reference: its image in [-1, 1] ([3, S, S]) and concept word.</summary>
-public sealed record ReferenceCrop(Tensor Image, string Concept, string SourceId);
+public sealed record ReferenceCrop(Tensor Image, Concept Concept, string SourceId);
 
 /// <summary>A training/evaluation example with references, loaded and resized.</summary>
 public sealed record ReferenceExample(string Id, Tensor Image, Tensor? Mask, string Prompt, string Character, string ClothingId, string Split,

@@ -86,17 +86,17 @@ public sealed record ReferenceTrainingOptions
 /// <summary>Batches references (padding to the largest count with absent slots) and caches concept-word encodings.</summary>
 public sealed class ReferenceBatcher(DiffusionModel model) : IDisposable
 {
-    readonly Dictionary<string, Tensor> _concepts = [];
+    readonly Dictionary<Concept, Tensor> _concepts = [];
 
     /// <summary>The frozen text encoder's encoding of a concept word, [T, D], computed once.</summary>
-    public Tensor Concept(string word)
+    public Tensor Concept(Concept concept)
     {
-        if (_concepts.TryGetValue(word, out var cached)) return cached;
+        if (_concepts.TryGetValue(concept, out var cached)) return cached;
         using var noGrad = no_grad();
         using var scope = NewDisposeScope(); // keeps the row view and its detached copy alive until clone returns
-        var encoded = model.EncodePrompts([word]);
+        var encoded = model.EncodePrompts([concept.Name()]);
         var value = encoded[0].detach().clone().DetachFromDisposeScope();
-        _concepts[word] = value;
+        _concepts[concept] = value;
         return value;
     }
 
@@ -108,7 +108,7 @@ public sealed class ReferenceBatcher(DiffusionModel model) : IDisposable
         var device = model.Device;
         var imageShape = perSample.SelectMany(s => s).Select(c => c.Image.shape).FirstOrDefault()
                          ?? [3, model.Config.ImageSize, model.Config.ImageSize];
-        var conceptShape = Concept(Data.Concepts.Face).shape;
+        var conceptShape = Concept(Settings.Concept.Face).shape;
         var images = new List<Tensor>();
         var concepts = new List<Tensor>();
         var present = new bool[b * r];

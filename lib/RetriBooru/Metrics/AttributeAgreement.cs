@@ -1,3 +1,5 @@
+using RetriBooru.Settings;
+
 namespace RetriBooru.Metrics;
 
 /// <summary>
@@ -69,13 +71,13 @@ public sealed class AttributeGroundTruth(IReadOnlyDictionary<string, IReadOnlyDi
     public int Count => byImageId.Count;
 
     /// <summary>Expected attributes of references given as (concept, source image id); references without ground truth are ignored.</summary>
-    public ExpectedAttributes Expected(IEnumerable<(string Concept, string SourceId)> references)
+    public ExpectedAttributes Expected(IEnumerable<(Concept Concept, string SourceId)> references)
     {
         var list = references.ToList();
-        IReadOnlyList<IReadOnlyDictionary<string, string>> Truths(string concept) =>
+        IReadOnlyList<IReadOnlyDictionary<string, string>> Truths(Concept concept) =>
             list.Where(r => r.Concept == concept && byImageId.ContainsKey(r.SourceId)).Select(r => byImageId[r.SourceId]).ToList();
         return new ExpectedAttributes(
-            AttributeAgreement.Expected(Truths(Data.Concepts.Face), AttributeAgreement.FaceAttributes),
-            AttributeAgreement.Expected(Truths(Data.Concepts.Clothes), AttributeAgreement.ClothesAttributes));
+            AttributeAgreement.Expected(Truths(Concept.Face), AttributeAgreement.FaceAttributes),
+            AttributeAgreement.Expected(Truths(Concept.Clothes), AttributeAgreement.ClothesAttributes));
     }
 }

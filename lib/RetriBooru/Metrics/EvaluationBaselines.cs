@@ -1,3 +1,4 @@
+using RetriBooru.Settings;
 using System.Security.Cryptography;
 using RetriBooru.Data;
 using RetriBooru.Imaging;

@@ -1,13 +1,14 @@
+using RetriBooru.Settings;
 using RetriBooru.Metrics.Vqa;
 using SkiaSharp;
 
 namespace RetriBooru.Metrics;
 
 /// <summary>A retrieved reference: its image (already the crop the concept names), concept word and optional figure mask.</summary>
-public sealed record ScoringReference(SKBitmap Image, string Concept, SKBitmap? FigureMask = null)
+public sealed record ScoringReference(SKBitmap Image, Concept Concept, SKBitmap? FigureMask = null)
 {
-    public bool IsFace => Concept.Equals("face", StringComparison.OrdinalIgnoreCase);
-    public bool IsClothing => Concept.Equals("clothes", StringComparison.OrdinalIgnoreCase) || Concept.Equals("clothing", StringComparison.OrdinalIgnoreCase);
+    public bool IsFace => Concept == Concept.Face;
+    public bool IsClothing => Concept == Concept.Clothes;
 }
 
 /// <summary>

@@ -1,3 +1,4 @@
+using RetriBooru.Settings;
 using System.Diagnostics;
 using SkiaSharp;
 

@@ -47,12 +47,12 @@ public static class EvaluationSets
 
     static EvaluationSet AsIs(TrainingExample e, IReadOnlyDictionary<string, ImageRecord> records) =>
         new(e.Target, e.Character, e.ClothingId, e.Prompt, e.References,
-            e.References.Where(r => r.Concept == Concepts.Face).Select(r => records.TryGetValue(r.SourceId, out var s) ? s.ClothingId ?? "" : "").ToList());
+            e.References.Where(r => r.Concept == Concept.Face).Select(r => records.TryGetValue(r.SourceId, out var s) ? s.ClothingId ?? "" : "").ToList());
 
     static List<EvaluationSet> Compositions(IReadOnlyList<TrainingExample> manifest, IReadOnlyDictionary<string, ImageRecord> records, long seed)
     {
         // Every face crop the manifest already references, with its source record.
-        var faceCrops = manifest.SelectMany(e => e.References).Where(r => r.Concept == Concepts.Face && !r.Id.EndsWith("_mirror", StringComparison.Ordinal))
+        var faceCrops = manifest.SelectMany(e => e.References).Where(r => r.Concept == Concept.Face && !r.Id.EndsWith("_mirror", StringComparison.Ordinal))
             .GroupBy(r => r.Id, StringComparer.Ordinal).Select(g => g.First())
             .Where(r => records.ContainsKey(r.SourceId))
             .Select(r => (Reference: r, Source: records[r.SourceId]))
@@ -63,9 +63,9 @@ public static class EvaluationSets
             var pool = faceCrops.Where(x => x.Source.Character == target.Character && x.Source.Id != target.Target
                 && x.Source.ClothingId is not null && x.Source.ClothingId != target.ClothingId
                 && x.Source.Split is SplitNames.Train or SplitNames.Heldout).ToList();
-            var clothes = target.References.Where(r => r.Concept == Concepts.Clothes).ToList();
+            var clothes = target.References.Where(r => r.Concept == Concept.Clothes).ToList();
             if (pool.Count == 0 || clothes.Count == 0) continue;
-            int faces = Math.Max(1, target.References.Count(r => r.Concept == Concepts.Face));
+            int faces = Math.Max(1, target.References.Count(r => r.Concept == Concept.Face));
             var random = Seeding.Stream(seed, "composition/" + target.Target);
             var shuffled = pool.ToArray();
             random.Shuffle(shuffled);

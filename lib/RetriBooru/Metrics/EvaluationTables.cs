@@ -87,7 +87,7 @@ sealed class EvaluationTables(EvaluationRun run, List<string> notes)
             {
                 ["id"] = s.Id, ["character"] = s.Character, ["clothing_id"] = s.ClothingId, ["prompt"] = s.Prompt,
                 ["generation_prompt"] = PromptViews.Apply(options.PromptView, s.Prompt, s.Character),
-                ["references"] = new JsonArray(s.References.Select(r => (JsonNode?)new JsonObject { ["concept"] = r.Concept, ["image"] = r.Image }).ToArray()),
+                ["references"] = new JsonArray(s.References.Select(r => (JsonNode?)new JsonObject { ["concept"] = r.Concept.Name(), ["image"] = r.Image }).ToArray()),
                 ["face_clothing_ids"] = new JsonArray(s.FaceClothingIds.Select(c => (JsonNode?)c).ToArray()),
             }).ToArray()),
             ["prompt_view"] = options.PromptView.Name(),

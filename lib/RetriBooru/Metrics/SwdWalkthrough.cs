@@ -1,3 +1,4 @@
+using RetriBooru.Settings;
 using RetriBooru.Data;
 using RetriBooru.Imaging;
 using RetriBooru.Metrics.Vqa;

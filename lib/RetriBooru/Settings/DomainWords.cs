@@ -1,3 +1,4 @@
+using RetriBooru.Settings;
 using System.ComponentModel;
 using System.Text.Json.Serialization;
 
@@ -87,4 +88,12 @@ public enum TimestepSpacing
     /// <summary>Starts at T - 1; pairs with zero terminal SNR.</summary>
     [JsonStringEnumMemberName("trailing")] Trailing,
     [JsonStringEnumMemberName("linspace")] Linspace,
+}
+
+/// <summary>What a reference shows; its word is also the text the model reads beside the reference image.</summary>
+[JsonConverter(typeof(JsonStringEnumConverter<Concept>)), TypeConverter(typeof(WordConverter<Concept>)), Word("concept word", "face or clothes")]
+public enum Concept
+{
+    [JsonStringEnumMemberName("face")] Face,
+    [JsonStringEnumMemberName("clothes")] Clothes,
 }

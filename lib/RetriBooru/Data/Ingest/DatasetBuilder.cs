@@ -350,7 +350,7 @@ public static class DatasetBuilder
                 int size = options.CropSize > 0 ? options.CropSize : bitmap.Width;
                 foreach (var request in group)
                 {
-                    using var crop = request.Concept == Concepts.Face ? FaceCrop(bitmap, record, size, request.Mirror) : ClothesCrop(bitmap, record, mask, size, request.Mirror);
+                    using var crop = request.Concept == Concept.Face ? FaceCrop(bitmap, record, size, request.Mirror) : ClothesCrop(bitmap, record, mask, size, request.Mirror);
                     BulkFile.WriteAllBytes(ManifestReader.Resolve(output, request.RelativePath), ImageTensor.EncodePng(crop));
                 }
             }

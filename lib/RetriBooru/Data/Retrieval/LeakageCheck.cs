@@ -1,3 +1,4 @@
+using RetriBooru.Settings;
 using System.Text.Json.Serialization;
 using RetriBooru.Imaging;
 
@@ -58,8 +59,8 @@ public static class LeakageCheck
                     near++;
                     Violation($"{example.Target}: reference {reference.Id} is a near-duplicate (pHash distance {PerceptualHash.Distance(Hash(target)!.Value, Hash(source)!.Value)} <= {nearDuplicateThreshold})");
                 }
-                bool sameIdentity = source.Character == target.Character && (reference.Concept != Concepts.Clothes || source.ClothingId == target.ClothingId);
-                if (!sameIdentity) { mismatch++; Violation($"{example.Target}: {reference.Concept} reference {reference.Id} has another identity"); }
+                bool sameIdentity = source.Character == target.Character && (reference.Concept != Concept.Clothes || source.ClothingId == target.ClothingId);
+                if (!sameIdentity) { mismatch++; Violation($"{example.Target}: {reference.Concept.Name()} reference {reference.Id} has another identity"); }
                 bool poolOk = target.Split switch
                 {
                     SplitNames.Train or null => source.Split is SplitNames.Train or null,

@@ -18,9 +18,9 @@ public sealed record RetrievalOptions
 public sealed record SkippedTarget(string Id, string Code, string Message);
 
 /// <summary>A crop a manifest needs: from which image, which concept, mirrored or not.</summary>
-public sealed record CropRequest(string SourceId, string Concept, bool Mirror)
+public sealed record CropRequest(string SourceId, Concept Concept, bool Mirror)
 {
-    public string CropId => $"{SourceId}_{Concept}{(Mirror ? "_mirror" : "")}";
+    public string CropId => $"{SourceId}_{Concept.Name()}{(Mirror ? "_mirror" : "")}";
     public string RelativePath => $"{DatasetLayout.CropsFolder}/{CropId}.png";
 }
 
@@ -54,8 +54,8 @@ public static class ReferenceRetrieval
                     skipped.Add(new(target.Id, "no_face_box", "scheme a needs the target's own face box"));
                     continue;
                 }
-                for (int k = 0; k < options.FaceReferences; k++) references.Add(Reference(new CropRequest(target.Id, Concepts.Face, k % 2 == 1)));
-                for (int k = 0; k < options.ClothesReferences; k++) references.Add(Reference(new CropRequest(target.Id, Concepts.Clothes, k % 2 == 1)));
+                for (int k = 0; k < options.FaceReferences; k++) references.Add(Reference(new CropRequest(target.Id, Concept.Face, k % 2 == 1)));
+                for (int k = 0; k < options.ClothesReferences; k++) references.Add(Reference(new CropRequest(target.Id, Concept.Clothes, k % 2 == 1)));
             }
             else
             {
@@ -80,8 +80,8 @@ public static class ReferenceRetrieval
                     .OrderBy(c => c.ClothingId == target.ClothingId ? 1 : 0)
                     .ThenBy(c => clothesChosen.Any(x => x.Id == c.Id) ? 1 : 0).ToList();
                 var facesChosen = ChooseOrdered(facesOrdered, options.FaceReferences, ref repeated);
-                references.AddRange(facesChosen.Select(c => Reference(new CropRequest(c.Id, Concepts.Face, false))));
-                references.AddRange(clothesChosen.Select(c => Reference(new CropRequest(c.Id, Concepts.Clothes, false))));
+                references.AddRange(facesChosen.Select(c => Reference(new CropRequest(c.Id, Concept.Face, false))));
+                references.AddRange(clothesChosen.Select(c => Reference(new CropRequest(c.Id, Concept.Clothes, false))));
             }
             examples.Add(new TrainingExample
             {
