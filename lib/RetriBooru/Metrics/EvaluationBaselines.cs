@@ -10,25 +10,54 @@ namespace RetriBooru.Metrics;
 /// <summary>
 /// Embeds each distinct image once: an evaluation embeds the same reference crops for every sample and every score
 /// (identity, leakage), so results are keyed by the SHA-256 of the pixels. The wrapped embedder is deterministic, so
-/// caching does not change any number.
+/// caching does not change any number. <see cref="EmbedBatch"/> passes the images it has not seen to the wrapped
+/// embedder in one batch.
+/// <para>Safe to call from several threads: the dictionary is locked. It was not when the identity windows were once
+/// embedded in parallel and two runs disagreed on one window; concurrent inserts into an unlocked Dictionary are a
+/// possible cause (a stress test did not reproduce it, and neither did parallel Skia crops and resizes). The evaluation
+/// itself now calls it from one thread and gets its speed from batches and ONNX Runtime's intra-op threads.</para>
 /// </summary>
 public sealed class EvaluationEmbeddingCache(IImageEmbedder inner) : IImageEmbedder
 {
     readonly Dictionary<string, float[]> _cache = new(StringComparer.Ordinal);
+    readonly Lock _gate = new();
+    int _computed, _hits;
 
     public string Name => inner.Name;
     public int Dimension => inner.Dimension;
-    public int Computed { get; private set; }
-    public int Hits { get; private set; }
+    public int Computed { get { lock (_gate) return _computed; } }
+    public int Hits { get { lock (_gate) return _hits; } }
 
-    public float[] Embed(SKBitmap image)
+    public float[] Embed(SKBitmap image) => EmbedBatch([image])[0];
+
+    public float[][] EmbedBatch(IReadOnlyList<SKBitmap> images)
     {
-        var key = KeyOf(image);
-        if (_cache.TryGetValue(key, out var cached)) { Hits++; return cached; }
-        var embedding = inner.Embed(image);
-        Computed++;
-        _cache[key] = embedding;
-        return embedding;
+        var keys = images.Select(KeyOf).ToArray();
+        var result = new float[images.Count][];
+        // The first image of each key not cached yet; the wrapped embedder runs outside the lock.
+        var missing = new List<int>();
+        lock (_gate)
+        {
+            var seen = new HashSet<string>(StringComparer.Ordinal);
+            for (int i = 0; i < images.Count; i++)
+                if (_cache.TryGetValue(keys[i], out var cached)) { result[i] = cached; _hits++; }
+                else if (seen.Add(keys[i])) missing.Add(i);
+                else _hits++; // the same pixels twice in one batch: embedded once
+        }
+        if (missing.Count > 0)
+        {
+            var computed = inner.EmbedBatch(missing.Select(i => images[i]).ToList());
+            lock (_gate)
+                for (int m = 0; m < missing.Count; m++)
+                {
+                    // Another thread may have stored the same pixels meanwhile: keep the first vector (they are equal anyway).
+                    if (_cache.TryAdd(keys[missing[m]], computed[m])) _computed++;
+                }
+        }
+        lock (_gate)
+            for (int i = 0; i < images.Count; i++)
+                result[i] ??= _cache[keys[i]];
+        return result;
     }
 
     static string KeyOf(SKBitmap image)

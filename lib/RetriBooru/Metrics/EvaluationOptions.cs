@@ -65,8 +65,12 @@ public sealed record EvaluationSuiteOptions
     /// at the generations' resolution, and 12 epochs (the probe's own default) left it under-trained on a few hundred images.
     /// </summary>
     public AttributeProbeOptions Probe { get; init; } = new() { Epochs = 30, ImageSize = 32 };
-    /// <summary>ONNX Runtime threads of the embedders (1 keeps a busy 2-core machine responsive).</summary>
-    public int EmbedderThreads { get; init; } = 1;
+    /// <summary>
+    /// ONNX Runtime intra-op threads of the embedders; null: the runtime's thread count (the --threads the run was given),
+    /// as sampling uses. The embedders run between sampling steps, never beside them, and give the same vectors with
+    /// any thread count (tested).
+    /// </summary>
+    public int? EmbedderThreads { get; init; }
     /// <summary><c>exact</c> (the probe's closed vocabularies) or <c>minilm</c> (1 - cosine of MiniLM answer embeddings) for SWD's answer distance.</summary>
     public string AnswerDistance { get; init; } = "exact";
     /// <summary>
@@ -95,6 +99,7 @@ public sealed record EvaluationSuiteOptions
         if (SwdIdentity is not ("attributes" or "embedder")) throw new ArgumentException($"unknown SWD identity source '{SwdIdentity}' (attributes or embedder)");
         if (AnswerDistance is not ("exact" or "minilm")) throw new ArgumentException($"unknown answer distance '{AnswerDistance}' (exact or minilm)");
         if (QualityImages is < 4 or > 100_000) throw new ArgumentOutOfRangeException(nameof(QualityImages), QualityImages, "quality images must be in [4, 100000] (KID's floor needs two halves of at least 2)");
+        if (EmbedderThreads is < 1) throw new ArgumentOutOfRangeException(nameof(EmbedderThreads), EmbedderThreads, "embedder threads must be at least 1 (or null: the runtime's threads)");
         if (KidResamples is < 0 or > 100_000) throw new ArgumentOutOfRangeException(nameof(KidResamples), KidResamples, "KID resamples must be in [0, 100000]");
     }
 }

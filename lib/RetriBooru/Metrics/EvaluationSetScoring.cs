@@ -49,12 +49,12 @@ sealed class SetScoring(ScoringYardsticks yardsticks, EvaluationRun run, List<st
         var set = references.Set;
         var faces = references.References.Where(r => r.IsFace).Select(r => r.Image).ToList();
         var clothes = references.References.Where(r => r.IsClothing).Select(r => r.Image).ToList();
-        var features = new List<float[]>();
+        // KID's raw features of the set's samples, in one ONNX run.
+        var features = yardsticks.Reader.Features.FeaturesBatch(sampled.Images);
         var samples = new List<ScoringSample>();
         for (int k = 0; k < sampled.Images.Count; k++)
         {
             var image = sampled.Images[k];
-            features.Add(yardsticks.Reader.Features.Features(image));
             _locating.Start();
             var faceBox = yardsticks.Reader.Locate(image, faces);
             var clothesBox = yardsticks.Reader.Locate(image, clothes);

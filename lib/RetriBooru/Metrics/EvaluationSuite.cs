@@ -89,7 +89,8 @@ public sealed class EvaluationSuite : IDisposable
         var calibration = ManifestReader.Read(datasetDir, options.Scheme);
         var notes = new List<string>();
         progress?.Report("loading ResNet18 (ONNX Runtime)");
-        var features = new ResNet18Embedder(intraOpThreads: options.EmbedderThreads);
+        int embedderThreads = options.EmbedderThreads ?? TorchRuntime.Threads;
+        var features = new ResNet18Embedder(intraOpThreads: embedderThreads);
         var embedder = new EvaluationEmbeddingCache(features);
         PreparedProbe? probe = null;
         MiniLmTextEmbedder? minilm = null;
@@ -101,7 +102,7 @@ public sealed class EvaluationSuite : IDisposable
             if (options.AnswerDistance == "minilm")
             {
                 progress?.Report("loading all-MiniLM-L6-v2 (ONNX Runtime)");
-                minilm = new MiniLmTextEmbedder(options.EmbedderThreads);
+                minilm = new MiniLmTextEmbedder(embedderThreads);
             }
             var truth = probe is null ? null : AttributeGroundTruth.FromSynth(Data.Synth.SynthAttributesFile.Read(datasetDir));
             var suite = new EvaluationSuite(new CalibrationImages(datasetDir, calibration, options.ImageSize, seed), options, new SuiteModels(embedder, features, probe, truth, minilm), notes);

@@ -40,25 +40,24 @@ public sealed class ImageQualityReference
     public static ImageQualityReference Create(ResNet18Embedder features, IReadOnlyList<SKBitmap> real, int imageSize, long seed, int resamples = 200)
     {
         if (real.Count < 4) throw new ArgumentException($"KID needs at least 4 real images (two halves of 2), got {real.Count}");
-        var realFeatures = real.Select(features.Features).ToList();
+        var realFeatures = features.FeaturesBatch(real);
         var order = Enumerable.Range(0, real.Count).ToArray();
         Runtime.Seeding.Stream(seed, "kid-halves").Shuffle(order);
         var half = real.Count / 2;
         var floor = KernelInceptionDistance.Compute(order.Take(half).Select(i => realFeatures[i]).ToList(),
             order.Skip(half).Take(half).Select(i => realFeatures[i]).ToList(), resamples, seed);
-        var noise = new List<float[]>();
+        // Drawn in the same order from one stream as before batching, so the same noise images.
         var random = Runtime.Seeding.Stream(seed, "kid-noise");
-        for (int i = 0; i < real.Count; i++)
-        {
-            using var image = NoiseImage(imageSize, random);
-            noise.Add(features.Features(image));
-        }
+        var noiseImages = Enumerable.Range(0, real.Count).Select(_ => NoiseImage(imageSize, random)).ToList();
+        float[][] noise;
+        try { noise = features.FeaturesBatch(noiseImages); }
+        finally { foreach (var image in noiseImages) image.Dispose(); }
         var ceiling = KernelInceptionDistance.Compute(noise, realFeatures, resamples, seed);
         return new ImageQualityReference(realFeatures, floor, ceiling, imageSize, resamples, seed);
     }
 
     public ImageQualityReport Score(ResNet18Embedder features, IReadOnlyList<SKBitmap> generated) =>
-        ScoreFeatures(generated.Select(features.Features).ToList());
+        ScoreFeatures(features.FeaturesBatch(generated));
 
     public ImageQualityReport ScoreFeatures(IReadOnlyList<float[]> generated) =>
         new(KernelInceptionDistance.Compute(generated, RealFeatures, _resamples, _seed), RealFloor, NoiseCeiling);

@@ -15,10 +15,15 @@ namespace RetriBooru.Metrics;
 /// output [1,512,1,1]. We verified the reorder and the mean by feeding constant planes through the preprocessing graph.
 /// The 512-d feature is L2-normalised. Its entries are post-ReLU (non-negative), so unrelated images still have a
 /// cosine similarity well above 0: scores that use it subtract an unrelated-pair baseline.
+/// <para>The export fixes the batch dimension to 1; both graphs are loaded with it freed (<see cref="OnnxBatchDimension"/>),
+/// so <see cref="EmbedBatch"/> and <see cref="FeaturesBatch"/> run up to <see cref="MaxBatch"/> images per call. A batch
+/// gives exactly the single-image vectors (tested), as does any intra-op thread count.</para>
 /// </summary>
 public sealed class ResNet18Embedder : IImageEmbedder
 {
     public const int InputSize = 224;
+    /// <summary>Images per ONNX run: the 14 windows of a sample fit in one; larger batches only cost memory (about 3 MB of activations per image).</summary>
+    public const int MaxBatch = 16;
     const string PreprocessRelative = "DnnImageModels/ResNetPrepOnnx/ResNetPreprocess.onnx";
     const string ModelRelative = "DnnImageModels/ResNet18Onnx/ResNet18.onnx";
 
@@ -43,8 +48,11 @@ public sealed class ResNet18Embedder : IImageEmbedder
         var preprocessPath = Path.Combine(root, PreprocessRelative);
         var modelPath = Path.Combine(root, ModelRelative);
         using var options = new SessionOptions { IntraOpNumThreads = intraOpThreads, GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL };
-        _preprocess = new InferenceSession(preprocessPath, options);
-        _model = new InferenceSession(modelPath, options);
+        // Idle intra-op threads sleep instead of spinning: on a 2-core machine shared with other work a spinning thread
+        // takes the core its partner needs.
+        options.AddSessionConfigEntry("session.intra_op.allow_spinning", "0");
+        _preprocess = new InferenceSession(OnnxBatchDimension.Free(File.ReadAllBytes(preprocessPath)), options);
+        _model = new InferenceSession(OnnxBatchDimension.Free(File.ReadAllBytes(modelPath)), options);
         _preprocessInput = _preprocess.InputMetadata.Keys.Single();
         _modelInput = _model.InputMetadata.Keys.Single();
     }
@@ -61,33 +69,48 @@ public sealed class ResNet18Embedder : IImageEmbedder
         return folders.Distinct().ToArray();
     }
 
-    public float[] Embed(SKBitmap image) => VectorMath.Normalize(Features(image));
+    public float[] Embed(SKBitmap image) => EmbedBatch([image])[0];
+
+    public float[][] EmbedBatch(IReadOnlyList<SKBitmap> images) => FeaturesBatch(images).Select(f => VectorMath.Normalize(f)).ToArray();
 
     /// <summary>The raw 512-d global-average-pool output (not normalised): the feature KID compares.</summary>
-    public float[] Features(SKBitmap image)
+    public float[] Features(SKBitmap image) => FeaturesBatch([image])[0];
+
+    /// <summary><see cref="Features"/> of each image, in order, <see cref="MaxBatch"/> images per ONNX run.</summary>
+    public float[][] FeaturesBatch(IReadOnlyList<SKBitmap> images)
     {
-        var input = ToRgbPlanes(image);
-        using var prepared = _preprocess.Run([NamedOnnxValue.CreateFromTensor(_preprocessInput, input)]);
-        var preprocessed = prepared.First().AsTensor<float>();
-        using var output = _model.Run([NamedOnnxValue.CreateFromTensor(_modelInput, preprocessed)]);
-        var features = output.First().AsEnumerable<float>().ToArray();
-        if (features.Length != Dimension) throw new InvalidOperationException($"ResNet18 returned {features.Length} values, expected {Dimension}");
-        return features;
+        var result = new float[images.Count][];
+        for (int start = 0; start < images.Count; start += MaxBatch)
+        {
+            int count = Math.Min(MaxBatch, images.Count - start);
+            var input = ToRgbPlanes(images, start, count);
+            using var prepared = _preprocess.Run([NamedOnnxValue.CreateFromTensor(_preprocessInput, input)]);
+            var preprocessed = prepared.First().AsTensor<float>();
+            using var output = _model.Run([NamedOnnxValue.CreateFromTensor(_modelInput, preprocessed)]);
+            var features = output.First().AsEnumerable<float>().ToArray();
+            if (features.Length != count * Dimension) throw new InvalidOperationException($"ResNet18 returned {features.Length} values for {count} image(s), expected {count * Dimension}");
+            for (int i = 0; i < count; i++) result[start + i] = features.AsSpan(i * Dimension, Dimension).ToArray();
+        }
+        return result;
     }
 
-    /// <summary>Resizes to 224x224 and lays out raw 0..255 RGB planes, as ML.NET's ExtractPixels does by default.</summary>
-    static DenseTensor<float> ToRgbPlanes(SKBitmap image)
+    /// <summary>Resizes each image to 224x224 and lays out raw 0..255 RGB planes [count,3,224,224], as ML.NET's ExtractPixels does by default.</summary>
+    static DenseTensor<float> ToRgbPlanes(IReadOnlyList<SKBitmap> images, int start, int count)
     {
-        using var resized = ImageOps.Resize(image, InputSize, InputSize);
-        var bytes = resized.Bytes;
-        var tensor = new DenseTensor<float>([1, 3, InputSize, InputSize]);
-        var span = tensor.Buffer.Span;
         const int plane = InputSize * InputSize;
-        for (int i = 0; i < plane; i++)
+        var tensor = new DenseTensor<float>([count, 3, InputSize, InputSize]);
+        var span = tensor.Buffer.Span;
+        for (int n = 0; n < count; n++)
         {
-            span[i] = bytes[i * 4];
-            span[plane + i] = bytes[i * 4 + 1];
-            span[2 * plane + i] = bytes[i * 4 + 2];
+            using var resized = ImageOps.Resize(images[start + n], InputSize, InputSize);
+            var bytes = resized.Bytes;
+            var planes = span.Slice(n * 3 * plane, 3 * plane);
+            for (int i = 0; i < plane; i++)
+            {
+                planes[i] = bytes[i * 4];
+                planes[plane + i] = bytes[i * 4 + 1];
+                planes[2 * plane + i] = bytes[i * 4 + 2];
+            }
         }
         return tensor;
     }
