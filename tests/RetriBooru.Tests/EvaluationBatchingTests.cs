@@ -1,3 +1,4 @@
+using RetriBooru.Settings;
 using RetriBooru.Metrics;
 using SkiaSharp;
 using Xunit;
@@ -73,9 +74,9 @@ public class EvaluationBatchingTests
                 double score = IdentitySimilarity.MeanCosine(embedder.Embed(crop), referenceEmbeddings);
                 if (score > bestScore) (expected, bestScore) = (window, score);
             }
-            Assert.Equal(expected, EvaluationViews.Locate(EvaluationViews.BestWindow, embedder, image, references));
-            Assert.Equal(expected, EvaluationViews.Locate(EvaluationViews.BestWindow, cached, image, references));
-            Assert.Equal(expected, EvaluationViews.Locate(EvaluationViews.BestWindow, cached, image, references)); // now from the cache
+            Assert.Equal(expected, EvaluationViews.Locate(IdentityView.BestWindow, embedder, image, references));
+            Assert.Equal(expected, EvaluationViews.Locate(IdentityView.BestWindow, cached, image, references));
+            Assert.Equal(expected, EvaluationViews.Locate(IdentityView.BestWindow, cached, image, references)); // now from the cache
         }
     }
 

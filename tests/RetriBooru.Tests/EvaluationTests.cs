@@ -25,7 +25,7 @@ public sealed class EvaluationWorld : IDisposable
     public static readonly EvaluationSuiteOptions SuiteOptions = new()
     {
         // The whole-image view keeps the shared fixture fast; the best-window view (the default) runs in the ground-truth-free test.
-        IdentityBaselineExamples = 6, LeakageBaselineExamples = 2, CacheProbe = false, IdentityView = EvaluationViews.Whole,
+        IdentityBaselineExamples = 6, LeakageBaselineExamples = 2, CacheProbe = false, IdentityView = IdentityView.Whole,
         Probe = new AttributeProbeOptions { Epochs = 2, ImageSize = 32, Channels = [8, 16] },
     };
 
@@ -61,7 +61,7 @@ public class EvaluationTests(EvaluationWorld world, Xunit.Abstractions.ITestOutp
     {
         var net = new RetriNet(world.Model.Unet);
         var outA = world.NewFolder();
-        var result = world.Suite.Evaluate("retrinet", world.Model, net, world.Dataset, ReferenceScheme.B, Small, outA);
+        var result = world.Suite.Evaluate(new EvaluatedModel("retrinet", world.Model, net), world.Dataset, Small, outA);
 
         var sampleRows = result.Rows.Where(r => r.SampleIndex is not null).ToList();
         Assert.Equal(result.Sets.Count * Small.SamplesPerReference, sampleRows.Count);
@@ -114,7 +114,7 @@ public class EvaluationTests(EvaluationWorld world, Xunit.Abstractions.ITestOutp
 
         // Same model and options into another folder: identical rows and summaries, byte for byte.
         var outB = world.NewFolder();
-        world.Suite.Evaluate("retrinet", world.Model, net, world.Dataset, ReferenceScheme.B, Small, outB);
+        world.Suite.Evaluate(new EvaluatedModel("retrinet", world.Model, net), world.Dataset, Small, outB);
         Assert.Equal(File.ReadAllText(Path.Combine(outA, "results.json")), File.ReadAllText(Path.Combine(outB, "results.json")));
         Assert.Equal(File.ReadAllText(Path.Combine(outA, "results.csv")), File.ReadAllText(Path.Combine(outB, "results.csv")));
     }
@@ -125,7 +125,7 @@ public class EvaluationTests(EvaluationWorld world, Xunit.Abstractions.ITestOutp
         // The unseen split: its character's 12 pictures are the real side (the tiny world holds out only 3 seen-character pictures, and KID needs 4).
         var unseen = Small with { Split = EvaluationSplit.Unseen };
         var outDir = world.NewFolder();
-        var result = world.Suite.Evaluate("retrinet", world.Model, new RetriNet(world.Model.Unet), world.Dataset, ReferenceScheme.B, unseen, outDir);
+        var result = world.Suite.Evaluate(new EvaluatedModel("retrinet", world.Model, new RetriNet(world.Model.Unet)), world.Dataset, unseen, outDir);
         int samples = result.Rows.Count(r => r.SampleIndex is not null);
         foreach (var key in new[] { "kid", "kid_floor", "kid_ceiling", "kid_position", "readability" })
             Assert.True(result.Summary.ContainsKey(key), $"summary lacks {key}; notes: {string.Join(" | ", result.Notes)}");
@@ -166,7 +166,7 @@ public class EvaluationTests(EvaluationWorld world, Xunit.Abstractions.ITestOutp
             Assert.True(header.Contains(column) && summaryRow[header.IndexOf(column)] != "", $"results.csv summary lacks {column}");
 
         // Another model on the same split is measured against the same, cached reference points.
-        var other = world.Suite.Evaluate("text-only", world.Model, new TextOnlyModel(world.Model.Unet), world.Dataset, ReferenceScheme.B, unseen with { SaveImages = false }, world.NewFolder());
+        var other = world.Suite.Evaluate(new EvaluatedModel("text-only", world.Model, new TextOnlyModel(world.Model.Unet)), world.Dataset, unseen with { SaveImages = false }, world.NewFolder());
         Assert.Equal(floor, other.Score("kid_floor"));
         Assert.Equal(ceiling, other.Score("kid_ceiling"));
     }
@@ -234,7 +234,7 @@ public class EvaluationTests(EvaluationWorld world, Xunit.Abstractions.ITestOutp
         var copy = world.NewFolder();
         CopyFolder(world.Dataset, copy);
         File.Delete(Path.Combine(copy, SynthAttributesFile.FileName));
-        using var suite = EvaluationSuite.Create(copy, EvaluationWorld.SuiteOptions with { IdentityView = EvaluationViews.BestWindow, IdentityBaselineExamples = 4 }, seed: 3);
+        using var suite = EvaluationSuite.Create(copy, EvaluationWorld.SuiteOptions with { IdentityView = IdentityView.BestWindow, IdentityBaselineExamples = 4 }, seed: 3);
         Assert.Null(suite.ProbeReport);
         Assert.StartsWith("best of 14 windows", suite.Describe()["identity_view"]);
         var windows = EvaluationViews.Windows(32, 32);
@@ -247,7 +247,7 @@ public class EvaluationTests(EvaluationWorld world, Xunit.Abstractions.ITestOutp
         var broken = ManifestReader.Resolve(copy, chosen[0].References[0].Image);
         File.WriteAllText(broken, "not a png");
         var textOnly = new TextOnlyModel(world.Model.Unet);
-        var result = suite.Evaluate("text-only", world.Model, textOnly, copy, ReferenceScheme.B, Small with { ReferenceSets = 2, SaveImages = false }, world.NewFolder());
+        var result = suite.Evaluate(new EvaluatedModel("text-only", world.Model, textOnly), copy, Small with { ReferenceSets = 2, SaveImages = false }, world.NewFolder());
         Assert.Equal([chosen[1].Id], result.Sets.Select(s => s.SetId));
         Assert.Contains(result.Notes, n => n.Contains(chosen[0].Id, StringComparison.Ordinal) && n.Contains(broken, StringComparison.Ordinal));
         Assert.All(result.Rows, r => Assert.Equal(chosen[1].Id, r.ReferenceSetId));
@@ -323,8 +323,7 @@ public class EvaluationTests(EvaluationWorld world, Xunit.Abstractions.ITestOutp
         Directory.CreateDirectory(Path.GetDirectoryName(path)!);
         ManifestReader.Write(path, crafted);
 
-        var result = world.Suite.Evaluate("m", world.Model, new TextOnlyModel(world.Model.Unet), world.Dataset, ReferenceScheme.B,
-            options with { ManifestPath = path, SaveImages = false }, world.NewFolder());
+        var result = world.Suite.Evaluate(new EvaluatedModel("m", world.Model, new TextOnlyModel(world.Model.Unet)), world.Dataset, options with { ManifestPath = path, SaveImages = false }, world.NewFolder());
         Assert.Equal(chosen.Skip(1).Select(s => s.Id), result.Sets.Select(s => s.SetId));
         var note = Assert.Single(result.Notes, n => n.StartsWith($"reference set {chosen[0].Id} skipped", StringComparison.Ordinal));
         Assert.Contains("../../../../etc/hostname", note);
@@ -336,8 +335,7 @@ public class EvaluationTests(EvaluationWorld world, Xunit.Abstractions.ITestOutp
     {
         var parent = world.NewFolder();
         var outDir = Path.Combine(parent, "a", "b", "out");
-        var e = Assert.Throws<InvalidDataException>(() => world.Suite.Evaluate("m", world.Model, new TextOnlyModel(world.Model.Unet), world.Dataset, ReferenceScheme.B,
-            Small with { ManifestPath = EscapingManifest() }, outDir));
+        var e = Assert.Throws<InvalidDataException>(() => world.Suite.Evaluate(new EvaluatedModel("m", world.Model, new TextOnlyModel(world.Model.Unet)), world.Dataset, Small with { ManifestPath = EscapingManifest() }, outDir));
         Assert.Contains("samples/../../../escaped", e.Message);
         Assert.Contains("outside", e.Message);
         Assert.DoesNotContain('\n', e.Message);
@@ -416,11 +414,11 @@ public class EvaluationTests(EvaluationWorld world, Xunit.Abstractions.ITestOutp
     public void Bad_options_and_missing_files_fail_with_clear_messages()
     {
         var net = new TextOnlyModel(world.Model.Unet);
-        var e = Assert.Throws<ArgumentException>(() => world.Suite.Evaluate("m", world.Model, net, world.Dataset, ReferenceScheme.B, Small with { Split = Words.Parse<EvaluationSplit>("train") }, world.NewFolder()));
+        var e = Assert.Throws<ArgumentException>(() => world.Suite.Evaluate(new EvaluatedModel("m", world.Model, net), world.Dataset, Small with { Split = Words.Parse<EvaluationSplit>("train") }, world.NewFolder()));
         Assert.Contains("unknown split 'train'", e.Message);
-        var missing = Assert.Throws<FileNotFoundException>(() => world.Suite.Evaluate("m", world.Model, net, world.Dataset, ReferenceScheme.B, Small with { ManifestPath = "/nonexistent/m.jsonl" }, world.NewFolder()));
+        var missing = Assert.Throws<FileNotFoundException>(() => world.Suite.Evaluate(new EvaluatedModel("m", world.Model, net), world.Dataset, Small with { ManifestPath = "/nonexistent/m.jsonl" }, world.NewFolder()));
         Assert.Contains("/nonexistent/m.jsonl", missing.Message);
-        Assert.Throws<ArgumentOutOfRangeException>(() => world.Suite.Evaluate("m", world.Model, net, world.Dataset, ReferenceScheme.B, Small with { SamplesPerReference = 0 }, world.NewFolder()));
+        Assert.Throws<ArgumentOutOfRangeException>(() => world.Suite.Evaluate(new EvaluatedModel("m", world.Model, net), world.Dataset, Small with { SamplesPerReference = 0 }, world.NewFolder()));
     }
 
     static void CopyFolder(string from, string to)

@@ -83,6 +83,12 @@ public class ReferenceTrainingTests(SmallReferenceWorld world) : IClassFixture<S
         using var task = new ReferenceTrainingTask(model, net, data, new ReferenceTrainingOptions { PromptDropout = 0.1, ReferenceDropout = 0.1 });
         var result = new DiffusionTrainer(task, Quick).Run(tmp.Path);
         Assert.True(result.Finished);
+        // The checkpoint records the settings record itself: every field under its spec name, with the values trained with.
+        var state = System.Text.Json.JsonSerializer.Deserialize<TrainerState>(File.ReadAllText(Path.Combine(tmp.Path, DiffusionTrainer.CheckpointFolder, DiffusionTrainer.StateFile)), RetriBooru.Data.WorkbenchJson.Lines)!;
+        var recorded = state.Task["settings"]!.AsObject();
+        Assert.Equal(RetriBooru.Settings.SettingFields.Of(typeof(ReferenceTrainingOptions)).Select(f => f.JsonName).Order(), recorded.Select(kv => kv.Key).Intersect(RetriBooru.Settings.SettingFields.Of(typeof(ReferenceTrainingOptions)).Select(f => f.JsonName)).Order());
+        Assert.Equal(0.1, (double)recorded["reference_dropout"]!);
+        Assert.Equal("full", (string)recorded["prompt_view"]!);
         // Per-step losses are noisy (random timesteps): compare the first steps with the last quarter.
         double first = result.Losses.Take(4).Average(), last = result.Losses.TakeLast(10).Average();
         Assert.True(last < 0.75 * first, $"loss did not fall: first {first:F4}, last {last:F4}");

@@ -96,9 +96,12 @@ public sealed class EvaluateCommand(IAnsiConsole console) : Command<EvaluateComm
             using var suite = EvaluationSuite.Create(settings.Data, protocol.Suite(new EvaluationSuiteOptions { ImageSize = model.Config.ImageSize }), settings.Seed,
                 new SyncProgress<string>(m => console.MarkupLine($"[grey]{Markup.Escape(m)}[/]")));
             setup.Stop();
-            var options = protocol.ForSplit(Words.Parse<EvaluationSplit>(settings.Split), settings.Seed) with { SaveImages = !settings.NoImages, ManifestPath = settings.Manifest };
+            var options = protocol.ForSplit(Words.Parse<EvaluationSplit>(settings.Split), settings.Seed) with
+            {
+                SaveImages = !settings.NoImages, ManifestPath = settings.Manifest, Scheme = Words.Parse<ReferenceScheme>(settings.Scheme),
+            };
             var watch = Stopwatch.StartNew();
-            var result = output.Complete(dir => Run(suite, name, model, branch, settings, options, dir, cancellationToken));
+            var result = output.Complete(dir => Run(suite, new EvaluatedModel(name, model, branch), settings.Data, options, dir, cancellationToken));
             watch.Stop();
             Print(result, settings.Out);
             int samples = result.Rows.Count(r => r.SampleIndex is not null);
@@ -108,10 +111,8 @@ public sealed class EvaluateCommand(IAnsiConsole console) : Command<EvaluateComm
         return ExitCodes.Ok;
     }
 
-    EvaluationResult Run(EvaluationSuite suite, string name, Modeling.DiffusionModel model, Modeling.IReferenceConditionedModel branch, Settings settings, EvaluationOptions options,
-        string outDir, CancellationToken cancellationToken)
+    EvaluationResult Run(EvaluationSuite suite, EvaluatedModel model, string datasetDir, EvaluationOptions options, string outDir, CancellationToken cancellationToken)
     {
-        var scheme = Words.Parse<ReferenceScheme>(settings.Scheme);
         if (!console.Profile.Capabilities.Interactive)
         {
             int lastSet = -1;
@@ -124,7 +125,7 @@ public sealed class EvaluateCommand(IAnsiConsole console) : Command<EvaluateComm
                     console.MarkupLine($"sampled and scored {p.Done}/{p.Total} samples");
                 }
             });
-            return suite.Evaluate(name, model, branch, settings.Data, scheme, options, outDir, lines, cancellationToken);
+            return suite.Evaluate(model, datasetDir, options, outDir, lines, cancellationToken);
         }
         EvaluationResult? result = null;
         console.Progress()
@@ -138,7 +139,7 @@ public sealed class EvaluateCommand(IAnsiConsole console) : Command<EvaluateComm
                     bar.Value = p.Done;
                     bar.Description = $"sample {p.Done}/{p.Total}";
                 });
-                result = suite.Evaluate(name, model, branch, settings.Data, scheme, options, outDir, progress, cancellationToken);
+                result = suite.Evaluate(model, datasetDir, options, outDir, progress, cancellationToken);
             });
         return result!;
     }

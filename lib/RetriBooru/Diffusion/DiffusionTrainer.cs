@@ -94,7 +94,8 @@ public interface ITrainingTask
     /// <summary>Restores the model from a folder written by <see cref="SaveModel"/>.</summary>
     void LoadModel(string folder);
     /// <summary>Recorded in the trainer state (config name, data path, ...).</summary>
-    IReadOnlyDictionary<string, string> Describe();
+    /// <summary>What is trained, for the checkpoint's state file: the task, config, example count and its settings record as serialised.</summary>
+    System.Text.Json.Nodes.JsonObject Describe();
     /// <summary>Learning-rate multiplier of one trainable parameter (e.g. a slower pretrained decoder than a new branch).</summary>
     double LearningRateScale(string parameterName) => 1.0;
 }
@@ -106,7 +107,7 @@ public sealed record TrainingProgress(long Step, int TotalSteps, double Loss, do
 public sealed record LossLogEntry(long Step, double Loss, double Lr, double GradNorm, double Seconds);
 
 /// <summary>The trainer's resumable state, <c>trainer_state.json</c>.</summary>
-public sealed record TrainerState(long Step, long Seed, TrainerOptions Options, IReadOnlyDictionary<string, string> Task, string Created);
+public sealed record TrainerState(long Step, long Seed, TrainerOptions Options, System.Text.Json.Nodes.JsonObject Task, string Created);
 
 /// <summary>Outcome of a run. <paramref name="Shards"/>: threads each batch was split across; <paramref name="DataWaitSeconds"/>: total time steps waited for data.</summary>
 public sealed record TrainingResult(long StepsDone, bool Finished, IReadOnlyList<double> Losses, string CheckpointFolder, double StepsPerSecond,

@@ -291,18 +291,14 @@ public sealed class ReferenceTrainingTask : ITrainingTask, IDisposable
     public void SaveModel(string folder) => ReferenceModelStore.Save(model, branch, folder);
     public void LoadModel(string folder) => ReferenceModelStore.LoadWeightsInto(model, branch, folder);
 
-    public IReadOnlyDictionary<string, string> Describe() => new Dictionary<string, string>
+    public System.Text.Json.Nodes.JsonObject Describe() => new()
     {
         ["task"] = "reference-conditioned",
         ["model"] = branch.Kind.Name(),
         ["config"] = model.Config.Name,
-        ["examples"] = data.Count.ToString(),
-        ["prompt_dropout"] = Options.PromptDropout.ToString("R"),
-        ["reference_dropout"] = Options.ReferenceDropout.ToString("R"),
-        ["masked_loss"] = Options.MaskedLoss.ToString(),
-        ["background_weight"] = Options.BackgroundWeight.ToString("R"),
-        ["decoder_learning_rate_scale"] = Options.DecoderLearningRateScale.ToString("R"),
-        ["prompt_view"] = Options.PromptView.Name(),
+        ["examples"] = data.Count,
+        // The record itself, so every setting (and any added later) is recorded under its spec name.
+        ["settings"] = System.Text.Json.JsonSerializer.SerializeToNode(Options, Data.WorkbenchJson.Lines),
     };
 
     public void Dispose() => batcher.Dispose();

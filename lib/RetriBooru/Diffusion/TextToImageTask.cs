@@ -102,14 +102,14 @@ public sealed class TextToImageTask : ITrainingTask
     public void SaveModel(string folder) => ModelStore.SaveDiffusers(model, folder);
     public void LoadModel(string folder) => ModelStore.LoadWeightsInto(model, folder);
 
-    public IReadOnlyDictionary<string, string> Describe() => new Dictionary<string, string>
+    public System.Text.Json.Nodes.JsonObject Describe() => new()
     {
         ["task"] = "text-to-image",
         ["config"] = model.Config.Name,
-        ["examples"] = data.Count.ToString(),
-        ["prompt_dropout"] = PromptDropout.ToString("R"),
+        ["examples"] = data.Count,
+        ["prompt_dropout"] = PromptDropout,
         ["prediction_type"] = model.Config.Schedule.PredictionType.Name(),
-        ["min_snr_gamma"] = MinSnrGamma is double g ? g.ToString("R") : "off",
+        ["min_snr_gamma"] = MinSnrGamma,
     };
 }
 

@@ -268,7 +268,7 @@ public sealed class ExperimentRunner(ExperimentSpec spec, RunOptions options, IP
             var (model, branch) = ReferenceModelStore.Load(Path.Combine(trained, "model"), device);
             using (model)
             {
-                var result = suite.Evaluate(kind, model, branch, dataset, ReferenceScheme.B, evaluation, dir,
+                var result = suite.Evaluate(new EvaluatedModel(kind, model, branch), dataset, evaluation, dir,
                     new Progress<(int Done, int Total)>(p => progress?.Report(new RunnerEvent($"evaluate {kind}/{split}", $"{p.Done}/{p.Total}", (double)p.Done / Math.Max(1, p.Total)))));
                 progress?.Report(new RunnerEvent($"evaluate {kind}/{split}", result.Timing ?? "", 1));
                 var perSet = PerSetScores(result.Rows, result.Sets.Select(x => x.SetId));

@@ -136,7 +136,7 @@ public static class EvaluationBaselines
     /// <param name="CrossCharacterMedian">Median score of the cross-character pairs (how far apart the two distributions are).</param>
     public sealed record IdentityBaseline(double Value, double Quantile, int Examples, int Pairs, int Characters, double SameCharacterMean, double CrossCharacterMedian);
 
-    public static IdentityBaseline Identity(IImageEmbedder embedder, CalibrationImages calibration, BaselineDraw draw, List<string> notes, string view = EvaluationViews.Whole)
+    public static IdentityBaseline Identity(IImageEmbedder embedder, CalibrationImages calibration, BaselineDraw draw, List<string> notes, IdentityView view = IdentityView.Whole)
     {
         var (datasetDir, imageSize) = (calibration.DatasetDir, calibration.ImageSize);
         var chosen = SpreadOverCharacters(calibration.Manifest, draw.Examples, Seeding.Stream(calibration.Seed, "identity-baseline"));

@@ -19,6 +19,8 @@ public sealed record EvaluationOptions
     public int BootstrapResamples { get; init; } = 1000;
     /// <summary>Write the samples as PNGs under outDir/samples/&lt;set&gt;/&lt;k&gt;.png (their paths go in the rows).</summary>
     public bool SaveImages { get; init; } = true;
+    /// <summary>The manifest whose examples are the reference sets: <c>b</c> (leakage-free) or <c>a</c> (the leakage study).</summary>
+    public ReferenceScheme Scheme { get; init; } = ReferenceScheme.B;
     /// <summary>A manifest file to read instead of the dataset's <c>manifests/scheme_&lt;scheme&gt;.jsonl</c>.</summary>
     public string? ManifestPath { get; init; }
     /// <summary>
@@ -57,7 +59,7 @@ public sealed record EvaluationSuiteOptions
     /// </summary>
     public double IdentityBaselineQuantile { get; init; } = 0.95;
     /// <summary>Where generations are compared with each concept's references: <c>whole</c> or <c>best-window</c> (<see cref="EvaluationViews"/>).</summary>
-    public string IdentityView { get; init; } = EvaluationViews.BestWindow;
+    public IdentityView IdentityView { get; init; } = IdentityView.BestWindow;
     /// <summary>Examples per character averaged into that character's leakage baseline.</summary>
     public int LeakageBaselineExamples { get; init; } = 4;
     /// <summary>
@@ -95,7 +97,7 @@ public sealed record EvaluationSuiteOptions
         if (IdentityBaselineExamples < 2) throw new ArgumentOutOfRangeException(nameof(IdentityBaselineExamples), IdentityBaselineExamples, "the identity baseline needs at least 2 examples");
         if (IdentityBaselineQuantile is <= 0 or >= 1) throw new ArgumentOutOfRangeException(nameof(IdentityBaselineQuantile), IdentityBaselineQuantile, "the quantile must be in (0, 1)");
         if (LeakageBaselineExamples < 1) throw new ArgumentOutOfRangeException(nameof(LeakageBaselineExamples), LeakageBaselineExamples, "the leakage baseline needs at least 1 example per character");
-        if (IdentityView is not (EvaluationViews.Whole or EvaluationViews.BestWindow)) throw new ArgumentException($"unknown identity view '{IdentityView}' ({EvaluationViews.Whole} or {EvaluationViews.BestWindow})");
+        if (!Enum.IsDefined(IdentityView)) throw new ArgumentException($"unknown identity view {IdentityView}");
         if (SwdIdentity is not ("attributes" or "embedder")) throw new ArgumentException($"unknown SWD identity source '{SwdIdentity}' (attributes or embedder)");
         if (AnswerDistance is not ("exact" or "minilm")) throw new ArgumentException($"unknown answer distance '{AnswerDistance}' (exact or minilm)");
         if (QualityImages is < 4 or > 100_000) throw new ArgumentOutOfRangeException(nameof(QualityImages), QualityImages, "quality images must be in [4, 100000] (KID's floor needs two halves of at least 2)");

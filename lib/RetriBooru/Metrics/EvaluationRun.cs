@@ -5,7 +5,8 @@ using RetriBooru.Modeling;
 namespace RetriBooru.Metrics;
 
 /// <summary>The model under evaluation: the name its rows carry, the diffusion model and its reference branch.</summary>
-sealed record EvaluatedModel(string Name, DiffusionModel Model, IReferenceConditionedModel Branch)
+/// <summary>A reference model under evaluation: its name in the results table, the base and its reference branch.</summary>
+public sealed record EvaluatedModel(string Name, DiffusionModel Model, IReferenceConditionedModel Branch)
 {
     public int ImageSize => Model.Config.ImageSize;
 }

@@ -8,7 +8,7 @@ namespace RetriBooru.Metrics;
 /// How a generated sample is read before scoring: its raw ResNet18 features (for KID) and, per concept, the window
 /// compared with that concept's references (<see cref="EvaluationViews"/>).
 /// </summary>
-sealed record SampleReader(ResNet18Embedder Features, IImageEmbedder IdentityEmbedder, string IdentityView)
+sealed record SampleReader(ResNet18Embedder Features, IImageEmbedder IdentityEmbedder, IdentityView IdentityView)
 {
     public SKRectI? Locate(SKBitmap sample, IReadOnlyList<SKBitmap> references) => EvaluationViews.Locate(IdentityView, IdentityEmbedder, sample, references);
 }

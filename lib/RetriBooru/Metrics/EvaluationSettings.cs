@@ -40,7 +40,7 @@ public sealed record EvaluationSettings
     public PromptView PromptView { get; init; } = PromptView.Context;
 
     [JsonPropertyName("identity_view"), Setting("best-window (best of 14 windows per concept; 2.5x larger gap between same- and other-character scores, measured) or whole (the whole generated image; faster).")]
-    public string IdentityView { get; init; } = EvaluationViews.BestWindow;
+    public IdentityView IdentityView { get; init; } = IdentityView.BestWindow;
 
     [JsonPropertyName("identity_quantile"), Setting("Quantile of cross-character identity scores used as SWD's identity baseline.", Min = 1e-6, Max = 1 - 1e-6)]
     public double IdentityQuantile { get; init; } = 0.95;
@@ -68,11 +68,5 @@ public sealed record EvaluationSettings
         (defaults ?? new EvaluationSuiteOptions()) with { IdentityView = IdentityView, IdentityBaselineQuantile = IdentityQuantile };
 
     /// <summary>Every problem, each naming its field by <paramref name="label"/> (a spec path or a CLI flag).</summary>
-    public IReadOnlyList<string> Problems(Func<SettingField, string> label)
-    {
-        var problems = SettingFields.RangeProblems(this, label).ToList();
-        if (IdentityView is not (EvaluationViews.Whole or EvaluationViews.BestWindow))
-            problems.Add($"{label(SettingFields.Field(typeof(EvaluationSettings), nameof(IdentityView)))}: unknown identity view '{IdentityView}'; use {EvaluationViews.Whole} or {EvaluationViews.BestWindow}");
-        return problems;
-    }
+    public IReadOnlyList<string> Problems(Func<SettingField, string> label) => SettingFields.RangeProblems(this, label);
 }

@@ -70,7 +70,7 @@ public sealed class EvaluationSuite : IDisposable
     internal double? AttributeBaselineValue(int imageSize) => _options.SwdIdentity == "attributes" ? AttributeBaselineFor(imageSize)?.Value : null;
     internal AttributeGroundTruth? GroundTruth => _truth;
     internal string DatasetDir => _calibration.DatasetDir;
-    internal string IdentityView => _options.IdentityView;
+    internal IdentityView IdentityView => _options.IdentityView;
 
     /// <summary>The notes every evaluation with this suite carries (e.g. why probe scores are missing).</summary>
     public IReadOnlyList<string> Notes => _notes;
@@ -128,18 +128,18 @@ public sealed class EvaluationSuite : IDisposable
     /// the references, samples and scores, and finally scores image quality over all samples and writes the tables to
     /// <paramref name="outDir"/>.
     /// </summary>
-    public EvaluationResult Evaluate(string modelName, DiffusionModel model, IReferenceConditionedModel branch, string datasetDir, ReferenceScheme scheme,
-        EvaluationOptions options, string outDir, IProgress<(int Done, int Total)>? progress = null, CancellationToken cancellationToken = default)
+    public EvaluationResult Evaluate(EvaluatedModel model, string datasetDir, EvaluationOptions options, string outDir,
+        IProgress<(int Done, int Total)>? progress = null, CancellationToken cancellationToken = default)
     {
         options.Validate();
-        if (string.IsNullOrWhiteSpace(modelName)) throw new ArgumentException("the model needs a name for the results table", nameof(modelName));
+        if (string.IsNullOrWhiteSpace(model.Name)) throw new ArgumentException("the model needs a name for the results table", nameof(model));
         TorchRuntime.EnsureLoaded();
         var notes = new List<string>(_notes);
         if (Path.GetFullPath(datasetDir) != Path.GetFullPath(DatasetDir))
             notes.Add($"baselines and probe come from {Path.GetFullPath(DatasetDir)}, the reference sets from {Path.GetFullPath(datasetDir)}");
-        var references = ReferenceSetChoice.Choose(datasetDir, scheme, options, notes);
+        var references = ReferenceSetChoice.Choose(datasetDir, options.Scheme, options, notes);
         if (_probe is not null && options.SamplesPerReference < 2) notes.Add("swd needs at least 2 samples per reference set; it is omitted");
-        var run = new EvaluationRun(new EvaluatedModel(modelName, model, branch), references, options, outDir);
+        var run = new EvaluationRun(model, references, options, outDir);
         int size = run.Model.ImageSize;
 
         var scoring = new SetScoring(YardsticksFor(size, notes), run, notes, cancellationToken);
@@ -189,7 +189,7 @@ public sealed class EvaluationSuite : IDisposable
             ["text_embedder"] = _minilm?.Name ?? "none (answer distance is exact match)",
             ["answer_distance"] = _distance.Name,
             ["vqa"] = _probe is null ? "none" : _probe.Probe.Name,
-            ["identity_view"] = _options.IdentityView == EvaluationViews.Whole
+            ["identity_view"] = _options.IdentityView == IdentityView.Whole
                 ? "whole generated image (no face box or mask) vs face crops and vs clothes crops"
                 : "best of 14 windows per concept (whole, 3x3 half-size, 2x2 three-quarter) vs that concept's crops",
             ["image_quality"] = $"KID (unbiased MMD^2, kernel (x.y/d + 1)^3 on raw ResNet18 pool features, {_options.KidResamples} bootstrap resamples) vs at most {_options.QualityImages} real images of the split; readability = samples' / real images' prompt consistency",

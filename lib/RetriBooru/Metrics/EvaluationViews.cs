@@ -1,3 +1,4 @@
+using RetriBooru.Settings;
 using SkiaSharp;
 
 namespace RetriBooru.Metrics;
@@ -10,9 +11,6 @@ namespace RetriBooru.Metrics;
 /// </summary>
 public static class EvaluationViews
 {
-    public const string Whole = "whole";
-    public const string BestWindow = "best-window";
-
     public static IReadOnlyList<SKRectI> Windows(int width, int height)
     {
         var windows = new List<SKRectI> { new(0, 0, width, height) };
@@ -34,10 +32,10 @@ public static class EvaluationViews
     /// first best window in window order wins. The 14 windows go to the embedder in one batch (one ONNX run for
     /// ResNet18, which uses the intra-op threads; a batch gives the same vectors as one image at a time).
     /// </summary>
-    public static SKRectI? Locate(string mode, IImageEmbedder embedder, SKBitmap image, IReadOnlyList<SKBitmap> references)
+    public static SKRectI? Locate(IdentityView view, IImageEmbedder embedder, SKBitmap image, IReadOnlyList<SKBitmap> references)
     {
-        if (mode == Whole || references.Count == 0) return null;
-        if (mode != BestWindow) throw new ArgumentException($"unknown identity view '{mode}' ({Whole} or {BestWindow})");
+        if (view == IdentityView.Whole || references.Count == 0) return null;
+        if (view != IdentityView.BestWindow) throw new ArgumentException($"unknown identity view {view}");
         var referenceEmbeddings = embedder.EmbedAll(references);
         var windows = Windows(image.Width, image.Height);
         var crops = windows.Select(w => ImageOps.Crop(image, w)).ToList();

@@ -97,3 +97,13 @@ public enum Concept
     [JsonStringEnumMemberName("face")] Face,
     [JsonStringEnumMemberName("clothes")] Clothes,
 }
+
+/// <summary>Where in a generated image (which has no face box) each concept is compared with its references.</summary>
+[JsonConverter(typeof(JsonStringEnumConverter<IdentityView>)), TypeConverter(typeof(WordConverter<IdentityView>)), Word("identity view", "best-window or whole")]
+public enum IdentityView
+{
+    /// <summary>The whole image for both concepts.</summary>
+    [JsonStringEnumMemberName("whole")] Whole,
+    /// <summary>The window (of 14) whose embedding is closest to that concept's references.</summary>
+    [JsonStringEnumMemberName("best-window")] BestWindow,
+}
