@@ -186,6 +186,13 @@ public class SettingsTests
         // One default seed: evaluate and diagnose used 1 while the others used 0.
         Assert.Equal(RuntimeSettings.DefaultSeed, Parse<EvaluateCommand.Settings>("evaluate", "--checkpoint", "c", "--data", "d", "--out", "o").Seed);
         Assert.Equal(RuntimeSettings.DefaultSeed, Parse<TrainCommand.Settings>("train", "--data", "d", "--base", "b", "--out", "o").Seed);
+        // sample-base and model diagnose sample a text-to-image model with one record's settings, names and defaults.
+        Assert.Equal(new SamplingOptions { Steps = 7, GuidanceScale = 2, Seed = 4 },
+            Parse<SampleBaseCommand.Settings>("sample-base", "--model", "m", "--out", "o", "--steps", "7", "--text-guidance", "2", "--seed", "4").Sampling());
+        Assert.Equal(new SamplingOptions(), Parse<ModelDiagnoseCommand.Settings>("model", "diagnose", "--model", "m", "--data", "d").Sampling());
+        foreach (var verb in new[] { typeof(SampleBaseCommand.Settings), typeof(ModelDiagnoseCommand.Settings) })
+            foreach (var field in SettingFields.Of(typeof(SamplingOptions)))
+                Assert.True(SettingsBinder.OptionProperty(verb, field.Flag)?.GetCustomAttribute<SettingHelpAttribute>()?.Record == typeof(SamplingOptions), $"{verb.FullName} {field.Flag}");
         // sample draws as evaluate does: the same three settings and defaults.
         var sample = Parse<SampleCommand.Settings>("sample", "--checkpoint", "c", "--out", "o", "--text-scale", "4");
         Assert.Equal(new EvaluationSettings { TextGuidance = 4 }.Sampling(9), sample.Sampling().Sampling(9));

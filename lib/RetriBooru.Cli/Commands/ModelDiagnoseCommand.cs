@@ -1,3 +1,4 @@
+using RetriBooru.Settings;
 using System.ComponentModel;
 using System.Globalization;
 using System.Text.Json;
@@ -35,19 +36,17 @@ public sealed class ModelDiagnoseCommand(IAnsiConsole console) : Command<ModelDi
         [DefaultValue(96)]
         public int Samples { get; init; } = 96;
 
-        [CommandOption("--steps <N>")]
-        [Description("Sampling steps.")]
-        [DefaultValue(15)]
-        public int Steps { get; init; } = 15;
+        [CommandOption("--sampling-steps|--steps <N>"), SettingHelp(typeof(SamplingOptions), nameof(SamplingOptions.Steps))]
+        public int? SamplingSteps { get; init; }
 
-        [CommandOption("--guidance <SCALE>")]
-        [DefaultValue(3.0)]
-        public double Guidance { get; init; } = 3.0;
+        [CommandOption("--text-guidance|--guidance <SCALE>"), SettingHelp(typeof(SamplingOptions), nameof(SamplingOptions.GuidanceScale))]
+        public double? TextGuidance { get; init; }
 
-        [CommandOption("--eta <ETA>")]
-        [Description("DDIM eta (0 deterministic, 1 ancestral).")]
-        [DefaultValue(0.0)]
-        public double Eta { get; init; }
+        [CommandOption("--eta <ETA>"), SettingHelp(typeof(SamplingOptions), nameof(SamplingOptions.Eta))]
+        public double? Eta { get; init; }
+
+        /// <summary>The sampling settings given (the record's defaults for the rest).</summary>
+        public SamplingOptions Sampling() => SettingsBinder.Bind<SamplingOptions>(this) with { Seed = Seed };
 
         [CommandOption("--timesteps <LIST>")]
         [Description("Comma-separated timesteps of the error table (default: 12 spread over the schedule, dense at low noise).")]
@@ -65,7 +64,8 @@ public sealed class ModelDiagnoseCommand(IAnsiConsole console) : Command<ModelDi
         {
             if (string.IsNullOrWhiteSpace(Model)) return ValidationResult.Error("--model is required");
             if (string.IsNullOrWhiteSpace(Data)) return ValidationResult.Error("--data is required");
-            return base.Validate();
+            var problems = SettingFields.RangeProblems(Sampling(), f => f.Flag);
+            return problems.Count > 0 ? SettingsBinder.Result(problems) : base.Validate();
         }
     }
 
@@ -80,7 +80,7 @@ public sealed class ModelDiagnoseCommand(IAnsiConsole console) : Command<ModelDi
         var options = new DiagnosisOptions
         {
             Images = settings.Images, Samples = settings.Samples, Timesteps = timesteps, Seed = settings.Seed, Readability = !settings.NoReadability,
-            Sampling = new SamplingOptions { Steps = settings.Steps, GuidanceScale = settings.Guidance, Seed = settings.Seed, Eta = settings.Eta },
+            Sampling = settings.Sampling(),
         };
         options.Validate();
         TorchRuntime.SetDeterministic(true, settings.Threads);

@@ -1,3 +1,4 @@
+using RetriBooru.Settings;
 using System.ComponentModel;
 using RetriBooru.Diffusion;
 using RetriBooru.Imaging;
@@ -24,17 +25,17 @@ public sealed class SampleBaseCommand(IAnsiConsole console) : Command<SampleBase
         [DefaultValue(4)]
         public int Count { get; init; } = 4;
 
-        [CommandOption("--steps <N>")]
-        [DefaultValue(50)]
-        public int Steps { get; init; } = 50;
+        [CommandOption("--sampling-steps|--steps <N>"), SettingHelp(typeof(SamplingOptions), nameof(SamplingOptions.Steps))]
+        public int? SamplingSteps { get; init; }
 
-        [CommandOption("--guidance <SCALE>")]
-        [DefaultValue(3.0)]
-        public double Guidance { get; init; } = 3.0;
+        [CommandOption("--text-guidance|--guidance <SCALE>"), SettingHelp(typeof(SamplingOptions), nameof(SamplingOptions.GuidanceScale))]
+        public double? TextGuidance { get; init; }
 
-        [CommandOption("--eta <ETA>")]
-        [DefaultValue(0.0)]
-        public double Eta { get; init; }
+        [CommandOption("--eta <ETA>"), SettingHelp(typeof(SamplingOptions), nameof(SamplingOptions.Eta))]
+        public double? Eta { get; init; }
+
+        /// <summary>The sampling settings given (the record's defaults for the rest).</summary>
+        public SamplingOptions Sampling() => SettingsBinder.Bind<SamplingOptions>(this) with { Seed = Seed };
 
         [CommandOption("--tokenizer <DIR>")]
         [Description("Tokenizer folder for single-file SD checkpoints.")]
@@ -43,6 +44,7 @@ public sealed class SampleBaseCommand(IAnsiConsole console) : Command<SampleBase
         public override ValidationResult Validate() =>
             string.IsNullOrWhiteSpace(Model) ? ValidationResult.Error("--model is required")
             : Count < 1 ? ValidationResult.Error("--count must be at least 1")
+            : SettingFields.RangeProblems(Sampling(), f => f.Flag) is { Count: > 0 } problems ? SettingsBinder.Result(problems)
             : base.Validate();
     }
 
@@ -54,7 +56,7 @@ public sealed class SampleBaseCommand(IAnsiConsole console) : Command<SampleBase
         using var model = File.Exists(settings.Model)
             ? ModelStore.LoadSingleFile(settings.Model, tokenizerDir: settings.Tokenizer, device: device)
             : ModelStore.LoadDiffusers(settings.Model, device);
-        var options = new SamplingOptions { Steps = settings.Steps, GuidanceScale = settings.Guidance, Eta = settings.Eta, Seed = settings.Seed };
+        var options = settings.Sampling();
         var started = DateTime.UtcNow;
         using var images = TextToImage.Generate(model, Enumerable.Repeat(settings.Prompt, settings.Count).ToList(), options);
         var names = Enumerable.Range(0, settings.Count).Select(i => $"sample-{settings.Seed}-{i:D2}.png").ToList();
@@ -67,7 +69,7 @@ public sealed class SampleBaseCommand(IAnsiConsole console) : Command<SampleBase
             }
         });
         foreach (var name in names) console.MarkupLine($"wrote {Markup.Escape(Path.Combine(output.Path, name))}");
-        console.MarkupLine($"{settings.Count} images, {settings.Steps} DDIM steps, guidance {settings.Guidance}, seed {settings.Seed}: {(DateTime.UtcNow - started).TotalSeconds:F1} s");
+        console.MarkupLine($"{settings.Count} images, {options.Steps} DDIM steps, guidance {options.GuidanceScale}, seed {settings.Seed}: {(DateTime.UtcNow - started).TotalSeconds:F1} s");
         return ExitCodes.Ok;
     }
 }

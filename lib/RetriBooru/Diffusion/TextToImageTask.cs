@@ -1,3 +1,4 @@
+using System.Text.Json.Serialization;
 using RetriBooru.Settings;
 using RetriBooru.Modeling;
 using RetriBooru.Runtime;
@@ -114,11 +115,21 @@ public sealed class TextToImageTask : ITrainingTask
 }
 
 /// <summary>Sampling settings for <see cref="TextToImage"/>.</summary>
+/// <summary>
+/// How a text-to-image model is sampled (`sample-base`, `model diagnose`): a settings record, its flags are the JSON
+/// names in kebab case. The names match the reference models' sampling settings in <see cref="Metrics.EvaluationSettings"/>.
+/// </summary>
 public sealed record SamplingOptions
 {
-    public int Steps { get; init; } = 50;
+    [JsonPropertyName("sampling_steps"), Setting("DDIM steps per sample.", Min = 1, Max = 1000)]
+    public int Steps { get; init; } = 25;
+
+    [JsonPropertyName("text_guidance"), Setting("Classifier-free guidance scale of the prompt.", Min = 0, Max = 50)]
     public double GuidanceScale { get; init; } = 3.0;
+
+    [JsonPropertyName("eta"), Setting("DDIM eta: 0 is deterministic, 1 draws fresh noise at every step (ancestral).", Min = 0, Max = 1)]
     public double Eta { get; init; }
+
     public long Seed { get; init; }
     /// <summary>The unconditional prompt of classifier-free guidance (the empty prompt prompt-dropout trained).</summary>
     public string NegativePrompt { get; init; } = "";
