@@ -81,14 +81,14 @@ public abstract class OutputSettings : RuntimeSettings
 /// <summary>How `evaluate` and `sample` draw a sample: fields of <see cref="Metrics.EvaluationSettings"/>, so both verbs sample the same way.</summary>
 public abstract class ReferenceSamplingSettings : OutputSettings
 {
-        [CommandOption("--sampling-steps|--steps <N>"), SettingHelp(typeof(Metrics.EvaluationSettings), nameof(Metrics.EvaluationSettings.SamplingSteps))]
-        public int? SamplingSteps { get; init; }
+    [CommandOption("--sampling-steps|--steps <N>"), SettingHelp(typeof(Metrics.EvaluationSettings), nameof(Metrics.EvaluationSettings.SamplingSteps))]
+    public int? SamplingSteps { get; init; }
 
-        [CommandOption("--text-guidance|--text-scale <S>"), SettingHelp(typeof(Metrics.EvaluationSettings), nameof(Metrics.EvaluationSettings.TextGuidance))]
-        public double? TextGuidance { get; init; }
+    [CommandOption("--text-guidance|--text-scale <S>"), SettingHelp(typeof(Metrics.EvaluationSettings), nameof(Metrics.EvaluationSettings.TextGuidance))]
+    public double? TextGuidance { get; init; }
 
-        [CommandOption("--reference-guidance|--reference-scale <S>"), SettingHelp(typeof(Metrics.EvaluationSettings), nameof(Metrics.EvaluationSettings.ReferenceGuidance))]
-        public double? ReferenceGuidance { get; init; }
+    [CommandOption("--reference-guidance|--reference-scale <S>"), SettingHelp(typeof(Metrics.EvaluationSettings), nameof(Metrics.EvaluationSettings.ReferenceGuidance))]
+    public double? ReferenceGuidance { get; init; }
 }
 
 /// <summary>Binds a verb's options to a settings record: each record field takes the option whose flag is its JSON name in kebab case.</summary>
