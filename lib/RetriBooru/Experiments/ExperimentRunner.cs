@@ -123,7 +123,7 @@ public sealed class ExperimentRunner(ExperimentSpec spec, RunOptions options, IP
     /// Part of every evaluation stage's cache key: stage keys hash configs, not code, so a change to how samples
     /// are scored must bump this to keep old cached scores from being reused.
     /// </summary>
-    public const string EvaluationProtocolVersion = "4 (context prompts, attribute agreement, SWD weighted by attributes, KID and readability)";
+    public const string EvaluationProtocolVersion = EvaluationProtocol.Version;
 
     /// <summary>
     /// Part of every training stage's cache key, with the thread count: how a step computes its numbers (2: flat parameter
