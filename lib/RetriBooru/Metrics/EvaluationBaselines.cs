@@ -60,6 +60,22 @@ public sealed class EvaluationEmbeddingCache(IImageEmbedder inner) : IImageEmbed
         return result;
     }
 
+    /// <summary>
+    /// KID's raw features of <paramref name="images"/>, and, when <paramref name="features"/> is the embedder this cache
+    /// wraps, their embeddings kept as well: an embedding is the normalised raw feature of the same ONNX run, so a sample's
+    /// whole-image identity window (the same pixels) is not run through ResNet18 a second time.
+    /// </summary>
+    public float[][] FeaturesKeepingEmbeddings(ResNet18Embedder features, IReadOnlyList<SKBitmap> images)
+    {
+        var raw = features.FeaturesBatch(images);
+        if (!ReferenceEquals(features, inner)) return raw;
+        var keys = images.Select(KeyOf).ToArray();
+        lock (_gate)
+            for (int i = 0; i < images.Count; i++)
+                if (_cache.TryAdd(keys[i], VectorMath.Normalize(raw[i]))) _computed++;
+        return raw;
+    }
+
     static string KeyOf(SKBitmap image)
     {
         using var rgba = image.ColorType == SKColorType.Rgba8888 ? null : image.Copy(SKColorType.Rgba8888);
