@@ -11,9 +11,9 @@ namespace RetriBooru.Tests;
 /// </summary>
 public class EvaluationBatchingTests
 {
-    static SKBitmap RandomImage(int width, int height, Random random)
+    static SKBitmap RandomImage(int width, int height, Random random, SKAlphaType alpha = SKAlphaType.Premul)
     {
-        var bitmap = new SKBitmap(new SKImageInfo(width, height, SKColorType.Rgba8888, SKAlphaType.Premul));
+        var bitmap = new SKBitmap(new SKImageInfo(width, height, SKColorType.Rgba8888, alpha));
         var bytes = new byte[width * height * 4];
         random.NextBytes(bytes);
         for (int i = 3; i < bytes.Length; i += 4) bytes[i] = 255;
@@ -48,6 +48,36 @@ public class EvaluationBatchingTests
         finally
         {
             foreach (var image in images) image.Dispose();
+        }
+    }
+
+    [Fact]
+    public void KID_features_of_a_batch_of_samples_give_their_whole_window_embeddings_bit_for_bit()
+    {
+        var random = new Random(17);
+        // Opaque, as the sampler writes them (ImageTensor.ToBitmap); their window crops are premultiplied copies.
+        var samples = Enumerable.Range(0, 4).Select(_ => RandomImage(32, 32, random, SKAlphaType.Opaque)).ToList();
+        try
+        {
+            using var plain = new ResNet18Embedder(intraOpThreads: 2);
+            var wrapped = new ResNet18Embedder(intraOpThreads: 2);
+            using var keeping = new EvaluationEmbeddingCache(wrapped);
+            var features = keeping.FeaturesKeepingEmbeddings(wrapped, samples);
+            Assert.Equal(samples.Count, keeping.Computed);
+            foreach (var (sample, k) in samples.Select((s, k) => (s, k)))
+            {
+                // What Locate embeds without the kept vector: the sample's 14 windows in one batch, the whole image first.
+                var windows = EvaluationViews.Windows(32, 32).Select(w => ImageOps.Crop(sample, w)).ToList();
+                var embedded = plain.EmbedBatch(windows);
+                Assert.Equal(embedded[0], keeping.Embed(windows[0])); // exact: the kept vector is the one ResNet18 gives in the window batch
+                Assert.Equal(plain.FeaturesBatch(samples)[k], features[k]);
+                foreach (var w in windows) w.Dispose();
+            }
+            Assert.Equal(samples.Count, keeping.Computed); // every whole window was a hit
+        }
+        finally
+        {
+            foreach (var image in samples) image.Dispose();
         }
     }
 

@@ -25,7 +25,8 @@ public sealed class EvaluationWorld : IDisposable
     public static readonly EvaluationSuiteOptions SuiteOptions = new()
     {
         // The whole-image view keeps the shared fixture fast; the best-window view (the default) runs in the ground-truth-free test.
-        IdentityBaselineExamples = 6, LeakageBaselineExamples = 2, CacheProbe = false, IdentityView = IdentityView.Whole,
+        // Nothing cached in the shared dataset: the tests that copy it compute every yardstick (the cache tests turn it on in a copy).
+        IdentityBaselineExamples = 6, LeakageBaselineExamples = 2, CacheProbe = false, CacheBaselines = false, IdentityView = IdentityView.Whole,
         Probe = new AttributeProbeOptions { Epochs = 2, ImageSize = 32, Channels = [8, 16] },
     };
 
@@ -273,6 +274,78 @@ public class EvaluationTests(EvaluationWorld world, Xunit.Abstractions.ITestOutp
         Assert.StartsWith("cache", second["probe_source"]);
         Assert.Equal(first["probe_accuracy"], second["probe_accuracy"]);
         using (var suite = EvaluationSuite.Create(copy, options, seed: 4)) Assert.Equal("trained", suite.Describe()["probe_source"]);
+    }
+
+    [Fact]
+    public void A_second_suite_on_the_same_dataset_reads_every_real_image_yardstick_from_the_cache_and_scores_the_same()
+    {
+        var copy = world.NewFolder();
+        CopyFolder(world.Dataset, copy);
+        var options = EvaluationWorld.SuiteOptions with { CacheProbe = true, CacheBaselines = true };
+        var net = new RetriNet(world.Model.Unet);
+        var evaluation = Small with { ReferenceSets = 1, SaveImages = false };
+        (EvaluationResult Result, IReadOnlyDictionary<string, string> Provenance, string Json) Run()
+        {
+            using var suite = EvaluationSuite.Create(copy, options, seed: 3);
+            var outDir = world.NewFolder();
+            var result = suite.Evaluate(new EvaluatedModel("retrinet", world.Model, net), copy, evaluation, outDir);
+            return (result, suite.Provenance(), File.ReadAllText(Path.Combine(outDir, "results.json")));
+        }
+        var first = Run();
+        var second = Run();
+        var sources = first.Provenance.Keys.Where(k => k.StartsWith("cache_source/", StringComparison.Ordinal)).ToList();
+        foreach (var expected in new[] { "identity_baseline@32", "attribute_agreement_baseline@32", "leakage_baseline@32/", "kid_real@", "readability_real@" })
+            Assert.Contains(sources, k => k.StartsWith("cache_source/" + expected, StringComparison.Ordinal));
+        Assert.All(sources, k => Assert.StartsWith("computed, saved to " + Path.Combine(copy, "evaluation-cache"), first.Provenance[k]));
+        Assert.Equal(sources, second.Provenance.Keys.Where(k => k.StartsWith("cache_source/", StringComparison.Ordinal)));
+        Assert.All(sources, k => Assert.StartsWith("cache " + Path.Combine(copy, "evaluation-cache"), second.Provenance[k]));
+        // The same numbers bit for bit: every summary, the baselines of the description, the notes, results.json.
+        Assert.Equal(first.Result.Summary.OrderBy(kv => kv.Key, StringComparer.Ordinal), second.Result.Summary.OrderBy(kv => kv.Key, StringComparer.Ordinal));
+        Assert.Equal(first.Provenance.Where(kv => !kv.Key.Contains("source", StringComparison.Ordinal)), second.Provenance.Where(kv => !kv.Key.Contains("source", StringComparison.Ordinal)));
+        Assert.Equal(first.Result.Notes, second.Result.Notes);
+        Assert.Equal(first.Json, second.Json);
+    }
+
+    [Fact]
+    public void A_corrupt_or_mismatched_cache_file_is_named_in_the_notes_and_recomputed()
+    {
+        var copy = world.NewFolder();
+        CopyFolder(world.Dataset, copy);
+        var options = EvaluationWorld.SuiteOptions with { CacheProbe = true, CacheBaselines = true };
+        const string label = "cache_source/identity_baseline@32";
+        string expected;
+        using (var suite = EvaluationSuite.Create(copy, options, seed: 3)) expected = suite.Describe()["identity_baseline@32"];
+        var file = Directory.GetFiles(Path.Combine(copy, "evaluation-cache"), "identity-*.json").Single();
+        var good = File.ReadAllText(file);
+
+        var wrongValue = JsonNode.Parse(good)!.AsObject();
+        wrongValue["value"] = "not a baseline";
+        var damaged = new[]
+        {
+            ("unreadable", good[..(good.Length / 2)]), // cut short
+            ("made for other inputs", good.Replace(JsonNode.Parse(good)!["key"]!.GetValue<string>(), new string('0', 64))),
+            ("unreadable", wrongValue.ToJsonString()),
+        };
+        foreach (var (problem, content) in damaged)
+        {
+            File.WriteAllText(file, content);
+            using (var suite = EvaluationSuite.Create(copy, options, seed: 3))
+            {
+                Assert.Contains(suite.Notes, n => n.Contains(file, StringComparison.Ordinal) && n.Contains(problem, StringComparison.Ordinal) && n.Contains("recomputed", StringComparison.Ordinal));
+                Assert.Equal(expected, suite.Describe()["identity_baseline@32"]);
+                Assert.StartsWith("computed, saved to", suite.Provenance()[label]);
+            }
+            // Recomputing rewrote a good file: the next suite reads it without a note.
+            using (var suite = EvaluationSuite.Create(copy, options, seed: 3))
+            {
+                Assert.StartsWith("cache ", suite.Provenance()[label]);
+                Assert.DoesNotContain(suite.Notes, n => n.Contains("evaluation cache", StringComparison.Ordinal));
+                Assert.Equal(expected, suite.Describe()["identity_baseline@32"]);
+            }
+        }
+        // Another seed is another key: its own file, computed beside the first.
+        using (var suite = EvaluationSuite.Create(copy, options, seed: 4)) Assert.StartsWith("computed", suite.Provenance()[label]);
+        Assert.Equal(2, Directory.GetFiles(Path.Combine(copy, "evaluation-cache"), "identity-*.json").Length);
     }
 
     [Fact]

@@ -94,8 +94,37 @@ public class ExperimentRunnerTests(QuickstartRun quickstart) : IClassFixture<Qui
         Assert.Equal(0, CliApp.Run(["quickstart", "--quick", "--out", quickstart.Runs], console));
         var newest = RunIndex.List(quickstart.Runs).First();
         var timings = System.Text.Json.JsonSerializer.Deserialize<List<StageTiming>>(File.ReadAllText(Path.Combine(newest.Path, "timings.json")), RetriBooru.Data.WorkbenchJson.Lines)!;
-        Assert.All(timings.Where(t => t.Stage != "evaluation-suite"), t => Assert.True(t.Reused, $"{t.Stage} was recomputed"));
+        Assert.All(timings, t => Assert.True(t.Reused, $"{t.Stage} was recomputed"));
+        // Every evaluation was reused, so the evaluation suite (probe, baselines, embedders) was never created...
+        Assert.DoesNotContain(timings, t => t.Stage == "evaluation-suite");
+        // ...and the run still describes it, as the reused stages recorded it.
+        var described = System.Text.Json.JsonSerializer.Deserialize<Dictionary<string, string>>(File.ReadAllText(Path.Combine(newest.Path, "evaluation_suite.json")))!;
+        Assert.StartsWith("not created: every evaluation stage was reused", described["suite_source"]);
+        Assert.Contains("identity_baseline@32", described.Keys);
+        // The first run created it and kept its real-image yardsticks in the dataset's evaluation cache.
+        var firstRun = RunIndex.List(quickstart.Runs).Last();
+        var created = System.Text.Json.JsonSerializer.Deserialize<Dictionary<string, string>>(File.ReadAllText(Path.Combine(firstRun.Path, "evaluation_suite.json")))!;
+        Assert.StartsWith("computed, saved to", created["cache_source/identity_baseline@32"]);
         Assert.True(RunIndex.List(quickstart.Runs).Count >= 2, "a rerun gets a new run folder");
+    }
+
+    [Fact]
+    public void Changing_where_identity_is_compared_reevaluates_but_reuses_the_training()
+    {
+        // Same inputs as the fixture's quickstart except the suite's identity view: only the evaluations are recomputed.
+        using var tmp = new TempDir();
+        var specPath = tmp.File("whole-view.json");
+        var json = System.Text.Json.Nodes.JsonNode.Parse(BuiltInSpecs.Quickstart)!.AsObject();
+        json["name"] = "whole-view";
+        json["evaluate"]!["identity_view"] = "whole";
+        File.WriteAllText(specPath, json.ToJsonString());
+        var console = new TestConsole().Width(220);
+        Assert.True(CliApp.Run(["run", specPath, "--quick", "--out", quickstart.Runs], console) == 0, console.Output);
+        var run = RunIndex.List(quickstart.Runs).First(r => r.Info.Name == "whole-view");
+        var timings = System.Text.Json.JsonSerializer.Deserialize<List<StageTiming>>(File.ReadAllText(Path.Combine(run.Path, "timings.json")), RetriBooru.Data.WorkbenchJson.Lines)!;
+        Assert.All(timings.Where(t => t.Stage.StartsWith("train-", StringComparison.Ordinal) || t.Stage is "dataset" or "base"), t => Assert.True(t.Reused, $"{t.Stage} was recomputed"));
+        Assert.All(timings.Where(t => t.Stage.StartsWith("evaluate-", StringComparison.Ordinal)), t => Assert.False(t.Reused, $"{t.Stage} was reused with another identity view"));
+        Assert.Contains(timings, t => t.Stage.StartsWith("evaluate-", StringComparison.Ordinal));
     }
 
     [Fact]

@@ -123,7 +123,7 @@ public sealed class ExperimentRunner(ExperimentSpec spec, RunOptions options, IP
     /// Part of every evaluation stage's cache key: stage keys hash configs, not code, so a change to how samples
     /// are scored must bump this to keep old cached scores from being reused.
     /// </summary>
-    public const string EvaluationProtocolVersion = "4 (context prompts, attribute agreement, SWD weighted by attributes, KID and readability)";
+    public const string EvaluationProtocolVersion = EvaluationProtocol.Version;
 
     /// <summary>
     /// Part of every training stage's cache key, with the thread count: how a step computes its numbers (2: flat parameter
@@ -154,9 +154,14 @@ public sealed class ExperimentRunner(ExperimentSpec spec, RunOptions options, IP
             var baseModel = spec.Base.Checkpoint ?? Path.Combine(
                 Stage("base", cache, new { dataset = DatasetInputs(), spec.Base, spec.Seed, emaRule = spec.Base.Ema is null ? null : EmaRule, numerics = TrainingNumericsVersion, threads = options.Threads }, folder => TrainBase(dataset, folder, device, cancellation), resumable: true), "model");
             var evaluations = new List<ModelEvaluation>();
-            using (var suite = TimedValue("evaluation-suite", () => EvaluationSuite.Create(dataset, spec.Evaluate.Suite(), spec.Seed, Relay("evaluation-suite"))))
+            // Created when the first evaluation stage has to run: a rerun whose evaluations are all cached skips its setup.
+            using (var suite = new OnDemand<EvaluationSuite>(() =>
             {
-                run.WriteJson("evaluation_suite.json", suite.Describe());
+                var created = TimedValue("evaluation-suite", () => EvaluationSuite.Create(dataset, spec.Evaluate.Suite(), spec.Seed, Relay("evaluation-suite")));
+                run.WriteJson(SuiteFile, created.Provenance());
+                return created;
+            }))
+            {
                 foreach (var point in selected)
                     foreach (var kind in point.Spec.Models)
                         foreach (var referenceScheme in kind == ModelKind.TextOnly ? [ReferenceScheme.B] : point.Spec.Schemes)
@@ -170,6 +175,7 @@ public sealed class ExperimentRunner(ExperimentSpec spec, RunOptions options, IP
                             foreach (var split in point.Spec.Evaluate.RunSplits())
                                 evaluations.Add(Evaluate(cache, suite, dataset, trained, trainInputs, point, model, scheme, split, device));
                         }
+                if (!suite.IsCreated) WriteReusedSuiteDescription(run, evaluations);
             }
             ModelEvaluation.Write(run, evaluations);
             run.WriteJson("timings.json", _timings);
@@ -258,17 +264,40 @@ public sealed class ExperimentRunner(ExperimentSpec spec, RunOptions options, IP
     public static TrainerOptions ReferenceTrainerOptions(ExperimentSpec spec, ReferenceTrainingOptions train, string kind, string scheme) =>
         train.Trainer(Seeding.DeriveLong(spec.Seed, $"train/{kind}/{scheme}"));
 
-    ModelEvaluation Evaluate(StageCache cache, EvaluationSuite suite, string dataset, string trained, object trainInputs, SweepPoint point, string kind, string scheme, EvaluationSplit evaluationSplit,
+    /// <summary>The suite's description (embedders, probe, baselines and where each came from), in the run folder and in each evaluation stage.</summary>
+    const string SuiteFile = "evaluation_suite.json";
+
+    /// <summary>
+    /// Every evaluation was reused, so no suite was created: the run's evaluation_suite.json is the one the first reused
+    /// stage recorded (an older stage has none: then a line saying so).
+    /// </summary>
+    static void WriteReusedSuiteDescription(RunFolder run, IReadOnlyList<ModelEvaluation> evaluations)
+    {
+        var recorded = evaluations.Select(e => Path.Combine(e.ResultsDir, SuiteFile)).FirstOrDefault(File.Exists);
+        var description = recorded is null ? new SortedDictionary<string, string>(StringComparer.Ordinal)
+            : JsonSerializer.Deserialize<SortedDictionary<string, string>>(RegularFile.ReadAllText(recorded, "evaluation suite description"))!;
+        description["suite_source"] = recorded is null
+            ? "not created: every evaluation stage was reused from the cache (they were made before stages recorded their suite)"
+            : $"not created: every evaluation stage was reused from the cache; described as recorded in {recorded}";
+        run.WriteJson(SuiteFile, description);
+    }
+
+    ModelEvaluation Evaluate(StageCache cache, OnDemand<EvaluationSuite> suite, string dataset, string trained, object trainInputs, SweepPoint point, string kind, string scheme, EvaluationSplit evaluationSplit,
         TorchSharp.torch.Device device)
     {
         var evaluation = point.Spec.Evaluate.ForSplit(evaluationSplit, Seeding.DeriveLong(spec.Seed, "evaluate"));
         string split = evaluation.Split.Name();
-        var folder = Stage($"evaluate-{kind}-{scheme}-p{point.Index}-{split}", cache, new { trainInputs, evaluation, suiteSeed = spec.Seed, protocol = EvaluationProtocolVersion }, dir =>
+        var folder = Stage($"evaluate-{kind}-{scheme}-p{point.Index}-{split}", cache, new
+        {
+            trainInputs, evaluation, suiteSeed = spec.Seed, protocol = EvaluationProtocolVersion,
+            // The suite's settings change scores too (where identity is compared, SWD's baseline quantile).
+            identityView = spec.Evaluate.IdentityView.Name(), identityQuantile = spec.Evaluate.IdentityQuantile,
+        }, dir =>
         {
             var (model, branch) = ReferenceModelStore.Load(Path.Combine(trained, "model"), device);
             using (model)
             {
-                var result = suite.Evaluate(new EvaluatedModel(kind, model, branch), dataset, evaluation, dir,
+                var result = suite.Value.Evaluate(new EvaluatedModel(kind, model, branch), dataset, evaluation, dir,
                     new Progress<(int Done, int Total)>(p => progress?.Report(new RunnerEvent($"evaluate {kind}/{split}", $"{p.Done}/{p.Total}", (double)p.Done / Math.Max(1, p.Total)))));
                 progress?.Report(new RunnerEvent($"evaluate {kind}/{split}", result.Timing ?? "", 1));
                 var perSet = PerSetScores(result.Rows, result.Sets.Select(x => x.SetId));
@@ -279,6 +308,7 @@ public sealed class ExperimentRunner(ExperimentSpec spec, RunOptions options, IP
                     ResultsDir = dir, LossLog = Path.Combine(trained, DiffusionTrainer.LossLog), Notes = result.Notes,
                 };
                 AtomicFile.WriteAllText(Path.Combine(dir, "evaluation.json"), JsonSerializer.Serialize(stored.RelativeTo(dir), WorkbenchJson.Pretty));
+                AtomicFile.WriteAllText(Path.Combine(dir, SuiteFile), JsonSerializer.Serialize(suite.Value.Provenance(), WorkbenchJson.Pretty));
             }
         }, resumable: false, stageFamily: "evaluate");
         return JsonSerializer.Deserialize<ModelEvaluation>(File.ReadAllText(Path.Combine(folder, "evaluation.json")), WorkbenchJson.Lines)!.ResolvedAgainst(folder);
@@ -347,5 +377,14 @@ public sealed class ExperimentRunner(ExperimentSpec spec, RunOptions options, IP
             foreach (var metric in new[] { "attribute_agreement", "identity", "swd", "prompt_consistency", "leakage", "kid", "readability" })
                 if (e.Summary.TryGetValue(metric, out var s)) headline[$"{e.Label}:{metric}"] = s.Mean;
         return headline;
+    }
+
+    /// <summary>A disposable value made on first use (and disposed only if it was made).</summary>
+    sealed class OnDemand<T>(Func<T> create) : IDisposable where T : class, IDisposable
+    {
+        T? _value;
+        public bool IsCreated => _value is not null;
+        public T Value => _value ??= create();
+        public void Dispose() => _value?.Dispose();
     }
 }

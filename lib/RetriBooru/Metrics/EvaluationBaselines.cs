@@ -60,6 +60,22 @@ public sealed class EvaluationEmbeddingCache(IImageEmbedder inner) : IImageEmbed
         return result;
     }
 
+    /// <summary>
+    /// KID's raw features of <paramref name="images"/>, and, when <paramref name="features"/> is the embedder this cache
+    /// wraps, their embeddings kept as well: an embedding is the normalised raw feature of the same ONNX run, so a sample's
+    /// whole-image identity window (the same pixels) is not run through ResNet18 a second time.
+    /// </summary>
+    public float[][] FeaturesKeepingEmbeddings(ResNet18Embedder features, IReadOnlyList<SKBitmap> images)
+    {
+        var raw = features.FeaturesBatch(images);
+        if (!ReferenceEquals(features, inner)) return raw;
+        var keys = images.Select(KeyOf).ToArray();
+        lock (_gate)
+            for (int i = 0; i < images.Count; i++)
+                if (_cache.TryAdd(keys[i], VectorMath.Normalize(raw[i]))) _computed++;
+        return raw;
+    }
+
     static string KeyOf(SKBitmap image)
     {
         using var rgba = image.ColorType == SKColorType.Rgba8888 ? null : image.Copy(SKColorType.Rgba8888);
@@ -139,7 +155,7 @@ public static class EvaluationBaselines
     public static IdentityBaseline Identity(IImageEmbedder embedder, CalibrationImages calibration, BaselineDraw draw, List<string> notes, IdentityView view = IdentityView.Whole)
     {
         var (datasetDir, imageSize) = (calibration.DatasetDir, calibration.ImageSize);
-        var chosen = SpreadOverCharacters(calibration.Manifest, draw.Examples, Seeding.Stream(calibration.Seed, "identity-baseline"));
+        var chosen = IdentityExamples(calibration, draw);
         var loaded = chosen.Select(e => LoadedExample.TryLoad(datasetDir, e, imageSize, notes)).OfType<LoadedExample>().ToList();
         try
         {
@@ -183,7 +199,7 @@ public static class EvaluationBaselines
     public static IdentityBaseline? Attributes(Vqa.AttributeProbe probe, AttributeGroundTruth truth, CalibrationImages calibration, BaselineDraw draw, List<string> notes)
     {
         var (datasetDir, imageSize) = (calibration.DatasetDir, calibration.ImageSize);
-        var chosen = SpreadOverCharacters(calibration.Manifest, draw.Examples, Seeding.Stream(calibration.Seed, "identity-baseline"));
+        var chosen = IdentityExamples(calibration, draw);
         var predictions = new List<(TrainingExample Example, IReadOnlyDictionary<string, string> Predicted, ExpectedAttributes Expected)>();
         foreach (var example in chosen)
         {
@@ -218,10 +234,8 @@ public static class EvaluationBaselines
     /// <summary>Mean over up to <paramref name="examples"/> examples of the character; null when none of them can be read.</summary>
     public static double? Leakage(LeakageScorer scorer, CalibrationImages calibration, string character, int examples, List<string> notes)
     {
-        var own = calibration.Manifest.Where(e => e.Character == character && e.References.Count > 0).OrderBy(e => e.Target, StringComparer.Ordinal).ToArray();
-        Seeding.Stream(calibration.Seed, "leakage-baseline/" + character).Shuffle(own);
         var sims = new List<double>();
-        foreach (var example in own.Take(examples))
+        foreach (var example in LeakageExamples(calibration, character, examples))
         {
             using var loaded = LoadedExample.TryLoad(calibration.DatasetDir, example, calibration.ImageSize, notes);
             if (loaded is null) continue;
@@ -230,6 +244,22 @@ public static class EvaluationBaselines
         }
         return sims.Count == 0 ? null : Math.Min(sims.Average(), 0.999);
     }
+
+    /// <summary>The examples the identity and attribute-agreement baselines read (a seeded choice spread over characters).</summary>
+    public static IReadOnlyList<TrainingExample> IdentityExamples(CalibrationImages calibration, BaselineDraw draw) =>
+        SpreadOverCharacters(calibration.Manifest, draw.Examples, Seeding.Stream(calibration.Seed, "identity-baseline"));
+
+    /// <summary>The examples a character's leakage baseline reads (a seeded choice of its own examples).</summary>
+    public static IReadOnlyList<TrainingExample> LeakageExamples(CalibrationImages calibration, string character, int examples)
+    {
+        var own = calibration.Manifest.Where(e => e.Character == character && e.References.Count > 0).OrderBy(e => e.Target, StringComparer.Ordinal).ToArray();
+        Seeding.Stream(calibration.Seed, "leakage-baseline/" + character).Shuffle(own);
+        return own.Take(examples).ToList();
+    }
+
+    /// <summary>Every file an example's scoring reads: the target, then its references.</summary>
+    public static IEnumerable<string> FilesOf(IEnumerable<TrainingExample> examples) =>
+        examples.SelectMany(e => e.References.Select(r => r.Image).Prepend(e.Image));
 
     /// <summary>Up to <paramref name="count"/> examples, taken one character at a time in a seeded order.</summary>
     static List<TrainingExample> SpreadOverCharacters(IReadOnlyList<TrainingExample> manifest, int count, Random random)

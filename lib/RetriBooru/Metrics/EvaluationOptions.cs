@@ -84,6 +84,11 @@ public sealed record EvaluationSuiteOptions
     /// <summary>Cache the trained probe in &lt;dataset&gt;/probe/ and reuse it when data and options match.</summary>
     public bool CacheProbe { get; init; } = true;
     /// <summary>
+    /// Keep the real-image yardsticks (identity, attribute-agreement and leakage baselines, KID's real side, readability's
+    /// real mean) in &lt;dataset&gt;/evaluation-cache/ and reuse them when everything they depend on matches (see <see cref="YardstickCache"/>).
+    /// </summary>
+    public bool CacheBaselines { get; init; } = true;
+    /// <summary>
     /// Most real pictures of a split that KID and readability compare samples with (a seeded choice when the split has
     /// more): each costs two ResNet18 passes (the picture and its noise twin of the ceiling), once per suite.
     /// </summary>

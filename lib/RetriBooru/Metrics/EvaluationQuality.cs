@@ -14,7 +14,7 @@ namespace RetriBooru.Metrics;
 /// The real side is a fixed yardstick: computed once per (manifest, image size, split[, prompt view]) and shared by
 /// every model the suite evaluates.
 /// </summary>
-sealed class ImageQualityScoring(ResNet18Embedder features, AttributeProbe? probe, long seed, EvaluationSuiteOptions options)
+sealed class ImageQualityScoring(ResNet18Embedder features, AttributeProbe? probe, long seed, EvaluationSuiteOptions options, YardstickCache cache)
 {
     /// <summary>KID's real side for a split (null when fewer than 4 real pictures could be read) and what happened loading it.</summary>
     sealed record RealQuality(ImageQualityReference? Reference, int Images, IReadOnlyList<string> Notes);
@@ -87,8 +87,8 @@ sealed class ImageQualityScoring(ResNet18Embedder features, AttributeProbe? prob
     }
 
     /// <summary>
-    /// The cached real side of image quality for (manifest, size, split[, prompt view]); the pictures are loaded only
-    /// when a part is missing, and disposed right after.
+    /// The real side of image quality for (manifest, size, split[, prompt view]): kept in memory for the suite and on
+    /// disk (<see cref="YardstickCache"/>); the pictures are loaded only when a part is in neither, and disposed right after.
     /// </summary>
     (RealQuality Quality, RealReadability? Readability) RealSideFor(EvaluationRun run, string manifestSplit)
     {
@@ -98,35 +98,68 @@ sealed class ImageQualityScoring(ResNet18Embedder features, AttributeProbe? prob
         var readabilityKey = (path, size, manifestSplit, promptView);
         bool needQuality = !_qualityReferences.ContainsKey(qualityKey);
         bool needReadability = probe is not null && !_realReadability.ContainsKey(readabilityKey);
-        if (needQuality || needReadability)
+        if (!needQuality && !needReadability) return (_qualityReferences[qualityKey], _realReadability.GetValueOrDefault(readabilityKey));
+
+        var choiceNotes = new List<string>();
+        var targets = ChooseSplitTargets(run.References, manifestSplit, choiceNotes);
+        var files = targets.Select(t => t.Image).ToList();
+        List<(SKBitmap Image, TrainingExample Example)>? real = null;
+        // Loaded once for whichever part the cache does not hold; the notes of loading belong to both parts.
+        List<(SKBitmap Image, TrainingExample Example)> Real(List<string> notes)
         {
-            var loadNotes = new List<string>();
-            var real = LoadSplitTargets(run.References, size, manifestSplit, loadNotes);
-            try
+            real ??= LoadSplitTargets(run.References, targets, size, manifestSplit, choiceNotes);
+            notes.AddRange(choiceNotes);
+            return real;
+        }
+        try
+        {
+            if (needQuality)
             {
-                if (needQuality)
-                    _qualityReferences[qualityKey] = new RealQuality(
-                        real.Count >= 4 ? ImageQualityReference.Create(features, real.Select(r => r.Image).ToList(), size, seed, options.KidResamples) : null, real.Count, loadNotes);
-                if (needReadability)
+                var key = SplitKey("kid", run, manifestSplit, size).WithFiles(cache, run.References.DatasetDir, files)
+                    .With("embedder", YardstickCache.EmbedderIdentity(features))
+                    .With("kid_resamples", options.KidResamples);
+                // Two base64 float32 vectors per real picture at most, plus the JSON around them.
+                long bound = 2L * options.QualityImages * features.Dimension * 4 * 4 / 3 + YardstickCache.MaxSmallEntryBytes;
+                var loadNotes = new List<string>();
+                var cached = cache.GetOrCompute($"kid_real@{manifestSplit}/{size}/{Path.GetFileName(path)}", key, notes =>
+                {
+                    var images = Real(notes);
+                    return new CachedRealQuality(images.Count,
+                        images.Count >= 4 ? CachedKidReference.From(ImageQualityReference.Create(features, images.Select(r => r.Image).ToList(), size, seed, options.KidResamples)) : null);
+                }, loadNotes, bound);
+                _qualityReferences[qualityKey] = new RealQuality(cached.Reference?.ToReference(size, options.KidResamples, seed), cached.Images, loadNotes);
+            }
+            if (needReadability)
+            {
+                var key = SplitKey("readability", run, manifestSplit, size).WithFiles(cache, run.References.DatasetDir, files)
+                    .With("probe", probe!.Fingerprint()).With("prompt_view", promptView.Name());
+                var loadNotes = new List<string>();
+                var cached = cache.GetOrCompute($"readability_real@{manifestSplit}/{size}/{promptView.Name()}/{Path.GetFileName(path)}", key, notes =>
                 {
                     var consistencies = Readability.Consistencies(probe!,
-                        real.Select(r => (r.Image, EvaluationPrompts.Tags(PromptViews.Apply(promptView, r.Example.Prompt, r.Example.Character)))));
-                    _realReadability[readabilityKey] = new RealReadability(consistencies.Count == 0 ? null : consistencies.Average(), consistencies.Count, loadNotes);
-                }
+                        Real(notes).Select(r => (r.Image, EvaluationPrompts.Tags(PromptViews.Apply(promptView, r.Example.Prompt, r.Example.Character)))));
+                    return new CachedReadability(consistencies.Count == 0 ? null : consistencies.Average(), consistencies.Count);
+                }, loadNotes);
+                _realReadability[readabilityKey] = new RealReadability(cached.Mean, cached.Count, loadNotes);
             }
-            finally
-            {
-                foreach (var r in real) r.Image.Dispose();
-            }
+        }
+        finally
+        {
+            foreach (var r in real ?? []) r.Image.Dispose();
         }
         return (_qualityReferences[qualityKey], _realReadability.GetValueOrDefault(readabilityKey));
     }
 
+    /// <summary>What both real parts depend on: the manifest, its split, the image size, the seed and how many pictures are compared.</summary>
+    YardstickKey SplitKey(string kind, EvaluationRun run, string manifestSplit, int size) => new YardstickKey(kind)
+        .With("manifest", cache.FileHash(run.References.DatasetDir, Path.GetFullPath(run.References.ManifestPath)))
+        .With("split", manifestSplit).With("image_size", size).With("seed", seed).With("quality_images", options.QualityImages);
+
     /// <summary>
-    /// The distinct targets of a manifest split at the model's size, at most <see cref="EvaluationSuiteOptions.QualityImages"/>
-    /// of them (a seeded choice); unreadable files are skipped and counted in one note.
+    /// The distinct targets of a manifest split, at most <see cref="EvaluationSuiteOptions.QualityImages"/> of them (a
+    /// seeded choice, noted).
     /// </summary>
-    List<(SKBitmap Image, TrainingExample Example)> LoadSplitTargets(ReferenceSetChoice source, int size, string manifestSplit, List<string> notes)
+    TrainingExample[] ChooseSplitTargets(ReferenceSetChoice source, string manifestSplit, List<string> notes)
     {
         var targets = source.Manifest.Where(e => e.Split == manifestSplit).GroupBy(e => e.Target, StringComparer.Ordinal).Select(g => g.First())
             .OrderBy(e => e.Target, StringComparer.Ordinal).ToArray();
@@ -136,6 +169,12 @@ sealed class ImageQualityScoring(ResNet18Embedder features, AttributeProbe? prob
             notes.Add($"image quality compares with {options.QualityImages} of the {targets.Length} {manifestSplit} images (a seeded choice)");
             targets = targets.Take(options.QualityImages).ToArray();
         }
+        return targets;
+    }
+
+    /// <summary>The chosen targets at the model's size; unreadable files are skipped and counted in one note.</summary>
+    static List<(SKBitmap Image, TrainingExample Example)> LoadSplitTargets(ReferenceSetChoice source, TrainingExample[] targets, int size, string manifestSplit, List<string> notes)
+    {
         var loaded = new List<(SKBitmap, TrainingExample)>();
         var unreadable = new List<string>();
         foreach (var example in targets)
@@ -148,3 +187,62 @@ sealed class ImageQualityScoring(ResNet18Embedder features, AttributeProbe? prob
         return loaded;
     }
 }
+
+/// <summary>KID's real side of a split as <see cref="YardstickCache"/> stores it: how many pictures were read and, with at least 4, their reference.</summary>
+sealed record CachedRealQuality(int Images, CachedKidReference? Reference) : IValidatedEntry
+{
+    public void Validate()
+    {
+        if (Images < 0) throw new InvalidDataException($"negative image count {Images}");
+        Reference?.Validate();
+        if (Reference is not null && Reference.Count != Images) throw new InvalidDataException($"{Reference.Count} feature vectors for {Images} images");
+    }
+}
+
+/// <summary>
+/// The real pictures' raw ResNet18 features (little-endian float32, base64, so every bit survives), the real-vs-real
+/// floor and the noise-vs-real ceiling.
+/// </summary>
+sealed record CachedKidReference(int Count, int Dimension, string Features, KidResult Floor, KidResult Ceiling) : IValidatedEntry
+{
+    public static CachedKidReference From(ImageQualityReference reference)
+    {
+        int dimension = reference.RealFeatures[0].Length;
+        var bytes = new byte[reference.RealFeatures.Count * dimension * sizeof(float)];
+        for (int i = 0; i < reference.RealFeatures.Count; i++)
+            Buffer.BlockCopy(reference.RealFeatures[i], 0, bytes, i * dimension * sizeof(float), dimension * sizeof(float));
+        if (!BitConverter.IsLittleEndian) throw new PlatformNotSupportedException("the KID feature cache is written little-endian");
+        return new CachedKidReference(reference.RealFeatures.Count, dimension, Convert.ToBase64String(bytes), reference.RealFloor, reference.NoiseCeiling);
+    }
+
+    long ByteCount => (long)Count * Dimension * sizeof(float);
+
+    float[][]? _decoded;
+
+    /// <summary>Checks the sizes agree with each other before anything is allocated from them, then decodes the features.</summary>
+    public void Validate()
+    {
+        if (Count < 4 || Dimension < 1 || Dimension > 1 << 16) throw new InvalidDataException($"implausible feature shape {Count} x {Dimension}");
+        if (Features is null || Features.Length != (ByteCount + 2) / 3 * 4) throw new InvalidDataException($"{Features?.Length ?? 0} base64 characters, expected {(ByteCount + 2) / 3 * 4} for {Count} x {Dimension} floats");
+        if (Floor is null || Ceiling is null) throw new InvalidDataException("floor or ceiling missing");
+        if (!BitConverter.IsLittleEndian) throw new PlatformNotSupportedException("the KID feature cache is read little-endian");
+        var bytes = new byte[ByteCount];
+        if (!Convert.TryFromBase64String(Features, bytes, out int written) || written != bytes.Length) throw new InvalidDataException("the KID features are not valid base64");
+        var features = new float[Count][];
+        for (int i = 0; i < Count; i++)
+        {
+            features[i] = new float[Dimension];
+            Buffer.BlockCopy(bytes, i * Dimension * sizeof(float), features[i], 0, Dimension * sizeof(float));
+        }
+        _decoded = features;
+    }
+
+    public ImageQualityReference ToReference(int imageSize, int resamples, long seed)
+    {
+        if (_decoded is null) Validate();
+        return ImageQualityReference.FromParts(_decoded!, Floor, Ceiling, imageSize, resamples, seed);
+    }
+}
+
+/// <summary>Readability's real side as <see cref="YardstickCache"/> stores it.</summary>
+sealed record CachedReadability(double? Mean, int Count);

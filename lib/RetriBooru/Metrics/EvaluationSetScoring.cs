@@ -11,6 +11,10 @@ namespace RetriBooru.Metrics;
 sealed record SampleReader(ResNet18Embedder Features, IImageEmbedder IdentityEmbedder, IdentityView IdentityView)
 {
     public SKRectI? Locate(SKBitmap sample, IReadOnlyList<SKBitmap> references) => EvaluationViews.Locate(IdentityView, IdentityEmbedder, sample, references);
+
+    /// <summary>KID's raw features of the samples (their whole-image embeddings are kept by the identity embedder's cache on the way).</summary>
+    public float[][] KidFeatures(IReadOnlyList<SKBitmap> samples) =>
+        IdentityEmbedder is EvaluationEmbeddingCache cache ? cache.FeaturesKeepingEmbeddings(Features, samples) : Features.FeaturesBatch(samples);
 }
 
 /// <summary>The leakage baseline of a character (null when none of its examples can be read).</summary>
@@ -50,7 +54,7 @@ sealed class SetScoring(ScoringYardsticks yardsticks, EvaluationRun run, List<st
         var faces = references.References.Where(r => r.IsFace).Select(r => r.Image).ToList();
         var clothes = references.References.Where(r => r.IsClothing).Select(r => r.Image).ToList();
         // KID's raw features of the set's samples, in one ONNX run.
-        var features = yardsticks.Reader.Features.FeaturesBatch(sampled.Images);
+        var features = yardsticks.Reader.KidFeatures(sampled.Images);
         var samples = new List<ScoringSample>();
         for (int k = 0; k < sampled.Images.Count; k++)
         {

@@ -42,6 +42,8 @@ public sealed class EvaluationSuite : IDisposable
     readonly Dictionary<(int Size, string Character), double?> _leakageBaselines = [];
     // The real side of image quality, shared by every model of one image size evaluated on one manifest split.
     readonly ImageQualityScoring _quality;
+    // The yardsticks above, kept on disk under the dataset so the next suite does not recompute them.
+    readonly YardstickCache _yardsticks;
 
     /// <summary>The models a suite scores with: the image embedder (its cache and the raw ResNet18 session it wraps), the probe, its ground truth and MiniLM.</summary>
     sealed record SuiteModels(EvaluationEmbeddingCache Embedder, ResNet18Embedder Features, PreparedProbe? Probe, AttributeGroundTruth? Truth, MiniLmTextEmbedder? MiniLm);
@@ -57,8 +59,9 @@ public sealed class EvaluationSuite : IDisposable
         _truth = models.Truth;
         _minilm = models.MiniLm;
         _distance = models.MiniLm is null ? new ExactMatchAnswerDistance() : new EmbeddingAnswerDistance(models.MiniLm);
-        _quality = new ImageQualityScoring(models.Features, models.Probe?.Probe, calibration.Seed, options);
         _notes.AddRange(notes);
+        _yardsticks = new YardstickCache(calibration.DatasetDir, options.CacheBaselines, _notes);
+        _quality = new ImageQualityScoring(models.Features, models.Probe?.Probe, calibration.Seed, options, _yardsticks);
     }
 
     // For SwdWalkthrough (same yardsticks as Evaluate).
@@ -228,7 +231,14 @@ public sealed class EvaluationSuite : IDisposable
     EvaluationBaselines.IdentityBaseline IdentityBaselineFor(int size)
     {
         if (!_identityBaselines.TryGetValue(size, out var baseline))
-            _identityBaselines[size] = baseline = EvaluationBaselines.Identity(_embedder, CalibrationAt(size), Draw, _notes, _options.IdentityView);
+        {
+            var calibration = CalibrationAt(size);
+            var key = CalibrationKey("identity", size, EvaluationBaselines.IdentityExamples(calibration, Draw))
+                .With("embedder", YardstickCache.EmbedderIdentity(_embedder)).With("view", _options.IdentityView)
+                .With("examples", Draw.Examples).With("quantile", Draw.Quantile);
+            _identityBaselines[size] = baseline = _yardsticks.GetOrCompute($"identity_baseline@{size}", key,
+                notes => EvaluationBaselines.Identity(_embedder, calibration, Draw, notes, _options.IdentityView), _notes);
+        }
         return baseline;
     }
 
@@ -236,7 +246,15 @@ public sealed class EvaluationSuite : IDisposable
     {
         if (_probe is null || _truth is null) return null;
         if (!_attributeBaselines.TryGetValue(size, out var baseline))
-            _attributeBaselines[size] = baseline = EvaluationBaselines.Attributes(_probe.Probe, _truth, CalibrationAt(size), Draw, _notes);
+        {
+            var calibration = CalibrationAt(size);
+            // The ground truth is the attributes file; the probe is keyed by its weights, so a retrained probe misses.
+            var key = CalibrationKey("attributes", size, EvaluationBaselines.IdentityExamples(calibration, Draw))
+                .With("attributes_file", _yardsticks.FileHash(DatasetDir, Data.Synth.SynthAttributesFile.FileName))
+                .With("probe", _probe.Probe.Fingerprint()).With("examples", Draw.Examples).With("quantile", Draw.Quantile);
+            _attributeBaselines[size] = baseline = _yardsticks.GetOrCompute($"attribute_agreement_baseline@{size}", key,
+                notes => EvaluationBaselines.Attributes(_probe.Probe, _truth, calibration, Draw, notes), _notes);
+        }
         return baseline;
     }
 
@@ -244,16 +262,38 @@ public sealed class EvaluationSuite : IDisposable
     {
         if (!_leakageBaselines.TryGetValue((size, character), out var beta))
         {
+            var calibration = CalibrationAt(size);
+            var key = CalibrationKey("leakage", size, EvaluationBaselines.LeakageExamples(calibration, character, _options.LeakageBaselineExamples))
+                .With("embedder", YardstickCache.EmbedderIdentity(_embedder)).With("character", character).With("examples", _options.LeakageBaselineExamples);
             var problems = new List<string>();
-            _leakageBaselines[(size, character)] = beta = EvaluationBaselines.Leakage(_leakage, CalibrationAt(size), character, _options.LeakageBaselineExamples, problems);
+            _leakageBaselines[(size, character)] = beta = _yardsticks.GetOrCompute($"leakage_baseline@{size}/{character}", key,
+                computed => EvaluationBaselines.Leakage(_leakage, calibration, character, _options.LeakageBaselineExamples, computed), problems);
             notes.AddRange(problems.Select(p => "leakage baseline: " + p));
         }
         return beta;
     }
 
+    /// <summary>What every calibration yardstick depends on: the manifest, the files its examples read, the size and the seed.</summary>
+    YardstickKey CalibrationKey(string kind, int size, IEnumerable<TrainingExample> examples) => new YardstickKey(kind)
+        .With("manifest", _yardsticks.FileHash(DatasetDir, DatasetLayout.ManifestPath(_options.Scheme)))
+        .WithFiles(_yardsticks, DatasetDir, EvaluationBaselines.FilesOf(examples))
+        .With("image_size", size).With("seed", _calibration.Seed);
+
     CalibrationImages CalibrationAt(int size) => _calibration with { ImageSize = size };
 
     BaselineDraw Draw => new(_options.IdentityBaselineExamples, _options.IdentityBaselineQuantile);
+
+    /// <summary>
+    /// <see cref="Describe"/> plus where each real-image yardstick came from (<c>cache_source/...</c>: the cache file it
+    /// was read from, or computed and saved), for evaluation_suite.json; results.json keeps <see cref="Describe"/>'s
+    /// numbers only, so a cached and a computed yardstick write the same results.
+    /// </summary>
+    public IReadOnlyDictionary<string, string> Provenance()
+    {
+        var d = new SortedDictionary<string, string>(Describe().ToDictionary(), StringComparer.Ordinal);
+        foreach (var (label, source) in _yardsticks.Sources) d["cache_source/" + label] = source;
+        return d;
+    }
 
     static string Num(double v) => v.ToString("R", CultureInfo.InvariantCulture);
     static string Num(long v) => v.ToString(CultureInfo.InvariantCulture);

@@ -56,6 +56,10 @@ public sealed class ImageQualityReference
         return new ImageQualityReference(realFeatures, floor, ceiling, imageSize, resamples, seed);
     }
 
+    /// <summary>A reference whose parts were computed before (read back from the evaluation cache).</summary>
+    internal static ImageQualityReference FromParts(IReadOnlyList<float[]> real, KidResult floor, KidResult ceiling, int imageSize, int resamples, long seed) =>
+        new(real, floor, ceiling, imageSize, resamples, seed);
+
     public ImageQualityReport Score(ResNet18Embedder features, IReadOnlyList<SKBitmap> generated) =>
         ScoreFeatures(features.FeaturesBatch(generated));
 

@@ -129,13 +129,28 @@ public sealed class AttributeProbe : IVqaProvider, IDisposable
     public void Save(string directory)
     {
         Directory.CreateDirectory(directory);
-        var meta = new ProbeFile(Schema.Attributes.Select(a => new ProbeFileAttribute(a.Name, a.Values.ToArray(), a.Tags?.ToDictionary())).ToArray(), Options);
+        var meta = Description();
         // TorchSharp closes the stream it saves to, so serialise to memory first (MemoryStream.ToArray works after close).
         var buffer = new MemoryStream();
         _network.save(buffer);
         AtomicFile.WriteAllBytes(Path.Combine(directory, "probe.weights"), buffer.ToArray());
         AtomicFile.WriteAllText(Path.Combine(directory, "probe.json"), JsonSerializer.Serialize(meta, new JsonSerializerOptions { WriteIndented = true }));
     }
+
+    /// <summary>SHA-256 of the probe's weights and description as <see cref="Save"/> writes them: what cached probe answers are keyed by.</summary>
+    public string Fingerprint()
+    {
+        var buffer = new MemoryStream();
+        _network.save(buffer);
+        var meta = JsonSerializer.Serialize(Description());
+        using var sha = System.Security.Cryptography.IncrementalHash.CreateHash(System.Security.Cryptography.HashAlgorithmName.SHA256);
+        sha.AppendData(buffer.ToArray());
+        sha.AppendData(System.Text.Encoding.UTF8.GetBytes(meta));
+        return Convert.ToHexString(sha.GetHashAndReset());
+    }
+
+    /// <summary>What probe.json holds: the schema and the options.</summary>
+    ProbeFile Description() => new ProbeFile(Schema.Attributes.Select(a => new ProbeFileAttribute(a.Name, a.Values.ToArray(), a.Tags?.ToDictionary())).ToArray(), Options);
 
     public static AttributeProbe Load(string directory)
     {

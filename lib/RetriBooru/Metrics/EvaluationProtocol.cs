@@ -1,0 +1,12 @@
+namespace RetriBooru.Metrics;
+
+/// <summary>The version of how samples are scored; cached scores and cached yardsticks made under another version are not reused.</summary>
+public static class EvaluationProtocol
+{
+    /// <summary>
+    /// Part of every evaluation stage's cache key (<see cref="Experiments.ExperimentRunner.EvaluationProtocolVersion"/>)
+    /// and of every <see cref="YardstickCache"/> key: keys hash configs and data, not code, so a change to how samples
+    /// or real images are scored must bump this to keep old cached numbers from being reused.
+    /// </summary>
+    public const string Version = "4 (context prompts, attribute agreement, SWD weighted by attributes, KID and readability)";
+}
