@@ -19,6 +19,29 @@ public class ScalarRaceTests
     }
 
     [Fact]
+    public void A_parameter_view_keeps_its_narrowed_intermediate_alive_in_its_own_scope()
+    {
+        // The soak's segfault (THSTensor_view inside a checkpoint save): flat.narrow(...).view(...) outside a dispose scope left the
+        // narrowed tensor unreferenced while view() ran, so a finaliser could free it first. View() now makes it in its own scope
+        // (released when view() has returned) and hands out only the view: the caller's scope gains one tensor, not two.
+        Torch.Load();
+        using var a = new TorchSharp.Modules.Parameter(TorchSharp.torch.ones(2, 3));
+        using var b = new TorchSharp.Modules.Parameter(TorchSharp.torch.zeros(4));
+        using var buffer = new RetriBooru.Diffusion.ParameterBuffer([new("a", a), new("b", b)]);
+        using var scope = TorchSharp.torch.NewDisposeScope();
+        long before = scope.DisposablesCount;
+        var view = buffer.View(buffer.Values, 0);
+        Assert.Equal(before + 1, scope.DisposablesCount);
+        Assert.Equal([2L, 3L], view.shape);
+        Assert.Equal(6f, view.sum().item<float>());
+        // The optimizer's state (what a checkpoint writes) is made the same way.
+        using var optimizer = new RetriBooru.Diffusion.AdamW(buffer);
+        long beforeState = scope.DisposablesCount;
+        var state = optimizer.State().ToList();
+        Assert.Equal(beforeState + state.Count, scope.DisposablesCount);
+    }
+
+    [Fact]
     public void The_scanner_finds_the_implicit_scalars_it_is_meant_to_find()
     {
         // The sample's own IL: x * 0.5 (a TorchSharp operator that makes a Scalar inside), a + b (alpha 1), square() (exponent 2).

@@ -216,7 +216,11 @@ public sealed class DiffusionTrainer(ITrainingTask task, TrainerOptions requeste
                 task.SaveModel(Path.Combine(outDir, "model"));
                 using (no_grad()) buffer.Values.copy_(saved);
             }
-            else task.SaveModel(Path.Combine(outDir, "model"));
+            else
+            {
+                using var scope = NewDisposeScope();
+                task.SaveModel(Path.Combine(outDir, "model"));
+            }
         }
         return new TrainingResult(step, finished, losses, checkpoint, rate, shards, waited);
     }
@@ -282,6 +286,8 @@ public sealed class DiffusionTrainer(ITrainingTask task, TrainerOptions requeste
 
     void SaveCheckpoint(string outDir, long step, AdamW optimizer, ExponentialMovingAverage? ema)
     {
+        // The optimizer's and EMA's per-parameter views live (and are released) in this scope.
+        using var scope = NewDisposeScope();
         var checkpoint = Path.Combine(outDir, CheckpointFolder);
         // Write into a fresh folder, then swap, so an interrupted save never leaves a half checkpoint.
         var staging = checkpoint + ".tmp";

@@ -50,6 +50,8 @@ public sealed class ParameterBuffer : IDisposable
                 long groupStart = offset;
                 foreach (int i in group)
                 {
+                    // Holds the narrowed intermediates until the views are made (see View); the parameters keep their storage.
+                    using var scope = NewDisposeScope();
                     var p = parameters[i].Value;
                     long n = p.numel();
                     _ranges[i] = (offset, n);
@@ -68,7 +70,10 @@ public sealed class ParameterBuffer : IDisposable
     public Tensor View(Tensor flat, int index)
     {
         var (offset, length) = _ranges[index];
-        return flat.narrow(0, offset, length).view(Parameters[index].Value.shape);
+        // The narrowed tensor is only view()'s argument: unreferenced, a finaliser could free it while view() runs (a
+        // segfault the soak found in checkpoint saves). The scope holds it until view() has returned.
+        using var scope = NewDisposeScope();
+        return flat.narrow(0, offset, length).view(Parameters[index].Value.shape).MoveToOuterDisposeScope();
     }
 
     /// <summary>A parameter's gradients from <c>autograd.grad</c> (null = unused), flattened in this buffer's layout.</summary>
