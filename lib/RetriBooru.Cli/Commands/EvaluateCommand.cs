@@ -38,7 +38,6 @@ public sealed class EvaluateCommand(IAnsiConsole console) : Command<EvaluateComm
         [DefaultValue("seen")]
         public string Split { get; init; } = "seen";
 
-
         [CommandOption("--reference-sets|--sets <N>"), SettingHelp(typeof(EvaluationSettings), nameof(EvaluationSettings.ReferenceSets))]
         public int? ReferenceSets { get; init; }
 
