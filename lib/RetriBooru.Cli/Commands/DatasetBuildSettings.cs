@@ -56,7 +56,8 @@ public class DatasetBuildSettings : CommandSettings
     public override ValidationResult Validate()
     {
         var problems = Dataset().Problems(f => f.Flag).ToList();
-        if (Scheme is not ("a" or "b" or "both" or "ab")) problems.Add($"--scheme must be a, b or both, not '{Scheme}'");
+        try { Schemes(); }
+        catch (ArgumentException e) { problems.Add(e.Message); }
         return SettingsBinder.Result(problems);
     }
 }

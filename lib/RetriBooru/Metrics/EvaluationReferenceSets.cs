@@ -12,8 +12,9 @@ namespace RetriBooru.Metrics;
 sealed record ReferenceSetChoice(string DatasetDir, ReferenceScheme Scheme, string ManifestPath, IReadOnlyList<TrainingExample> Manifest, IReadOnlyList<EvaluationSet> Sets)
 {
     /// <summary>Reads the manifest (the options' or the scheme's) and chooses the sets; fails when the split has none.</summary>
-    public static ReferenceSetChoice Choose(string datasetDir, ReferenceScheme scheme, EvaluationOptions options, List<string> notes)
+    public static ReferenceSetChoice Choose(string datasetDir, EvaluationOptions options, List<string> notes)
     {
+        var scheme = options.Scheme;
         var manifestPath = options.ManifestPath ?? Path.Combine(datasetDir, DatasetLayout.ManifestPath(scheme));
         var manifest = ManifestReader.Read(manifestPath);
         var records = DatasetLayout.ReadRecords(datasetDir);

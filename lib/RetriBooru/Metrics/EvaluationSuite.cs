@@ -140,7 +140,7 @@ public sealed class EvaluationSuite : IDisposable
         var notes = new List<string>(_notes);
         if (Path.GetFullPath(datasetDir) != Path.GetFullPath(DatasetDir))
             notes.Add($"baselines and probe come from {Path.GetFullPath(DatasetDir)}, the reference sets from {Path.GetFullPath(datasetDir)}");
-        var references = ReferenceSetChoice.Choose(datasetDir, options.Scheme, options, notes);
+        var references = ReferenceSetChoice.Choose(datasetDir, options, notes);
         if (_probe is not null && options.SamplesPerReference < 2) notes.Add("swd needs at least 2 samples per reference set; it is omitted");
         var run = new EvaluationRun(model, references, options, outDir);
         int size = run.Model.ImageSize;
