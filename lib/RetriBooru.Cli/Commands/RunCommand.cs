@@ -34,6 +34,10 @@ public class RunSettings : CommandSettings
     [CommandOption("--device <DEVICE>")]
     [DefaultValue("cpu")]
     public string Device { get; init; } = "cpu";
+
+    [CommandOption("--set <PATH=VALUE>")]
+    [Description("Override one spec field (repeatable), e.g. --set seed=2 --set dataset.seed=8 for a study's second seed; VALUE is JSON or a plain word. Recorded in run.json.")]
+    public string[] Set { get; init; } = [];
 }
 
 public sealed class RunCommand(IAnsiConsole console) : Command<RunCommand.Settings>
@@ -51,7 +55,7 @@ public sealed class RunCommand(IAnsiConsole console) : Command<RunCommand.Settin
 
     public override int Execute(CommandContext context, Settings settings, CancellationToken cancellationToken)
     {
-        var spec = SpecLoader.Load(settings.Spec, settings.Quick);
+        var spec = SpecLoader.Load(settings.Spec, settings.Quick, settings.Set);
         return ExperimentConsole.Run(console, spec, settings, settings.Spec, settings.OnlyPoint, cancellationToken);
     }
 }
@@ -67,8 +71,8 @@ public sealed class QuickstartCommand(IAnsiConsole console) : Command<Quickstart
 
     public override int Execute(CommandContext context, Settings settings, CancellationToken cancellationToken)
     {
-        var spec = settings.Spec is string file ? SpecLoader.Load(file, settings.Quick)
-            : SpecLoader.Parse(BuiltInSpecs.Quickstart, "built-in experiments/quickstart.json", settings.Quick);
+        var spec = settings.Spec is string file ? SpecLoader.Load(file, settings.Quick, settings.Set)
+            : SpecLoader.Parse(BuiltInSpecs.Quickstart, "built-in experiments/quickstart.json", settings.Quick, settings.Set);
         console.MarkupLine($"[bold]RetriBooru Workbench quickstart[/]{(settings.Quick ? " (--quick)" : "")}: RetriBooru-Synth, tiny base model, RetriNet vs the text-only baseline.");
         return ExperimentConsole.Run(console, spec, settings, settings.Spec ?? "experiments/quickstart.json", null, cancellationToken);
     }
@@ -108,7 +112,7 @@ public static class ExperimentConsole
             var options = new RunOptions
             {
                 Quick = settings.Quick, RunsRoot = settings.Out, CacheRoot = settings.Cache, OnlyPoint = onlyPoint, Force = settings.Force,
-                Threads = settings.Threads, Device = settings.Device, SpecFile = specFile,
+                Threads = settings.Threads, Device = settings.Device, SpecFile = specFile, Overrides = settings.Set,
             };
             var result = WithProgress(console, progress => new ExperimentRunner(spec, options, progress).Run(cancellation.Token));
             PrintTimings(console, result.Timings, clock.Elapsed);

@@ -27,6 +27,8 @@ public sealed record RunOptions
     public int Threads { get; init; } = TorchRuntime.DefaultThreads;
     public string Device { get; init; } = "cpu";
     public string? SpecFile { get; init; }
+    /// <summary>The `--set PATH=VALUE` overrides the spec was loaded with (recorded in run.json so the run can be repeated).</summary>
+    public IReadOnlyList<string> Overrides { get; init; } = [];
 }
 
 /// <summary>Something the runner did, for progress displays (stage start/end, training steps, evaluation sets).</summary>
@@ -145,7 +147,7 @@ public sealed class ExperimentRunner(ExperimentSpec spec, RunOptions options, IP
         var selected = options.OnlyPoint is int k ? [points[k]] : points;
         var cache = new StageCache(options.CacheRoot ?? Path.Combine(options.RunsRoot, ".cache"));
         var run = RunFolder.Create(options.RunsRoot, spec.Name + (options.OnlyPoint is int p ? $"-point{p}" : ""), spec.Seed, "experiment", options.SpecFile,
-            options.Quick, selected.Select(x => x.Index).ToList(), Provenance.Capture(device: device.ToString()));
+            options.Quick, selected.Select(x => x.Index).ToList(), Provenance.Capture(device: device.ToString()), overrides: options.Overrides);
         run.WriteJson("spec.json", spec);
         run.WriteJson("resolved_points.json", selected.Select(x => new { index = x.Index, label = x.Label, spec = x.Spec }));
         try

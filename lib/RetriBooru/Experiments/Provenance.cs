@@ -21,6 +21,8 @@ public sealed record Provenance
     /// <summary>OMP_WAIT_POLICY as libgomp sees it (the native environment); PASSIVE unless the user set another.</summary>
     [JsonPropertyName("omp_wait_policy")] public string? OmpWaitPolicy { get; init; }
     [JsonPropertyName("device")] public string Device { get; init; } = "cpu";
+    /// <summary>The one-minute load average when the run started (Linux; null elsewhere): timings mean little without it.</summary>
+    [JsonPropertyName("load_average")] public double? LoadAverage { get; init; }
 
     public static Provenance Capture(string? repositoryHint = null, string device = "cpu") => new()
     {
@@ -36,7 +38,20 @@ public sealed record Provenance
         Threads = TorchRuntime.Threads,
         OmpWaitPolicy = Runtime.OpenMpWaitPolicy.NativeValue(),
         Device = device,
+        LoadAverage = OneMinuteLoadAverage(),
     };
+
+    /// <summary>The first field of /proc/loadavg, or null where there is none or it does not parse.</summary>
+    public static double? OneMinuteLoadAverage()
+    {
+        try
+        {
+            if (!File.Exists("/proc/loadavg")) return null;
+            var first = File.ReadAllText("/proc/loadavg").Split(' ', StringSplitOptions.RemoveEmptyEntries).FirstOrDefault();
+            return double.TryParse(first, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out var load) ? load : null;
+        }
+        catch (IOException) { return null; }
+    }
 }
 
 /// <summary>The git commit of the working tree the program runs from (null outside a checkout).</summary>

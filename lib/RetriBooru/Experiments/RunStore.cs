@@ -19,6 +19,8 @@ public sealed record RunInfo
     [JsonPropertyName("seed")] public long Seed { get; init; }
     [JsonPropertyName("spec_file")] public string? SpecFile { get; init; }
     [JsonPropertyName("quick")] public bool Quick { get; init; }
+    /// <summary>The `--set PATH=VALUE` overrides the spec file was run with (empty: the file as it is).</summary>
+    [JsonPropertyName("overrides")] public IReadOnlyList<string> Overrides { get; init; } = [];
     [JsonPropertyName("points")] public IReadOnlyList<int>? Points { get; init; }
     [JsonPropertyName("provenance")] public Provenance? Provenance { get; init; }
     [JsonPropertyName("summary")] public IReadOnlyDictionary<string, double>? Summary { get; init; }
@@ -37,7 +39,7 @@ public sealed class RunFolder
 
     /// <summary>Creates runs/ID where ID = UTC timestamp + name; a numeric suffix avoids ever overwriting.</summary>
     public static RunFolder Create(string runsRoot, string name, long seed, string kind = "experiment", string? specFile = null, bool quick = false,
-        IReadOnlyList<int>? points = null, Provenance? provenance = null, DateTime? now = null)
+        IReadOnlyList<int>? points = null, Provenance? provenance = null, DateTime? now = null, IReadOnlyList<string>? overrides = null)
     {
         var created = now ?? DateTime.UtcNow;
         var safeName = new string(name.Select(c => char.IsLetterOrDigit(c) || c is '-' or '_' ? c : '-').ToArray());
@@ -56,7 +58,7 @@ public sealed class RunFolder
             }
             catch (IOException) { id = $"{stem}-{i}"; }
         }
-        var info = new RunInfo { Id = id, Name = name, Kind = kind, CreatedUtc = created, Seed = seed, SpecFile = specFile, Quick = quick, Points = points, Provenance = provenance };
+        var info = new RunInfo { Id = id, Name = name, Kind = kind, CreatedUtc = created, Seed = seed, SpecFile = specFile, Quick = quick, Overrides = overrides ?? [], Points = points, Provenance = provenance };
         var folder = new RunFolder(SafePath.Under(runsRoot, id, "run name"), info);
         folder.SaveInfo();
         return folder;

@@ -27,13 +27,17 @@ public sealed record SweepPoint(int Index, IReadOnlyDictionary<string, JsonEleme
 /// </summary>
 public static class SpecLoader
 {
-    public static ExperimentSpec Load(string path, bool quick = false)
+    public static ExperimentSpec Load(string path, bool quick = false, IReadOnlyList<string>? overrides = null)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"{path}: no such experiment spec", path);
-        return Parse(RegularFile.ReadAllText(path, "experiment spec"), path, quick);
+        return Parse(RegularFile.ReadAllText(path, "experiment spec"), path, quick, overrides);
     }
 
-    public static ExperimentSpec Parse(string json, string pathForErrors, bool quick = false)
+    /// <summary>
+    /// Parses and validates a spec. <paramref name="overrides"/> are `PATH=VALUE` settings (the CLI's `--set`, e.g.
+    /// `seed=2`, `dataset.seed=8`), applied after the quick overrides; VALUE is JSON, or a plain word taken as a string.
+    /// </summary>
+    public static ExperimentSpec Parse(string json, string pathForErrors, bool quick = false, IReadOnlyList<string>? overrides = null)
     {
         JsonNode? root;
         try { root = JsonNode.Parse(json, documentOptions: new JsonDocumentOptions { CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true }); }
@@ -44,9 +48,17 @@ public static class SpecLoader
         CheckShape(obj, typeof(ExperimentSpec), "$", problems);
         if (problems.Count > 0) throw new SpecValidationException(pathForErrors, problems);
 
-        if (quick && obj["quick"] is JsonObject overrides)
-            foreach (var (dotted, value) in overrides)
+        if (quick && obj["quick"] is JsonObject quickOverrides)
+            foreach (var (dotted, value) in quickOverrides)
                 if (!TrySet(obj, dotted, value?.DeepClone(), out var error)) problems.Add($"$.quick.{dotted}: {error}");
+        foreach (var setting in overrides ?? [])
+        {
+            if (ParseOverride(setting) is not var (dotted, value)) { problems.Add($"--set {setting}: expected PATH=VALUE, e.g. seed=2 or dataset.seed=8"); continue; }
+            if (!TrySet(obj, dotted, value, out var error)) problems.Add($"--set {setting}: {error}");
+        }
+        if (problems.Count > 0) throw new SpecValidationException(pathForErrors, problems);
+        // Overrides may have put a wrong type anywhere: the same shape check as the file's own fields.
+        CheckShape(obj, typeof(ExperimentSpec), "$", problems);
         if (problems.Count > 0) throw new SpecValidationException(pathForErrors, problems);
 
         ExperimentSpec spec;
@@ -187,6 +199,20 @@ public static class SpecLoader
         if (value is null || value.GetValueKind() != JsonValueKind.String) { problems.Add($"{path}: expected one of {string.Join(", ", words)}"); return; }
         var text = value.GetValue<string>();
         if (!words.Contains(text)) problems.Add($"{path}: {Words.Unknown(type, text)}");
+    }
+
+    /// <summary>`PATH=VALUE` -> (PATH, VALUE as JSON; a value that is not JSON is a string). Null when there is no PATH.</summary>
+    static (string Path, JsonNode? Value)? ParseOverride(string setting)
+    {
+        int equals = setting.IndexOf('=');
+        if (equals <= 0) return null;
+        var path = setting[..equals].Trim();
+        var text = setting[(equals + 1)..].Trim();
+        if (path.Length == 0) return null;
+        JsonNode? value;
+        try { value = JsonNode.Parse(text); }
+        catch (JsonException) { value = JsonValue.Create(text); }
+        return (path, value);
     }
 
     static bool TrySet(JsonObject root, string dotted, JsonNode? value, out string error)
