@@ -51,16 +51,18 @@ public class ResultsPageTests
     }
 
     /// <summary>A finished run of <see cref="Spec"/> with two models' evaluations on one split, their samples in the run's cache.</summary>
-    static string CraftRun(string root, long seed, string[] overrides, double retrinetMean)
+    static string CraftRun(string root, long seed, string[] overrides, double retrinetMean, string[]? retrinetSchemes = null)
     {
         var spec = SpecLoader.Parse(Spec, "study.json", overrides: overrides);
         var run = RunFolder.Create(Path.Combine(root, "runs"), spec.Name, spec.Seed, specFile: "experiments/study.json", overrides: overrides,
             provenance: new Provenance { GitCommit = "0123456789abcdef0123456789abcdef01234567", GitDirty = false, Cores = 2, Threads = 2, LoadAverage = 0.4 });
         run.WriteJson("spec.json", spec);
         var evaluations = new List<ModelEvaluation>();
-        foreach (var (model, mean, color) in new[] { ("retrinet", retrinetMean, SkiaSharp.SKColors.Red), ("text-only", 0.2, SkiaSharp.SKColors.Blue) })
+        var models = (retrinetSchemes ?? ["b"]).Select(scheme => ("retrinet", scheme, retrinetMean, SkiaSharp.SKColors.Red))
+            .Append(("text-only", "b", 0.2, SkiaSharp.SKColors.Blue));
+        foreach (var (model, scheme, mean, color) in models)
         {
-            var dir = Path.Combine(root, "runs", ".cache", "evaluate", $"{model}-{seed}");
+            var dir = Path.Combine(root, "runs", ".cache", "evaluate", $"{model}-{scheme}-{seed}");
             var reference = Path.Combine(dir, "ref.png");
             var samples = Enumerable.Range(0, 4).Select(i => Path.Combine(dir, $"{i}.png")).ToList();
             Directory.CreateDirectory(dir);
@@ -68,7 +70,7 @@ public class ResultsPageTests
             foreach (var s in samples) File.WriteAllBytes(s, DataTestFiles.Png(16, 16, color));
             evaluations.Add(new ModelEvaluation
             {
-                Model = model, Split = "seen", ResultsDir = dir,
+                Model = model, Scheme = scheme, Split = "seen", ResultsDir = dir,
                 Summary = new Dictionary<string, ScoreSummary>
                 {
                     ["attribute_agreement"] = new("attribute_agreement", mean, mean - 0.05, mean + 0.05, 32, 0.95, 1000, 1),
@@ -110,6 +112,20 @@ public class ResultsPageTests
         using var grid = SkiaSharp.SKBitmap.Decode(tmp.File("docs/results/study-seen.png"));
         Assert.NotNull(grid);
         Assert.Contains("(study-seen.png)", text);
+    }
+
+    [Fact]
+    public void A_study_of_both_schemes_gets_a_scheme_column_and_text_only_none()
+    {
+        using var tmp = new TempDir();
+        var run = RunResults.Load(CraftRun(tmp.File("a"), 1, [], 0.5, ["a", "b"]));
+        var text = ResultsPage.Render([run], tmp.Path, "grid.png", "caption", reading: null);
+        Assert.Contains("| model | scheme | attribute agreement |", text);
+        Assert.Contains("| retrinet | a | 0.500", text);
+        Assert.Contains("| retrinet | b | 0.500", text);
+        Assert.Contains("| text-only | - | 0.200", text);
+        var single = ResultsPage.Render([RunResults.Load(CraftRun(tmp.File("b"), 1, [], 0.5))], tmp.Path, "grid.png", "caption", reading: null);
+        Assert.Contains("| model | attribute agreement |", single);
     }
 
     [Fact]
@@ -155,5 +171,27 @@ public class ResultsPageTests
         File.WriteAllText(json, File.ReadAllText(json).Replace("\"finished\"", "\"interrupted\""));
         var unfinished = Assert.Throws<InvalidDataException>(() => ResultsPage.Write([RunResults.Load(run)], tmp.File("p.md"), new ResultsPageOptions()));
         Assert.Contains("interrupted", unfinished.Message);
+    }
+
+    [Fact]
+    public void A_notebook_finds_the_finished_run_of_the_current_spec_or_is_told_the_command_that_makes_it()
+    {
+        using var tmp = new TempDir();
+        var spec = SpecLoader.Parse(Spec, "study.json");
+        var runs = tmp.File("a/runs");
+        var none = Assert.Throws<StudyNotRunException>(() => StudyRuns.Finished(runs, spec, "experiments/study.json", "about 5 minutes"));
+        Assert.Contains("no run of 'study'", none.Message);
+        Assert.Contains("-- run experiments/study.json --out " + runs, none.Message);
+
+        CraftRun(tmp.File("a"), 2, ["seed=2"], 0.4);
+        var stale = Assert.Throws<StudyNotRunException>(() => StudyRuns.Finished(runs, spec, "experiments/study.json", "about 5 minutes"));
+        Assert.Contains("another version of experiments/study.json", stale.Message);
+
+        var matching = CraftRun(tmp.File("a"), 1, [], 0.6);
+        Assert.Equal(matching, StudyRuns.Finished(runs, spec, "experiments/study.json", "about 5 minutes").Run.Path);
+        // An unfinished run of the same spec is not the results.
+        var json = Path.Combine(matching, "run.json");
+        File.WriteAllText(json, File.ReadAllText(json).Replace("\"finished\"", "\"interrupted\""));
+        Assert.Throws<StudyNotRunException>(() => StudyRuns.Finished(runs, spec, "experiments/study.json", "about 5 minutes"));
     }
 }

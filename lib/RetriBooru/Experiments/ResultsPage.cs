@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text;
 using RetriBooru.Runtime;
+using RetriBooru.Settings;
 
 namespace RetriBooru.Experiments;
 
@@ -23,6 +24,7 @@ public sealed record ResultsPageOptions
 public static class ResultsPage
 {
     public const string ReadingHeading = "## Reading";
+    static readonly string TextOnly = ModelKind.TextOnly.Name();
 
     /// <summary>Metric columns, in this order, when any evaluation has them.</summary>
     public static readonly (string Metric, string Title)[] Columns =
@@ -72,19 +74,22 @@ public static class ResultsPage
           .Append("that reused stages cost less than a fresh one (the stages column counts them).\n");
 
         bool severalRuns = runs.Count > 1;
+        // A scheme column when the study trains with more than one (the leakage study); text-only uses no references.
+        bool severalSchemes = runs.SelectMany(r => r.Evaluations).Where(e => e.Model != TextOnly).Select(e => e.Scheme).Distinct().Count() > 1;
         var evaluations = runs.SelectMany(r => r.Evaluations.Select(e => (Run: r, Evaluation: e))).ToList();
         var columns = Columns.Where(c => evaluations.Any(x => x.Evaluation.Summary.ContainsKey(c.Metric))).ToList();
         foreach (var split in evaluations.Select(x => x.Evaluation.Split).Distinct())
         {
             md.Append($"\n## {char.ToUpperInvariant(split[0])}{split[1..]} split\n\n");
-            md.Append("| model |").Append(severalRuns ? " seed |" : "").Append(string.Concat(columns.Select(c => $" {c.Title} |"))).Append('\n');
-            md.Append("|---|").Append(severalRuns ? "---|" : "").Append(string.Concat(columns.Select(_ => "---|"))).Append('\n');
+            md.Append("| model |").Append(severalSchemes ? " scheme |" : "").Append(severalRuns ? " seed |" : "").Append(string.Concat(columns.Select(c => $" {c.Title} |"))).Append('\n');
+            md.Append("|---|").Append(severalSchemes ? "---|" : "").Append(severalRuns ? "---|" : "").Append(string.Concat(columns.Select(_ => "---|"))).Append('\n');
             // Rows of one model together (its seeds side by side), models in the order the runs evaluated them.
             var rows = evaluations.Where(x => x.Evaluation.Split == split)
                 .GroupBy(x => x.Evaluation.Label).SelectMany(g => g);
             foreach (var (run, e) in rows)
             {
-                md.Append($"| {e.Label} |");
+                md.Append($"| {e.Model}{(e.PointLabel is "" or "default" ? "" : $" [{e.PointLabel}]")} |");
+                if (severalSchemes) md.Append(e.Model == TextOnly ? " - |" : $" {e.Scheme} |");
                 if (severalRuns) md.Append($" {SeedLabel(run)} |");
                 foreach (var (metric, _) in columns)
                     md.Append(e.Summary.TryGetValue(metric, out var s) ? F($" {s.Mean:F3} [{s.Lower:F3}, {s.Upper:F3}] |") : " - |");
