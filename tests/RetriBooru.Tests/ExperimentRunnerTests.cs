@@ -109,6 +109,24 @@ public class ExperimentRunnerTests(QuickstartRun quickstart) : IClassFixture<Qui
     }
 
     [Fact]
+    public void An_evaluation_reused_from_another_spec_carries_this_runs_sweep_point()
+    {
+        // The quickstart's settings as a one-value sweep (as the ablation's 0.1 point is the quickstart's RetriNet): every
+        // stage is the fixture's, but the evaluations are labelled with this run's point, not the maker's "default".
+        using var tmp = new TempDir();
+        var specPath = tmp.File("one-point.json");
+        var json = System.Text.Json.Nodes.JsonNode.Parse(BuiltInSpecs.Quickstart)!.AsObject();
+        json["name"] = "one-point";
+        json["sweep"] = System.Text.Json.Nodes.JsonNode.Parse("""{"train.prompt_dropout": [0.1]}""");
+        File.WriteAllText(specPath, json.ToJsonString());
+        var console = new TestConsole().Width(220);
+        Assert.True(CliApp.Run(["run", specPath, "--quick", "--out", quickstart.Runs], console) == 0, console.Output);
+        var run = RunResults.Load(RunIndex.List(quickstart.Runs).First(r => r.Info.Name == "one-point").Path);
+        Assert.All(run.Timings, t => Assert.True(t.Reused, $"{t.Stage} was recomputed"));
+        Assert.All(run.Evaluations, e => Assert.Equal("prompt_dropout=0.1", e.PointLabel));
+    }
+
+    [Fact]
     public void Changing_where_identity_is_compared_reevaluates_but_reuses_the_training()
     {
         // Same inputs as the fixture's quickstart except the suite's identity view: only the evaluations are recomputed.

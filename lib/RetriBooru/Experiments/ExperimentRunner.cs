@@ -313,7 +313,10 @@ public sealed class ExperimentRunner(ExperimentSpec spec, RunOptions options, IP
                 AtomicFile.WriteAllText(Path.Combine(dir, SuiteFile), JsonSerializer.Serialize(suite.Value.Provenance(), WorkbenchJson.Pretty));
             }
         }, resumable: false, stageFamily: "evaluate");
-        return JsonSerializer.Deserialize<ModelEvaluation>(File.ReadAllText(Path.Combine(folder, "evaluation.json")), WorkbenchJson.Lines)!.ResolvedAgainst(folder);
+        // The stage may have been made by another spec or sweep point with the same inputs (the ablation's 0.1 point is
+        // the quickstart's RetriNet): its point and label are this run's, not the maker's.
+        return JsonSerializer.Deserialize<ModelEvaluation>(File.ReadAllText(Path.Combine(folder, "evaluation.json")), WorkbenchJson.Lines)!
+            .ResolvedAgainst(folder) with { Point = point.Index, PointLabel = point.Label };
     }
 
     string Stage(string name, StageCache cache, object inputs, Action<string> produce, bool resumable, string? stageFamily = null)
