@@ -38,7 +38,7 @@ public class DataManifestTests
         // `dataset synth --out D` (the record's defaults) makes the dataset the quickstart trains on.
         var quickstart = Experiments.SpecLoader.Load(Path.Combine(RepoPaths.Root, "experiments", "quickstart.json"));
         Assert.Equal(new DatasetSettings(), quickstart.Dataset);
-        Assert.Equal(SynthVocabulary.GarmentColors.Count, SettingFields.Field(typeof(DatasetSettings), nameof(DatasetSettings.Outfits)).Setting.Max);
+        Assert.Equal(SynthVocabulary.MaxOutfitsPerCharacter, SettingFields.Field(typeof(DatasetSettings), nameof(DatasetSettings.Outfits)).Setting.Max);
     }
 
     [Fact]

@@ -83,6 +83,21 @@ public class DataSynthTests
     }
 
     [Fact]
+    public void The_most_outfits_a_setting_allows_can_be_drawn_for_every_hair_colour()
+    {
+        // 9 outfits hung forever for hair colours that are also garment colours (a top never takes the hair colour).
+        var world = SynthWorld.Create(40, SynthVocabulary.MaxOutfitsPerCharacter, 5);
+        Assert.Contains(world, c => SynthVocabulary.GarmentColors.Any(g => g.Name == c.HairColor));
+        foreach (var character in world)
+        {
+            var tops = character.Outfits.Select(o => o.TopColor).ToList();
+            Assert.Equal(SynthVocabulary.MaxOutfitsPerCharacter, tops.Distinct().Count());
+            Assert.DoesNotContain(character.HairColor, tops);
+        }
+        Assert.Throws<ArgumentOutOfRangeException>(() => SynthWorld.Create(4, SynthVocabulary.MaxOutfitsPerCharacter + 1, 5));
+    }
+
+    [Fact]
     public void World_characters_differ_in_two_face_attributes_and_outfits_in_top_colour()
     {
         var world = SynthWorld.Create(24, 3, 1234);

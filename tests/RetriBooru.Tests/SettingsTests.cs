@@ -149,7 +149,7 @@ public class SettingsTests
         Assert.Null(CliApp.Parse(["dataset", "synth", "--out", "o", "--unseen-fraction", "1.5"], console));
         Assert.Contains("--unseen-fraction: 1.5 is outside [0, 0.99]", console.Output);
         var e = Assert.Throws<SpecValidationException>(() => SpecLoader.Parse("""{ "name": "x", "dataset": { "outfits": 12 } }""", "inline"));
-        Assert.Contains("$.dataset.outfits: 12 is outside [1, 9]", e.Message);
+        Assert.Contains("$.dataset.outfits: 12 is outside [1, 8]", e.Message);
         e = Assert.Throws<SpecValidationException>(() => SpecLoader.Parse("""{ "name": "x", "dataset": { "unseen_characters": 4 } }""", "inline"));
         Assert.Contains("$.dataset.unseen_characters: replaced by unseen_fraction", e.Message);
     }

@@ -19,7 +19,7 @@ public sealed record DatasetSettings
     [JsonPropertyName("characters"), Setting("Characters in the synthetic world.", Min = 2, Max = 100_000)]
     public int Characters { get; init; } = 16;
 
-    [JsonPropertyName("outfits"), Setting("Outfits (clothing identities) per synthetic character (at most one per garment colour).", Min = 1, Max = 9)]
+    [JsonPropertyName("outfits"), Setting("Outfits (clothing identities) per synthetic character (each has its own top colour, never the hair colour).", Min = 1, Max = SynthVocabulary.MaxOutfitsPerCharacter)]
     public int Outfits { get; init; } = 3;
 
     [JsonPropertyName("images_per_character"), Setting("Images of each synthetic character.", Min = 2, Max = 100_000)]

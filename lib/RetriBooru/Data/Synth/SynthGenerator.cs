@@ -21,8 +21,8 @@ public sealed record SynthOptions
     {
         if (Characters < 1) throw new ArgumentException("--characters must be at least 1");
         if (ImagesPerCharacter < 2) throw new ArgumentException("--images-per-character must be at least 2 (every image needs another of its identity)");
-        if (OutfitsPerCharacter < 1 || OutfitsPerCharacter > SynthVocabulary.GarmentColors.Count)
-            throw new ArgumentException($"--outfits must be 1..{SynthVocabulary.GarmentColors.Count}");
+        if (OutfitsPerCharacter < 1 || OutfitsPerCharacter > SynthVocabulary.MaxOutfitsPerCharacter)
+            throw new ArgumentException($"--outfits must be 1..{SynthVocabulary.MaxOutfitsPerCharacter}");
         if (Size < 16 || Size > 2048) throw new ArgumentException("--size must be 16..2048 px");
         if (VariantRate < 0 || VariantRate > 0.5) throw new ArgumentException("--variant-rate must be 0..0.5");
     }

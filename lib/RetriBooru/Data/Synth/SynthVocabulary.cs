@@ -12,6 +12,12 @@ public sealed record SynthColor(string Name, SKColor Color);
 /// </summary>
 public static class SynthVocabulary
 {
+    /// <summary>
+    /// Outfits one character can have: each needs its own top colour, and a top in the character's hair colour is not
+    /// drawn; black, red, blue, pink and green hair share a garment colour, so one colour fewer than the palette.
+    /// </summary>
+    public const int MaxOutfitsPerCharacter = 8;
+
     public static readonly IReadOnlyList<SynthColor> HairColors =
     [
         new("black", new SKColor(30, 28, 36)), new("brown", new SKColor(120, 72, 36)),

@@ -57,8 +57,8 @@ public static class SynthWorld
     public static IReadOnlyList<SynthCharacter> Create(int characters, int outfitsPerCharacter, long seed)
     {
         if (characters < 1) throw new ArgumentOutOfRangeException(nameof(characters), "need at least one character");
-        if (outfitsPerCharacter < 1 || outfitsPerCharacter > SynthVocabulary.GarmentColors.Count)
-            throw new ArgumentOutOfRangeException(nameof(outfitsPerCharacter), $"outfits per character must be 1..{SynthVocabulary.GarmentColors.Count}");
+        if (outfitsPerCharacter < 1 || outfitsPerCharacter > SynthVocabulary.MaxOutfitsPerCharacter)
+            throw new ArgumentOutOfRangeException(nameof(outfitsPerCharacter), $"outfits per character must be 1..{SynthVocabulary.MaxOutfitsPerCharacter}");
         var random = Seeding.Stream(seed, "synth-world");
         var cast = new List<SynthCharacter>();
         int attempts = 0;
