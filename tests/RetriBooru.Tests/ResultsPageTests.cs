@@ -112,6 +112,13 @@ public class ResultsPageTests
         using var grid = SkiaSharp.SKBitmap.Decode(tmp.File("docs/results/study-seen.png"));
         Assert.NotNull(grid);
         Assert.Contains("(study-seen.png)", text);
+
+        // A run of the study in another setting is told apart from the seeds by its other overrides.
+        var variant = CraftRun(tmp.File("c"), 1, ["train.prompt_view=full"], 0.3);
+        var three = ResultsPage.Render([RunResults.Load(first), RunResults.Load(second), RunResults.Load(variant)], tmp.Path, "g.png", "caption", reading: null);
+        Assert.Contains("| model | run | attribute agreement |", three);
+        Assert.Contains("| retrinet | 1 / 7, train.prompt_view=full | 0.300", three);
+        Assert.Contains("| retrinet | 1 / 7 | 0.512", three);
     }
 
     [Fact]

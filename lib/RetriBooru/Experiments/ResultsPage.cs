@@ -81,7 +81,7 @@ public static class ResultsPage
         foreach (var split in evaluations.Select(x => x.Evaluation.Split).Distinct())
         {
             md.Append($"\n## {char.ToUpperInvariant(split[0])}{split[1..]} split\n\n");
-            md.Append("| model |").Append(severalSchemes ? " scheme |" : "").Append(severalRuns ? " seed |" : "").Append(string.Concat(columns.Select(c => $" {c.Title} |"))).Append('\n');
+            md.Append("| model |").Append(severalSchemes ? " scheme |" : "").Append(severalRuns ? (runs.Any(r => OtherOverrides(r).Any()) ? " run |" : " seed |") : "").Append(string.Concat(columns.Select(c => $" {c.Title} |"))).Append('\n');
             md.Append("|---|").Append(severalSchemes ? "---|" : "").Append(severalRuns ? "---|" : "").Append(string.Concat(columns.Select(_ => "---|"))).Append('\n');
             // Rows of one model together (its seeds side by side), models in the order the runs evaluated them.
             var rows = evaluations.Where(x => x.Evaluation.Split == split)
@@ -90,7 +90,7 @@ public static class ResultsPage
             {
                 md.Append($"| {e.Model}{(e.PointLabel is "" or "default" ? "" : $" [{e.PointLabel}]")} |");
                 if (severalSchemes) md.Append(e.Model == TextOnly ? " - |" : $" {e.Scheme} |");
-                if (severalRuns) md.Append($" {SeedLabel(run)} |");
+                if (severalRuns) md.Append($" {string.Join(", ", OtherOverrides(run).Prepend(SeedLabel(run)))} |");
                 foreach (var (metric, _) in columns)
                     md.Append(e.Summary.TryGetValue(metric, out var s) ? F($" {s.Mean:F3} [{s.Lower:F3}, {s.Upper:F3}] |") : " - |");
                 md.Append('\n');
@@ -123,6 +123,10 @@ public static class ResultsPage
     }
 
     static string SeedLabel(RunResults r) => F($"{r.Spec.Seed} / {r.Spec.Dataset.Seed}");
+
+    /// <summary>A run's overrides other than the seeds (shown beside the seeds, so runs of one study in another setting stay apart).</summary>
+    static IEnumerable<string> OtherOverrides(RunResults r) =>
+        r.Run.Info.Overrides.Where(o => !o.StartsWith("seed=", StringComparison.Ordinal) && !o.StartsWith("dataset.seed=", StringComparison.Ordinal));
 
     static string Duration(TimeSpan t) => t.TotalMinutes >= 1 ? F($"{(int)t.TotalMinutes} min {t.Seconds} s") : F($"{t.TotalSeconds:F0} s");
 

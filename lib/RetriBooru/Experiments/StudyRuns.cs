@@ -30,7 +30,7 @@ public static class StudyRuns
             stale.Add(info.Id);
         }
         var found = candidates.Count == 0 ? $"no run of '{spec.Name}' under {Path.GetFullPath(runsRoot)}"
-            : stale.Count > 0 ? $"the finished runs of '{spec.Name}' under {Path.GetFullPath(runsRoot)} ({string.Join(", ", stale)}) were made with another version of {specFile}"
+            : stale.Count > 0 ? $"the finished runs of '{spec.Name}' under {Path.GetFullPath(runsRoot)} ({string.Join(", ", stale)}) were made with another version of {specFile} or other --set overrides"
             : $"no finished full-size run of '{spec.Name}' under {Path.GetFullPath(runsRoot)} (an interrupted one resumes when rerun)";
         throw new StudyNotRunException($"{found}. Produce it ({duration} on 2 cores) with `dotnet run --project lib/RetriBooru.Cli -c Release -- run {specFile} --out {runsRoot}` from the repository root, then rerun this cell; or set RETRIBOORU_SMOKE=1 for the smoke-size version.");
     }
