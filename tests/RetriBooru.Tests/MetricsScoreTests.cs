@@ -167,6 +167,38 @@ public class MetricsScoreTests(MetricsProbeFixture fixture, ITestOutputHelper ou
     }
 
     [Fact]
+    public void A_clustered_bootstrap_resamples_reference_sets_and_widens_when_sets_differ()
+    {
+        // 8 sets of 4 samples; each set's samples agree with each other (a set is easy or hard), as in an evaluation.
+        var rng = new Random(3);
+        var values = new List<double>();
+        var sets = new List<string>();
+        for (int set = 0; set < 8; set++)
+        {
+            double level = set % 2 == 0 ? 0.85 : 0.2;
+            for (int k = 0; k < 4; k++) { values.Add(Math.Clamp(level + (rng.NextDouble() - 0.5) * 0.2, 0, 1)); sets.Add($"set{set}"); }
+        }
+        var units = Bootstrap.MeanInterval("a", values, seed: 4);
+        var clustered = Bootstrap.ClusteredMeanInterval("a", values, sets, seed: 4);
+        Assert.Equal(units.Mean, clustered.Mean, 12);
+        Assert.Equal(values.Count, clustered.Count);
+        Assert.True(clustered.Upper - clustered.Lower > 1.5 * (units.Upper - units.Lower), $"{clustered} vs {units}");
+        Assert.InRange(clustered.Mean, clustered.Lower, clustered.Upper);
+        Assert.Equal(clustered, Bootstrap.ClusteredMeanInterval("a", values, sets, seed: 4));
+        // The order of the rows does not matter beyond which set comes first; the sets' contents do.
+        Assert.NotEqual(clustered.Lower, Bootstrap.ClusteredMeanInterval("a", values, sets, seed: 5).Lower);
+
+        // One unit per set (set-level scores such as SWD): exactly the unit bootstrap.
+        var singletons = Enumerable.Range(0, values.Count).Select(i => $"s{i}").ToList();
+        Assert.Equal(units, Bootstrap.ClusteredMeanInterval("a", values, singletons, seed: 4));
+        // A single set has no between-set spread: its samples are resampled.
+        var one = Enumerable.Repeat("only", 6).ToList();
+        Assert.Equal(Bootstrap.MeanInterval("b", values.Take(6).ToList(), seed: 4), Bootstrap.ClusteredMeanInterval("b", values.Take(6).ToList(), one, seed: 4));
+        Assert.Throws<ArgumentException>(() => Bootstrap.ClusteredMeanInterval("c", [1, 2], ["x"]));
+        Assert.Throws<ArgumentException>(() => Bootstrap.ClusteredMeanInterval("d", [1, double.NaN, 2], ["x", "y", "y"]));
+    }
+
+    [Fact]
     public void Evaluation_scorer_turns_a_reference_set_and_its_samples_into_result_rows()
     {
         var rng = new Random(41);

@@ -41,6 +41,50 @@ public static class Bootstrap
         return new ScoreSummary(name, mean, Quantile(means, alpha), Quantile(means, 1 - alpha), n, level, resamples, seed);
     }
 
+    /// <summary>
+    /// Like <see cref="MeanInterval"/>, but resamples whole clusters (an evaluation's reference sets): the samples of one
+    /// set share its character, references and prompt, so their scores are not independent, and a unit-level bootstrap
+    /// gives intervals too narrow for another draw of sets (measured: one RetriNet scored 0.535 on 8 seen sets with a
+    /// unit interval of [0.426, 0.648], and 0.367 on 16 other sets). Each resample draws as many clusters as there are,
+    /// with replacement, and takes the mean over all their units. When every cluster holds one unit the draws, and so
+    /// the interval, equal <see cref="MeanInterval"/>'s; with fewer than two clusters there is no between-cluster
+    /// spread to resample, so the units are resampled instead.
+    /// </summary>
+    public static ScoreSummary ClusteredMeanInterval(string name, IReadOnlyList<double> values, IReadOnlyList<string> clusters, long seed = 0,
+        int resamples = DefaultResamples, double level = 0.95)
+    {
+        if (clusters.Count != values.Count) throw new ArgumentException($"score '{name}': {values.Count} values but {clusters.Count} cluster ids");
+        var members = new Dictionary<string, (double Sum, int Count)>(StringComparer.Ordinal);
+        var order = new List<string>();
+        for (int i = 0; i < values.Count; i++)
+        {
+            if (!members.TryGetValue(clusters[i], out var m)) order.Add(clusters[i]);
+            members[clusters[i]] = (m.Sum + values[i], m.Count + 1);
+        }
+        if (order.Count < 2 || order.Count == values.Count) return MeanInterval(name, values, seed, resamples, level);
+        var summary = MeanInterval(name, values, seed, 1, level); // validation and the point estimate
+        var sums = order.Select(c => members[c].Sum).ToArray();
+        var counts = order.Select(c => members[c].Count).ToArray();
+        var rng = Seeding.Stream(seed, "bootstrap/" + name);
+        var means = new double[resamples];
+        int k = order.Count;
+        for (int b = 0; b < resamples; b++)
+        {
+            double sum = 0;
+            long count = 0;
+            for (int i = 0; i < k; i++)
+            {
+                int c = rng.Next(k);
+                sum += sums[c];
+                count += counts[c];
+            }
+            means[b] = sum / count;
+        }
+        Array.Sort(means);
+        double alpha = (1 - level) / 2;
+        return summary with { Lower = Quantile(means, alpha), Upper = Quantile(means, 1 - alpha), Resamples = resamples };
+    }
+
     /// <summary>Quantile of sorted data, linear interpolation (type 7).</summary>
     public static double Quantile(IReadOnlyList<double> sorted, double q)
     {

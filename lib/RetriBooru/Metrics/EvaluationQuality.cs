@@ -65,14 +65,15 @@ sealed class ImageQualityScoring(ResNet18Embedder features, AttributeProbe? prob
         }
 
         if (probe is null) return quality;
-        var sampleConsistency = table.Rows.Where(r => r.Model == modelName && r.Split == split && r.SampleIndex is not null && r.Scores.ContainsKey("prompt_consistency"))
-            .Select(r => r.Scores["prompt_consistency"]).ToList();
+        var consistencyRows = table.Rows.Where(r => r.Model == modelName && r.Split == split && r.SampleIndex is not null && r.Scores.ContainsKey("prompt_consistency")).ToList();
+        var sampleConsistency = consistencyRows.Select(r => r.Scores["prompt_consistency"]).ToList();
         if (sampleConsistency.Count == 0) notes.Add("readability omitted: no sample's prompt asks for a probe attribute");
         else if (readableReal?.Mean is not double realMean || realMean <= 0) notes.Add($"readability omitted: the probe agrees with no real {manifestSplit} image's prompt (nothing to divide by)");
         else
         {
             // The real mean is a fixed yardstick (cached, shared by every model): only the samples are resampled.
-            var samples = Bootstrap.MeanInterval("readability", sampleConsistency, run.Options.Seed, run.Options.BootstrapResamples);
+            var samples = Bootstrap.ClusteredMeanInterval("readability", sampleConsistency, consistencyRows.Select(r => r.ReferenceSetId).ToList(),
+                run.Options.Seed, run.Options.BootstrapResamples);
             table.AddAggregate(modelName, split, samples with { Mean = samples.Mean / realMean, Lower = samples.Lower / realMean, Upper = samples.Upper / realMean });
             quality["readability"] = new JsonObject
             {

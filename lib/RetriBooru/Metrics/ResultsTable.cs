@@ -16,7 +16,7 @@ public sealed record ResultRow(string Model, string Split, string ReferenceSetId
 
 /// <summary>
 /// The evaluation results table: per-sample and per-set rows plus one summary row per (model, split) holding each
-/// score's mean and 95% bootstrap CI (<see cref="Bootstrap"/>), written as CSV and JSON with the run's config and
+/// score's mean and 95% bootstrap CI over reference sets (<see cref="Bootstrap.ClusteredMeanInterval"/>), written as CSV and JSON with the run's config and
 /// git commit. Scores of a whole sample set (KID) join the summary row as given (<see cref="AddAggregate"/>).
 /// Output bytes depend only on the rows, aggregates, config, commit and bootstrap seed (no timestamps).
 /// </summary>
@@ -64,8 +64,10 @@ public sealed class ResultsTable(long bootstrapSeed = 0, int resamples = Bootstr
             var summaries = new List<ScoreSummary>();
             foreach (var name in ScoreNames)
             {
-                var values = group.Where(r => r.Scores.ContainsKey(name)).Select(r => r.Scores[name]).ToList();
-                if (values.Count > 0) summaries.Add(Bootstrap.MeanInterval(name, values, bootstrapSeed, resamples));
+                var scored = group.Where(r => r.Scores.ContainsKey(name)).ToList();
+                // Samples of one reference set are not independent: the interval resamples reference sets.
+                if (scored.Count > 0) summaries.Add(Bootstrap.ClusteredMeanInterval(name, scored.Select(r => r.Scores[name]).ToList(),
+                    scored.Select(r => r.ReferenceSetId).ToList(), bootstrapSeed, resamples));
                 else if (_aggregates.FirstOrDefault(a => a.Model == model && a.Split == split && a.Summary.Name == name) is { Summary: { } aggregate }) summaries.Add(aggregate);
             }
             result.Add((model, split, summaries));
