@@ -67,6 +67,14 @@ public class MetricsResultsTests
         // Undefined prompt consistency (k == 1) is left out, not counted as zero.
         Assert.Equal(8, (int)root["summaries"]![1]!["scores"]!["prompt_consistency"]!["n"]!);
         Assert.Equal(16, root["rows"]!.AsArray().Count(r => (string)r!["model"]! == "retrinet-tiny"));
+        // Per-sample scores: the interval resamples reference sets (their samples together), and the file says so.
+        Assert.Equal("reference_set", (string)root["bootstrap"]!["resampled_unit"]!);
+        var faceRows = table.Rows.Where(r => r.Model == "retrinet-tiny" && r.Scores.ContainsKey("identity_face")).ToList();
+        var expected = Bootstrap.ClusteredMeanInterval("identity_face", faceRows.Select(r => r.Scores["identity_face"]).ToList(),
+            faceRows.Select(r => r.ReferenceSetId).ToList(), 3, 200);
+        var face = root["summaries"]![1]!["scores"]!["identity_face"]!;
+        Assert.Equal((expected.Lower, expected.Upper), ((double)face["ci_low"]!, (double)face["ci_high"]!));
+        Assert.NotEqual(Bootstrap.MeanInterval("identity_face", faceRows.Select(r => r.Scores["identity_face"]).ToList(), 3, 200).Lower, (double)face["ci_low"]!);
 
         // Same rows and seed -> same bytes.
         using var again = new TempDir();

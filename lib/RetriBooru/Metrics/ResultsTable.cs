@@ -139,7 +139,8 @@ public sealed class ResultsTable(long bootstrapSeed = 0, int resamples = Bootstr
         {
             ["git_commit"] = gitCommit,
             ["config"] = config.DeepClone(),
-            ["bootstrap"] = new JsonObject { ["seed"] = bootstrapSeed, ["resamples"] = resamples, ["level"] = 0.95 },
+            // What an interval resamples, so a results file says which rule its intervals follow (protocol 5).
+            ["bootstrap"] = new JsonObject { ["seed"] = bootstrapSeed, ["resamples"] = resamples, ["level"] = 0.95, ["resampled_unit"] = "reference_set" },
         };
         if (quality is not null) json["quality"] = quality.DeepClone();
         json["rows"] = rows;
