@@ -97,7 +97,7 @@ public static class ResultsPage
             }
         }
         md.Append("\nEach cell: mean [95% bootstrap interval]; the interval resamples the split's reference sets, each with all its\n")
-          .Append("samples (KID's resamples single samples). Attribute agreement: how\n")
+          .Append("samples (KID's interval resamples single samples). Attribute agreement: how\n")
           .Append("often the attribute probe reads the reference character's hair and outfit in a sample (real pictures: about 0.93);\n")
           .Append("prompt consistency: the prompted scene tags; leakage: how much more a sample shares its references' background,\n")
           .Append("pose and layout than unrelated pictures of the character do (0 = no more; copying is positive); SWD: how varied a\n")

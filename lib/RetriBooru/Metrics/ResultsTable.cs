@@ -16,8 +16,8 @@ public sealed record ResultRow(string Model, string Split, string ReferenceSetId
 
 /// <summary>
 /// The evaluation results table: per-sample and per-set rows plus one summary row per (model, split) holding each
-/// score's mean and 95% bootstrap CI over reference sets (<see cref="Bootstrap.ClusteredMeanInterval"/>), written as CSV and JSON with the run's config and
-/// git commit. Scores of a whole sample set (KID) join the summary row as given (<see cref="AddAggregate"/>).
+/// score's mean and 95% bootstrap CI over reference sets (<see cref="Bootstrap.ClusteredMeanInterval"/>), written as
+/// CSV and JSON with the run's config and git commit. Scores of a whole sample set (KID) join the summary row as given (<see cref="AddAggregate"/>).
 /// Output bytes depend only on the rows, aggregates, config, commit and bootstrap seed (no timestamps).
 /// </summary>
 public sealed class ResultsTable(long bootstrapSeed = 0, int resamples = Bootstrap.DefaultResamples)
