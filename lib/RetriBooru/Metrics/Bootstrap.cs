@@ -20,25 +20,10 @@ public static class Bootstrap
 
     public static ScoreSummary MeanInterval(string name, IReadOnlyList<double> values, long seed = 0, int resamples = DefaultResamples, double level = 0.95)
     {
-        if (values.Count == 0) throw new ArgumentException($"score '{name}': no values to summarise");
-        if (resamples < 1) throw new ArgumentOutOfRangeException(nameof(resamples), "need at least one resample");
-        if (level is <= 0 or >= 1) throw new ArgumentOutOfRangeException(nameof(level), "level must be in (0, 1)");
-        for (int i = 0; i < values.Count; i++)
-            if (!double.IsFinite(values[i])) throw new ArgumentException($"score '{name}': value {i} is {values[i]}; drop undefined units before summarising");
+        Validate(name, values, resamples, level);
         double mean = values.Average();
         if (values.Count == 1) return new ScoreSummary(name, mean, mean, mean, 1, level, resamples, seed);
-        var rng = Seeding.Stream(seed, "bootstrap/" + name);
-        var means = new double[resamples];
-        int n = values.Count;
-        for (int b = 0; b < resamples; b++)
-        {
-            double sum = 0;
-            for (int i = 0; i < n; i++) sum += values[rng.Next(n)];
-            means[b] = sum / n;
-        }
-        Array.Sort(means);
-        double alpha = (1 - level) / 2;
-        return new ScoreSummary(name, mean, Quantile(means, alpha), Quantile(means, 1 - alpha), n, level, resamples, seed);
+        return Resampled(name, mean, values.ToArray(), Enumerable.Repeat(1, values.Count).ToArray(), seed, resamples, level);
     }
 
     /// <summary>
@@ -54,6 +39,7 @@ public static class Bootstrap
         int resamples = DefaultResamples, double level = 0.95)
     {
         if (clusters.Count != values.Count) throw new ArgumentException($"score '{name}': {values.Count} values but {clusters.Count} cluster ids");
+        Validate(name, values, resamples, level);
         var members = new Dictionary<string, (double Sum, int Count)>(StringComparer.Ordinal);
         var order = new List<string>();
         for (int i = 0; i < values.Count; i++)
@@ -62,12 +48,25 @@ public static class Bootstrap
             members[clusters[i]] = (m.Sum + values[i], m.Count + 1);
         }
         if (order.Count < 2 || order.Count == values.Count) return MeanInterval(name, values, seed, resamples, level);
-        var summary = MeanInterval(name, values, seed, 1, level); // validation and the point estimate
-        var sums = order.Select(c => members[c].Sum).ToArray();
-        var counts = order.Select(c => members[c].Count).ToArray();
+        return Resampled(name, values.Average(), order.Select(c => members[c].Sum).ToArray(), order.Select(c => members[c].Count).ToArray(),
+            seed, resamples, level);
+    }
+
+    static void Validate(string name, IReadOnlyList<double> values, int resamples, double level)
+    {
+        if (values.Count == 0) throw new ArgumentException($"score '{name}': no values to summarise");
+        if (resamples < 1) throw new ArgumentOutOfRangeException(nameof(resamples), "need at least one resample");
+        if (level is <= 0 or >= 1) throw new ArgumentOutOfRangeException(nameof(level), "level must be in (0, 1)");
+        for (int i = 0; i < values.Count; i++)
+            if (!double.IsFinite(values[i])) throw new ArgumentException($"score '{name}': value {i} is {values[i]}; drop undefined units before summarising");
+    }
+
+    /// <summary>The percentile interval of the mean over resamples of k groups (a group: its sum and unit count).</summary>
+    static ScoreSummary Resampled(string name, double mean, double[] sums, int[] counts, long seed, int resamples, double level)
+    {
         var rng = Seeding.Stream(seed, "bootstrap/" + name);
         var means = new double[resamples];
-        int k = order.Count;
+        int k = sums.Length;
         for (int b = 0; b < resamples; b++)
         {
             double sum = 0;
@@ -82,7 +81,7 @@ public static class Bootstrap
         }
         Array.Sort(means);
         double alpha = (1 - level) / 2;
-        return summary with { Lower = Quantile(means, alpha), Upper = Quantile(means, 1 - alpha), Resamples = resamples };
+        return new ScoreSummary(name, mean, Quantile(means, alpha), Quantile(means, 1 - alpha), counts.Sum(), level, resamples, seed);
     }
 
     /// <summary>Quantile of sorted data, linear interpolation (type 7).</summary>
