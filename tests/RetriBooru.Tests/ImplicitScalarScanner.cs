@@ -12,7 +12,7 @@ namespace RetriBooru.Tests;
 /// </summary>
 public static class ImplicitScalarScanner
 {
-    const byte Call = 0x28, CallVirt = 0x6F, NewObj = 0x73;
+    const byte Call = 0x28, CallVirt = 0x6F, NewObj = 0x73, LoadFunction = 0x06;
     static readonly Dictionary<MethodBase, bool> MakesScalarInside = [];
 
     /// <summary>"Type.Method -> callee" for every offending call in the methods of <paramref name="types"/> (nested compiler-generated types included).</summary>
@@ -23,7 +23,7 @@ public static class ImplicitScalarScanner
             foreach (var method in type.GetMethods(BindingFlags.Public | BindingFlags.NonPublic | BindingFlags.Instance | BindingFlags.Static | BindingFlags.DeclaredOnly)
                          .Cast<MethodBase>().Concat(type.GetConstructors(BindingFlags.Public | BindingFlags.NonPublic | BindingFlags.Instance | BindingFlags.Static)))
                 foreach (var callee in Callees(method))
-                    if (IsImplicitScalar(callee) || (callee.DeclaringType?.Assembly == typeof(Scalar).Assembly && MakesScalar(callee)))
+                    if (IsImplicitScalar(callee) || (callee.DeclaringType?.Assembly == typeof(Scalar).Assembly && (MakesScalar(callee) || TorchSharpOverrides(callee).Any(o => MakesScalar(o)))))
                         findings.Add($"{Outer(type).FullName}.{method.Name} -> {callee.DeclaringType?.Name}.{callee.Name}({string.Join(", ", callee.GetParameters().Select(p => p.ParameterType.Name))})");
         return findings;
     }
@@ -48,6 +48,21 @@ public static class ImplicitScalarScanner
         }
     }
 
+    /// <summary>
+    /// The TorchSharp overrides a virtual call may reach, for the optimisers only: <c>optimizer.step()</c> is a call to
+    /// the base class's virtual method, and Adam's or SGD's override makes its Scalars inside a lambda. Other virtual
+    /// methods (every module's forward) are left out: our calls reach our own modules or ones the scan covers directly.
+    /// </summary>
+    static IEnumerable<MethodBase> TorchSharpOverrides(MethodBase callee)
+    {
+        if (!callee.IsVirtual || callee.DeclaringType is not { } declaring || !typeof(torch.optim.Optimizer).IsAssignableFrom(declaring)) return [];
+        var parameters = callee.GetParameters().Select(p => p.ParameterType).ToArray();
+        return typeof(Scalar).Assembly.GetTypes()
+            .Where(t => t != declaring && declaring.IsAssignableFrom(t) && !t.IsGenericTypeDefinition)
+            .Select(t => (MethodBase?)t.GetMethod(callee.Name, BindingFlags.Public | BindingFlags.NonPublic | BindingFlags.Instance | BindingFlags.DeclaredOnly, parameters))
+            .OfType<MethodBase>();
+    }
+
     static IEnumerable<MethodBase> Callees(MethodBase method)
     {
         byte[]? il;
@@ -58,7 +73,10 @@ public static class ImplicitScalarScanner
         Type[]? methodArguments = method.IsGenericMethod ? method.GetGenericArguments() : null;
         for (int i = 0; i + 4 < il.Length; i++)
         {
-            if (il[i] is not (Call or CallVirt or NewObj)) continue;
+            // ldftn (0xFE 0x06) loads a lambda's body for a delegate: the body runs as part of the caller's work.
+            bool loadsFunction = il[i] == 0xFE && i + 5 < il.Length && il[i + 1] == LoadFunction;
+            if (!loadsFunction && il[i] is not (Call or CallVirt or NewObj)) continue;
+            if (loadsFunction) i++;
             int token = BitConverter.ToInt32(il, i + 1);
             // Method tokens are MethodDef (0x06), MemberRef (0x0A) or MethodSpec (0x2B); anything else is not a call operand.
             if ((token >> 24) is not (0x06 or 0x0A or 0x2B)) continue;

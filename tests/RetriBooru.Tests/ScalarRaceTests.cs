@@ -50,6 +50,8 @@ public class ScalarRaceTests
         Assert.Contains(findings, f => f.Contains("Summed -> Tensor.op_Addition(Tensor, Tensor)"));
         Assert.Contains(findings, f => f.Contains("Squared -> Tensor.square()"));
         Assert.Contains(findings, f => f.Contains("Explicit -> Scalar.op_Implicit(Double)"));
+        // TorchSharp's Adam makes its Scalars in a lambda inside its step override (the attribute probe's crash in c10::Scalar::toFloat).
+        Assert.Contains(findings, f => f.Contains("OptimiserStep -> Optimizer.step(Func`1)"));
         Assert.DoesNotContain(findings, f => f.Contains(".Safe ->"));
     }
 }
@@ -60,6 +62,7 @@ static class ImplicitScalarSamples
     public static TorchSharp.torch.Tensor Summed(TorchSharp.torch.Tensor a, TorchSharp.torch.Tensor b) => a + b;
     public static TorchSharp.torch.Tensor Squared(TorchSharp.torch.Tensor x) => x.square();
     public static TorchSharp.torch.Tensor Explicit(TorchSharp.torch.Tensor x) => x.mul(2.0);
+    public static TorchSharp.torch.Tensor OptimiserStep(TorchSharp.torch.optim.Optimizer optimizer) => optimizer.step();
     public static TorchSharp.torch.Tensor Safe(TorchSharp.torch.Tensor x) => x.Times(0.5).Plus(x).Squared();
 }
 

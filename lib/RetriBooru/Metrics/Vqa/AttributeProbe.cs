@@ -1,3 +1,4 @@
+using RetriBooru.Diffusion;
 using RetriBooru.Imaging;
 using RetriBooru.Runtime;
 using SkiaSharp;
@@ -73,7 +74,10 @@ public sealed class AttributeProbe : IVqaProvider, IDisposable
         network.Initialize(Seeding.TorchGenerator(options.Seed, "probe-init"));
         using var images = StackImages(samples, options.ImageSize);
         using var targets = tensor(labels, [samples.Count, schema.Attributes.Count]);
-        using var optimizer = optim.Adam(network.parameters(), options.LearningRate);
+        // The project's Adam (AdamW without decay: the same update as torch.optim.Adam) rather than TorchSharp's, whose
+        // step makes implicit Scalars that the collector could free mid-call (a native toFloat crash seen in a test).
+        using var parameters = new ParameterBuffer(network.named_parameters().Select(p => KeyValuePair.Create(p.name, p.parameter)).ToList());
+        using var optimizer = new Diffusion.AdamW(parameters) { WeightDecay = 0 };
         var shuffle = Seeding.Stream(options.Seed, "probe-order");
         double lastLoss = double.NaN;
         for (int epoch = 0; epoch < options.Epochs; epoch++)
@@ -91,9 +95,9 @@ public sealed class AttributeProbe : IVqaProvider, IDisposable
                 var y = targets.index_select(0, batchIdx);
                 Tensor loss = zeros(1);
                 for (int a = 0; a < logits.Length; a++) loss = loss.Plus(functional.cross_entropy(logits[a], y[.., a]));
-                optimizer.zero_grad();
+                parameters.ZeroGradients();
                 loss.backward();
-                optimizer.step();
+                optimizer.Step(options.LearningRate);
                 lossSum += loss.item<float>();
                 batches++;
             }
