@@ -98,7 +98,8 @@ public static class ResultsPage
         }
         md.Append("\nEach cell: mean [95% bootstrap interval]; the interval resamples the split's reference sets, each with all its\n")
           .Append("samples (KID's interval resamples single samples). Attribute agreement: how\n")
-          .Append("often the attribute probe reads the reference character's hair and outfit in a sample (real pictures: about 0.93);\n")
+          .Append("often the attribute probe reads the reference character's hair and outfit in a sample (real pictures: about 0.93 if the probe trained on them,\n")
+          .Append("about 0.68 if not);\n")
           .Append("prompt consistency: the prompted scene tags; leakage: how much more a sample shares its references' background,\n")
           .Append("pose and layout than unrelated pictures of the character do (0 = no more; copying is positive); SWD: how varied a\n")
           .Append("reference set's samples are while keeping the identity (higher is better); KID: image quality against the\n")
