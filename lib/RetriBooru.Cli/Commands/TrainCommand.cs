@@ -81,6 +81,9 @@ public sealed class TrainCommand(IAnsiConsole console) : Command<TrainCommand.Se
         [CommandOption("--min-snr-gamma <GAMMA>"), SettingHelp(typeof(ReferenceTrainingOptions), nameof(ReferenceTrainingOptions.MinSnrGamma))]
         public double? MinSnrGamma { get; init; }
 
+        [CommandOption("--reference-augmentation <A>"), SettingHelp(typeof(ReferenceTrainingOptions), nameof(ReferenceTrainingOptions.ReferenceAugmentation))]
+        public double? ReferenceAugmentation { get; init; }
+
         [CommandOption("--ip-scale <S>"), SettingHelp(typeof(ReferenceTrainingOptions), nameof(ReferenceTrainingOptions.IpAdapterScale))]
         public double? IpAdapterScale { get; init; }
 

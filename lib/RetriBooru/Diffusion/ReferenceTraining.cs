@@ -63,6 +63,11 @@ public sealed record ReferenceTrainingOptions
     [JsonPropertyName("min_snr_gamma"), Setting("Min-SNR-gamma loss weighting per sample; 0 or null = off (plain MSE on the prediction target).", Min = 0, Max = 1e6)]
     public double? MinSnrGamma { get; init; } = TrainingRecipe.MinSnrGamma;
 
+    /// <remarks>Left out of the JSON when 0 so that the stage keys of runs made before it existed stay the same.</remarks>
+    [JsonPropertyName("reference_augmentation"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault),
+     Setting("Colour-keeping augmentation of the reference crops in training: a mirror image half of the time and a random crop keeping 1 - a to all of each side, resized back (0 = off).", Min = 0, Max = Diffusion.ReferenceAugmentation.MaxStrength)]
+    public double ReferenceAugmentation { get; init; }
+
     [JsonPropertyName("ip_scale"), Setting("Scale of the IP-Adapter-style baseline's reference attention (other models ignore it).", Min = 0, Max = 100)]
     public double IpAdapterScale { get; init; } = 1.0;
 
@@ -219,11 +224,13 @@ public sealed class ReferenceTrainingTask : ITrainingTask, IDisposable
         var examples = batch.Select(data.Get).ToList();
         var images = stack(examples.Select(e => e.Image)).to(device);
         long[] sampleShape = model.SampleShape;
-        // Fixed draw order from the step's generator: noise, timesteps, prompt dropout, reference dropout.
+        // Fixed draw order from the step's generator: noise, timesteps, prompt dropout, reference augmentation (only when
+        // on, so runs without it draw what they drew before), reference dropout.
         var noise = randn([batch.Length, .. sampleShape], generator: generator).to(device);
         var t = schedule.SampleTimesteps(batch.Length, generator, device);
         var dropPrompt = rand([batch.Length], generator: generator).data<float>().ToArray();
-        var references = batcher.Build(examples.Select(e => e.References).ToList()).DropWhole(Options.ReferenceDropout, generator);
+        var crops = examples.Select(e => Diffusion.ReferenceAugmentation.Apply(e.References, Options.ReferenceAugmentation, generator)).ToList();
+        var references = batcher.Build(crops).DropWhole(Options.ReferenceDropout, generator);
         var prompts = examples.Select((e, i) => dropPrompt[i] < Options.PromptDropout ? "" : Data.PromptViews.Apply(Options.PromptView, e.Prompt, e.Character)).ToList();
         var ids = model.TokenIds(prompts);
         Tensor? weights = null;
