@@ -304,9 +304,21 @@ public sealed class ReferenceTrainingTask : ITrainingTask, IDisposable
         ["model"] = branch.Kind.Name(),
         ["config"] = model.Config.Name,
         ["examples"] = data.Count,
-        // The record itself, so every setting (and any added later) is recorded under its spec name.
-        ["settings"] = System.Text.Json.JsonSerializer.SerializeToNode(Options, Data.WorkbenchJson.Lines),
+        ["settings"] = RecordedSettings(),
     };
+
+    /// <summary>
+    /// The record itself, so every setting (and any added later) is recorded under its spec name; a field that the JSON
+    /// leaves out at its default (to keep the stage keys of older runs) is added with its value.
+    /// </summary>
+    System.Text.Json.Nodes.JsonObject RecordedSettings()
+    {
+        var settings = System.Text.Json.JsonSerializer.SerializeToNode(Options, Data.WorkbenchJson.Lines)!.AsObject();
+        foreach (var field in SettingFields.Of(typeof(ReferenceTrainingOptions)))
+            if (!settings.ContainsKey(field.JsonName))
+                settings[field.JsonName] = System.Text.Json.JsonSerializer.SerializeToNode(field.Property.GetValue(Options), field.Property.PropertyType, Data.WorkbenchJson.Lines);
+        return settings;
+    }
 
     public void Dispose() => batcher.Dispose();
 }
