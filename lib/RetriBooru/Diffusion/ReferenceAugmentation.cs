@@ -35,9 +35,10 @@ public static class ReferenceAugmentation
             long cropHeight = Math.Clamp((long)Math.Round(height * keep), 1, height), cropWidth = Math.Clamp((long)Math.Round(width * keep), 1, width);
             long y = Math.Min(height - cropHeight, (long)(draws[i * 4 + 3] * (height - cropHeight + 1)));
             long x = Math.Min(width - cropWidth, (long)(draws[i * 4 + 2] * (width - cropWidth + 1)));
-            var cropped = image.narrow(1, y, cropHeight).narrow(2, x, cropWidth);
-            var resized = cropHeight == height && cropWidth == width ? cropped.clone()
-                : nn.functional.interpolate(cropped.unsqueeze(0), [height, width], mode: InterpolationMode.Bilinear, align_corners: false).squeeze(0);
+            // A full-size "crop" is the image itself (the batcher copies it when it stacks the batch).
+            var resized = cropHeight == height && cropWidth == width ? image
+                : nn.functional.interpolate(image.narrow(1, y, cropHeight).narrow(2, x, cropWidth).unsqueeze(0), [height, width],
+                    mode: InterpolationMode.Bilinear, align_corners: false).squeeze(0);
             var augmented = draws[i * 4] < 0.5 ? resized.flip(2) : resized;
             result.Add(crops[i] with { Image = augmented });
         }
