@@ -69,6 +69,51 @@ public class DiffusionTrainerTests
     }
 
     [Fact]
+    public void A_background_weight_makes_the_base_loss_a_weighted_mean_over_figure_and_background()
+    {
+        using var dir = new TempDir();
+        var data = WriteDataset(dir, 2, size: 16);
+        var source = new DatasetFolderSource(data, Micro.ImageSize);
+        using var model = BaseModelFactory.Create(Micro, source, 0);
+        double Loss(double? backgroundWeight)
+        {
+            var task = new TextToImageTask(model, source, promptDropout: 0, minSnrGamma: null, backgroundWeight: backgroundWeight);
+            using var generator = new Generator(0).manual_seed(9);
+            using var batch = task.Prepare([0], 0, generator);
+            using var loss = task.Loss(batch, 0, 1);
+            return loss.item<float>();
+        }
+        double plain = Loss(null), figureOnly = Loss(0), even = Loss(1), half = Loss(0.5);
+        Assert.Equal(plain, even, 5);
+        // The mask is the centre square: 16 of the 8 x 8 model-resolution cells (area-resized, so exactly 0 or 1).
+        // From the figure-only and whole-image means follow the figure's and the background's error sums, and from
+        // them the weighted mean at 0.5: (F + 0.5 B) / (16 + 0.5 * 48).
+        double figureSum = figureOnly * 16, backgroundSum = even * 64 - figureSum;
+        Assert.Equal((figureSum + 0.5 * backgroundSum) / (16 + 0.5 * 48), half, 4);
+        Assert.NotEqual(plain, figureOnly, 3);
+        Assert.Throws<ArgumentOutOfRangeException>(() => new TextToImageTask(model, source, backgroundWeight: 1.5));
+    }
+
+    [Fact]
+    public void Extra_channel_widths_add_levels_at_the_top_without_attention_and_fewer_drop_top_levels()
+    {
+        Torch.Load();
+        var deeper = new BaseTrainingOptions { Channels = "16,32,64,64", PatchSize = 1 }.FreshModelConfig();
+        Assert.Equal(["DownBlock2D", "DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"], deeper.Unet.DownBlockTypes);
+        Assert.Equal(["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D", "UpBlock2D"], deeper.Unet.UpBlockTypes);
+        Assert.Equal((3, 32), (deeper.Unet.InChannels, deeper.Unet.SampleSize));
+        var shallower = new BaseTrainingOptions { Channels = "64,64" }.FreshModelConfig();
+        Assert.Equal(["CrossAttnDownBlock2D", "CrossAttnDownBlock2D"], shallower.Unet.DownBlockTypes);
+        Assert.Equal(["CrossAttnUpBlock2D", "CrossAttnUpBlock2D"], shallower.Unet.UpBlockTypes);
+        Assert.Equal(ModelConfigs.Tiny.Unet.DownBlockTypes, new BaseTrainingOptions { Channels = "48,64,64" }.FreshModelConfig().Unet.DownBlockTypes);
+        // The four-level U-Net runs at full resolution: [B, 3, 32, 32] in, the same shape out.
+        using var scope = NewDisposeScope();
+        using var unet = new UNet2DConditionModel(deeper.Unet);
+        var output = unet.Forward(randn(1, 3, 32, 32), tensor(10L), randn(1, 4, deeper.Unet.CrossAttentionDim));
+        Assert.Equal([1L, 3, 32, 32], output.shape);
+    }
+
+    [Fact]
     public void A_batch_split_across_threads_trains_the_same_model_up_to_rounding_and_reproducibly()
     {
         using var dir = new TempDir();

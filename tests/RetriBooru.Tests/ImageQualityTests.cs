@@ -137,6 +137,15 @@ public class ImageQualityProbeTests(MetricsProbeFixture fixture, ITestOutputHelp
             var off = Readability.Score(fixture.Probe, ignored, withPrompts)!;
             output.WriteLine($"readability of the real images {same.Value:F3} (agreement {same.Real:F3}); with other images' prompts {off.Value:F3}");
             Assert.True(off.Value < 0.8, $"samples that ignore their prompts read worse: {off.Value}");
+
+            // Per attribute: every attribute asked is listed once with as many checks as images; the real side is the
+            // same in both calls, and the overall agreement is the mean of the images' scores, so the per-attribute
+            // agreements weighted by their checks add up to it here (every image asks every attribute).
+            Assert.Equal(MetricsProbeFixture.Schema.Attributes.Select(a => a.Name), same.ByAttribute.Select(a => a.Attribute));
+            Assert.All(same.ByAttribute, a => Assert.Equal((16, 16, a.Samples), (a.SampleChecks, a.RealChecks, a.Real)));
+            Assert.Equal(off.Samples, off.ByAttribute.Average(a => a.Samples!.Value), 12);
+            Assert.Equal(same.ByAttribute.Select(a => a.Real), off.ByAttribute.Select(a => a.Real));
+            Assert.Contains(off.ByAttribute, a => a.Value < 1);
         }
         finally
         {

@@ -149,7 +149,8 @@ public class ModelingCliTests
         Assert.DoesNotContain("did you mean '--out'", foreign.Output);
         // Old short flags (--lr, --lr-schedule) are aliases; the message names the setting's own flag.
         foreach (var (option, value, named) in new[] { ("--min-snr-gamma", "-1", "--min-snr-gamma"), ("--lr", "NaN", "--learning-rate"), ("--lr-schedule", "cosin", "did you mean 'cosine'"),
-                     ("--patch-size", "0", "--patch-size"), ("--channels", "64,x", "--channels") })
+                     ("--patch-size", "0", "--patch-size"), ("--channels", "64,x", "--channels"),
+                     ("--background-weight", "1.5", "--background-weight") })
         {
             var bad = new TestConsole().Width(200);
             Assert.NotEqual(0, CliApp.Run(["train-base", "--data", dir.File("nowhere"), "--out", dir.File("out"), option, value], bad));

@@ -108,7 +108,11 @@ public sealed class ModelDiagnoseCommand(IAnsiConsole console) : Command<ModelDi
             console.WriteLine(FormattableString.Invariant(
                 $"KID {q.Kid.Value:F2} [{q.Kid.Lower:F2}, {q.Kid.Upper:F2}] ({q.Kid.Generated} samples vs {q.Kid.Real} real); real vs real (floor) {q.RealFloor.Value:F2}; noise vs real (ceiling) {q.NoiseCeiling.Value:F2}; position in range {q.PositionInRange:F3}"));
         if (report.Readability is { } r2)
+        {
             console.WriteLine(FormattableString.Invariant($"readability {r2.Value:F3} (probe agreement with the scene tags: samples {r2.Samples:F3}, real {r2.Real:F3})"));
+            foreach (var a in r2.ByAttribute)
+                console.WriteLine(FormattableString.Invariant($"  {a.Attribute}: samples {Show(a.Samples)} of {a.SampleChecks}, real {Show(a.Real)} of {a.RealChecks}, ratio {Show(a.Value)}"));
+        }
         foreach (var note in report.Notes) console.MarkupLine($"[yellow]note[/] {Markup.Escape(note)}");
         if (settings.Out is not null)
         {
@@ -126,4 +130,6 @@ public sealed class ModelDiagnoseCommand(IAnsiConsole console) : Command<ModelDi
         }
         return ExitCodes.Ok;
     }
+
+    static string Show(double? value) => value is double v ? v.ToString("F3", CultureInfo.InvariantCulture) : "-";
 }

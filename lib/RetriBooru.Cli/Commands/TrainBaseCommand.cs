@@ -69,6 +69,9 @@ public sealed class TrainBaseCommand(IAnsiConsole console) : Command<TrainBaseCo
         [CommandOption("--channels <LIST>"), SettingHelp(typeof(BaseTrainingOptions), nameof(BaseTrainingOptions.Channels))]
         public string? Channels { get; init; }
 
+        [CommandOption("--background-weight <W>"), SettingHelp(typeof(BaseTrainingOptions), nameof(BaseTrainingOptions.BackgroundWeight))]
+        public double? BackgroundWeight { get; init; }
+
         [CommandOption("--stop-after <N>")]
         [Description("Stop with a checkpoint after N steps (resume later with --resume).")]
         public int? StopAfter { get; init; }
@@ -117,7 +120,7 @@ public sealed class TrainBaseCommand(IAnsiConsole console) : Command<TrainBaseCo
         foreach (var s in source.Skipped.Take(10)) console.MarkupLine($"  [yellow]skipped[/] {Markup.Escape(s.Path)}: {Markup.Escape(s.Reason)}");
         using var fresh = pretrained is null ? BaseModelFactory.Create(config, source, settings.Seed, settings.Tokenizer, device) : null;
         var model = pretrained ?? fresh!;
-        var task = new TextToImageTask(model, source, training.PromptDropout, minSnrGamma: training.EffectiveMinSnrGamma);
+        var task = new TextToImageTask(model, source, training.PromptDropout, minSnrGamma: training.EffectiveMinSnrGamma, backgroundWeight: training.BackgroundWeight);
         var options = training.Trainer(settings.Seed, settings.StopAfter);
         if (options.BatchNote(task.ExampleCount) is { } batchNote) console.MarkupLine($"[yellow]note[/]: {Markup.Escape(batchNote)}");
         console.MarkupLine($"model {Markup.Escape(model.Config.Name)}: U-Net {ModelInfo.CountParameters(model.Unet):N0} + text encoder {ModelInfo.CountParameters(model.TextEncoder):N0} parameters, " +

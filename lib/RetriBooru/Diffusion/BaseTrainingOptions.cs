@@ -44,6 +44,14 @@ public sealed record BaseTrainingOptions
     [JsonPropertyName("prompt_dropout"), Setting("Probability that a training image's prompt is replaced by the empty prompt (classifier-free guidance).", Min = 0, Max = 1)]
     public double PromptDropout { get; init; } = 0.1;
 
+    /// <remarks>
+    /// The figure is a small part of each picture, and the plain loss spends the model on the background it covers;
+    /// pose and expression (a few pixels of arms and face) were drawn at chance without it (docs/development-notes.md).
+    /// </remarks>
+    [JsonPropertyName("background_weight"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull),
+     Setting("Loss weight of the background relative to the figure (its mask); omitted = the plain loss over the whole image.", Min = 0, Max = 1)]
+    public double? BackgroundWeight { get; init; }
+
     [JsonPropertyName("checkpoint_every"), Setting("Write a resumable checkpoint every N steps (default: max(50, steps / 10)).", Min = 1, Max = 10_000_000)]
     public int? CheckpointEvery { get; init; }
 
@@ -59,7 +67,7 @@ public sealed record BaseTrainingOptions
     [JsonPropertyName("sigma_data"), Setting("x-prediction input skip (EDM preconditioning) of a fresh model; 0 = none (default: the config's).", Min = 0, Max = 100)]
     public double? SigmaData { get; init; }
 
-    [JsonPropertyName("channels"), Setting("U-Net block channels of a fresh model, comma-separated (e.g. 64,64,64; default: the config's).")]
+    [JsonPropertyName("channels"), Setting("U-Net block channels of a fresh model, comma-separated (e.g. 64,64,64; default: the config's). More widths than the config's levels add levels without attention at the top (highest resolution), fewer drop top levels.")]
     public string? Channels { get; init; }
 
     [JsonPropertyName("patch_size"), Setting("Pixel-unshuffle patch of a fresh pixel-space model (1 = full resolution; default: the config's).", Min = 1, Max = 16)]
@@ -95,12 +103,31 @@ public sealed record BaseTrainingOptions
         if (BetaSchedule is { } beta) config = config with { Schedule = config.Schedule with { BetaSchedule = beta } };
         if (SigmaData is double sd) config = config with { Schedule = config.Schedule with { SigmaData = sd } };
         if (ZeroSnr) config = config with { Schedule = config.Schedule with { RescaleBetasZeroSnr = true, TimestepSpacing = TimestepSpacing.Trailing } };
-        if (ParsedChannels() is { } widths) config = config with { Unet = config.Unet with { BlockOutChannels = widths } };
+        if (ParsedChannels() is { } widths) config = config with { Unet = WithLevels(config.Unet, widths) };
         if (PatchSize is int p)
             config = config with { PatchSize = p, Unet = config.Unet with { InChannels = 3 * p * p, OutChannels = 3 * p * p, SampleSize = config.ImageSize / p } };
         config.Unet.Validate();
         _ = new NoiseSchedule(config.Schedule);
         return config;
+    }
+
+    /// <summary>
+    /// The U-Net with these block widths. A list longer than the config's adds levels at the top (the highest
+    /// resolution) without attention, a shorter one drops top levels, so the attention levels stay the deepest ones:
+    /// with patch size 1, 16,32,64,64 puts a 32 px level without attention above the tiny config's three.
+    /// </summary>
+    static UNetConfig WithLevels(UNetConfig unet, int[] widths)
+    {
+        int extra = widths.Length - unet.BlockOutChannels.Length;
+        string[] Resize(string[] types, string plain, bool topFirst)
+        {
+            var list = types.ToList();
+            if (!topFirst) list.Reverse();
+            list = extra >= 0 ? Enumerable.Repeat(plain, extra).Concat(list).ToList() : list.Skip(-extra).ToList();
+            if (!topFirst) list.Reverse();
+            return list.ToArray();
+        }
+        return unet with { BlockOutChannels = widths, DownBlockTypes = Resize(unet.DownBlockTypes, "DownBlock2D", topFirst: true), UpBlockTypes = Resize(unet.UpBlockTypes, "UpBlock2D", topFirst: false) };
     }
 
     /// <summary>Every problem, each naming its field by <paramref name="label"/> (a spec path or a CLI flag).</summary>

@@ -26,8 +26,14 @@ public sealed class TextToImageTask : ITrainingTask
     /// <summary>Min-SNR-gamma loss weighting (null = the plain MSE on the target); see <see cref="NoiseSchedule.MinSnrWeights"/>.</summary>
     public double? MinSnrGamma { get; }
 
-    public TextToImageTask(DiffusionModel model, IImagePromptDataset data, double promptDropout = 0.1, bool trainTextEncoder = true, double? minSnrGamma = TrainingRecipe.MinSnrGamma)
+    /// <summary>Loss weight of the background relative to the figure mask (null = the plain loss; examples without a mask count fully).</summary>
+    public double? BackgroundWeight { get; }
+
+    public TextToImageTask(DiffusionModel model, IImagePromptDataset data, double promptDropout = 0.1, bool trainTextEncoder = true, double? minSnrGamma = TrainingRecipe.MinSnrGamma,
+        double? backgroundWeight = null)
     {
+        if (backgroundWeight is double w && !(w is >= 0 and <= 1)) throw new ArgumentOutOfRangeException(nameof(backgroundWeight), w, "background weight must be in [0, 1]");
+        BackgroundWeight = backgroundWeight;
         if (promptDropout is < 0 or > 1) throw new ArgumentOutOfRangeException(nameof(promptDropout), promptDropout, "prompt dropout must be in [0, 1]");
         if (minSnrGamma is double g && !(g > 0 && double.IsFinite(g))) throw new ArgumentOutOfRangeException(nameof(minSnrGamma), g, "min-SNR gamma must be a positive finite number");
         MinSnrGamma = minSnrGamma;
@@ -49,12 +55,14 @@ public sealed class TextToImageTask : ITrainingTask
     public IReadOnlyList<KeyValuePair<string, Parameter>> TrainableParameters { get; }
 
     /// <summary>A prepared batch: images, noise, timesteps and the token ids of the (possibly dropped) prompts.</summary>
-    sealed class Batch(Tensor images, Tensor noise, Tensor timesteps, Tensor tokenIds) : ITrainingBatch
+    sealed class Batch(Tensor images, Tensor noise, Tensor timesteps, Tensor tokenIds, Tensor? lossWeights) : ITrainingBatch
     {
         public Tensor Images { get; } = images;
         public Tensor Noise { get; } = noise;
         public Tensor Timesteps { get; } = timesteps;
         public Tensor TokenIds { get; } = tokenIds;
+        /// <summary>Per-pixel loss weights [B, 1, h, w] at model resolution (null: plain loss).</summary>
+        public Tensor? LossWeights { get; } = lossWeights;
         public int Count => (int)Images.shape[0];
 
         public void Dispose()
@@ -63,6 +71,7 @@ public sealed class TextToImageTask : ITrainingTask
             Noise.Dispose();
             Timesteps.Dispose();
             TokenIds.Dispose();
+            LossWeights?.Dispose();
         }
     }
 
@@ -78,7 +87,15 @@ public sealed class TextToImageTask : ITrainingTask
         var drop = rand([batch.Length], generator: generator).data<float>().ToArray();
         var prompts = examples.Select((e, i) => drop[i] < PromptDropout ? "" : e.Prompt).ToList();
         var ids = model.TokenIds(prompts);
-        return new Batch(images.MoveToOuterDisposeScope(), noise.MoveToOuterDisposeScope(), t.MoveToOuterDisposeScope(), ids.MoveToOuterDisposeScope());
+        Tensor? weights = null;
+        if (BackgroundWeight is double w)
+        {
+            long height = model.SampleShape[1], width = model.SampleShape[2];
+            var masks = stack(examples.Select(e => e.Mask is null ? ones(1, height, width)
+                : nn.functional.interpolate(e.Mask.unsqueeze(0), [height, width], mode: InterpolationMode.Area).squeeze(0)).ToList());
+            weights = ReferenceTrainingTask.WithBackground(masks, w).to(device).MoveToOuterDisposeScope();
+        }
+        return new Batch(images.MoveToOuterDisposeScope(), noise.MoveToOuterDisposeScope(), t.MoveToOuterDisposeScope(), ids.MoveToOuterDisposeScope(), weights);
     }
 
     public Tensor Loss(ITrainingBatch prepared, int start, int count)
@@ -95,7 +112,11 @@ public sealed class TextToImageTask : ITrainingTask
         var target = schedule.Target(x0, noise, t);
         // Per-sample squared error (weighted by min(SNR, gamma) in x0 terms when on), summed and divided by the
         // whole batch's size: the shards' contributions add up to the batch mean.
-        var perSample = (prediction - target).Squared().mean([1, 2, 3]);
+        // With a figure weight each sample's error is its weighted mean (sum(w e) / (sum(w) C)), so the loss keeps its scale.
+        var squared = (prediction - target).Squared();
+        var perSample = batch.LossWeights is { } weights
+            ? (squared * weights.narrow(0, start, count)).sum([1, 2, 3]) / (weights.narrow(0, start, count).sum([1, 2, 3]).Times(squared.shape[1]).AtLeast(1e-6))
+            : squared.mean([1, 2, 3]);
         if (MinSnrGamma is double gamma) perSample = perSample * schedule.MinSnrWeights(t, x0, gamma).flatten();
         return perSample.sum().Over(batch.Count).MoveToOuterDisposeScope();
     }
@@ -103,15 +124,21 @@ public sealed class TextToImageTask : ITrainingTask
     public void SaveModel(string folder) => ModelStore.SaveDiffusers(model, folder);
     public void LoadModel(string folder) => ModelStore.LoadWeightsInto(model, folder);
 
-    public System.Text.Json.Nodes.JsonObject Describe() => new()
+    public System.Text.Json.Nodes.JsonObject Describe()
     {
-        ["task"] = "text-to-image",
-        ["config"] = model.Config.Name,
-        ["examples"] = data.Count,
-        ["prompt_dropout"] = PromptDropout,
-        ["prediction_type"] = model.Config.Schedule.PredictionType.Name(),
-        ["min_snr_gamma"] = MinSnrGamma,
-    };
+        var description = new System.Text.Json.Nodes.JsonObject
+        {
+            ["task"] = "text-to-image",
+            ["config"] = model.Config.Name,
+            ["examples"] = data.Count,
+            ["prompt_dropout"] = PromptDropout,
+            ["prediction_type"] = model.Config.Schedule.PredictionType.Name(),
+            ["min_snr_gamma"] = MinSnrGamma,
+        };
+        // Only when set, so the description of plain-loss training (and what resume compares) stays as before.
+        if (BackgroundWeight is double w) description["background_weight"] = w;
+        return description;
+    }
 }
 
 /// <summary>Sampling settings for <see cref="TextToImage"/>.</summary>

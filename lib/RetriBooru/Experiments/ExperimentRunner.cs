@@ -236,7 +236,7 @@ public sealed class ExperimentRunner(ExperimentSpec spec, RunOptions options, IP
         using var model = BaseModelFactory.Create(config, source, Seeding.DeriveLong(spec.Seed, "base"), device: device);
         // The base model always learns an unconditional branch for classifier-free guidance (base.prompt_dropout, 0.1);
         // train.prompt_dropout is the reference-training knob the ablation sweeps.
-        var task = new TextToImageTask(model, source, spec.Base.PromptDropout, minSnrGamma: spec.Base.EffectiveMinSnrGamma);
+        var task = new TextToImageTask(model, source, spec.Base.PromptDropout, minSnrGamma: spec.Base.EffectiveMinSnrGamma, backgroundWeight: spec.Base.BackgroundWeight);
         var trainer = spec.Base.Trainer(Seeding.DeriveLong(spec.Seed, "base-train"));
         if (trainer.BatchNote(task.ExampleCount) is { } note) progress?.Report(new RunnerEvent("base", note));
         bool resume = File.Exists(Path.Combine(folder, DiffusionTrainer.CheckpointFolder, DiffusionTrainer.StateFile));

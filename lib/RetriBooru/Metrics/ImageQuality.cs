@@ -89,27 +89,46 @@ public sealed class ImageQualityReference
 /// <summary>Readability: how well the probe reads the prompted attributes on samples, relative to real pictures.</summary>
 /// <param name="Samples">Mean probe agreement with the prompted tags on the samples.</param>
 /// <param name="Real">The same on real pictures with their own prompts (in the same prompt view).</param>
-public sealed record ReadabilityResult(double Samples, double Real, int SampleCount, int RealCount)
+/// <param name="ByAttribute">Per asked attribute (pose, expression, background, ...): where the samples fall short.</param>
+public sealed record ReadabilityResult(double Samples, double Real, int SampleCount, int RealCount, IReadOnlyList<AttributeReadability> ByAttribute)
 {
     /// <summary>Samples / real: 1.0 = the samples are as readable as real pictures.</summary>
     public double Value => Real > 0 ? Samples / Real : 0;
+}
+
+/// <summary>One attribute's share of readability: the fraction of images asking for it on which the probe reads the asked value.</summary>
+public sealed record AttributeReadability(string Attribute, double? Samples, int SampleChecks, double? Real, int RealChecks)
+{
+    /// <summary>Samples / real for this attribute (null when either side never asks for it or the real side reads it at 0).</summary>
+    public double? Value => Samples is double s && Real is double r && r > 0 ? s / r : null;
 }
 
 public static class Readability
 {
     /// <summary>
     /// Mean prompt consistency (<see cref="PromptConsistency.FromProbe"/>) over the images whose prompt asks for a
-    /// probe attribute, for samples and for real pictures. Null when no prompt of either side asks for one.
+    /// probe attribute, for samples and for real pictures, with the same split per attribute. Null when no prompt of
+    /// either side asks for one.
     /// </summary>
     public static ReadabilityResult? Score(AttributeProbe probe, IEnumerable<(SKBitmap Image, IReadOnlyList<string> Tags)> samples,
         IEnumerable<(SKBitmap Image, IReadOnlyList<string> Tags)> real)
     {
-        var s = Consistencies(probe, samples);
-        var r = Consistencies(probe, real);
+        var s = Checks(probe, samples);
+        var r = Checks(probe, real);
         if (s.Count == 0 || r.Count == 0) return null;
-        return new ReadabilityResult(s.Average(), r.Average(), s.Count, r.Count);
+        var byAttribute = probe.Schema.Attributes.Select(a => a.Name)
+            .Select(name => (name, s: s.SelectMany(x => x.Checks).Where(c => c.Attribute == name).ToList(), r: r.SelectMany(x => x.Checks).Where(c => c.Attribute == name).ToList()))
+            .Where(x => x.s.Count > 0 || x.r.Count > 0)
+            .Select(x => new AttributeReadability(x.name, Agreement(x.s), x.s.Count, Agreement(x.r), x.r.Count))
+            .ToList();
+        return new ReadabilityResult(s.Average(x => x.Score!.Value), r.Average(x => x.Score!.Value), s.Count, r.Count, byAttribute);
     }
 
     public static List<double> Consistencies(AttributeProbe probe, IEnumerable<(SKBitmap Image, IReadOnlyList<string> Tags)> images) =>
-        images.Select(x => PromptConsistency.FromProbe(probe, x.Image, x.Tags).Score).OfType<double>().ToList();
+        Checks(probe, images).Select(x => x.Score!.Value).ToList();
+
+    static List<PromptConsistencyResult> Checks(AttributeProbe probe, IEnumerable<(SKBitmap Image, IReadOnlyList<string> Tags)> images) =>
+        images.Select(x => PromptConsistency.FromProbe(probe, x.Image, x.Tags)).Where(x => x.Score is not null).ToList();
+
+    static double? Agreement(List<PromptCheck> checks) => checks.Count == 0 ? null : checks.Count(c => c.Agrees) / (double)checks.Count;
 }
