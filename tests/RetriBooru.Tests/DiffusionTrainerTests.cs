@@ -95,6 +95,42 @@ public class DiffusionTrainerTests
     }
 
     [Fact]
+    public void Tag_sensitivity_is_exactly_one_for_a_model_that_ignores_the_text_and_lists_only_named_attributes()
+    {
+        using var dir = new TempDir();
+        var data = WriteDataset(dir, 8, size: 16);
+        var source = new DatasetFolderSource(data, Micro.ImageSize);
+        using var model = BaseModelFactory.Create(Micro, source, 0);
+        var prompts = Enumerable.Range(0, source.Count).Select(i => source.Get(i).Prompt).ToList();
+        using var images = stack(Enumerable.Range(0, source.Count).Select(i => source.Get(i).Image).ToArray());
+        TaggedAttribute[] attributes = [new("hair", ["red_hair", "blue_hair", "black_hair"]), new("expression", ["smile", "frown"]), new("pose", ["arms_up", "standing"])];
+        int[] timesteps = [300, 900];
+
+        var rows = DenoisingDiagnostics.TagSensitivity(model, images, prompts, attributes, timesteps, seed: 4, batchSize: 3);
+        // Every prompt names a hair colour, half of them "smile"; none a pose, so pose has no row.
+        Assert.Equal([DenoisingDiagnostics.WholePrompt, "hair", "expression"], rows.Where(r => r.Timestep == 300).Select(r => r.Attribute));
+        Assert.Equal([8, 8, 4], rows.Where(r => r.Timestep == 900).Select(r => r.Images));
+        // A freshly initialised model's cross-attention already makes its output depend on the prompt.
+        Assert.Contains(rows, r => Math.Abs(r.Ratio - 1) > 1e-4);
+        // The batch size only regroups the same forward passes.
+        Assert.Equal(rows.Select(r => r.OwnPromptX0Mse), DenoisingDiagnostics.TagSensitivity(model, images, prompts, attributes, timesteps, seed: 4, batchSize: 8).Select(r => r.OwnPromptX0Mse),
+            new ToleranceComparer(1e-5));
+
+        // With the cross-attention outputs zeroed the text cannot reach the picture: swapping any tag changes nothing.
+        using (no_grad())
+            foreach (var (name, parameter) in model.Unet.named_parameters())
+                if (name.Contains("attn2.to_out")) parameter.zero_();
+        var deaf = DenoisingDiagnostics.TagSensitivity(model, images, prompts, attributes, timesteps, seed: 4);
+        Assert.All(deaf, r => Assert.Equal(r.OwnPromptX0Mse, r.SwappedX0Mse, 6));
+    }
+
+    sealed class ToleranceComparer(double tolerance) : IEqualityComparer<double>
+    {
+        public bool Equals(double a, double b) => Math.Abs(a - b) <= tolerance * Math.Max(1, Math.Abs(a));
+        public int GetHashCode(double value) => 0;
+    }
+
+    [Fact]
     public void Extra_channel_widths_add_levels_at_the_top_without_attention_and_fewer_drop_top_levels()
     {
         Torch.Load();
@@ -106,6 +142,15 @@ public class DiffusionTrainerTests
         Assert.Equal(["CrossAttnDownBlock2D", "CrossAttnDownBlock2D"], shallower.Unet.DownBlockTypes);
         Assert.Equal(["CrossAttnUpBlock2D", "CrossAttnUpBlock2D"], shallower.Unet.UpBlockTypes);
         Assert.Equal(ModelConfigs.Tiny.Unet.DownBlockTypes, new BaseTrainingOptions { Channels = "48,64,64" }.FreshModelConfig().Unet.DownBlockTypes);
+        // Attention levels count from the deepest level; the up path mirrors the down path.
+        var everywhere = new BaseTrainingOptions { AttentionLevels = 3 }.FreshModelConfig().Unet;
+        Assert.All(everywhere.DownBlockTypes, t => Assert.Equal("CrossAttnDownBlock2D", t));
+        Assert.All(everywhere.UpBlockTypes, t => Assert.Equal("CrossAttnUpBlock2D", t));
+        Assert.Equal(ModelConfigs.Tiny.Unet.DownBlockTypes, new BaseTrainingOptions { AttentionLevels = 2 }.FreshModelConfig().Unet.DownBlockTypes);
+        Assert.Equal(ModelConfigs.Tiny.Unet.UpBlockTypes, new BaseTrainingOptions { AttentionLevels = 2 }.FreshModelConfig().Unet.UpBlockTypes);
+        var deepest = new BaseTrainingOptions { Channels = "16,32,64,64", AttentionLevels = 1 }.FreshModelConfig().Unet;
+        Assert.Equal(["DownBlock2D", "DownBlock2D", "DownBlock2D", "CrossAttnDownBlock2D"], deepest.DownBlockTypes);
+        Assert.Equal(["CrossAttnUpBlock2D", "UpBlock2D", "UpBlock2D", "UpBlock2D"], deepest.UpBlockTypes);
         // The four-level U-Net runs at full resolution: [B, 3, 32, 32] in, the same shape out.
         using var scope = NewDisposeScope();
         using var unet = new UNet2DConditionModel(deeper.Unet);

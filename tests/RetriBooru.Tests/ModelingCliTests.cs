@@ -91,6 +91,14 @@ public class ModelingCliTests
         Assert.Contains("noise vs real (ceiling)", console.Output);
         var json = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(outDir, "diagnose.json")))!;
         Assert.Equal(4, json["errors"]!.AsArray().Count);
+        // Tag sensitivity: the whole prompt and the synthetic schema's attributes the prompts name (hair colour, expression), at three timesteps.
+        Assert.Contains("tag swapped", console.Output);
+        var sensitivity = json["tag_sensitivity"]!.AsArray().Select(r => (string)r!["attribute"]!).ToList();
+        Assert.Equal(3, sensitivity.Count(a => a == DenoisingDiagnostics.WholePrompt));
+        Assert.Contains("hair_color", sensitivity);
+        Assert.DoesNotContain("character", sensitivity); // the test prompts do not name their characters (c0, c1)
+        Assert.Contains("expression", sensitivity);
+        Assert.DoesNotContain("pose", sensitivity);
         // A freshly initialised model is worse than the naive guess at low noise and its samples sit far above the real floor.
         Assert.True((double)json["kid"]!["kid"]!["value"]! > (double)json["kid"]!["real_floor"]!["value"]!);
         Assert.True(File.Exists(Path.Combine(outDir, "denoising-error.html")));
@@ -150,7 +158,7 @@ public class ModelingCliTests
         // Old short flags (--lr, --lr-schedule) are aliases; the message names the setting's own flag.
         foreach (var (option, value, named) in new[] { ("--min-snr-gamma", "-1", "--min-snr-gamma"), ("--lr", "NaN", "--learning-rate"), ("--lr-schedule", "cosin", "did you mean 'cosine'"),
                      ("--patch-size", "0", "--patch-size"), ("--channels", "64,x", "--channels"),
-                     ("--background-weight", "1.5", "--background-weight") })
+                     ("--background-weight", "1.5", "--background-weight"), ("--attention-levels", "9", "--attention-levels") })
         {
             var bad = new TestConsole().Width(200);
             Assert.NotEqual(0, CliApp.Run(["train-base", "--data", dir.File("nowhere"), "--out", dir.File("out"), option, value], bad));

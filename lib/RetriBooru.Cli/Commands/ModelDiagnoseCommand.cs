@@ -104,6 +104,17 @@ public sealed class ModelDiagnoseCommand(IAnsiConsole console) : Command<ModelDi
             table.AddRow(r.Timestep.ToString(CultureInfo.InvariantCulture), r.AlphaBar.ToString("F4", CultureInfo.InvariantCulture), r.LogSnr.ToString("F2", CultureInfo.InvariantCulture),
                 r.ModelX0Mse.ToString("G4", CultureInfo.InvariantCulture), r.NaiveX0Mse.ToString("G4", CultureInfo.InvariantCulture), r.Ratio.ToString("F3", CultureInfo.InvariantCulture));
         console.Write(table);
+        if (report.TagSensitivity.Count > 0)
+        {
+            // One row per attribute, one column per timestep: swapped-tag error / own-prompt error (1 = the tag is ignored).
+            var sensitivityTimesteps = report.TagSensitivity.Select(r => r.Timestep).Distinct().ToList();
+            var sensitivity = new Table().AddColumn("tag swapped (x0 MSE swapped / own prompt)").AddColumn("images");
+            foreach (var t in sensitivityTimesteps) sensitivity.AddColumn($"t = {t}");
+            foreach (var group in report.TagSensitivity.GroupBy(r => r.Attribute))
+                sensitivity.AddRow([group.Key, group.First().Images.ToString(CultureInfo.InvariantCulture),
+                    .. sensitivityTimesteps.Select(t => group.FirstOrDefault(r => r.Timestep == t)?.Ratio.ToString("F3", CultureInfo.InvariantCulture) ?? "-")]);
+            console.Write(sensitivity);
+        }
         if (report.Quality is { } q)
             console.WriteLine(FormattableString.Invariant(
                 $"KID {q.Kid.Value:F2} [{q.Kid.Lower:F2}, {q.Kid.Upper:F2}] ({q.Kid.Generated} samples vs {q.Kid.Real} real); real vs real (floor) {q.RealFloor.Value:F2}; noise vs real (ceiling) {q.NoiseCeiling.Value:F2}; position in range {q.PositionInRange:F3}"));
@@ -122,6 +133,7 @@ public sealed class ModelDiagnoseCommand(IAnsiConsole console) : Command<ModelDi
                 model = Path.GetFullPath(settings.Model), data = Path.GetFullPath(settings.Data), options, commit = GitCommit.Describe(),
                 errors = report.Errors.Select(e => new { e.Timestep, e.AlphaBar, e.LogSnr, e.ModelX0Mse, e.NaiveX0Mse, e.Ratio }),
                 kid = report.Quality, position_in_range = report.Quality?.PositionInRange, readability = report.Readability, readability_value = report.Readability?.Value,
+                tag_sensitivity = report.TagSensitivity.Select(r => new { r.Attribute, r.Timestep, r.Images, r.OwnPromptX0Mse, r.SwappedX0Mse, r.Ratio }),
                 real_images = report.RealImages, notes = report.Notes,
             };
             AtomicFile.WriteAllText(Path.Combine(settings.Out, "diagnose.json"), JsonSerializer.Serialize(json, WorkbenchJson.Pretty));

@@ -69,6 +69,9 @@ public sealed class TrainBaseCommand(IAnsiConsole console) : Command<TrainBaseCo
         [CommandOption("--channels <LIST>"), SettingHelp(typeof(BaseTrainingOptions), nameof(BaseTrainingOptions.Channels))]
         public string? Channels { get; init; }
 
+        [CommandOption("--attention-levels <N>"), SettingHelp(typeof(BaseTrainingOptions), nameof(BaseTrainingOptions.AttentionLevels))]
+        public int? AttentionLevels { get; init; }
+
         [CommandOption("--background-weight <W>"), SettingHelp(typeof(BaseTrainingOptions), nameof(BaseTrainingOptions.BackgroundWeight))]
         public double? BackgroundWeight { get; init; }
 

@@ -70,6 +70,10 @@ public sealed record BaseTrainingOptions
     [JsonPropertyName("channels"), Setting("U-Net block channels of a fresh model, comma-separated (e.g. 64,64,64; default: the config's). More widths than the config's levels add levels without attention at the top (highest resolution), fewer drop top levels.")]
     public string? Channels { get; init; }
 
+    [JsonPropertyName("attention_levels"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull),
+     Setting("How many of the U-Net's deepest levels have cross-attention to the prompt, in a fresh model (default: the config's; the tiny config has 2 of 3).", Min = 0, Max = 8)]
+    public int? AttentionLevels { get; init; }
+
     [JsonPropertyName("patch_size"), Setting("Pixel-unshuffle patch of a fresh pixel-space model (1 = full resolution; default: the config's).", Min = 1, Max = 16)]
     public int? PatchSize { get; init; }
 
@@ -104,6 +108,7 @@ public sealed record BaseTrainingOptions
         if (SigmaData is double sd) config = config with { Schedule = config.Schedule with { SigmaData = sd } };
         if (ZeroSnr) config = config with { Schedule = config.Schedule with { RescaleBetasZeroSnr = true, TimestepSpacing = TimestepSpacing.Trailing } };
         if (ParsedChannels() is { } widths) config = config with { Unet = WithLevels(config.Unet, widths) };
+        if (AttentionLevels is int attention) config = config with { Unet = WithAttentionLevels(config.Unet, attention) };
         if (PatchSize is int p)
             config = config with { PatchSize = p, Unet = config.Unet with { InChannels = 3 * p * p, OutChannels = 3 * p * p, SampleSize = config.ImageSize / p } };
         config.Unet.Validate();
@@ -128,6 +133,17 @@ public sealed record BaseTrainingOptions
             return list.ToArray();
         }
         return unet with { BlockOutChannels = widths, DownBlockTypes = Resize(unet.DownBlockTypes, "DownBlock2D", topFirst: true), UpBlockTypes = Resize(unet.UpBlockTypes, "UpBlock2D", topFirst: false) };
+    }
+
+    /// <summary>The U-Net with cross-attention at its <paramref name="levels"/> deepest levels (all of them when it has fewer).</summary>
+    static UNetConfig WithAttentionLevels(UNetConfig unet, int levels)
+    {
+        int count = unet.BlockOutChannels.Length, plainTop = Math.Max(0, count - levels);
+        return unet with
+        {
+            DownBlockTypes = Enumerable.Range(0, count).Select(i => i < plainTop ? "DownBlock2D" : "CrossAttnDownBlock2D").ToArray(),
+            UpBlockTypes = Enumerable.Range(0, count).Select(i => count - 1 - i < plainTop ? "UpBlock2D" : "CrossAttnUpBlock2D").ToArray(),
+        };
     }
 
     /// <summary>Every problem, each naming its field by <paramref name="label"/> (a spec path or a CLI flag).</summary>

@@ -41,6 +41,7 @@ public sealed record DiagnosisReport(
     ImageQualityReport? Quality,
     ReadabilityResult? Readability,
     int RealImages,
+    IReadOnlyList<TagSensitivityRow> TagSensitivity,
     IReadOnlyList<string> Notes);
 
 /// <summary>
@@ -50,6 +51,9 @@ public sealed record DiagnosisReport(
 /// </summary>
 public static class ModelDiagnosis
 {
+    /// <summary>Where tag sensitivity is measured, as fractions of the schedule: content visible, half gone, nearly gone.</summary>
+    public static readonly double[] SensitivityFractions = [0.3, 0.6, 0.9];
+
     public static DiagnosisReport Run(DiffusionModel model, string datasetDir, DiagnosisOptions options, Action<IReadOnlyList<SKBitmap>, IReadOnlyList<SKBitmap>>? onSamples = null, IProgress<string>? progress = null)
     {
         options.Validate();
@@ -74,7 +78,19 @@ public static class ModelDiagnosis
             IReadOnlyList<DenoisingErrorRow> errors;
             using (var images = stack(real.Select(r => ImageTensor.FromBitmap(r.Image)).ToArray()))
                 errors = DenoisingDiagnostics.Measure(model, images, prompts, options.Timesteps ?? DenoisingDiagnostics.DefaultTimesteps(new NoiseSchedule(model.Config.Schedule).Steps), options.Seed);
-            if (options.Samples == 0) return new DiagnosisReport(errors, null, null, real.Count, notes);
+            // Which tags steer the denoiser (pose, expression, background, hair, ...): each attribute of the synthetic
+            // world's schema whose tags the prompts use, at three noise levels where the picture's content is decided.
+            progress?.Report("tag sensitivity (x0 error with each attribute's tag swapped)");
+            // The character's name tag goes first: for a seen character it can stand in for hair, eyes and outfit.
+            var characters = records.Select(r => r.Character).Where(c => !string.IsNullOrWhiteSpace(c)).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToList();
+            var attributes = new[] { new TaggedAttribute("character", characters) }
+                .Concat(EvaluationProbe.SynthSchema().Attributes.Select(a => new TaggedAttribute(a.Name, a.Values.Select(a.TagOf).ToList()))).ToList();
+            int trainSteps = new NoiseSchedule(model.Config.Schedule).Steps;
+            IReadOnlyList<TagSensitivityRow> sensitivity;
+            using (var images = stack(real.Select(r => ImageTensor.FromBitmap(r.Image)).ToArray()))
+                sensitivity = DenoisingDiagnostics.TagSensitivity(model, images, prompts, attributes,
+                    SensitivityFractions.Select(f => (int)Math.Round(f * (trainSteps - 1))).Distinct().ToArray(), options.Seed);
+            if (options.Samples == 0) return new DiagnosisReport(errors, null, null, real.Count, sensitivity, notes);
 
             progress?.Report($"sampling {options.Samples} images ({options.Sampling.Steps} steps, guidance {options.Sampling.GuidanceScale})");
             var samplePrompts = Enumerable.Range(0, options.Samples).Select(i => prompts[i % prompts.Count]).ToList();
@@ -107,7 +123,7 @@ public static class ModelDiagnosis
                                 real.Select(r => (r.Image, SceneTags(r.Record))));
                         }
                 }
-                return new DiagnosisReport(errors, quality, readability, real.Count, notes);
+                return new DiagnosisReport(errors, quality, readability, real.Count, sensitivity, notes);
             }
             finally
             {
