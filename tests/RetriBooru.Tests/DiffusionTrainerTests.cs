@@ -106,22 +106,29 @@ public class DiffusionTrainerTests
         TaggedAttribute[] attributes = [new("hair", ["red_hair", "blue_hair", "black_hair"]), new("expression", ["smile", "frown"]), new("pose", ["arms_up", "standing"])];
         int[] timesteps = [300, 900];
 
-        var rows = DenoisingDiagnostics.TagSensitivity(model, images, prompts, attributes, timesteps, seed: 4, batchSize: 3);
+        using var masks = stack(Enumerable.Range(0, source.Count).Select(i => source.Get(i).Mask!).ToArray());
+        var rows = DenoisingDiagnostics.TagSensitivity(model, images, prompts, attributes, timesteps, seed: 4, batchSize: 3, figureMasks: masks);
+        Assert.All(rows, r => Assert.NotNull(r.FigureRatio));
         // Every prompt names a hair colour, half of them "smile"; none a pose, so pose has no row.
         Assert.Equal([DenoisingDiagnostics.WholePrompt, "hair", "expression"], rows.Where(r => r.Timestep == 300).Select(r => r.Attribute));
         Assert.Equal([8, 8, 4], rows.Where(r => r.Timestep == 900).Select(r => r.Images));
         // A freshly initialised model's cross-attention already makes its output depend on the prompt.
         Assert.Contains(rows, r => Math.Abs(r.Ratio - 1) > 1e-4);
         // The batch size only regroups the same forward passes.
-        Assert.Equal(rows.Select(r => r.OwnPromptX0Mse), DenoisingDiagnostics.TagSensitivity(model, images, prompts, attributes, timesteps, seed: 4, batchSize: 8).Select(r => r.OwnPromptX0Mse),
-            new ToleranceComparer(1e-5));
+        var regrouped = DenoisingDiagnostics.TagSensitivity(model, images, prompts, attributes, timesteps, seed: 4, batchSize: 8);
+        Assert.Equal(rows.Select(r => r.OwnPromptX0Mse), regrouped.Select(r => r.OwnPromptX0Mse), new ToleranceComparer(1e-5));
+        Assert.All(regrouped, r => Assert.Null(r.FigureRatio));
+        // The figure (the centre quarter) is where the error is measured: its mean differs from the whole picture's.
+        Assert.All(rows, r => Assert.NotEqual(r.OwnPromptX0Mse, r.OwnFigureX0Mse!.Value, 6));
+        Assert.Throws<ArgumentException>(() => DenoisingDiagnostics.TagSensitivity(model, images, prompts, attributes, timesteps, seed: 4, figureMasks: masks.narrow(0, 0, 2)));
 
         // With the cross-attention outputs zeroed the text cannot reach the picture: swapping any tag changes nothing.
         using (no_grad())
             foreach (var (name, parameter) in model.Unet.named_parameters())
                 if (name.Contains("attn2.to_out")) parameter.zero_();
-        var deaf = DenoisingDiagnostics.TagSensitivity(model, images, prompts, attributes, timesteps, seed: 4);
+        var deaf = DenoisingDiagnostics.TagSensitivity(model, images, prompts, attributes, timesteps, seed: 4, figureMasks: masks);
         Assert.All(deaf, r => Assert.Equal(r.OwnPromptX0Mse, r.SwappedX0Mse, 6));
+        Assert.All(deaf, r => Assert.Equal(r.OwnFigureX0Mse!.Value, r.SwappedFigureX0Mse!.Value, 6));
     }
 
     sealed class ToleranceComparer(double tolerance) : IEqualityComparer<double>

@@ -93,12 +93,14 @@ public class ModelingCliTests
         Assert.Equal(4, json["errors"]!.AsArray().Count);
         // Tag sensitivity: the whole prompt and the synthetic schema's attributes the prompts name (hair colour, expression), at three timesteps.
         Assert.Contains("tag swapped", console.Output);
+        Assert.Contains("whole picture | figure", console.Output); // the test dataset has figure masks
         var sensitivity = json["tag_sensitivity"]!.AsArray().Select(r => (string)r!["attribute"]!).ToList();
         Assert.Equal(3, sensitivity.Count(a => a == DenoisingDiagnostics.WholePrompt));
         Assert.Contains("hair_color", sensitivity);
         Assert.DoesNotContain("character", sensitivity); // the test prompts do not name their characters (c0, c1)
         Assert.Contains("expression", sensitivity);
         Assert.DoesNotContain("pose", sensitivity);
+        Assert.All(json["tag_sensitivity"]!.AsArray(), r => Assert.True((double)r!["figure_ratio"]! > 0));
         // A freshly initialised model is worse than the naive guess at low noise and its samples sit far above the real floor.
         Assert.True((double)json["kid"]!["kid"]!["value"]! > (double)json["kid"]!["real_floor"]!["value"]!);
         Assert.True(File.Exists(Path.Combine(outDir, "denoising-error.html")));

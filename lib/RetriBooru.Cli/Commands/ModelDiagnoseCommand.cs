@@ -108,11 +108,15 @@ public sealed class ModelDiagnoseCommand(IAnsiConsole console) : Command<ModelDi
         {
             // One row per attribute, one column per timestep: swapped-tag error / own-prompt error (1 = the tag is ignored).
             var sensitivityTimesteps = report.TagSensitivity.Select(r => r.Timestep).Distinct().ToList();
-            var sensitivity = new Table().AddColumn("tag swapped (x0 MSE swapped / own prompt)").AddColumn("images");
+            // Inside the figure masks when the dataset has them: a figure's tags change few pixels of the whole picture.
+            bool figure = report.TagSensitivity.All(r => r.FigureRatio is not null);
+            var sensitivity = new Table().AddColumn("tag swapped (x0 MSE swapped / own prompt" + (figure ? "; whole picture | figure" : "") + ")").AddColumn("images");
             foreach (var t in sensitivityTimesteps) sensitivity.AddColumn($"t = {t}");
+            string Cell(TagSensitivityRow? r) => r is null ? "-"
+                : figure ? FormattableString.Invariant($"{r.Ratio:F3} | {r.FigureRatio:F3}") : r.Ratio.ToString("F3", CultureInfo.InvariantCulture);
             foreach (var group in report.TagSensitivity.GroupBy(r => r.Attribute))
                 sensitivity.AddRow([group.Key, group.First().Images.ToString(CultureInfo.InvariantCulture),
-                    .. sensitivityTimesteps.Select(t => group.FirstOrDefault(r => r.Timestep == t)?.Ratio.ToString("F3", CultureInfo.InvariantCulture) ?? "-")]);
+                    .. sensitivityTimesteps.Select(t => Cell(group.FirstOrDefault(r => r.Timestep == t)))]);
             console.Write(sensitivity);
         }
         if (report.Quality is { } q)
@@ -133,7 +137,7 @@ public sealed class ModelDiagnoseCommand(IAnsiConsole console) : Command<ModelDi
                 model = Path.GetFullPath(settings.Model), data = Path.GetFullPath(settings.Data), options, commit = GitCommit.Describe(),
                 errors = report.Errors.Select(e => new { e.Timestep, e.AlphaBar, e.LogSnr, e.ModelX0Mse, e.NaiveX0Mse, e.Ratio }),
                 kid = report.Quality, position_in_range = report.Quality?.PositionInRange, readability = report.Readability, readability_value = report.Readability?.Value,
-                tag_sensitivity = report.TagSensitivity.Select(r => new { r.Attribute, r.Timestep, r.Images, r.OwnPromptX0Mse, r.SwappedX0Mse, r.Ratio }),
+                tag_sensitivity = report.TagSensitivity.Select(r => new { r.Attribute, r.Timestep, r.Images, r.OwnPromptX0Mse, r.SwappedX0Mse, r.Ratio, r.OwnFigureX0Mse, r.SwappedFigureX0Mse, r.FigureRatio }),
                 real_images = report.RealImages, notes = report.Notes,
             };
             AtomicFile.WriteAllText(Path.Combine(settings.Out, "diagnose.json"), JsonSerializer.Serialize(json, WorkbenchJson.Pretty));

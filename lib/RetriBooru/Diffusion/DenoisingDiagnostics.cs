@@ -1,3 +1,4 @@
+using TorchSharp;
 using RetriBooru.Modeling;
 using RetriBooru.Runtime;
 using static TorchSharp.torch;
@@ -21,9 +22,12 @@ public sealed record DenoisingErrorRow(int Timestep, double AlphaBar, double Log
 /// </summary>
 /// <param name="Attribute">The attribute whose tag was replaced, or <see cref="DenoisingDiagnostics.WholePrompt"/> for the empty prompt.</param>
 /// <param name="Images">Images whose prompt carries one of the attribute's tags.</param>
-public sealed record TagSensitivityRow(string Attribute, int Timestep, int Images, double OwnPromptX0Mse, double SwappedX0Mse)
+/// <param name="OwnFigureX0Mse">The same error inside the figure masks (null without masks): what a figure's tag can change is small next to the background.</param>
+public sealed record TagSensitivityRow(string Attribute, int Timestep, int Images, double OwnPromptX0Mse, double SwappedX0Mse,
+    double? OwnFigureX0Mse = null, double? SwappedFigureX0Mse = null)
 {
     public double Ratio => OwnPromptX0Mse > 0 ? SwappedX0Mse / OwnPromptX0Mse : double.NaN;
+    public double? FigureRatio => OwnFigureX0Mse is double own && SwappedFigureX0Mse is double swapped && own > 0 ? swapped / own : null;
 }
 
 /// <summary>One attribute of <see cref="DenoisingDiagnostics.TagSensitivity"/>: its name and the prompt tag of each of its values.</summary>
@@ -39,11 +43,15 @@ public static class DenoisingDiagnostics
     /// attribute's values, with the own prompt and with that tag replaced by another value's tag (value i + 1 + (k mod
     /// (n - 1)) for the k-th such image, so every other value is used), plus <see cref="WholePrompt"/> over all images.
     /// Both prompts see the same noise from (seed, "tag-sensitivity/t"). Attributes no prompt names are left out.
+    /// With <paramref name="figureMasks"/> ([N, 1, H, W] in [0, 1]) the errors are also taken inside the figure
+    /// (masks area-resized to model resolution, as the masked training loss does).
     /// </summary>
     public static IReadOnlyList<TagSensitivityRow> TagSensitivity(DiffusionModel model, Tensor images, IReadOnlyList<string> prompts,
-        IReadOnlyList<TaggedAttribute> attributes, IReadOnlyList<int> timesteps, long seed, int batchSize = 32)
+        IReadOnlyList<TaggedAttribute> attributes, IReadOnlyList<int> timesteps, long seed, int batchSize = 32, Tensor? figureMasks = null)
     {
         if (images.shape[0] != prompts.Count) throw new ArgumentException($"{images.shape[0]} images but {prompts.Count} prompts");
+        if (figureMasks is not null && (figureMasks.dim() != 4 || figureMasks.shape[0] != prompts.Count || figureMasks.shape[1] != 1))
+            throw new ArgumentException($"figure masks must be [{prompts.Count}, 1, H, W], got [{string.Join(", ", figureMasks.shape)}]");
         var schedule = new NoiseSchedule(model.Config.Schedule);
         foreach (var t in timesteps)
             if (t < 0 || t >= schedule.Steps) throw new ArgumentException($"timestep {t} is outside [0, {schedule.Steps - 1}]");
@@ -80,7 +88,7 @@ public static class DenoisingDiagnostics
             using var noiseScope = noise;
             foreach (var (attribute, swaps) in probes)
             {
-                double own = 0, swapped = 0;
+                double own = 0, swapped = 0, ownFigure = 0, swappedFigure = 0, figureWeight = 0;
                 long count = 0;
                 for (int start = 0; start < swaps.Count; start += batchSize)
                 {
@@ -90,17 +98,24 @@ public static class DenoisingDiagnostics
                     var x0 = model.ToModelSpace(images.index_select(0, index).to(model.Device));
                     var tBatch = ScalarOps.Filled([chunk.Count], t, int64, model.Device);
                     var noisy = schedule.AddNoise(x0, noise.index_select(0, index).to(model.Device), tBatch);
-                    double Error(IReadOnlyList<string> chunkPrompts)
+                    var mask = figureMasks is null ? null
+                        : nn.functional.interpolate(figureMasks.index_select(0, index), [x0.shape[2], x0.shape[3]], mode: InterpolationMode.Area).to(model.Device);
+                    (double All, double Figure) Error(IReadOnlyList<string> chunkPrompts)
                     {
                         var output = model.Unet.Forward(noisy, tBatch, model.EncodePrompts(chunkPrompts));
                         var (predicted, _) = schedule.Split(output, noisy, schedule.AlphasCumprod[t]);
-                        return (predicted - x0).Squared().sum().item<float>();
+                        var squared = (predicted - x0).Squared();
+                        return (squared.sum().item<float>(), mask is null ? 0 : (squared * mask).sum().item<float>());
                     }
-                    own += Error(chunk.Select(c => prompts[c.Image]).ToList());
-                    swapped += Error(chunk.Select(c => c.Prompt).ToList());
+                    var (a, af) = Error(chunk.Select(c => prompts[c.Image]).ToList());
+                    var (b, bf) = Error(chunk.Select(c => c.Prompt).ToList());
+                    (own, swapped, ownFigure, swappedFigure) = (own + a, swapped + b, ownFigure + af, swappedFigure + bf);
+                    if (mask is not null) figureWeight += mask.sum().item<float>() * x0.shape[1];
                     count += x0.numel();
                 }
-                rows.Add(new TagSensitivityRow(attribute, t, swaps.Count, own / count, swapped / count));
+                bool figure = figureMasks is not null && figureWeight > 0;
+                rows.Add(new TagSensitivityRow(attribute, t, swaps.Count, own / count, swapped / count,
+                    figure ? ownFigure / figureWeight : null, figure ? swappedFigure / figureWeight : null));
             }
         }
         return rows;

@@ -54,6 +54,34 @@ public static class ModelDiagnosis
     /// <summary>Where tag sensitivity is measured, as fractions of the schedule: content visible, half gone, nearly gone.</summary>
     public static readonly double[] SensitivityFractions = [0.3, 0.6, 0.9];
 
+    /// <summary>The figure masks of the chosen pictures [N, 1, S, S], or null (with a note) when one is missing or unreadable.</summary>
+    static Tensor? FigureMasks(string datasetDir, IReadOnlyList<ImageRecord> records, int size, List<string> notes)
+    {
+        var masks = new List<Tensor>();
+        try
+        {
+            foreach (var record in records)
+            {
+                if (record.Mask is null)
+                {
+                    notes.Add($"{record.Image} has no figure mask: tag sensitivity is measured on whole pictures only");
+                    return null;
+                }
+                try { masks.Add(ImageTensor.LoadMask(ManifestReader.Resolve(datasetDir, record.Mask), size)); }
+                catch (Exception e) when (e is IOException or InvalidDataException or UnauthorizedAccessException)
+                {
+                    notes.Add($"{record.Mask}: {e.Message}; tag sensitivity is measured on whole pictures only");
+                    return null;
+                }
+            }
+            return stack(masks);
+        }
+        finally
+        {
+            foreach (var m in masks) m.Dispose();
+        }
+    }
+
     public static DiagnosisReport Run(DiffusionModel model, string datasetDir, DiagnosisOptions options, Action<IReadOnlyList<SKBitmap>, IReadOnlyList<SKBitmap>>? onSamples = null, IProgress<string>? progress = null)
     {
         options.Validate();
@@ -88,8 +116,9 @@ public static class ModelDiagnosis
             int trainSteps = new NoiseSchedule(model.Config.Schedule).Steps;
             IReadOnlyList<TagSensitivityRow> sensitivity;
             using (var images = stack(real.Select(r => ImageTensor.FromBitmap(r.Image)).ToArray()))
+            using (var masks = FigureMasks(datasetDir, real.Select(r => r.Record).ToList(), size, notes))
                 sensitivity = DenoisingDiagnostics.TagSensitivity(model, images, prompts, attributes,
-                    SensitivityFractions.Select(f => (int)Math.Round(f * (trainSteps - 1))).Distinct().ToArray(), options.Seed);
+                    SensitivityFractions.Select(f => (int)Math.Round(f * (trainSteps - 1))).Distinct().ToArray(), options.Seed, figureMasks: masks);
             if (options.Samples == 0) return new DiagnosisReport(errors, null, null, real.Count, sensitivity, notes);
 
             progress?.Report($"sampling {options.Samples} images ({options.Sampling.Steps} steps, guidance {options.Sampling.GuidanceScale})");
