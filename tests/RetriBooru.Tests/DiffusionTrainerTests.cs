@@ -1,3 +1,5 @@
+using Spectre.Console.Testing;
+using RetriBooru.Cli;
 using System.Text.Json;
 using RetriBooru.Data;
 using RetriBooru.Diffusion;
@@ -135,6 +137,31 @@ public class DiffusionTrainerTests
     {
         public bool Equals(double a, double b) => Math.Abs(a - b) <= tolerance * Math.Max(1, Math.Abs(a));
         public int GetHashCode(double value) => 0;
+    }
+
+    [Fact]
+    public void Skip_unseen_leaves_the_unseen_characters_pictures_out_of_base_training_and_new_base_settings_keep_old_keys()
+    {
+        using var dir = new TempDir();
+        var data = WriteDataset(dir, 6, size: 16);
+        var recordsFile = Path.Combine(data, DatasetLayout.RecordsFile);
+        // Pictures 0001 and 0003 belong to an unseen character.
+        var records = File.ReadAllLines(recordsFile).Select(l => JsonSerializer.Deserialize<ImageRecord>(l, WorkbenchJson.Lines)!)
+            .Select(r => r with { Split = r.Id is "0001" or "0003" ? "unseen" : "train" }).ToList();
+        File.WriteAllLines(recordsFile, records.Select(r => JsonSerializer.Serialize(r, WorkbenchJson.Lines)));
+
+        Assert.Equal(6, new DatasetFolderSource(data, 16, include: new BaseTrainingOptions().Include).Count);
+        var skipping = new DatasetFolderSource(data, 16, include: new BaseTrainingOptions { SkipUnseen = true }.Include);
+        Assert.Equal(["0000", "0002", "0004", "0005"], Enumerable.Range(0, skipping.Count).Select(i => skipping.Get(i).Id));
+
+        var console = new TestConsole().Width(200);
+        Assert.True(CliApp.Run(["train-base", "--data", data, "--steps", "1", "--batch", "2", "--skip-unseen", "true", "--out", Path.Combine(dir.Path, "run")], console) == 0, console.Output);
+        Assert.Contains("4 images", console.Output);
+
+        // Left at their defaults the new settings are not written, so every earlier base stage key stays valid.
+        var json = JsonSerializer.Serialize(new BaseTrainingOptions());
+        foreach (var name in new[] { "skip_unseen", "background_weight", "attention_levels" }) Assert.DoesNotContain(name, json);
+        Assert.Contains("skip_unseen", JsonSerializer.Serialize(new BaseTrainingOptions { SkipUnseen = true }));
     }
 
     [Fact]

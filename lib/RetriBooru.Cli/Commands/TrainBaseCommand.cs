@@ -75,6 +75,9 @@ public sealed class TrainBaseCommand(IAnsiConsole console) : Command<TrainBaseCo
         [CommandOption("--background-weight <W>"), SettingHelp(typeof(BaseTrainingOptions), nameof(BaseTrainingOptions.BackgroundWeight))]
         public double? BackgroundWeight { get; init; }
 
+        [CommandOption("--skip-unseen <BOOL>"), SettingHelp(typeof(BaseTrainingOptions), nameof(BaseTrainingOptions.SkipUnseen))]
+        public bool? SkipUnseen { get; init; }
+
         [CommandOption("--stop-after <N>")]
         [Description("Stop with a checkpoint after N steps (resume later with --resume).")]
         public int? StopAfter { get; init; }
@@ -117,7 +120,7 @@ public sealed class TrainBaseCommand(IAnsiConsole console) : Command<TrainBaseCo
             : ModelStore.LoadDiffusers(settings.Init, device);
         var training = settings.Training();
         var config = pretrained?.Config ?? training.FreshModelConfig();
-        var source = new DatasetFolderSource(settings.Data, config.ImageSize);
+        var source = new DatasetFolderSource(settings.Data, config.ImageSize, include: training.Include);
         console.MarkupLine($"dataset {Markup.Escape(settings.Data)}: {source.Count} images at {config.ImageSize} px" +
                            (source.Skipped.Count > 0 ? $", [yellow]{source.Skipped.Count} skipped[/]" : ""));
         foreach (var s in source.Skipped.Take(10)) console.MarkupLine($"  [yellow]skipped[/] {Markup.Escape(s.Path)}: {Markup.Escape(s.Reason)}");

@@ -52,6 +52,17 @@ public sealed record BaseTrainingOptions
      Setting("Loss weight of the background relative to the figure (its mask); omitted = the plain loss over the whole image.", Min = 0, Max = 1)]
     public double? BackgroundWeight { get; init; }
 
+    /// <remarks>
+    /// The base stands in for pretraining (SD's), which did not see the dataset's characters; by default it trains on every
+    /// picture, so a base that learns characters by name has seen the unseen split's. This makes the stricter test.
+    /// </remarks>
+    [JsonPropertyName("skip_unseen"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault),
+     Setting("Leave the unseen characters' pictures out of base training (default: the base trains on every picture of the dataset).")]
+    public bool SkipUnseen { get; init; }
+
+    /// <summary>The dataset records the base trains on (null = all of them).</summary>
+    [JsonIgnore] public Func<Data.ImageRecord, bool>? Include => SkipUnseen ? r => r.Split != Data.SplitNames.Unseen : null;
+
     [JsonPropertyName("checkpoint_every"), Setting("Write a resumable checkpoint every N steps (default: max(50, steps / 10)).", Min = 1, Max = 10_000_000)]
     public int? CheckpointEvery { get; init; }
 

@@ -40,13 +40,16 @@ public sealed class DatasetFolderSource : IImagePromptDataset
     public IReadOnlyList<SkippedFile> Skipped { get; }
     public IEnumerable<string> Prompts => items.Select(i => i.Prompt);
 
-    public DatasetFolderSource(string folder, int imageSize, bool withMasks = true, bool? preload = null, IProgress<(int Done, int Total)>? progress = null)
+    /// <param name="include">Which records to use (null = all), e.g. leaving the unseen characters out of base training.</param>
+    public DatasetFolderSource(string folder, int imageSize, bool withMasks = true, bool? preload = null, IProgress<(int Done, int Total)>? progress = null,
+        Func<ImageRecord, bool>? include = null)
     {
         TorchRuntime.EnsureLoaded();
         Folder = folder;
         ImageSize = imageSize;
         Preloaded = preload ?? imageSize <= 64;
         var records = DatasetLayout.ReadRecords(folder);
+        if (include is not null) records = records.Where(include).ToList();
         var skipped = new List<SkippedFile>();
         int done = 0;
         foreach (var record in records)

@@ -232,7 +232,7 @@ public sealed class ExperimentRunner(ExperimentSpec spec, RunOptions options, IP
     void TrainBase(string dataset, string folder, TorchSharp.torch.Device device, CancellationToken cancellation)
     {
         var config = spec.Base.FreshModelConfig();
-        var source = new DatasetFolderSource(dataset, config.ImageSize);
+        var source = new DatasetFolderSource(dataset, config.ImageSize, include: spec.Base.Include);
         using var model = BaseModelFactory.Create(config, source, Seeding.DeriveLong(spec.Seed, "base"), device: device);
         // The base model always learns an unconditional branch for classifier-free guidance (base.prompt_dropout, 0.1);
         // train.prompt_dropout is the reference-training knob the ablation sweeps.
