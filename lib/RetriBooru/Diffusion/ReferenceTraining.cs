@@ -271,13 +271,12 @@ public sealed class ReferenceTrainingTask : ITrainingTask, IDisposable
 
     public bool ConcurrentLoss => branch.ConcurrentPredict;
 
-    /// <summary>Figure masks resized to model resolution ([B, 1, h, w]); all ones for examples without a mask.</summary>
-    static Tensor LossWeights(IReadOnlyList<ReferenceExample> examples, long height, long width)
-    {
-        var masks = examples.Select(e => e.Mask is null ? ones(1, height, width)
-            : nn.functional.interpolate(e.Mask.unsqueeze(0), [height, width], mode: InterpolationMode.Area).squeeze(0)).ToList();
-        return stack(masks);
-    }
+    static Tensor LossWeights(IReadOnlyList<ReferenceExample> examples, long height, long width) => MasksAtModelResolution(examples.Select(e => e.Mask), height, width);
+
+    /// <summary>Figure masks ([1, H, W] each) area-resized to model resolution ([B, 1, h, w]); all ones where an example has no mask.</summary>
+    public static Tensor MasksAtModelResolution(IEnumerable<Tensor?> masks, long height, long width) =>
+        stack(masks.Select(m => m is null ? ones(1, height, width)
+            : nn.functional.interpolate(m.unsqueeze(0), [height, width], mode: InterpolationMode.Area).squeeze(0)).ToList());
 
     /// <summary>Per-pixel loss weights m + w (1 - m): the figure counts fully, the background with weight <paramref name="backgroundWeight"/>.</summary>
     public static Tensor WithBackground(Tensor mask, double backgroundWeight)

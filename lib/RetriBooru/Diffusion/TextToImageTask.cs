@@ -90,9 +90,7 @@ public sealed class TextToImageTask : ITrainingTask
         Tensor? weights = null;
         if (BackgroundWeight is double w)
         {
-            long height = model.SampleShape[1], width = model.SampleShape[2];
-            var masks = stack(examples.Select(e => e.Mask is null ? ones(1, height, width)
-                : nn.functional.interpolate(e.Mask.unsqueeze(0), [height, width], mode: InterpolationMode.Area).squeeze(0)).ToList());
+            var masks = ReferenceTrainingTask.MasksAtModelResolution(examples.Select(e => e.Mask), model.SampleShape[1], model.SampleShape[2]);
             weights = ReferenceTrainingTask.WithBackground(masks, w).to(device).MoveToOuterDisposeScope();
         }
         return new Batch(images.MoveToOuterDisposeScope(), noise.MoveToOuterDisposeScope(), t.MoveToOuterDisposeScope(), ids.MoveToOuterDisposeScope(), weights);
