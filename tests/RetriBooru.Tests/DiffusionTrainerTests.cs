@@ -103,12 +103,15 @@ public class DiffusionTrainerTests
         var data = WriteDataset(dir, 8, size: 16);
         var source = new DatasetFolderSource(data, Micro.ImageSize);
         using var model = BaseModelFactory.Create(Micro, source, 0);
-        var prompts = Enumerable.Range(0, source.Count).Select(i => source.Get(i).Prompt).ToList();
-        using var images = stack(Enumerable.Range(0, source.Count).Select(i => source.Get(i).Image).ToArray());
+        // The examples' tensors, the stacks and the masks go with this scope (declared after the model, so disposed first).
+        using var tensors = NewDisposeScope();
+        var examples = Enumerable.Range(0, source.Count).Select(source.Get).ToList();
+        var prompts = examples.Select(e => e.Prompt).ToList();
+        var images = stack(examples.Select(e => e.Image).ToArray());
         TaggedAttribute[] attributes = [new("hair", ["red_hair", "blue_hair", "black_hair"]), new("expression", ["smile", "frown"]), new("pose", ["arms_up", "standing"])];
         int[] timesteps = [300, 900];
 
-        using var masks = stack(Enumerable.Range(0, source.Count).Select(i => source.Get(i).Mask!).ToArray());
+        var masks = stack(examples.Select(e => e.Mask!).ToArray());
         var rows = DenoisingDiagnostics.TagSensitivity(model, images, prompts, attributes, timesteps, seed: 4, batchSize: 3, figureMasks: masks);
         Assert.All(rows, r => Assert.NotNull(r.FigureRatio));
         // Every prompt names a hair colour, half of them "smile"; none a pose, so pose has no row.

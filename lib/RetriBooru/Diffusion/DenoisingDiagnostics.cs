@@ -82,10 +82,8 @@ public static class DenoisingDiagnostics
         foreach (var t in timesteps)
         {
             // One noise draw per image, shared by every attribute's own and swapped prompts.
-            Tensor noise;
-            using (var generator = Seeding.TorchGenerator(seed, $"tag-sensitivity/{t}"))
-                noise = randn([prompts.Count, .. model.SampleShape], generator: generator);
-            using var noiseScope = noise;
+            using var generator = Seeding.TorchGenerator(seed, $"tag-sensitivity/{t}");
+            using var noise = randn([prompts.Count, .. model.SampleShape], generator: generator);
             foreach (var (attribute, swaps) in probes)
             {
                 double own = 0, swapped = 0, ownFigure = 0, swappedFigure = 0, figureWeight = 0;

@@ -103,22 +103,25 @@ public static class ModelDiagnosis
         {
             progress?.Report($"denoising error on {real.Count} real images");
             var prompts = real.Select(r => r.Record.Prompts).ToList();
-            IReadOnlyList<DenoisingErrorRow> errors;
-            using (var images = stack(real.Select(r => ImageTensor.FromBitmap(r.Image)).ToArray()))
-                errors = DenoisingDiagnostics.Measure(model, images, prompts, options.Timesteps ?? DenoisingDiagnostics.DefaultTimesteps(new NoiseSchedule(model.Config.Schedule).Steps), options.Seed);
-            // Which tags steer the denoiser (pose, expression, background, hair, ...): each attribute of the synthetic
-            // world's schema whose tags the prompts use, at three noise levels where the picture's content is decided.
-            progress?.Report("tag sensitivity (x0 error with each attribute's tag swapped)");
             // The character's name tag goes first: for a seen character it can stand in for hair, eyes and outfit.
             var characters = records.Select(r => r.Character).Where(c => !string.IsNullOrWhiteSpace(c)).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToList();
             var attributes = new[] { new TaggedAttribute("character", characters) }
                 .Concat(EvaluationProbe.SynthSchema().Attributes.Select(a => new TaggedAttribute(a.Name, a.Values.Select(a.TagOf).ToList()))).ToList();
             int trainSteps = new NoiseSchedule(model.Config.Schedule).Steps;
+            IReadOnlyList<DenoisingErrorRow> errors;
             IReadOnlyList<TagSensitivityRow> sensitivity;
-            using (var images = stack(real.Select(r => ImageTensor.FromBitmap(r.Image)).ToArray()))
-            using (var masks = FigureMasks(datasetDir, real.Select(r => r.Record).ToList(), size, notes))
+            // One stack of the real pictures for both measurements; the per-picture tensors go with the scope.
+            using (NewDisposeScope())
+            {
+                var images = stack(real.Select(r => ImageTensor.FromBitmap(r.Image)).ToArray());
+                errors = DenoisingDiagnostics.Measure(model, images, prompts, options.Timesteps ?? DenoisingDiagnostics.DefaultTimesteps(trainSteps), options.Seed);
+                // Which tags steer the denoiser (pose, expression, background, hair, ...): each attribute of the synthetic
+                // world's schema whose tags the prompts use, at three noise levels where the picture's content is decided.
+                progress?.Report("tag sensitivity (x0 error with each attribute's tag swapped)");
                 sensitivity = DenoisingDiagnostics.TagSensitivity(model, images, prompts, attributes,
-                    SensitivityFractions.Select(f => (int)Math.Round(f * (trainSteps - 1))).Distinct().ToArray(), options.Seed, figureMasks: masks);
+                    SensitivityFractions.Select(f => (int)Math.Round(f * (trainSteps - 1))).Distinct().ToArray(), options.Seed,
+                    figureMasks: FigureMasks(datasetDir, real.Select(r => r.Record).ToList(), size, notes));
+            }
             if (options.Samples == 0) return new DiagnosisReport(errors, null, null, real.Count, sensitivity, notes);
 
             progress?.Report($"sampling {options.Samples} images ({options.Sampling.Steps} steps, guidance {options.Sampling.GuidanceScale})");
