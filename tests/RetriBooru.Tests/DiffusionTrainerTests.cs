@@ -163,7 +163,7 @@ public class DiffusionTrainerTests
 
         // Left at their defaults the new settings are not written, so every earlier base stage key stays valid.
         var json = JsonSerializer.Serialize(new BaseTrainingOptions());
-        foreach (var name in new[] { "skip_unseen", "background_weight", "attention_levels" }) Assert.DoesNotContain(name, json);
+        foreach (var name in new[] { "skip_unseen", "background_weight", "attention_levels", "pooled_text" }) Assert.DoesNotContain(name, json);
         Assert.Contains("skip_unseen", JsonSerializer.Serialize(new BaseTrainingOptions { SkipUnseen = true }));
     }
 
@@ -193,6 +193,39 @@ public class DiffusionTrainerTests
         using var unet = new UNet2DConditionModel(deeper.Unet);
         var output = unet.Forward(randn(1, 3, 32, 32), tensor(10L), randn(1, 4, deeper.Unet.CrossAttentionDim));
         Assert.Equal([1L, 3, 32, 32], output.shape);
+    }
+
+    [Fact]
+    public void Pooled_text_reaches_the_time_embedding_of_every_resnet_and_is_saved_in_the_config()
+    {
+        Torch.Load();
+        using var scope = NewDisposeScope();
+        var pooled = new BaseTrainingOptions { PooledText = true }.FreshModelConfig().Unet;
+        Assert.Equal(PooledTextEmbedding.Type, pooled.AdditionEmbedType);
+        Assert.Null(new BaseTrainingOptions().FreshModelConfig().Unet.AdditionEmbedType);
+        var (promptA, promptB) = (randn(1, 4, pooled.CrossAttentionDim), randn(1, 4, pooled.CrossAttentionDim));
+        var t = tensor(new[] { 500L });
+        using var noGrad = no_grad();
+        // The embedding every ResNet block reads (the top level's, which has no attention, included) depends on the prompt
+        // only with pooling.
+        Seeding.Seed(3);
+        using (var withPooling = new UNet2DConditionModel(pooled))
+            Assert.False(withPooling.TimeEmbedding(t, promptA, ScalarType.Float32).allclose(withPooling.TimeEmbedding(t, promptB, ScalarType.Float32)));
+        Seeding.Seed(3);
+        using (var without = new UNet2DConditionModel(pooled with { AdditionEmbedType = null }))
+            Assert.True(without.TimeEmbedding(t, promptA, ScalarType.Float32).eq(without.TimeEmbedding(t, promptB, ScalarType.Float32)).all().item<bool>());
+
+        using var dir = new TempDir();
+        var file = Path.Combine(dir.Path, "config.json");
+        File.WriteAllText(file, DiffusersConfigJson.Write(pooled));
+        Assert.Equal(PooledTextEmbedding.Type, DiffusersConfigJson.ReadUnet(file).AdditionEmbedType);
+        File.WriteAllText(file, DiffusersConfigJson.Write(ModelConfigs.Tiny.Unet));
+        Assert.DoesNotContain("addition_embed_type", File.ReadAllText(file));
+        Assert.Null(DiffusersConfigJson.ReadUnet(file).AdditionEmbedType);
+        File.WriteAllText(file, DiffusersConfigJson.Write(pooled).Replace(PooledTextEmbedding.Type, "text_attention"));
+        var error = Assert.Throws<InvalidDataException>(() => DiffusersConfigJson.ReadUnet(file));
+        Assert.Contains(file, error.Message);
+        Assert.Contains("addition_embed_type 'text_attention'", error.Message);
     }
 
     [Fact]

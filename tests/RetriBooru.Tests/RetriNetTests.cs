@@ -44,6 +44,35 @@ public class RetriNetTests
     }
 
     [Fact]
+    public void With_pooled_text_RetriNet_and_ControlNet_start_as_the_base_and_their_encoders_copy_its_text_embedding()
+    {
+        using var scope = NewDisposeScope();
+        Torch.Load();
+        Seeding.Seed(4);
+        var unet = new UNet2DConditionModel(Config with { AdditionEmbedType = PooledTextEmbedding.Type });
+        var (noisy, t, text, refs) = Inputs(5);
+        using var noGrad = no_grad();
+        var expected = unet.Forward(noisy, t, text);
+        var retrinet = new RetriNet(unet);
+        Assert.True(retrinet.Predict(noisy, t, text, refs).eq(expected).all().item<bool>());
+        var control = new ControlNetModel(unet);
+        Assert.True(control.Predict(noisy, t, text, refs).eq(expected).all().item<bool>());
+        var baseWeights = unet.state_dict();
+        foreach (var (prefix, module) in new (string, nn.Module)[] { ("retrieval_encoder.", retrinet), ("", control) })
+        {
+            var copied = module.state_dict();
+            foreach (var name in new[] { "add_embedding.norm.weight", "add_embedding.proj.weight", "add_embedding.proj.bias" })
+                Assert.True(copied[prefix + name].eq(baseWeights[name]).all().item<bool>(), prefix + name);
+        }
+        // The base's pooled-text layer is part of its frozen encoder; ControlNet trains its own copy.
+        Assert.All(unet.named_parameters().Where(p => p.name.StartsWith("add_embedding.")), p => Assert.False(p.parameter.requires_grad));
+        var controlText = control.named_parameters().Where(p => p.name.StartsWith("add_embedding.")).ToList();
+        Assert.Equal(4, controlText.Count);
+        Assert.All(controlText, p => Assert.True(p.parameter.requires_grad));
+        Assert.Equal(control.named_parameters().Count(p => p.parameter.requires_grad), control.TrainableParameters().Count);
+    }
+
+    [Fact]
     public void Training_changes_every_trainable_group_and_no_frozen_tensor()
     {
         using var scope = NewDisposeScope();

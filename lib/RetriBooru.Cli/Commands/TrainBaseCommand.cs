@@ -75,6 +75,9 @@ public sealed class TrainBaseCommand(IAnsiConsole console) : Command<TrainBaseCo
         [CommandOption("--background-weight <W>"), SettingHelp(typeof(BaseTrainingOptions), nameof(BaseTrainingOptions.BackgroundWeight))]
         public double? BackgroundWeight { get; init; }
 
+        [CommandOption("--pooled-text <BOOL>"), SettingHelp(typeof(BaseTrainingOptions), nameof(BaseTrainingOptions.PooledText))]
+        public bool? PooledText { get; init; }
+
         [CommandOption("--skip-unseen <BOOL>"), SettingHelp(typeof(BaseTrainingOptions), nameof(BaseTrainingOptions.SkipUnseen))]
         public bool? SkipUnseen { get; init; }
 

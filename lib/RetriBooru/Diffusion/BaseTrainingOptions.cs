@@ -85,6 +85,10 @@ public sealed record BaseTrainingOptions
      Setting("How many of the U-Net's deepest levels have cross-attention to the prompt, in a fresh model (default: the config's; the tiny config has 2 of 3).", Min = 0, Max = 8)]
     public int? AttentionLevels { get; init; }
 
+    /// <remarks>Without it the text reaches the U-Net only through cross-attention, at the tiny config's two deepest levels.</remarks>
+    [JsonPropertyName("pooled_text"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault),
+     Setting("Add the prompt's pooled embedding to the time embedding of a fresh model, so every ResNet block is steered by the text (default: off, the config's).")]
+    public bool PooledText { get; init; }
     [JsonPropertyName("patch_size"), Setting("Pixel-unshuffle patch of a fresh pixel-space model (1 = full resolution; default: the config's).", Min = 1, Max = 16)]
     public int? PatchSize { get; init; }
 
@@ -120,6 +124,7 @@ public sealed record BaseTrainingOptions
         if (ZeroSnr) config = config with { Schedule = config.Schedule with { RescaleBetasZeroSnr = true, TimestepSpacing = TimestepSpacing.Trailing } };
         if (ParsedChannels() is { } widths) config = config with { Unet = WithLevels(config.Unet, widths) };
         if (AttentionLevels is int attention) config = config with { Unet = WithAttentionLevels(config.Unet, attention) };
+        if (PooledText) config = config with { Unet = config.Unet with { AdditionEmbedType = PooledTextEmbedding.Type } };
         if (PatchSize is int p)
             config = config with { PatchSize = p, Unet = config.Unet with { InChannels = 3 * p * p, OutChannels = 3 * p * p, SampleSize = config.ImageSize / p } };
         config.Unet.Validate();

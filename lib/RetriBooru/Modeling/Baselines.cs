@@ -42,6 +42,7 @@ public sealed class ControlNetModel : nn.Module, IReferenceConditionedModel
     readonly UNet2DConditionModel unet;
     readonly Conv2d conv_in;
     readonly TimestepEmbedding time_embedding;
+    readonly PooledTextEmbedding? add_embedding;
     readonly Sequential controlnet_cond_embedding;
     readonly ModuleList<DownBlock> down_blocks;
     readonly UNetMidBlock2DCrossAttn mid_block;
@@ -60,6 +61,7 @@ public sealed class ControlNetModel : nn.Module, IReferenceConditionedModel
         unet = baseUnet;
         conv_in = nn.Conv2d(config.InChannels, channels[0], 3, padding: 1, device: device);
         time_embedding = new TimestepEmbedding(channels[0], config.TimeEmbedDim, device);
+        if (config.AdditionEmbedType == PooledTextEmbedding.Type) add_embedding = new PooledTextEmbedding(config.CrossAttentionDim, config.TimeEmbedDim, device);
         var last = nn.Conv2d(32, channels[0], 3, padding: 1, device: device);
         controlnet_cond_embedding = nn.Sequential(
             ("conv_in", nn.Conv2d(config.InChannels, 16, 3, padding: 1, device: device)), ("act_0", nn.SiLU()),
@@ -93,8 +95,8 @@ public sealed class ControlNetModel : nn.Module, IReferenceConditionedModel
     }
 
     public IReadOnlyList<Parameter> TrainableParameters() =>
-        new nn.Module[] { conv_in, time_embedding, controlnet_cond_embedding, down_blocks, mid_block, controlnet_down_blocks, controlnet_mid_block }
-            .SelectMany(m => m.parameters()).ToList();
+        new nn.Module?[] { conv_in, time_embedding, add_embedding, controlnet_cond_embedding, down_blocks, mid_block, controlnet_down_blocks, controlnet_mid_block }
+            .OfType<nn.Module>().SelectMany(m => m.parameters()).ToList();
 
     public Tensor Predict(Tensor noisy, Tensor timesteps, Tensor textContext, ReferenceBatch? references)
     {
@@ -108,7 +110,7 @@ public sealed class ControlNetModel : nn.Module, IReferenceConditionedModel
         var config = unet.Config;
         long batch = noisy.shape[0];
         var t = timesteps.dim() == 0 ? timesteps.expand(batch) : timesteps;
-        var temb = time_embedding.Forward(TimestepProjection.Embed(t, (int)config.BlockOutChannels[0], config.FlipSinToCos, config.FreqShift).to(noisy.dtype));
+        var temb = UNet2DConditionModel.TimeEmbedding(time_embedding, add_embedding, config, t, textContext, noisy.dtype);
         var h = conv_in.call(noisy).Plus(controlnet_cond_embedding.call(hint));
         var skips = new List<Tensor> { h };
         foreach (var block in down_blocks) h = block.Forward(h, temb, textContext, skips);

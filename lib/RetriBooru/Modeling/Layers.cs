@@ -281,6 +281,32 @@ public sealed class TimestepEmbedding : nn.Module
     }
 }
 
+/// <summary>
+/// The prompt's pooled embedding for the time embedding (<see cref="UNetConfig.AdditionEmbedType"/>): layer norm, mean over
+/// the token positions (padding included: the encoder's output there is a function of the prompt too), a linear map to
+/// the time-embedding width. Every ResNet block adds its projection of the sum, so text reaches levels without attention.
+/// </summary>
+public sealed class PooledTextEmbedding : nn.Module
+{
+    public const string Type = "text_mean";
+    readonly LayerNorm norm;
+    readonly Linear proj;
+
+    public PooledTextEmbedding(long contextDim, long timeEmbedDim, Device? device = null) : base(nameof(PooledTextEmbedding))
+    {
+        norm = nn.LayerNorm(contextDim, device: device);
+        proj = nn.Linear(contextDim, timeEmbedDim, device: device);
+        RegisterComponents();
+    }
+
+    /// <summary>context [B, T, D] -> [B, time embedding width].</summary>
+    public Tensor Forward(Tensor context)
+    {
+        using var scope = NewDisposeScope();
+        return proj.call(norm.call(context).mean([1])).MoveToOuterDisposeScope();
+    }
+}
+
 /// <summary>Sinusoidal timestep projection (diffusers <c>Timesteps</c> / <c>get_timestep_embedding</c>).</summary>
 public static class TimestepProjection
 {

@@ -27,6 +27,12 @@ public sealed record UNetConfig
     public bool UseLinearProjection { get; init; }
     public bool FlipSinToCos { get; init; } = true;
     public int FreqShift { get; init; }
+    /// <summary>
+    /// null (SD1.x) or <see cref="PooledTextEmbedding.Type"/>: the prompt's mean embedding is added to the time embedding,
+    /// so every ResNet block, those of levels without attention included, is steered by the text (this project's own
+    /// type; diffusers' "text" pools by attention).
+    /// </summary>
+    public string? AdditionEmbedType { get; init; }
 
     public int TimeEmbedDim => BlockOutChannels[0] * 4;
 
@@ -43,6 +49,8 @@ public sealed record UNetConfig
             if (t is not ("CrossAttnUpBlock2D" or "UpBlock2D")) throw new ArgumentException($"unet: unknown up block type '{t}'");
         foreach (var c in BlockOutChannels)
             if (c % AttentionHeads != 0) throw new ArgumentException($"unet: channels {c} not divisible by {AttentionHeads} heads");
+        if (AdditionEmbedType is not (null or PooledTextEmbedding.Type))
+            throw new ArgumentException($"unet: unknown addition_embed_type '{AdditionEmbedType}' (known: {PooledTextEmbedding.Type})");
     }
 }
 

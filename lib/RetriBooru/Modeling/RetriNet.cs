@@ -30,6 +30,7 @@ public sealed class RetrievalEncoder : nn.Module
 {
     readonly Conv2d conv_in;
     readonly TimestepEmbedding time_embedding;
+    readonly PooledTextEmbedding? add_embedding;
     readonly ModuleList<DownBlock> down_blocks;
     readonly UNetConfig _config;
     readonly int[] _levelIndices;
@@ -40,6 +41,7 @@ public sealed class RetrievalEncoder : nn.Module
         var channels = config.BlockOutChannels;
         conv_in = nn.Conv2d(config.InChannels, channels[0], 3, padding: 1, device: device);
         time_embedding = new TimestepEmbedding(channels[0], config.TimeEmbedDim, device);
+        if (config.AdditionEmbedType == PooledTextEmbedding.Type) add_embedding = new PooledTextEmbedding(config.CrossAttentionDim, config.TimeEmbedDim, device);
         down_blocks = UNetLevels.DownBlocks(config, device);
         _levelIndices = UNetLevels.LevelFeatureIndices(config);
         RegisterComponents();
@@ -49,8 +51,7 @@ public sealed class RetrievalEncoder : nn.Module
     public IReadOnlyList<Tensor> Forward(Tensor references, Tensor conceptContext, int timestep)
     {
         var t = ScalarOps.Filled([references.shape[0]], timestep, int64, references.device);
-        var proj = TimestepProjection.Embed(t, (int)_config.BlockOutChannels[0], _config.FlipSinToCos, _config.FreqShift);
-        var temb = time_embedding.Forward(proj.to(references.dtype));
+        var temb = UNet2DConditionModel.TimeEmbedding(time_embedding, add_embedding, _config, t, conceptContext, references.dtype);
         var h = conv_in.call(references);
         var skips = new List<Tensor> { h };
         foreach (var block in down_blocks) h = block.Forward(h, temb, conceptContext, skips);

@@ -30,6 +30,7 @@ public sealed class UNet2DConditionModel : nn.Module
 {
     readonly Conv2d conv_in;
     readonly TimestepEmbedding time_embedding;
+    readonly PooledTextEmbedding? add_embedding;
     readonly ModuleList<DownBlock> down_blocks;
     readonly UNetMidBlock2DCrossAttn mid_block;
     readonly ModuleList<UpBlock> up_blocks;
@@ -48,6 +49,7 @@ public sealed class UNet2DConditionModel : nn.Module
 
         conv_in = nn.Conv2d(config.InChannels, channels[0], 3, padding: 1, device: device);
         time_embedding = new TimestepEmbedding(channels[0], temb, device);
+        if (config.AdditionEmbedType == PooledTextEmbedding.Type) add_embedding = new PooledTextEmbedding(config.CrossAttentionDim, temb, device);
 
         var downs = new List<DownBlock>();
         long output = channels[0];
@@ -81,7 +83,7 @@ public sealed class UNet2DConditionModel : nn.Module
     }
 
     /// <summary>Time embedding, conv_in and the down blocks (frozen in RetriNet).</summary>
-    public IReadOnlyList<nn.Module> EncoderModules => [time_embedding, conv_in, down_blocks];
+    public IReadOnlyList<nn.Module> EncoderModules => add_embedding is null ? [time_embedding, conv_in, down_blocks] : [time_embedding, add_embedding, conv_in, down_blocks];
     /// <summary>The mid block (frozen in RetriNet).</summary>
     public IReadOnlyList<nn.Module> MidModules => [mid_block];
     /// <summary>Up blocks and output head (trainable in RetriNet).</summary>
@@ -109,14 +111,27 @@ public sealed class UNet2DConditionModel : nn.Module
         long batch = sample.shape[0];
         var t = timesteps.dim() == 0 ? timesteps.expand(batch) : timesteps;
         if (t.shape[0] != batch) throw new ArgumentException($"timesteps has {t.shape[0]} entries for a batch of {batch}");
-        var proj = TimestepProjection.Embed(t, (int)Config.BlockOutChannels[0], Config.FlipSinToCos, Config.FreqShift);
-        var temb = time_embedding.Forward(proj.to(sample.dtype));
+        var temb = TimeEmbedding(t, encoderHiddenStates, sample.dtype);
 
         var h = conv_in.call(sample);
         var skips = new List<Tensor> { h };
         foreach (var block in down_blocks) h = block.Forward(h, temb, encoderHiddenStates, skips);
         var mid = mid_block.Forward(h, temb, encoderHiddenStates);
         return new UNetEncoding(temb, skips, mid);
+    }
+
+    /// <summary>The embedding every ResNet block reads: the timestep's, plus the pooled prompt's when the config adds it.</summary>
+    public Tensor TimeEmbedding(Tensor timesteps, Tensor encoderHiddenStates, ScalarType dtype) =>
+        TimeEmbedding(time_embedding, add_embedding, Config, timesteps, encoderHiddenStates, dtype);
+
+    /// <summary>The same for a branch's copies of the two modules (ControlNet's encoder, RetriNet's retrieval encoder).</summary>
+    public static Tensor TimeEmbedding(TimestepEmbedding time, PooledTextEmbedding? text, UNetConfig config, Tensor timesteps, Tensor context, ScalarType dtype)
+    {
+        using var scope = NewDisposeScope();
+        var proj = TimestepProjection.Embed(timesteps, config.BlockOutChannels[0], config.FlipSinToCos, config.FreqShift);
+        var temb = time.Forward(proj.to(dtype));
+        if (text is not null) temb = temb.Plus(text.Forward(context));
+        return temb.MoveToOuterDisposeScope();
     }
 
     /// <summary>

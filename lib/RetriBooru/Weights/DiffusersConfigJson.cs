@@ -15,26 +15,32 @@ public static class DiffusersConfigJson
 {
     static readonly JsonSerializerOptions Indented = new() { WriteIndented = true };
 
-    public static string Write(UNetConfig c) => new JsonObject
+    public static string Write(UNetConfig c)
     {
-        ["_class_name"] = "UNet2DConditionModel",
-        ["sample_size"] = c.SampleSize,
-        ["in_channels"] = c.InChannels,
-        ["out_channels"] = c.OutChannels,
-        ["block_out_channels"] = new JsonArray(c.BlockOutChannels.Select(v => (JsonNode)v).ToArray()),
-        ["down_block_types"] = new JsonArray(c.DownBlockTypes.Select(v => (JsonNode)v).ToArray()),
-        ["up_block_types"] = new JsonArray(c.UpBlockTypes.Select(v => (JsonNode)v).ToArray()),
-        ["layers_per_block"] = c.LayersPerBlock,
-        ["attention_head_dim"] = c.AttentionHeads,
-        ["cross_attention_dim"] = c.CrossAttentionDim,
-        ["norm_num_groups"] = c.NormNumGroups,
-        ["norm_eps"] = c.NormEps,
-        ["use_linear_projection"] = c.UseLinearProjection,
-        ["flip_sin_to_cos"] = c.FlipSinToCos,
-        ["freq_shift"] = c.FreqShift,
-        ["act_fn"] = "silu",
-        ["mid_block_type"] = "UNetMidBlock2DCrossAttn",
-    }.ToJsonString(Indented);
+        var o = new JsonObject
+        {
+            ["_class_name"] = "UNet2DConditionModel",
+            ["sample_size"] = c.SampleSize,
+            ["in_channels"] = c.InChannels,
+            ["out_channels"] = c.OutChannels,
+            ["block_out_channels"] = new JsonArray(c.BlockOutChannels.Select(v => (JsonNode)v).ToArray()),
+            ["down_block_types"] = new JsonArray(c.DownBlockTypes.Select(v => (JsonNode)v).ToArray()),
+            ["up_block_types"] = new JsonArray(c.UpBlockTypes.Select(v => (JsonNode)v).ToArray()),
+            ["layers_per_block"] = c.LayersPerBlock,
+            ["attention_head_dim"] = c.AttentionHeads,
+            ["cross_attention_dim"] = c.CrossAttentionDim,
+            ["norm_num_groups"] = c.NormNumGroups,
+            ["norm_eps"] = c.NormEps,
+            ["use_linear_projection"] = c.UseLinearProjection,
+            ["flip_sin_to_cos"] = c.FlipSinToCos,
+            ["freq_shift"] = c.FreqShift,
+            ["act_fn"] = "silu",
+            ["mid_block_type"] = "UNetMidBlock2DCrossAttn",
+        };
+        // Written only when set, so the config of every earlier model reads and writes unchanged.
+        if (c.AdditionEmbedType is { } addition) o["addition_embed_type"] = addition;
+        return o.ToJsonString(Indented);
+    }
 
     public static string Write(VaeConfig c) => new JsonObject
     {
@@ -156,6 +162,7 @@ public static class DiffusersConfigJson
             UseLinearProjection = Get(o, "use_linear_projection", d.UseLinearProjection, path),
             FlipSinToCos = Get(o, "flip_sin_to_cos", d.FlipSinToCos, path),
             FreqShift = Get(o, "freq_shift", d.FreqShift, path),
+            AdditionEmbedType = o["addition_embed_type"] is JsonValue addition && addition.TryGetValue<string>(out var type) ? type : null,
         };
         ConfigBounds.Check(config, path);
         return config;
