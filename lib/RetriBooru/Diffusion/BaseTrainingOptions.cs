@@ -92,6 +92,7 @@ public sealed record BaseTrainingOptions
     [JsonPropertyName("pooled_text"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault),
      Setting("Add the prompt's pooled embedding to the time embedding of a fresh model, so every ResNet block is steered by the text (default: off, the config's).")]
     public bool PooledText { get; init; }
+
     [JsonPropertyName("patch_size"), Setting("Pixel-unshuffle patch of a fresh pixel-space model (1 = full resolution; default: the config's).", Min = 1, Max = 16)]
     public int? PatchSize { get; init; }
 

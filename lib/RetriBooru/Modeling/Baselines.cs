@@ -61,7 +61,7 @@ public sealed class ControlNetModel : nn.Module, IReferenceConditionedModel
         unet = baseUnet;
         conv_in = nn.Conv2d(config.InChannels, channels[0], 3, padding: 1, device: device);
         time_embedding = new TimestepEmbedding(channels[0], config.TimeEmbedDim, device);
-        if (config.AdditionEmbedType == PooledTextEmbedding.Type) add_embedding = new PooledTextEmbedding(config.CrossAttentionDim, config.TimeEmbedDim, device);
+        add_embedding = PooledTextEmbedding.For(config, device);
         var last = nn.Conv2d(32, channels[0], 3, padding: 1, device: device);
         controlnet_cond_embedding = nn.Sequential(
             ("conv_in", nn.Conv2d(config.InChannels, 16, 3, padding: 1, device: device)), ("act_0", nn.SiLU()),

@@ -299,6 +299,10 @@ public sealed class PooledTextEmbedding : nn.Module
         RegisterComponents();
     }
 
+    /// <summary>The layer a U-Net of this config (or a branch's copy of its encoder) has: null when the config adds none.</summary>
+    public static PooledTextEmbedding? For(UNetConfig config, Device? device = null) =>
+        config.AdditionEmbedType == Type ? new PooledTextEmbedding(config.CrossAttentionDim, config.TimeEmbedDim, device) : null;
+
     /// <summary>context [B, T, D] -> [B, time embedding width].</summary>
     public Tensor Forward(Tensor context)
     {

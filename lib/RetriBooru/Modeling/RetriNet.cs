@@ -41,7 +41,7 @@ public sealed class RetrievalEncoder : nn.Module
         var channels = config.BlockOutChannels;
         conv_in = nn.Conv2d(config.InChannels, channels[0], 3, padding: 1, device: device);
         time_embedding = new TimestepEmbedding(channels[0], config.TimeEmbedDim, device);
-        if (config.AdditionEmbedType == PooledTextEmbedding.Type) add_embedding = new PooledTextEmbedding(config.CrossAttentionDim, config.TimeEmbedDim, device);
+        add_embedding = PooledTextEmbedding.For(config, device);
         down_blocks = UNetLevels.DownBlocks(config, device);
         _levelIndices = UNetLevels.LevelFeatureIndices(config);
         RegisterComponents();

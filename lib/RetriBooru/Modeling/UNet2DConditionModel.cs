@@ -49,7 +49,7 @@ public sealed class UNet2DConditionModel : nn.Module
 
         conv_in = nn.Conv2d(config.InChannels, channels[0], 3, padding: 1, device: device);
         time_embedding = new TimestepEmbedding(channels[0], temb, device);
-        if (config.AdditionEmbedType == PooledTextEmbedding.Type) add_embedding = new PooledTextEmbedding(config.CrossAttentionDim, temb, device);
+        add_embedding = PooledTextEmbedding.For(config, device);
 
         var downs = new List<DownBlock>();
         long output = channels[0];
@@ -82,7 +82,7 @@ public sealed class UNet2DConditionModel : nn.Module
         RegisterComponents();
     }
 
-    /// <summary>Time embedding, conv_in and the down blocks (frozen in RetriNet).</summary>
+    /// <summary>Time embedding (with the pooled-text layer when the config has it), conv_in and the down blocks (frozen in RetriNet).</summary>
     public IReadOnlyList<nn.Module> EncoderModules => add_embedding is null ? [time_embedding, conv_in, down_blocks] : [time_embedding, add_embedding, conv_in, down_blocks];
     /// <summary>The mid block (frozen in RetriNet).</summary>
     public IReadOnlyList<nn.Module> MidModules => [mid_block];
