@@ -115,6 +115,41 @@ public class DataSynthTests
     }
 
     [Fact]
+    public void Independent_pictures_are_reproducible_and_their_attributes_do_not_follow_each_other()
+    {
+        var a = SynthGenerator.RenderIndependentPictures(240, 32, seed: 3);
+        var b = SynthGenerator.RenderIndependentPictures(240, 32, seed: 3);
+        var c = SynthGenerator.RenderIndependentPictures(8, 32, seed: 4);
+        try
+        {
+            Assert.Equal(240, a.Count);
+            Assert.All(a, p => Assert.Equal((32, 32), (p.Image.Width, p.Image.Height)));
+            for (int i = 0; i < 8; i++)
+            {
+                Assert.Equal(ImageTensor.EncodePng(a[i].Image), ImageTensor.EncodePng(b[i].Image));
+                Assert.Equal(a[i].Attributes, b[i].Attributes);
+            }
+            Assert.NotEqual(a.Take(8).Select(p => Convert.ToHexString(ImageTensor.EncodePng(p.Image))), c.Select(p => Convert.ToHexString(ImageTensor.EncodePng(p.Image))));
+            // Every picture is a new character: its hair colour says nothing about its eyes or top (a world of a few
+            // characters ties them together), and the top is never in the hair colour, as in the generator's worlds.
+            foreach (var group in a.GroupBy(p => p.Attributes.HairColor).Where(g => g.Count() >= 20))
+            {
+                Assert.True(group.Select(p => p.Attributes.EyeColor).Distinct().Count() >= 4, $"{group.Key} hair: eye colours {string.Join(",", group.Select(p => p.Attributes.EyeColor).Distinct())}");
+                Assert.True(group.Select(p => p.Attributes.TopColor).Distinct().Count() >= 5, $"{group.Key} hair: top colours");
+            }
+            Assert.All(a, p => Assert.NotEqual(p.Attributes.HairColor, p.Attributes.TopColor));
+            Assert.True(a.Select(p => (p.Attributes.HairColor, p.Attributes.HairStyle, p.Attributes.EyeColor, p.Attributes.Accessory)).Distinct().Count() > 180);
+            Assert.Equal(SynthVocabulary.Poses.Count, a.Select(p => p.Attributes.Pose).Distinct().Count());
+        }
+        finally
+        {
+            foreach (var (image, _) in a.Concat(b).Concat(c)) image.Dispose();
+        }
+        Assert.Throws<ArgumentOutOfRangeException>(() => SynthGenerator.RenderIndependentPictures(0, 32, 1));
+        Assert.Throws<ArgumentOutOfRangeException>(() => SynthGenerator.RenderIndependentPictures(4, 8, 1));
+    }
+
+    [Fact]
     public void Refuses_to_overwrite_a_folder_it_did_not_make()
     {
         using var dir = new TempDir();

@@ -28,6 +28,8 @@ public sealed class EvaluationWorld : IDisposable
         // Nothing cached in the shared dataset: the tests that copy it compute every yardstick (the cache tests turn it on in a copy).
         IdentityBaselineExamples = 6, LeakageBaselineExamples = 2, CacheProbe = false, CacheBaselines = false, IdentityView = IdentityView.Whole,
         Probe = new AttributeProbeOptions { Epochs = 2, ImageSize = 32, Channels = [8, 16] },
+        // The dataset's own pictures keep the shared fixture fast; the world-trained probe has its own test.
+        ProbeWorldPictures = 0,
     };
 
     public EvaluationWorld()
@@ -277,6 +279,35 @@ public class EvaluationTests(EvaluationWorld world, Xunit.Abstractions.ITestOutp
     }
 
     [Fact]
+    public void A_probe_trained_on_a_world_of_new_characters_is_scored_on_every_dataset_picture_and_cached_by_world_size()
+    {
+        var copy = world.NewFolder();
+        CopyFolder(world.Dataset, copy);
+        var records = DatasetLayout.ReadRecords(copy);
+        var options = EvaluationWorld.SuiteOptions.Probe with { Seed = 3 };
+        var notes = new List<string>();
+        var data = new ProbeData(copy, records, 32);
+        var world48 = EvaluationProbe.Prepare(data, options, useCache: true, notes, worldPictures: 48)!;
+        Assert.False(world48.FromCache);
+        // Trained on 48 rendered pictures, none of the dataset's; scored on every labelled picture of the dataset.
+        Assert.Equal(48, world48.Report.TrainCount);
+        Assert.Equal(records.Count, world48.Report.HeldOutCount);
+        var again = EvaluationProbe.Prepare(data, options, useCache: true, notes, worldPictures: 48)!;
+        Assert.True(again.FromCache);
+        Assert.Equal(world48.Probe.Fingerprint(), again.Probe.Fingerprint());
+        var own = EvaluationProbe.Prepare(data, options, useCache: true, notes, worldPictures: 0)!;
+        Assert.False(own.FromCache);
+        Assert.Equal(records.Count, own.Report.TrainCount + own.Report.HeldOutCount);
+        Assert.StartsWith("48 pictures of new random characters (none of the dataset's), 2 epochs", world48.Training);
+        Assert.Equal(world48.Training, again.Training);
+        Assert.EndsWith($"accuracy on the other {own.Report.HeldOutCount}", own.Training);
+        foreach (var p in new[] { world48, again, own }) p.Probe.Dispose();
+        var error = Assert.Throws<ArgumentException>(() => EvaluationProbe.Prepare(data, options, useCache: false, notes, worldPictures: -1));
+        Assert.Contains("world pictures must be 0..", error.Message);
+        Assert.Empty(notes);
+    }
+
+    [Fact]
     public void A_second_suite_on_the_same_dataset_reads_every_real_image_yardstick_from_the_cache_and_scores_the_same()
     {
         var copy = world.NewFolder();
@@ -358,7 +389,7 @@ public class EvaluationTests(EvaluationWorld world, Xunit.Abstractions.ITestOutp
         var outDir = world.NewFolder();
         var console = new TestConsole().Width(200);
         int code = RetriBooru.Cli.CliApp.Run(["evaluate", "--checkpoint", checkpoint, "--data", data, "--split", "unseen", "--sets", "1",
-            "--samples-per-reference", "2", "--steps", "2", "--seed", "5", "--out", outDir, "--bootstrap", "100", "--identity-view", "whole"], console);
+            "--samples-per-reference", "2", "--steps", "2", "--seed", "5", "--out", outDir, "--bootstrap", "100", "--identity-view", "whole", "--probe-world", "40"], console);
         Assert.True(code == 0, console.Output);
         foreach (var metric in new[] { "identity_face", "identity_clothes", "leakage", "swd", "kid", "kid_floor", "kid_ceiling", "95% CI" })
             Assert.True(console.Output.Contains(metric, StringComparison.Ordinal), $"output lacks {metric}:\n{console.Output}");
@@ -371,6 +402,9 @@ public class EvaluationTests(EvaluationWorld world, Xunit.Abstractions.ITestOutp
         var bad = new TestConsole().Width(200);
         Assert.NotEqual(0, RetriBooru.Cli.CliApp.Run(["evaluate", "--checkpoint", checkpoint, "--data", data, "--split", "train", "--out", outDir], bad));
         Assert.True(bad.Output.Contains("--split: unknown split 'train'", StringComparison.Ordinal), bad.Output);
+        var badWorld = new TestConsole().Width(200);
+        Assert.NotEqual(0, RetriBooru.Cli.CliApp.Run(["evaluate", "--checkpoint", checkpoint, "--data", data, "--split", "seen", "--probe-world", "-3", "--out", outDir], badWorld));
+        Assert.True(badWorld.Output.Contains("--probe-world", StringComparison.Ordinal), badWorld.Output);
     }
 
     /// <summary>The scheme-b manifest with every target id replaced by one that climbs out of any folder.</summary>
@@ -425,7 +459,7 @@ public class EvaluationTests(EvaluationWorld world, Xunit.Abstractions.ITestOutp
         ReferenceModelStore.Save(world.Model, new TextOnlyModel(world.Model.Unet), checkpoint);
         var outDir = world.NewFolder();
         string[] Evaluate(params string[] extra) => ["evaluate", "--checkpoint", checkpoint, "--data", data, "--split", "unseen", "--sets", "1",
-            "--samples-per-reference", "1", "--steps", "1", "--out", outDir, "--bootstrap", "10", "--identity-view", "whole", .. extra];
+            "--samples-per-reference", "1", "--steps", "1", "--out", outDir, "--bootstrap", "10", "--identity-view", "whole", "--probe-world", "40", .. extra];
         (int Code, string Output) Run(string[] args)
         {
             var console = new TestConsole().Width(250);

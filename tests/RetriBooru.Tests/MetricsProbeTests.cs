@@ -72,6 +72,35 @@ public class MetricsProbeTests(MetricsProbeFixture fixture, ITestOutputHelper ou
     }
 
     [Fact]
+    public void Probe_scores_the_held_out_pictures_it_is_given_and_shifts_and_mirrors_reproducibly()
+    {
+        var rng = new Random(21);
+        List<ProbeSample> Draw(int count) => Enumerable.Range(0, count).Select(i =>
+        {
+            var scene = MetricsShapeWorld.RandomScene(MetricsShapeWorld.RandomCharacter(rng), rng);
+            using var drawn = MetricsShapeWorld.Draw(scene, 32);
+            return new ProbeSample(drawn.Image.Copy(), scene.Attributes);
+        }).ToList();
+        var training = Draw(24);
+        var heldOut = Draw(10);
+        var options = new AttributeProbeOptions { Epochs = 2, ImageSize = 32, Seed = 3, ShiftPixels = 2, Mirror = true };
+        var (a, reportA) = AttributeProbe.Train(MetricsProbeFixture.Schema, training, heldOut, options);
+        var (b, reportB) = AttributeProbe.Train(MetricsProbeFixture.Schema, training, heldOut, options);
+        var (c, reportC) = AttributeProbe.Train(MetricsProbeFixture.Schema, training, heldOut, options with { ShiftPixels = 0, Mirror = false });
+        Assert.Equal((24, 10), (reportA.TrainCount, reportA.HeldOutCount));
+        Assert.Equal(reportA.FinalTrainLoss, reportB.FinalTrainLoss);
+        Assert.Equal(a.Fingerprint(), b.Fingerprint());
+        // The augmentation changes what the probe trains on, so the same seed without it ends elsewhere.
+        Assert.NotEqual(reportA.FinalTrainLoss, reportC.FinalTrainLoss);
+        Assert.All(reportA.HeldOutAccuracy.Values, v => Assert.Equal(0, v * 10 % 1, 9)); // a share of 10 pictures
+        var error = Assert.Throws<ArgumentException>(() => AttributeProbe.Train(MetricsProbeFixture.Schema, training, heldOut, options with { ShiftPixels = 9 }));
+        Assert.Contains("shift must be 0..8 px", error.Message);
+        Assert.Throws<ArgumentException>(() => AttributeProbe.Train(MetricsProbeFixture.Schema, training, [], options));
+        foreach (var p in new[] { a, b, c }) p.Dispose();
+        training.Concat(heldOut).ToList().ForEach(s => s.Image.Dispose());
+    }
+
+    [Fact]
     public void Probe_rejects_a_sample_whose_value_is_outside_the_vocabulary_naming_it()
     {
         var rng = new Random(1);

@@ -112,6 +112,7 @@ public class ModelingCliTests
                      (["--guidance", "NaN"], "guidance"),
                      (["--timesteps", "0,x"], "--timesteps"),
                      (["--timesteps", "5000"], "outside"),
+                     (["--probe-world", "-1"], "--probe-world must be in [0, 200000], got -1"),
                  })
         {
             var bad = new TestConsole().Width(200);

@@ -56,6 +56,9 @@ public sealed class EvaluateCommand(IAnsiConsole console) : Command<EvaluateComm
         [CommandOption("--identity-view <VIEW>"), SettingHelp(typeof(EvaluationSettings), nameof(EvaluationSettings.IdentityView))]
         public string? IdentityView { get; init; }
 
+        [CommandOption("--probe-world <N>"), SettingHelp(typeof(EvaluationSettings), nameof(EvaluationSettings.ProbeWorld))]
+        public int? ProbeWorld { get; init; }
+
         [CommandOption("--name <NAME>")]
         [Description("Model name in the results table (default: the checkpoint's model kind).")]
         public string? Name { get; init; }

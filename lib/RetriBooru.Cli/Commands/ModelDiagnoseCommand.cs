@@ -56,6 +56,9 @@ public sealed class ModelDiagnoseCommand(IAnsiConsole console) : Command<ModelDi
         [Description("Skip the attribute probe (readability).")]
         public bool NoReadability { get; init; }
 
+        [CommandOption("--probe-world <N>"), SettingHelp(typeof(EvaluationSettings), nameof(EvaluationSettings.ProbeWorld))]
+        public int? ProbeWorld { get; init; }
+
         [CommandOption("--out <DIR>")]
         [Description("Writes diagnose.json, denoising-error.html and samples.png (samples above, real images below) here.")]
         public string? Out { get; init; }
@@ -80,7 +83,7 @@ public sealed class ModelDiagnoseCommand(IAnsiConsole console) : Command<ModelDi
         var options = new DiagnosisOptions
         {
             Images = settings.Images, Samples = settings.Samples, Timesteps = timesteps, Seed = settings.Seed, Readability = !settings.NoReadability,
-            Sampling = settings.Sampling(),
+            Sampling = settings.Sampling(), ProbeWorld = settings.ProbeWorld ?? EvaluationSettings.Default.ProbeWorld,
         };
         options.Validate();
         TorchRuntime.SetDeterministic(true, settings.Threads);

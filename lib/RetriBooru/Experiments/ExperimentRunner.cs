@@ -294,6 +294,7 @@ public sealed class ExperimentRunner(ExperimentSpec spec, RunOptions options, IP
             trainInputs, evaluation, suiteSeed = spec.Seed, protocol = EvaluationProtocolVersion,
             // The suite's settings change scores too (where identity is compared, SWD's baseline quantile).
             identityView = spec.Evaluate.IdentityView.Name(), identityQuantile = spec.Evaluate.IdentityQuantile,
+            probeWorld = spec.Evaluate.ProbeWorld,
         }, dir =>
         {
             var (model, branch) = ReferenceModelStore.Load(Path.Combine(trained, "model"), device);

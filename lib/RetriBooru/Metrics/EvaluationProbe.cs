@@ -10,7 +10,16 @@ using RetriBooru.Runtime;
 namespace RetriBooru.Metrics;
 
 /// <summary>A probe ready for evaluation: the probe, its held-out report and whether it was trained now or loaded from the cache.</summary>
-public sealed record PreparedProbe(AttributeProbe Probe, ProbeReport Report, bool FromCache, int SkippedImages);
+public sealed record PreparedProbe(AttributeProbe Probe, ProbeReport Report, bool FromCache, int SkippedImages)
+{
+    /// <summary>Pictures of new random characters it trained on; 0 when it trained on the dataset's own pictures.</summary>
+    public int WorldPictures { get; init; }
+
+    /// <summary>One line saying what the probe trained on and what its accuracy is measured on.</summary>
+    public string Training => WorldPictures > 0
+        ? $"{Report.TrainCount} pictures of new random characters (none of the dataset's), {Report.Options.Epochs} epochs, shifts up to {Report.Options.ShiftPixels} px{(Report.Options.Mirror ? ", mirrored" : "")}; accuracy on the dataset's {Report.HeldOutCount} labelled pictures"
+        : $"{Report.TrainCount} of the dataset's labelled pictures, {Report.Options.Epochs} epochs, shifts up to {Report.Options.ShiftPixels} px{(Report.Options.Mirror ? ", mirrored" : "")}; accuracy on the other {Report.HeldOutCount}";
+}
 
 /// <summary>The labelled pictures a probe is trained on: a dataset, its records and the image size they are read at (the generations' size).</summary>
 public sealed record ProbeData(string DatasetDir, IReadOnlyList<ImageRecord> Records, int ImageSize);
@@ -52,8 +61,15 @@ public static class EvaluationProbe
     }
 
     /// <summary>Null when the dataset has no <c>attributes.jsonl</c> (a real Danbooru folder).</summary>
-    public static PreparedProbe? Prepare(ProbeData data, AttributeProbeOptions options, bool useCache, List<string> notes, IProgress<string>? progress = null)
+    /// <param name="worldPictures">
+    /// 0: train on 80% of the dataset's labelled pictures and report accuracy on the rest. N &gt; 0: train on N pictures
+    /// of new random characters drawn by the synthetic generator (<see cref="SynthGenerator.RenderIndependentPictures"/>,
+    /// seeded from the options' seed) and report accuracy on every labelled picture of the dataset, none of which it saw;
+    /// a probe trained on a few characters' pictures learns who they are rather than what they wear.
+    /// </param>
+    public static PreparedProbe? Prepare(ProbeData data, AttributeProbeOptions options, bool useCache, List<string> notes, IProgress<string>? progress = null, int worldPictures = 0)
     {
+        if (worldPictures < 0 || worldPictures > MaxWorldPictures) throw new ArgumentException($"the probe's world pictures must be 0..{MaxWorldPictures}, got {worldPictures}");
         var (datasetDir, records, imageSize) = (data.DatasetDir, data.Records, data.ImageSize);
         var attributesPath = Path.Combine(datasetDir, SynthAttributesFile.FileName);
         if (!File.Exists(attributesPath)) return null;
@@ -70,18 +86,32 @@ public static class EvaluationProbe
             return null;
         }
         var folder = Path.Combine(datasetDir, Folder);
-        var key = Key(attributesPath, entries, schema, imageSize, options);
+        var key = Key(attributesPath, entries, schema, imageSize, options, worldPictures);
         if (useCache && TryLoad(folder, key) is { } cached)
         {
             progress?.Report($"attribute probe loaded from {folder}");
-            return cached;
+            return cached with { WorldPictures = worldPictures };
         }
-        progress?.Report($"training the attribute probe on {entries.Count} labelled images ({options.Epochs} epochs)");
         using var loaded = ProbeSamples.Load(entries, schema, imageSize);
         foreach (var (path, reason) in loaded.Skipped.Take(5)) notes.Add($"probe training skipped {path}: {reason}");
         if (loaded.Skipped.Count > 5) notes.Add($"probe training skipped {loaded.Skipped.Count} images in all");
-        var (probe, report) = AttributeProbe.Train(schema, loaded.Samples, options,
-            new Progress<ProbeEpoch>(e => progress?.Report($"probe epoch {e.Epoch}/{e.Epochs}: loss {e.MeanLoss:F3}")));
+        var epochs = new Progress<ProbeEpoch>(e => progress?.Report($"probe epoch {e.Epoch}/{e.Epochs}: loss {e.MeanLoss:F3}"));
+        AttributeProbe probe;
+        ProbeReport report;
+        if (worldPictures == 0)
+        {
+            progress?.Report($"training the attribute probe on {entries.Count} labelled images ({options.Epochs} epochs)");
+            (probe, report) = AttributeProbe.Train(schema, loaded.Samples, options, epochs);
+        }
+        else
+        {
+            if (loaded.Samples.Count == 0) throw new InvalidDataException($"{datasetDir}: none of the {entries.Count} labelled pictures could be read, so the attribute probe's accuracy cannot be measured");
+            int renderSize = PictureSize(entries, imageSize);
+            progress?.Report($"rendering {worldPictures} pictures of new characters at {renderSize} px for the attribute probe");
+            using var world = RenderWorld(worldPictures, renderSize, imageSize, Seeding.DeriveLong(options.Seed, "probe-world"), schema);
+            progress?.Report($"training the attribute probe on them ({options.Epochs} epochs); accuracy on the dataset's {loaded.Samples.Count} labelled pictures");
+            (probe, report) = AttributeProbe.Train(schema, world.Samples, loaded.Samples, options, epochs);
+        }
         if (useCache)
         {
             try
@@ -94,7 +124,34 @@ public static class EvaluationProbe
                 notes.Add($"the attribute probe could not be cached in {folder}: {e.Message}");
             }
         }
-        return new PreparedProbe(probe, report, false, loaded.Skipped.Count);
+        return new PreparedProbe(probe, report, false, loaded.Skipped.Count) { WorldPictures = worldPictures };
+    }
+
+    /// <summary>Most pictures of the probe's training world (each costs about 12 KB of bitmap and tensor at 32 px).</summary>
+    public const int MaxWorldPictures = 200_000;
+
+    /// <summary>The side of the dataset's pictures (the first readable one), so the world is drawn at the dataset's resolution and downscaled the same way.</summary>
+    static int PictureSize(IReadOnlyList<LabelledImage> entries, int fallback)
+    {
+        foreach (var entry in entries)
+        {
+            using var codec = SkiaSharp.SKCodec.Create(entry.ImagePath);
+            if (codec is not null && codec.Info.Width >= 16 && codec.Info.Width <= 2048) return codec.Info.Width;
+        }
+        return fallback;
+    }
+
+    static LoadedProbeSamples RenderWorld(int pictures, int renderSize, int imageSize, long seed, AttributeSchema schema)
+    {
+        var rendered = SynthGenerator.RenderIndependentPictures(pictures, renderSize, seed);
+        var samples = new List<ProbeSample>(rendered.Count);
+        foreach (var (image, attributes) in rendered)
+        {
+            using (image)
+                samples.Add(new ProbeSample(ImageOps.Resize(image, imageSize, imageSize),
+                    schema.Attributes.ToDictionary(a => a.Name, a => SynthAttributesFile.Value(attributes, a.Name)), $"probe world picture {attributes.Id}"));
+        }
+        return new LoadedProbeSamples(samples, []);
     }
 
     static PreparedProbe? TryLoad(string folder, string key)
@@ -113,9 +170,11 @@ public static class EvaluationProbe
         }
     }
 
-    static string Key(string attributesPath, IReadOnlyList<LabelledImage> entries, AttributeSchema schema, int imageSize, AttributeProbeOptions options)
+    static string Key(string attributesPath, IReadOnlyList<LabelledImage> entries, AttributeSchema schema, int imageSize, AttributeProbeOptions options, int worldPictures)
     {
         var text = new StringBuilder();
+        // The protocol names how the probe is trained and scored (code, not data), and the world's size is an input.
+        text.Append(EvaluationProtocol.Version).Append("|world=").Append(worldPictures).Append('|');
         text.Append(Convert.ToHexString(SHA256.HashData(File.ReadAllBytes(attributesPath)))).Append('|');
         foreach (var e in entries)
         {

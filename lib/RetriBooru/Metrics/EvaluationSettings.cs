@@ -45,6 +45,12 @@ public sealed record EvaluationSettings
     [JsonPropertyName("identity_quantile"), Setting("Quantile of cross-character identity scores used as SWD's identity baseline.", Min = 1e-6, Max = 1 - 1e-6)]
     public double IdentityQuantile { get; init; } = 0.95;
 
+    [JsonPropertyName("probe_world"), Setting("Pictures of new random characters the attribute probe (attribute agreement, prompt consistency, readability) trains on; 0 = the dataset's own pictures, which teach it who the few characters are rather than what they wear.", Min = 0, Max = EvaluationProbe.MaxWorldPictures)]
+    public int ProbeWorld { get; init; } = 4000;
+
+    /// <summary>Every default of the protocol (what the suite options fall back to).</summary>
+    public static EvaluationSettings Default { get; } = new();
+
     /// <summary>The splits a run evaluates, in order: the listed ones, then composition when on.</summary>
     public IEnumerable<EvaluationSplit> RunSplits() =>
         Splits.Concat(Compositions ? [EvaluationSplit.Composition] : []).Distinct();
@@ -63,9 +69,9 @@ public sealed record EvaluationSettings
         Steps = SamplingSteps, TextScale = TextGuidance, ReferenceScale = ReferenceGuidance, Seed = seed,
     };
 
-    /// <summary>The suite's options this protocol sets (identity view and baseline quantile); the rest keep their defaults.</summary>
+    /// <summary>The suite's options this protocol sets (identity view, baseline quantile, the probe's world); the rest keep their defaults.</summary>
     public EvaluationSuiteOptions Suite(EvaluationSuiteOptions? defaults = null) =>
-        (defaults ?? new EvaluationSuiteOptions()) with { IdentityView = IdentityView, IdentityBaselineQuantile = IdentityQuantile };
+        (defaults ?? new EvaluationSuiteOptions()) with { IdentityView = IdentityView, IdentityBaselineQuantile = IdentityQuantile, ProbeWorldPictures = ProbeWorld };
 
     /// <summary>Every problem, each naming its field by <paramref name="label"/> (a spec path or a CLI flag).</summary>
     public IReadOnlyList<string> Problems(Func<SettingField, string> label) => SettingFields.RangeProblems(this, label);

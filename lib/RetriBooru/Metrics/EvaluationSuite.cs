@@ -99,7 +99,7 @@ public sealed class EvaluationSuite : IDisposable
         MiniLmTextEmbedder? minilm = null;
         try
         {
-            probe = EvaluationProbe.Prepare(new ProbeData(datasetDir, records, options.ImageSize), options.Probe with { Seed = seed }, options.CacheProbe, notes, progress);
+            probe = EvaluationProbe.Prepare(new ProbeData(datasetDir, records, options.ImageSize), options.Probe with { Seed = seed }, options.CacheProbe, notes, progress, options.ProbeWorldPictures);
             if (probe is null && !notes.Any(n => n.Contains("probe", StringComparison.Ordinal)))
                 notes.Add($"{datasetDir} has no {Data.Synth.SynthAttributesFile.FileName} (not a synthetic dataset): no attribute probe, so prompt_consistency and swd (which needs the probe as VQA) are omitted");
             if (options.AnswerDistance == "minilm")
@@ -199,6 +199,7 @@ public sealed class EvaluationSuite : IDisposable
         };
         if (_probe is { } p)
         {
+            d["probe_training"] = p.Training;
             d["probe_accuracy"] = Num(p.Report.MeanHeldOutAccuracy);
             foreach (var (name, accuracy) in p.Report.HeldOutAccuracy) d["probe_accuracy/" + name] = Num(accuracy);
             d["probe_train_images"] = Num(p.Report.TrainCount);

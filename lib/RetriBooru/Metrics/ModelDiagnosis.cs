@@ -23,6 +23,8 @@ public sealed record DiagnosisOptions
     public int KidResamples { get; init; } = 200;
     /// <summary>Train (or load from the dataset's probe cache) the attribute probe and score readability.</summary>
     public bool Readability { get; init; } = true;
+    /// <summary>Pictures of new random characters the attribute probe trains on (the evaluation's <c>probe_world</c>; 0 = the dataset's own).</summary>
+    public int ProbeWorld { get; init; } = EvaluationSettings.Default.ProbeWorld;
 
     public void Validate()
     {
@@ -32,6 +34,7 @@ public sealed record DiagnosisOptions
         if (Samples is > 0 and < 2) throw new ArgumentException($"KID needs at least 2 samples (or 0 for none), got {Samples}");
         Sampling.Validate();
         if (KidResamples is < 0 or > 100_000) throw new ArgumentException($"KID resamples must be in [0, 100000], got {KidResamples}");
+        if (ProbeWorld is < 0 or > EvaluationProbe.MaxWorldPictures) throw new ArgumentException($"--probe-world must be in [0, {EvaluationProbe.MaxWorldPictures}], got {ProbeWorld}");
     }
 }
 
@@ -144,7 +147,7 @@ public static class ModelDiagnosis
                 ReadabilityResult? readability = null;
                 if (options.Readability)
                 {
-                    var probe = EvaluationProbe.Prepare(new ProbeData(datasetDir, records, size), new EvaluationSuiteOptions().Probe with { Seed = options.Seed }, useCache: true, notes, progress);
+                    var probe = EvaluationProbe.Prepare(new ProbeData(datasetDir, records, size), new EvaluationSuiteOptions().Probe with { Seed = options.Seed }, useCache: true, notes, progress, options.ProbeWorld);
                     if (probe is null) notes.Add("no attribute ground truth in the dataset: readability omitted");
                     else
                         using (probe.Probe)

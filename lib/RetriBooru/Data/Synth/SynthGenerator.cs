@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text.Json;
 using RetriBooru.Imaging;
 using RetriBooru.Runtime;
+using SkiaSharp;
 
 namespace RetriBooru.Data.Synth;
 
@@ -68,6 +69,38 @@ public static class SynthGenerator
         });
         SynthAttributesFile.Write(Path.Combine(sourceDir, SynthAttributesFile.FileName), attributes);
         return attributes;
+    }
+
+    /// <summary>
+    /// <paramref name="count"/> pictures rendered in memory, each of a new character (<see cref="SynthWorld.DrawIndependent"/>)
+    /// in a scene drawn like the generator's, with its ground truth. Same arguments, same pixels. The caller disposes the bitmaps.
+    /// </summary>
+    public static IReadOnlyList<(SKBitmap Image, SynthAttributes Attributes)> RenderIndependentPictures(int count, int size, long seed, CancellationToken cancellationToken = default)
+    {
+        if (count < 1) throw new ArgumentOutOfRangeException(nameof(count), "need at least one picture");
+        if (size < 16 || size > 2048) throw new ArgumentOutOfRangeException(nameof(size), "size must be 16..2048 px");
+        var random = Seeding.Stream(seed, "synth-independent");
+        var plans = new ImagePlan[count];
+        for (int i = 0; i < count; i++)
+        {
+            var character = SynthWorld.DrawIndependent(random, i);
+            plans[i] = new ImagePlan((i + 1).ToString("000000", CultureInfo.InvariantCulture), character, character.Outfits[0], SynthScene.Draw(random), null, null);
+        }
+        var pictures = new (SKBitmap, SynthAttributes)[count];
+        try
+        {
+            Parallel.For(0, count, new ParallelOptions { CancellationToken = cancellationToken, MaxDegreeOfParallelism = Environment.ProcessorCount }, i =>
+            {
+                using var render = FigureRenderer.Render(plans[i].Character, plans[i].Outfit, plans[i].Scene, size);
+                pictures[i] = (render.Image.Copy(), ToAttributes(plans[i]));
+            });
+        }
+        catch
+        {
+            foreach (var (image, _) in pictures) image?.Dispose();
+            throw;
+        }
+        return pictures;
     }
 
     /// <summary>The folder must be new, empty, or an earlier synthetic source (which is cleared, so no stale image survives).</summary>

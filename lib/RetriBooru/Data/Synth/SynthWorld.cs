@@ -65,12 +65,7 @@ public static class SynthWorld
         while (cast.Count < characters)
         {
             if (++attempts > 200_000) throw new InvalidOperationException($"cannot draw {characters} distinct characters");
-            var face = (
-                Hair: Pick(random, SynthVocabulary.HairColors).Name,
-                Style: Pick(random, SynthVocabulary.HairStyles),
-                Eyes: Pick(random, SynthVocabulary.EyeColors).Name,
-                Skin: Pick(random, SynthVocabulary.SkinTones).Name,
-                Accessory: Pick(random, SynthVocabulary.Accessories));
+            var face = DrawFace(random);
             // Relax the distinctness rule only when the vocabulary cannot hold that many characters.
             int minDifferences = characters <= 400 ? 2 : 1;
             bool distinct = cast.All(other =>
@@ -78,12 +73,32 @@ public static class SynthWorld
                 + (other.SkinTone != face.Skin ? 1 : 0) + (other.Accessory != face.Accessory ? 1 : 0) >= minDifferences);
             if (!distinct) continue;
             int index = cast.Count;
-            string name = index < Names.Length ? Names[index] : $"{Names[index % Names.Length]}{index / Names.Length + 1}";
-            cast.Add(new SynthCharacter(index, name, face.Hair, face.Style, face.Eyes, face.Skin, face.Accessory,
+            cast.Add(new SynthCharacter(index, NameOf(index), face.Hair, face.Style, face.Eyes, face.Skin, face.Accessory,
                 DrawOutfits(random, outfitsPerCharacter, face.Hair)));
         }
         return cast;
     }
+
+    /// <summary>
+    /// A character whose face and single outfit are drawn without the distinctness rule of <see cref="Create"/>: for
+    /// pictures that should each show a new identity (the attribute probe's training world), where attributes must not
+    /// be predictable from who the character is.
+    /// </summary>
+    public static SynthCharacter DrawIndependent(Random random, int index)
+    {
+        var face = DrawFace(random);
+        return new SynthCharacter(index, NameOf(index), face.Hair, face.Style, face.Eyes, face.Skin, face.Accessory, DrawOutfits(random, 1, face.Hair));
+    }
+
+    // The draw order (hair, style, eyes, skin, accessory) is part of every world's seed: keep it.
+    static (string Hair, string Style, string Eyes, string Skin, string Accessory) DrawFace(Random random) => (
+        Pick(random, SynthVocabulary.HairColors).Name,
+        Pick(random, SynthVocabulary.HairStyles),
+        Pick(random, SynthVocabulary.EyeColors).Name,
+        Pick(random, SynthVocabulary.SkinTones).Name,
+        Pick(random, SynthVocabulary.Accessories));
+
+    static string NameOf(int index) => index < Names.Length ? Names[index] : $"{Names[index % Names.Length]}{index / Names.Length + 1}";
 
     static List<SynthOutfit> DrawOutfits(Random random, int count, string hairColor)
     {

@@ -23,6 +23,10 @@ public sealed record AttributeProbeOptions
     public double HoldoutFraction { get; init; } = 0.2;
     public long Seed { get; init; } = 0;
     public int[] Channels { get; init; } = [16, 32, 64];
+    /// <summary>Training pictures are shifted by up to this many pixels (edges replicated); 0 = none.</summary>
+    public int ShiftPixels { get; init; }
+    /// <summary>Training pictures are mirrored left-right half of the time (no attribute is sided).</summary>
+    public bool Mirror { get; init; }
 }
 
 /// <summary>Held-out accuracy of a trained probe, per attribute and averaged.</summary>
@@ -56,29 +60,40 @@ public sealed class AttributeProbe : IVqaProvider, IDisposable
         _network = network;
     }
 
+    /// <summary>Trains on a seeded share of <paramref name="samples"/> and reports accuracy on the rest (<see cref="AttributeProbeOptions.HoldoutFraction"/>).</summary>
     public static (AttributeProbe Probe, ProbeReport Report) Train(AttributeSchema schema, IReadOnlyList<ProbeSample> samples, AttributeProbeOptions? options = null, IProgress<ProbeEpoch>? progress = null, CancellationToken cancellationToken = default)
+    {
+        options ??= new AttributeProbeOptions();
+        if (samples.Count < 4) throw new ArgumentException($"the attribute probe needs at least 4 samples, got {samples.Count}");
+        var order = Enumerable.Range(0, samples.Count).ToArray();
+        Seeding.Stream(options.Seed, "probe-split").Shuffle(order);
+        int heldOut = Math.Clamp((int)Math.Round(samples.Count * options.HoldoutFraction), 1, samples.Count - 1);
+        return Train(schema, order[heldOut..].Select(i => samples[i]).ToList(), order[..heldOut].Select(i => samples[i]).ToList(), options, progress, cancellationToken);
+    }
+
+    /// <summary>Trains on <paramref name="training"/> and reports accuracy on <paramref name="heldOut"/> (pictures it never sees while training).</summary>
+    public static (AttributeProbe Probe, ProbeReport Report) Train(AttributeSchema schema, IReadOnlyList<ProbeSample> training, IReadOnlyList<ProbeSample> heldOut, AttributeProbeOptions? options = null, IProgress<ProbeEpoch>? progress = null, CancellationToken cancellationToken = default)
     {
         TorchRuntime.EnsureLoaded();
         options ??= new AttributeProbeOptions();
         schema.Validate();
-        if (samples.Count < 4) throw new ArgumentException($"the attribute probe needs at least 4 samples, got {samples.Count}");
-        var labels = LabelsOf(schema, samples);
-
-        var order = Enumerable.Range(0, samples.Count).ToArray();
-        Seeding.Stream(options.Seed, "probe-split").Shuffle(order);
-        int heldOut = Math.Clamp((int)Math.Round(samples.Count * options.HoldoutFraction), 1, samples.Count - 1);
-        var testIdx = order[..heldOut];
-        var trainIdx = order[heldOut..];
+        if (training.Count < 3) throw new ArgumentException($"the attribute probe needs at least 3 training samples, got {training.Count}");
+        if (heldOut.Count < 1) throw new ArgumentException("the attribute probe needs at least 1 held-out sample to report its accuracy");
+        if (options.ShiftPixels < 0 || options.ShiftPixels > options.ImageSize / 4)
+            throw new ArgumentException($"the attribute probe's shift must be 0..{options.ImageSize / 4} px (a quarter of its image size), got {options.ShiftPixels}");
+        var labels = LabelsOf(schema, training);
+        var trainIdx = Enumerable.Range(0, training.Count).ToArray();
 
         var network = new ProbeNetwork(schema, options);
         network.Initialize(Seeding.TorchGenerator(options.Seed, "probe-init"));
-        using var images = StackImages(samples, options.ImageSize);
-        using var targets = tensor(labels, [samples.Count, schema.Attributes.Count]);
+        using var images = StackImages(training, options.ImageSize);
+        using var targets = tensor(labels, [training.Count, schema.Attributes.Count]);
         // The project's Adam (AdamW without decay: the same update as torch.optim.Adam) rather than TorchSharp's, whose
         // step makes implicit Scalars that the collector could free mid-call (a native toFloat crash seen in a test).
         using var parameters = new ParameterBuffer(network.named_parameters().Select(p => KeyValuePair.Create(p.name, p.parameter)).ToList());
         using var optimizer = new Diffusion.AdamW(parameters) { WeightDecay = 0 };
         var shuffle = Seeding.Stream(options.Seed, "probe-order");
+        var augmentation = Seeding.Stream(options.Seed, "probe-augment");
         double lastLoss = double.NaN;
         for (int epoch = 0; epoch < options.Epochs; epoch++)
         {
@@ -91,7 +106,7 @@ public sealed class AttributeProbe : IVqaProvider, IDisposable
             {
                 using var scope = NewDisposeScope();
                 var batchIdx = tensor(trainIdx[start..Math.Min(start + options.BatchSize, trainIdx.Length)].Select(i => (long)i).ToArray());
-                var logits = network.forward(images.index_select(0, batchIdx));
+                var logits = network.forward(Augment(images.index_select(0, batchIdx), options, augmentation));
                 var y = targets.index_select(0, batchIdx);
                 Tensor loss = zeros(1);
                 for (int a = 0; a < logits.Length; a++) loss = loss.Plus(functional.cross_entropy(logits[a], y[.., a]));
@@ -106,11 +121,30 @@ public sealed class AttributeProbe : IVqaProvider, IDisposable
         }
 
         var probe = new AttributeProbe(schema, options, network);
-        var predicted = probe.PredictIndices(images, testIdx);
+        var testLabels = LabelsOf(schema, heldOut);
+        using var testImages = StackImages(heldOut, options.ImageSize);
+        var predicted = probe.PredictIndices(testImages, Enumerable.Range(0, heldOut.Count).ToArray());
         var accuracy = new Dictionary<string, double>();
         for (int a = 0; a < schema.Attributes.Count; a++)
-            accuracy[schema.Attributes[a].Name] = testIdx.Select((sampleIndex, k) => predicted[k][a] == labels[sampleIndex * schema.Attributes.Count + a] ? 1.0 : 0.0).Average();
-        return (probe, new ProbeReport(accuracy, trainIdx.Length, testIdx.Length, lastLoss, options));
+            accuracy[schema.Attributes[a].Name] = predicted.Select((p, k) => p[a] == testLabels[k * schema.Attributes.Count + a] ? 1.0 : 0.0).Average();
+        return (probe, new ProbeReport(accuracy, training.Count, heldOut.Count, lastLoss, options));
+    }
+
+    /// <summary>The batch shifted and mirrored per picture as the options ask; the batch itself when they ask nothing.</summary>
+    static Tensor Augment(Tensor batch, AttributeProbeOptions options, Random random)
+    {
+        if (options.ShiftPixels <= 0 && !options.Mirror) return batch;
+        int shift = options.ShiftPixels, height = (int)batch.shape[2], width = (int)batch.shape[3];
+        var padded = shift > 0 ? functional.pad(batch, [shift, shift, shift, shift], PaddingModes.Replicate) : batch;
+        var pictures = new List<Tensor>();
+        for (int i = 0; i < batch.shape[0]; i++)
+        {
+            int dy = shift > 0 ? random.Next(2 * shift + 1) : 0, dx = shift > 0 ? random.Next(2 * shift + 1) : 0;
+            var picture = padded[i, .., dy..(dy + height), dx..(dx + width)];
+            if (options.Mirror && random.Next(2) == 1) picture = picture.flip(2);
+            pictures.Add(picture);
+        }
+        return stack(pictures);
     }
 
     /// <summary>Most likely value of every attribute.</summary>
