@@ -51,7 +51,7 @@ public static class CliApp
                 if (exception is ParsedOnly || exception.InnerException is ParsedOnly) return ExitCodes.Ok;
                 var target = console ?? AnsiConsole.Console;
                 var log = ErrorLog.Write(args, exception);
-                target.MarkupLine($"[red]error:[/] {Markup.Escape(RetriBooru.Runtime.ExceptionCause.Of(exception).Message)}{Markup.Escape(UnknownOptionHint(exception))}" +
+                target.MarkupLine($"[red]error:[/] {Markup.Escape(RetriBooru.Runtime.ExceptionCause.Of(exception).Message)}{Markup.Escape(UnknownOptionHint(exception, args))}" +
                                   (log is null ? "" : $" [grey](details: {Markup.Escape(log)})[/]"));
                 return exception is CommandParseException or CommandRuntimeException ? ExitCodes.Usage : ExitCodes.Failure;
             });
@@ -110,8 +110,27 @@ public static class CliApp
         .Distinct(StringComparer.Ordinal)
         .ToList();
 
-    static string UnknownOptionHint(Exception exception)
+    /// <summary>Every long option whose value is a boolean (a switch that may also take true or false), e.g. "skip-unseen".</summary>
+    public static IReadOnlyList<string> BooleanOptions { get; } = typeof(CliApp).Assembly.GetTypes()
+        .Where(t => typeof(CommandSettings).IsAssignableFrom(t))
+        .SelectMany(t => t.GetProperties())
+        .Where(p => p.PropertyType == typeof(bool) || p.PropertyType == typeof(bool?))
+        .SelectMany(p => p.GetCustomAttributes(typeof(CommandOptionAttribute), inherit: true).Cast<CommandOptionAttribute>())
+        .SelectMany(a => a.LongNames)
+        .Distinct(StringComparer.Ordinal)
+        .ToList();
+
+    static string UnknownOptionHint(Exception exception, string[] args)
     {
+        // A switch takes true or false or nothing; any other word after it reaches the parser as a command of its own.
+        var command = System.Text.RegularExpressions.Regex.Match(exception.Message, "Unknown command '([^']+)'");
+        if (command.Success)
+        {
+            int at = Array.IndexOf(args, command.Groups[1].Value);
+            if (at > 0 && args[at - 1].StartsWith("--", StringComparison.Ordinal) && BooleanOptions.Contains(args[at - 1][2..], StringComparer.Ordinal))
+                return $" ({args[at - 1]} takes true or false, or no value for true; got '{args[at]}')";
+            return "";
+        }
         var match = System.Text.RegularExpressions.Regex.Match(exception.Message, "Unknown option '([^']+)'");
         if (!match.Success) return "";
         var name = match.Groups[1].Value;

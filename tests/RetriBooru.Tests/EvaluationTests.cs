@@ -304,7 +304,10 @@ public class EvaluationTests(EvaluationWorld world, Xunit.Abstractions.ITestOutp
         foreach (var p in new[] { world48, again, own }) p.Probe.Dispose();
         var error = Assert.Throws<ArgumentException>(() => EvaluationProbe.Prepare(data, options, useCache: false, notes, worldPictures: -1));
         Assert.Contains("world pictures must be 0..", error.Message);
-        Assert.Empty(notes);
+        // A probe this briefly trained cannot read most attributes: they are marked, left out of prompt consistency and noted.
+        Assert.Equal(AttributeProbe.UnreadableAttributes(EvaluationProbe.SynthSchema(), world48.Report).ToHashSet(), world48.Probe.Unreadable.ToHashSet());
+        Assert.Equal(world48.Probe.Unreadable.ToHashSet(), again.Probe.Unreadable.ToHashSet());
+        Assert.All(notes, n => Assert.StartsWith("prompt consistency and readability leave out ", n));
     }
 
     [Fact]

@@ -25,6 +25,22 @@ public class MetricsResultsTests
         Assert.False(result.Checks[1].Agrees);
         Assert.Null(PromptConsistency.FromAttributes(Schema, predicted, ["1girl", "smile"]).Score);
         Assert.Equal(1.0, PromptConsistency.FromAttributes(Schema, predicted, ["left"]).Score);
+        // An attribute the reader cannot read is left out even when asked: here the wrong background no longer counts.
+        var readable = PromptConsistency.FromAttributes(Schema, predicted, ["red_hair", "striped_background"], new HashSet<string> { "background" });
+        Assert.Equal(1.0, readable.Score);
+        Assert.Equal(["hair"], readable.Checks.Select(c => c.Attribute));
+        Assert.Null(PromptConsistency.FromAttributes(Schema, predicted, ["striped_background"], new HashSet<string> { "background" }).Score);
+    }
+
+    [Fact]
+    public void An_attribute_read_below_one_and_a_half_times_chance_is_unreadable()
+    {
+        var options = new AttributeProbeOptions();
+        // Two values each: chance 0.5, so 0.75 is the bar.
+        var report = new ProbeReport(new Dictionary<string, double> { ["hair"] = 0.97, ["background"] = 0.74, ["pose"] = 0.75 }, 100, 20, 0.1, options);
+        Assert.Equal(["background"], AttributeProbe.UnreadableAttributes(Schema, report));
+        var none = report with { HeldOutAccuracy = new Dictionary<string, double> { ["hair"] = 1, ["background"] = 1, ["pose"] = 1 } };
+        Assert.Empty(AttributeProbe.UnreadableAttributes(Schema, none));
     }
 
     [Fact]

@@ -158,6 +158,13 @@ public class ModelingCliTests
         Assert.NotEqual(0, CliApp.Run(["runs", "--out", dir.File("out")], foreign));
         Assert.Contains("--out belongs to other commands", foreign.Output);
         Assert.DoesNotContain("did you mean '--out'", foreign.Output);
+        // A switch given a word that is not true or false says so, instead of only "Unknown command".
+        foreach (var flag in new[] { "--pooled-text", "--skip-unseen" })
+        {
+            var notBool = new TestConsole().Width(250);
+            Assert.NotEqual(0, CliApp.Run(["train-base", "--data", dir.File("nowhere"), "--out", dir.File("out"), flag, "maybe"], notBool));
+            Assert.Contains($"({flag} takes true or false, or no value for true; got 'maybe')", notBool.Output);
+        }
         // Old short flags (--lr, --lr-schedule) are aliases; the message names the setting's own flag.
         foreach (var (option, value, named) in new[] { ("--min-snr-gamma", "-1", "--min-snr-gamma"), ("--lr", "NaN", "--learning-rate"), ("--lr-schedule", "cosin", "did you mean 'cosine'"),
                      ("--patch-size", "0", "--patch-size"), ("--channels", "64,x", "--channels"),

@@ -90,7 +90,7 @@ public static class EvaluationProbe
         if (useCache && TryLoad(folder, key) is { } cached)
         {
             progress?.Report($"attribute probe loaded from {folder}");
-            return cached with { WorldPictures = worldPictures };
+            return Readable(cached with { WorldPictures = worldPictures }, schema, notes);
         }
         using var loaded = ProbeSamples.Load(entries, schema, imageSize);
         foreach (var (path, reason) in loaded.Skipped.Take(5)) notes.Add($"probe training skipped {path}: {reason}");
@@ -124,7 +124,19 @@ public static class EvaluationProbe
                 notes.Add($"the attribute probe could not be cached in {folder}: {e.Message}");
             }
         }
-        return new PreparedProbe(probe, report, false, loaded.Skipped.Count) { WorldPictures = worldPictures };
+        return Readable(new PreparedProbe(probe, report, false, loaded.Skipped.Count) { WorldPictures = worldPictures }, schema, notes);
+    }
+
+    /// <summary>Marks the attributes the probe cannot read (so prompt consistency leaves them out) and notes which.</summary>
+    static PreparedProbe Readable(PreparedProbe prepared, AttributeSchema schema, List<string> notes)
+    {
+        var unreadable = AttributeProbe.UnreadableAttributes(schema, prepared.Report);
+        prepared.Probe.Unreadable = unreadable.ToHashSet();
+        if (unreadable.Count > 0)
+            notes.Add("prompt consistency and readability leave out " + string.Join(", ", unreadable.Select(name =>
+                string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{name} (probe accuracy {prepared.Report.HeldOutAccuracy[name]:F3}, chance {1.0 / schema[name].Values.Count:F3})")))
+                + $": the probe reads them at less than {AttributeProbe.ReadableOverChance}x chance");
+        return prepared;
     }
 
     /// <summary>Most pictures of the probe's training world (each costs about 12 KB of bitmap and tensor at 32 px).</summary>

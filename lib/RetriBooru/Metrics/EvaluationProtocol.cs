@@ -8,5 +8,5 @@ public static class EvaluationProtocol
     /// and of every <see cref="YardstickCache"/> key: keys hash configs and data, not code, so a change to how samples
     /// or real images are scored must bump this to keep old cached numbers from being reused.
     /// </summary>
-    public const string Version = "6 (context prompts, attribute agreement read by a probe trained on new random characters, shifted and mirrored; SWD weighted by attributes, KID and readability; intervals resample reference sets)";
+    public const string Version = "6 (context prompts, attribute agreement read by a probe trained on new random characters, shifted and mirrored; prompt consistency and readability without the attributes it cannot read; SWD weighted by attributes, KID; intervals resample reference sets)";
 }

@@ -200,6 +200,7 @@ public sealed class EvaluationSuite : IDisposable
         if (_probe is { } p)
         {
             d["probe_training"] = p.Training;
+            d["probe_unreadable"] = p.Probe.Unreadable.Count == 0 ? "none" : string.Join(", ", p.Probe.Schema.Attributes.Select(a => a.Name).Where(p.Probe.Unreadable.Contains));
             d["probe_accuracy"] = Num(p.Report.MeanHeldOutAccuracy);
             foreach (var (name, accuracy) in p.Report.HeldOutAccuracy) d["probe_accuracy/" + name] = Num(accuracy);
             d["probe_train_images"] = Num(p.Report.TrainCount);

@@ -13,18 +13,21 @@ public sealed record PromptConsistencyResult(double? Score, IReadOnlyList<Prompt
 /// Prompt consistency, two ways:
 ///  - probe agreement (offline): an attribute is "asked" when a prompt tag equals the tag of one of its values
 ///    (tags compared lower-case with '_' as ' '); score = (# asked attributes whose predicted value is among the asked
-///    values) / (# asked attributes). Attributes the prompt does not mention are not checked.
+///    values) / (# asked attributes). Attributes the prompt does not mention, and those the probe cannot read
+///    (<see cref="AttributeProbe.Unreadable"/>), are not checked.
 ///  - CLIP-T (when CLIP weights are given): cos(CLIP image embedding, CLIP text embedding of the prompt), the raw
 ///    cosine (multiply by 100 for the "CLIP score" convention).
 /// </summary>
 public static class PromptConsistency
 {
-    public static PromptConsistencyResult FromAttributes(AttributeSchema schema, IReadOnlyDictionary<string, string> predicted, IEnumerable<string> promptTags)
+    /// <param name="leaveOut">Attributes not checked even when asked (ones the reader cannot read).</param>
+    public static PromptConsistencyResult FromAttributes(AttributeSchema schema, IReadOnlyDictionary<string, string> predicted, IEnumerable<string> promptTags, IReadOnlySet<string>? leaveOut = null)
     {
         var tags = promptTags.Select(VqaText.Normalize).ToHashSet();
         var checks = new List<PromptCheck>();
         foreach (var attribute in schema.Attributes)
         {
+            if (leaveOut?.Contains(attribute.Name) == true) continue;
             var asked = attribute.Values.Where(v => tags.Contains(VqaText.Normalize(attribute.TagOf(v)))).ToList();
             if (asked.Count == 0) continue;
             if (!predicted.TryGetValue(attribute.Name, out var value)) throw new ArgumentException($"no prediction for attribute '{attribute.Name}'");
@@ -34,7 +37,7 @@ public static class PromptConsistency
     }
 
     public static PromptConsistencyResult FromProbe(AttributeProbe probe, SKBitmap image, IEnumerable<string> promptTags) =>
-        FromAttributes(probe.Schema, probe.Predict(image), promptTags);
+        FromAttributes(probe.Schema, probe.Predict(image), promptTags, probe.Unreadable);
 
     /// <summary>CLIP-T: cosine between the CLIP image and text embeddings (the two must come from the same CLIP model).</summary>
     public static double ClipT(IImageEmbedder clipImage, ITextEmbedder clipText, SKBitmap image, string prompt)

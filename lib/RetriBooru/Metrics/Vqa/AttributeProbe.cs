@@ -53,6 +53,21 @@ public sealed class AttributeProbe : IVqaProvider, IDisposable
     public AttributeProbeOptions Options { get; }
     public string Name => "attribute-probe";
 
+    /// <summary>
+    /// Attributes this probe cannot read (<see cref="UnreadableAttributes"/> of its report): prompt consistency leaves
+    /// them out, since on them a sample would agree with its prompt by chance as often as a real picture does.
+    /// Set by whoever holds the report (<see cref="EvaluationProbe.Prepare"/>); empty until then.
+    /// </summary>
+    public IReadOnlySet<string> Unreadable { get; set; } = new HashSet<string>();
+
+    /// <summary>Times chance an attribute's held-out accuracy must reach to count as read (chance = 1 / its values).</summary>
+    public const double ReadableOverChance = 1.5;
+
+    /// <summary>The attributes whose held-out accuracy is below <see cref="ReadableOverChance"/> times chance, in schema order.</summary>
+    public static IReadOnlyList<string> UnreadableAttributes(AttributeSchema schema, ProbeReport report) =>
+        schema.Attributes.Where(a => report.HeldOutAccuracy.TryGetValue(a.Name, out var accuracy) && accuracy < ReadableOverChance / a.Values.Count)
+            .Select(a => a.Name).ToList();
+
     AttributeProbe(AttributeSchema schema, AttributeProbeOptions options, ProbeNetwork network)
     {
         Schema = schema;
