@@ -97,6 +97,7 @@ public sealed class AttributeProbe : IVqaProvider, IDisposable
         if (options.ShiftPixels < 0 || options.ShiftPixels > options.ImageSize / 4)
             throw new ArgumentException($"the attribute probe's shift must be 0..{options.ImageSize / 4} px (a quarter of its image size), got {options.ShiftPixels}");
         var labels = LabelsOf(schema, training);
+        var testLabels = LabelsOf(schema, heldOut); // before training: a bad label is reported before any work
         var trainIdx = Enumerable.Range(0, training.Count).ToArray();
 
         var network = new ProbeNetwork(schema, options);
@@ -136,7 +137,6 @@ public sealed class AttributeProbe : IVqaProvider, IDisposable
         }
 
         var probe = new AttributeProbe(schema, options, network);
-        var testLabels = LabelsOf(schema, heldOut);
         using var testImages = StackImages(heldOut, options.ImageSize);
         var predicted = probe.PredictIndices(testImages, Enumerable.Range(0, heldOut.Count).ToArray());
         var accuracy = new Dictionary<string, double>();
