@@ -42,6 +42,9 @@ public class ExperimentRunnerTests(QuickstartRun quickstart) : IClassFixture<Qui
         Assert.Matches("^[0-9a-f]{40}$", run.Info.Provenance?.GitCommit ?? "");
         foreach (var file in new[] { "run.json", "spec.json", "resolved_points.json", "evaluations.json", "timings.json", "metrics/summary.csv", "report.html" })
             Assert.True(File.Exists(Path.Combine(run.Path, file)), $"{file} missing");
+        // The spec's evaluate.probe_world (200 in the quick version) reaches the suite: the probe trained on that many new characters.
+        var suite = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(run.Path, "evaluation_suite.json")))!;
+        Assert.StartsWith("200 pictures of new random characters", (string?)suite["probe_training"]);
     }
 
     [Fact]
