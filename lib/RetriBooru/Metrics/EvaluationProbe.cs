@@ -16,9 +16,16 @@ public sealed record PreparedProbe(AttributeProbe Probe, ProbeReport Report, boo
     public int WorldPictures { get; init; }
 
     /// <summary>One line saying what the probe trained on and what its accuracy is measured on.</summary>
-    public string Training => WorldPictures > 0
-        ? $"{Report.TrainCount} pictures of new random characters (none of the dataset's), {Report.Options.Epochs} epochs, shifts up to {Report.Options.ShiftPixels} px{(Report.Options.Mirror ? ", mirrored" : "")}; accuracy on the dataset's {Report.HeldOutCount} labelled pictures"
-        : $"{Report.TrainCount} of the dataset's labelled pictures, {Report.Options.Epochs} epochs, shifts up to {Report.Options.ShiftPixels} px{(Report.Options.Mirror ? ", mirrored" : "")}; accuracy on the other {Report.HeldOutCount}";
+    public string Training
+    {
+        get
+        {
+            var recipe = $"{Report.Options.Epochs} epochs, shifts up to {Report.Options.ShiftPixels} px{(Report.Options.Mirror ? ", mirrored" : "")}";
+            return WorldPictures > 0
+                ? $"{Report.TrainCount} pictures of new random characters (none of the dataset's), {recipe}; accuracy on the dataset's {Report.HeldOutCount} labelled pictures"
+                : $"{Report.TrainCount} of the dataset's labelled pictures, {recipe}; accuracy on the other {Report.HeldOutCount}";
+        }
+    }
 }
 
 /// <summary>The labelled pictures a probe is trained on: a dataset, its records and the image size they are read at (the generations' size).</summary>
@@ -157,11 +164,21 @@ public static class EvaluationProbe
     {
         var rendered = SynthGenerator.RenderIndependentPictures(pictures, renderSize, seed);
         var samples = new List<ProbeSample>(rendered.Count);
-        foreach (var (image, attributes) in rendered)
+        try
         {
-            using (image)
-                samples.Add(new ProbeSample(ImageOps.Resize(image, imageSize, imageSize),
-                    schema.Attributes.ToDictionary(a => a.Name, a => SynthAttributesFile.Value(attributes, a.Name)), $"probe world picture {attributes.Id}"));
+            foreach (var (image, attributes) in rendered)
+            {
+                using (image)
+                    samples.Add(new ProbeSample(ImageOps.Resize(image, imageSize, imageSize),
+                        schema.Attributes.ToDictionary(a => a.Name, a => SynthAttributesFile.Value(attributes, a.Name)), $"probe world picture {attributes.Id}"));
+            }
+        }
+        catch
+        {
+            // A failure midway (a resize, a label) frees what was drawn and resized so far, not only what the loop reached.
+            foreach (var (image, _) in rendered) image.Dispose();
+            foreach (var sample in samples) sample.Image.Dispose();
+            throw;
         }
         return new LoadedProbeSamples(samples, []);
     }
