@@ -311,6 +311,49 @@ public class EvaluationTests(EvaluationWorld world, Xunit.Abstractions.ITestOutp
     }
 
     [Fact]
+    public void A_probe_of_new_characters_is_shared_between_datasets_and_measured_on_each_as_if_trained_for_it()
+    {
+        var first = world.NewFolder();
+        var second = world.NewFolder();
+        CopyFolder(world.Dataset, first);
+        CopyFolder(world.Dataset, second);
+        var shared = world.NewFolder();
+        var records = DatasetLayout.ReadRecords(first);
+        var half = records.Take(records.Count / 2).ToList(); // the second dataset scores other pictures
+        var options = EvaluationWorld.SuiteOptions.Probe with { Seed = 5 };
+        var notes = new List<string>();
+
+        var trained = EvaluationProbe.Prepare(new ProbeData(first, records, 32), options, useCache: true, notes, worldPictures: 48, worldCache: shared)!;
+        Assert.Null(trained.WeightsSharedFrom);
+        var loaded = EvaluationProbe.Prepare(new ProbeData(second, half, 32), options, useCache: true, notes, worldPictures: 48, worldCache: shared)!;
+        Assert.NotNull(loaded.WeightsSharedFrom);
+        Assert.StartsWith(shared, loaded.WeightsSharedFrom);
+        // What a fresh training for the second dataset would give, without the shared folder: the same weights and report.
+        var fresh = EvaluationProbe.Prepare(new ProbeData(second, half, 32), options, useCache: false, notes, worldPictures: 48)!;
+        Assert.Equal(fresh.Probe.Fingerprint(), loaded.Probe.Fingerprint());
+        Assert.Equal(trained.Probe.Fingerprint(), loaded.Probe.Fingerprint());
+        Assert.Equal(fresh.Report.HeldOutAccuracy, loaded.Report.HeldOutAccuracy);
+        Assert.Equal(fresh.Report.FinalTrainLoss, loaded.Report.FinalTrainLoss);
+        Assert.Equal(half.Count, loaded.Report.HeldOutCount);
+        Assert.Equal(48, loaded.Report.TrainCount);
+        Assert.Equal(fresh.Training, loaded.Training);
+
+        // Another seed is another probe; a damaged entry is retrained and replaced, not trusted.
+        var otherSeed = EvaluationProbe.Prepare(new ProbeData(second, half, 32), options with { Seed = 6 }, useCache: true, notes, worldPictures: 48, worldCache: shared)!;
+        Assert.Null(otherSeed.WeightsSharedFrom);
+        var entry = loaded.WeightsSharedFrom!;
+        File.WriteAllText(Path.Combine(entry, "probe.weights"), "not weights");
+        var third = world.NewFolder();
+        CopyFolder(world.Dataset, third);
+        var retrained = EvaluationProbe.Prepare(new ProbeData(third, half, 32), options, useCache: true, notes, worldPictures: 48, worldCache: shared)!;
+        Assert.Null(retrained.WeightsSharedFrom);
+        Assert.Equal(fresh.Probe.Fingerprint(), retrained.Probe.Fingerprint());
+        using (var replaced = AttributeProbe.Load(entry)) Assert.Equal(fresh.Probe.Fingerprint(), replaced.Fingerprint());
+        Assert.Empty(Directory.GetDirectories(shared, "*.tmp-*"));
+        foreach (var p in new[] { trained, loaded, fresh, otherSeed, retrained }) p.Probe.Dispose();
+    }
+
+    [Fact]
     public void A_second_suite_on_the_same_dataset_reads_every_real_image_yardstick_from_the_cache_and_scores_the_same()
     {
         var copy = world.NewFolder();

@@ -45,6 +45,9 @@ public class ExperimentRunnerTests(QuickstartRun quickstart) : IClassFixture<Qui
         // The spec's evaluate.probe_world (200 in the quick version) reaches the suite: the probe trained on that many new characters.
         var suite = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(run.Path, "evaluation_suite.json")))!;
         Assert.StartsWith("200 pictures of new random characters", (string?)suite["probe_training"]);
+        // Its weights are kept under the stage cache for every other dataset of the same seed (they depend on no dataset).
+        var shared = Path.Combine(quickstart.Runs, ".cache", ExperimentRunner.ProbeWorldCacheFolder);
+        Assert.Contains(Directory.GetDirectories(shared), d => File.Exists(Path.Combine(d, "probe.weights")) && File.Exists(Path.Combine(d, "world-key.json")));
     }
 
     [Fact]

@@ -193,6 +193,16 @@ public class SizeBoundsTests
         Assert.Contains($"{dir.File("probe.json")}: options.channels 1000000 is outside", error.Message);
     }
 
+    [Fact]
+    public void Attribute_probe_weights_that_are_not_weights_are_refused_naming_the_file()
+    {
+        using var dir = new TempDir();
+        File.WriteAllText(dir.File("probe.json"), """{"Attributes": [{"Name": "hair", "Values": ["red", "blue"], "Tags": null}], "Options": {"ImageSize": 32, "Channels": [4, 8]}}""");
+        File.WriteAllText(dir.File("probe.weights"), "not weights");
+        var error = Assert.Throws<InvalidDataException>(() => RetriBooru.Metrics.Vqa.AttributeProbe.Load(dir.Path));
+        Assert.StartsWith($"{dir.File("probe.weights")}: not this probe's weights", error.Message);
+    }
+
     static string WriteRawHeader(TempDir dir, byte[] header, int dataBytes)
     {
         var bytes = new byte[8 + header.Length + dataBytes];

@@ -159,7 +159,7 @@ public sealed class ExperimentRunner(ExperimentSpec spec, RunOptions options, IP
             // Created when the first evaluation stage has to run: a rerun whose evaluations are all cached skips its setup.
             using (var suite = new OnDemand<EvaluationSuite>(() =>
             {
-                var created = TimedValue("evaluation-suite", () => EvaluationSuite.Create(dataset, spec.Evaluate.Suite(), spec.Seed, Relay("evaluation-suite")));
+                var created = TimedValue("evaluation-suite", () => EvaluationSuite.Create(dataset, spec.Evaluate.Suite() with { ProbeWorldCache = Path.Combine(cache.Root, ProbeWorldCacheFolder) }, spec.Seed, Relay("evaluation-suite")));
                 run.WriteJson(SuiteFile, created.Provenance());
                 return created;
             }))
@@ -268,6 +268,8 @@ public sealed class ExperimentRunner(ExperimentSpec spec, RunOptions options, IP
 
     /// <summary>The suite's description (embedders, probe, baselines and where each came from), in the run folder and in each evaluation stage.</summary>
     const string SuiteFile = "evaluation_suite.json";
+    /// <summary>Under the stage cache: attribute probes of new characters, shared by every dataset they score (<see cref="EvaluationSuiteOptions.ProbeWorldCache"/>).</summary>
+    public const string ProbeWorldCacheFolder = "probe-world";
 
     /// <summary>
     /// Every evaluation was reused, so no suite was created: the run's evaluation_suite.json is the one the first reused

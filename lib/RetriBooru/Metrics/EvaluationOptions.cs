@@ -91,6 +91,11 @@ public sealed record EvaluationSuiteOptions
     /// <summary>Cache the trained probe in &lt;dataset&gt;/probe/ and reuse it when data and options match.</summary>
     public bool CacheProbe { get; init; } = true;
     /// <summary>
+    /// A folder where a probe trained on new characters is shared between datasets (the runner uses RUNS/.cache/probe-world):
+    /// its weights do not depend on the dataset, only its measured accuracy does. Null: each dataset trains its own.
+    /// </summary>
+    public string? ProbeWorldCache { get; init; }
+    /// <summary>
     /// Keep the real-image yardsticks (identity, attribute-agreement and leakage baselines, KID's real side, readability's
     /// real mean) in &lt;dataset&gt;/evaluation-cache/ and reuse them when everything they depend on matches (see <see cref="YardstickCache"/>).
     /// </summary>

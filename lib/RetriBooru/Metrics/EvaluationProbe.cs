@@ -15,6 +15,9 @@ public sealed record PreparedProbe(AttributeProbe Probe, ProbeReport Report, boo
     /// <summary>Pictures of new random characters it trained on; 0 when it trained on the dataset's own pictures.</summary>
     public int WorldPictures { get; init; }
 
+    /// <summary>The shared folder its weights were loaded from (trained for another dataset), its accuracy measured on this one; null otherwise.</summary>
+    public string? WeightsSharedFrom { get; init; }
+
     /// <summary>One line saying what the probe trained on and what its accuracy is measured on.</summary>
     public string Training
     {
@@ -74,7 +77,14 @@ public static class EvaluationProbe
     /// seeded from the options' seed) and report accuracy on every labelled picture of the dataset, none of which it saw;
     /// a probe trained on a few characters' pictures learns who they are rather than what they wear.
     /// </param>
-    public static PreparedProbe? Prepare(ProbeData data, AttributeProbeOptions options, bool useCache, List<string> notes, IProgress<string>? progress = null, int worldPictures = 0)
+    /// <param name="worldCache">
+    /// With <paramref name="worldPictures"/> &gt; 0 and <paramref name="useCache"/>: a folder shared between datasets
+    /// (the runner's <c>RUNS/.cache/probe-world</c>) where the trained weights are kept, keyed by everything the training
+    /// depends on and nothing of the dataset's: a probe of new characters is the same whichever dataset it will score, so a
+    /// second dataset with the same seed loads it and only measures its accuracy on its own pictures. Null: no sharing.
+    /// </param>
+    public static PreparedProbe? Prepare(ProbeData data, AttributeProbeOptions options, bool useCache, List<string> notes, IProgress<string>? progress = null, int worldPictures = 0,
+        string? worldCache = null)
     {
         if (worldPictures < 0 || worldPictures > MaxWorldPictures) throw new ArgumentException($"the probe's world pictures must be 0..{MaxWorldPictures}, got {worldPictures}");
         var (datasetDir, records, imageSize) = (data.DatasetDir, data.Records, data.ImageSize);
@@ -105,6 +115,7 @@ public static class EvaluationProbe
         var epochs = new Progress<ProbeEpoch>(e => progress?.Report($"probe epoch {e.Epoch}/{e.Epochs}: loss {e.MeanLoss:F3}"));
         AttributeProbe probe;
         ProbeReport report;
+        string? sharedFrom = null;
         if (worldPictures == 0)
         {
             progress?.Report($"training the attribute probe on {entries.Count} labelled images ({options.Epochs} epochs)");
@@ -114,10 +125,23 @@ public static class EvaluationProbe
         {
             if (loaded.Samples.Count == 0) throw new InvalidDataException($"{datasetDir}: none of the {entries.Count} labelled pictures could be read, so the attribute probe's accuracy cannot be measured");
             int renderSize = PictureSize(entries, imageSize);
-            progress?.Report($"rendering {worldPictures} pictures of new characters at {renderSize} px for the attribute probe");
-            using var world = RenderWorld(worldPictures, renderSize, imageSize, Seeding.DeriveLong(options.Seed, "probe-world"), schema);
-            progress?.Report($"training the attribute probe on them ({options.Epochs} epochs); accuracy on the dataset's {loaded.Samples.Count} labelled pictures");
-            (probe, report) = AttributeProbe.Train(schema, world.Samples, loaded.Samples, options, epochs);
+            var worldKey = WorldKey(schema, renderSize, imageSize, options, worldPictures);
+            var shared = useCache && worldCache is not null ? Path.Combine(worldCache, worldKey[..16]) : null;
+            if (shared is not null && TryLoadWorld(shared, worldKey) is { } trained)
+            {
+                probe = trained.Probe;
+                sharedFrom = shared;
+                progress?.Report($"attribute probe of {trained.TrainCount} new characters loaded from {shared}; measuring it on the dataset's {loaded.Samples.Count} labelled pictures");
+                report = new ProbeReport(probe.Accuracy(loaded.Samples), trained.TrainCount, loaded.Samples.Count, trained.FinalTrainLoss, options);
+            }
+            else
+            {
+                progress?.Report($"rendering {worldPictures} pictures of new characters at {renderSize} px for the attribute probe");
+                using var world = RenderWorld(worldPictures, renderSize, imageSize, Seeding.DeriveLong(options.Seed, "probe-world"), schema);
+                progress?.Report($"training the attribute probe on them ({options.Epochs} epochs); accuracy on the dataset's {loaded.Samples.Count} labelled pictures");
+                (probe, report) = AttributeProbe.Train(schema, world.Samples, loaded.Samples, options, epochs);
+                if (shared is not null) SaveWorld(shared, worldKey, probe, report, notes);
+            }
         }
         if (useCache)
         {
@@ -131,7 +155,7 @@ public static class EvaluationProbe
                 notes.Add($"the attribute probe could not be cached in {folder}: {e.Message}");
             }
         }
-        return Readable(new PreparedProbe(probe, report, false, loaded.Skipped.Count) { WorldPictures = worldPictures }, schema, notes);
+        return Readable(new PreparedProbe(probe, report, false, loaded.Skipped.Count) { WorldPictures = worldPictures, WeightsSharedFrom = sharedFrom }, schema, notes);
     }
 
     /// <summary>Marks the attributes the probe cannot read (so prompt consistency leaves them out) and notes which.</summary>
@@ -199,6 +223,62 @@ public static class EvaluationProbe
         }
     }
 
+    /// <summary>What a probe of new characters depends on: the protocol (the generator and the training code), the world's size and render size, the schema, the options with their seed, and the thread count (libtorch's reductions split by it).</summary>
+    static string WorldKey(AttributeSchema schema, int renderSize, int imageSize, AttributeProbeOptions options, int worldPictures)
+    {
+        var text = new StringBuilder();
+        text.Append(EvaluationProtocol.Version).Append("|world=").Append(worldPictures).Append("|render=").Append(renderSize).Append("|size=").Append(imageSize);
+        text.Append("|threads=").Append(TorchRuntime.Threads);
+        text.Append('|').Append(string.Join(",", schema.Attributes.Select(a => a.Name + "=" + string.Join("/", a.Values))));
+        text.Append('|').Append(JsonSerializer.Serialize(options));
+        return Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(text.ToString())));
+    }
+
+    sealed record WorldProbe(AttributeProbe Probe, int TrainCount, double FinalTrainLoss);
+
+    static WorldProbe? TryLoadWorld(string folder, string key)
+    {
+        var keyPath = Path.Combine(folder, WorldKeyFile);
+        if (!File.Exists(keyPath)) return null;
+        try
+        {
+            var cached = JsonSerializer.Deserialize<CachedWorld>(RegularFile.ReadAllText(keyPath, "probe world key"), CacheJson);
+            if (cached is null || cached.Key != key || cached.TrainCount < 1) return null;
+            return new WorldProbe(AttributeProbe.Load(folder), cached.TrainCount, cached.FinalTrainLoss);
+        }
+        catch (Exception e) when (e is JsonException or IOException or InvalidDataException or NotSupportedException)
+        {
+            return null; // a broken entry is retrained and replaced
+        }
+    }
+
+    /// <summary>Writes the entry beside its place and moves it in whole, so a reader never sees half of one; a concurrent writer's entry wins.</summary>
+    static void SaveWorld(string folder, string key, AttributeProbe probe, ProbeReport report, List<string> notes)
+    {
+        var staging = $"{folder}.tmp-{Guid.NewGuid():N}";
+        try
+        {
+            probe.Save(staging);
+            AtomicFile.WriteAllText(Path.Combine(staging, WorldKeyFile), JsonSerializer.Serialize(new CachedWorld(key, report.TrainCount, report.FinalTrainLoss), CacheJson));
+            if (Directory.Exists(folder)) Directory.Delete(folder, recursive: true); // a broken or stale entry (its key did not match)
+            Directory.Move(staging, folder);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            if (!File.Exists(Path.Combine(folder, WorldKeyFile))) notes.Add($"the attribute probe could not be shared in {folder}: {e.Message}");
+        }
+        finally
+        {
+            try { if (Directory.Exists(staging)) Directory.Delete(staging, recursive: true); }
+            catch (IOException) { } // left beside the cache; its name says what it is
+        }
+    }
+
+    const string WorldKeyFile = "world-key.json";
+
+    sealed record CachedWorld([property: JsonPropertyName("key")] string Key, [property: JsonPropertyName("train_count")] int TrainCount,
+        [property: JsonPropertyName("final_train_loss")] double FinalTrainLoss);
+
     static string Key(string attributesPath, IReadOnlyList<LabelledImage> entries, AttributeSchema schema, int imageSize, AttributeProbeOptions options, int worldPictures)
     {
         var text = new StringBuilder();
@@ -215,7 +295,8 @@ public static class EvaluationProbe
         return Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(text.ToString())));
     }
 
-    static readonly JsonSerializerOptions CacheJson = new() { WriteIndented = true };
+    // A diverged training's NaN loss must not make the cache write throw.
+    static readonly JsonSerializerOptions CacheJson = new() { WriteIndented = true, NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals };
 
     sealed record CachedProbe([property: JsonPropertyName("key")] string Key, [property: JsonPropertyName("report")] ProbeReport Report,
         [property: JsonPropertyName("skipped")] int Skipped);

@@ -99,7 +99,7 @@ public sealed class EvaluationSuite : IDisposable
         MiniLmTextEmbedder? minilm = null;
         try
         {
-            probe = EvaluationProbe.Prepare(new ProbeData(datasetDir, records, options.ImageSize), options.Probe with { Seed = seed }, options.CacheProbe, notes, progress, options.ProbeWorldPictures);
+            probe = EvaluationProbe.Prepare(new ProbeData(datasetDir, records, options.ImageSize), options.Probe with { Seed = seed }, options.CacheProbe, notes, progress, options.ProbeWorldPictures, options.ProbeWorldCache);
             if (probe is null && !notes.Any(n => n.Contains("probe", StringComparison.Ordinal)))
                 notes.Add($"{datasetDir} has no {Data.Synth.SynthAttributesFile.FileName} (not a synthetic dataset): no attribute probe, so prompt_consistency and swd (which needs the probe as VQA) are omitted");
             if (options.AnswerDistance == "minilm")
@@ -206,7 +206,8 @@ public sealed class EvaluationSuite : IDisposable
             d["probe_train_images"] = Num(p.Report.TrainCount);
             d["probe_heldout_images"] = Num(p.Report.HeldOutCount);
             d["probe_skipped_images"] = Num(p.SkippedImages);
-            d["probe_source"] = p.FromCache ? "cache " + Path.Combine(DatasetDir, EvaluationProbe.Folder) : "trained";
+            d["probe_source"] = p.FromCache ? "cache " + Path.Combine(DatasetDir, EvaluationProbe.Folder)
+                : p.WeightsSharedFrom is { } shared ? $"weights from {shared} (trained for another dataset), accuracy measured on this one" : "trained";
         }
         foreach (var (size, b) in _identityBaselines)
         {

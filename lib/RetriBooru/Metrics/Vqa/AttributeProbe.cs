@@ -97,7 +97,7 @@ public sealed class AttributeProbe : IVqaProvider, IDisposable
         if (options.ShiftPixels < 0 || options.ShiftPixels > options.ImageSize / 4)
             throw new ArgumentException($"the attribute probe's shift must be 0..{options.ImageSize / 4} px (a quarter of its image size), got {options.ShiftPixels}");
         var labels = LabelsOf(schema, training);
-        var testLabels = LabelsOf(schema, heldOut); // before training: a bad label is reported before any work
+        LabelsOf(schema, heldOut); // before training: a bad held-out label is reported before any work
         var trainIdx = Enumerable.Range(0, training.Count).ToArray();
 
         var network = new ProbeNetwork(schema, options);
@@ -137,12 +137,23 @@ public sealed class AttributeProbe : IVqaProvider, IDisposable
         }
 
         var probe = new AttributeProbe(schema, options, network);
-        using var testImages = StackImages(heldOut, options.ImageSize);
-        var predicted = probe.PredictIndices(testImages, Enumerable.Range(0, heldOut.Count).ToArray());
+        return (probe, new ProbeReport(probe.Accuracy(heldOut), training.Count, heldOut.Count, lastLoss, options));
+    }
+
+    /// <summary>
+    /// Accuracy per attribute (in schema order) on labelled pictures it did not train on: the held-out report of
+    /// <see cref="Train"/>, and of a probe loaded from a cache and measured on another dataset.
+    /// </summary>
+    public IReadOnlyDictionary<string, double> Accuracy(IReadOnlyList<ProbeSample> heldOut)
+    {
+        if (heldOut.Count < 1) throw new ArgumentException("the attribute probe's accuracy needs at least 1 labelled picture");
+        var labels = LabelsOf(Schema, heldOut);
+        using var images = StackImages(heldOut, Options.ImageSize);
+        var predicted = PredictIndices(images, Enumerable.Range(0, heldOut.Count).ToArray());
         var accuracy = new Dictionary<string, double>();
-        for (int a = 0; a < schema.Attributes.Count; a++)
-            accuracy[schema.Attributes[a].Name] = predicted.Select((p, k) => p[a] == testLabels[k * schema.Attributes.Count + a] ? 1.0 : 0.0).Average();
-        return (probe, new ProbeReport(accuracy, training.Count, heldOut.Count, lastLoss, options));
+        for (int a = 0; a < Schema.Attributes.Count; a++)
+            accuracy[Schema.Attributes[a].Name] = predicted.Select((p, k) => p[a] == labels[k * Schema.Attributes.Count + a] ? 1.0 : 0.0).Average();
+        return accuracy;
     }
 
     /// <summary>The batch shifted and mirrored per picture as the options ask; the batch itself when they ask nothing.</summary>
@@ -220,7 +231,13 @@ public sealed class AttributeProbe : IVqaProvider, IDisposable
         schema.Validate();
         var network = new ProbeNetwork(schema, meta.Options);
         RegularFile.Require(weightsPath, "probe weights file");
-        network.load(weightsPath);
+        try { network.load(weightsPath); }
+        catch (Exception e) when (e is not OutOfMemoryException and not InvalidDataException)
+        {
+            // TorchSharp reports a truncated or foreign file as whatever its reader hit (end of stream, a bad count, a shape).
+            network.Dispose();
+            throw new InvalidDataException($"{weightsPath}: not this probe's weights ({e.GetType().Name}: {e.Message})", e);
+        }
         return new AttributeProbe(schema, meta.Options, network);
     }
 
