@@ -152,6 +152,29 @@ public class ExperimentRunnerTests(QuickstartRun quickstart) : IClassFixture<Qui
     }
 
     [Fact]
+    public void A_dataset_that_also_builds_scheme_a_shares_the_base_and_scheme_b_stages_by_content()
+    {
+        // The leakage study's layout: the quickstart's world built with schemes a and b is a new dataset stage, but its
+        // records and scheme-b manifest are the fixture's, so the base, text-only, RetriNet-b and their evaluations are reused.
+        using var tmp = new TempDir();
+        var specPath = tmp.File("with-scheme-a.json");
+        var json = System.Text.Json.Nodes.JsonNode.Parse(BuiltInSpecs.Quickstart)!.AsObject();
+        json["name"] = "with-scheme-a";
+        json["schemes"] = System.Text.Json.Nodes.JsonNode.Parse("""["a", "b"]""");
+        File.WriteAllText(specPath, json.ToJsonString());
+        var console = new TestConsole().Width(220);
+        Assert.True(CliApp.Run(["run", specPath, "--quick", "--out", quickstart.Runs], console) == 0, console.Output);
+        var run = RunResults.Load(RunIndex.List(quickstart.Runs).First(r => r.Info.Name == "with-scheme-a").Path);
+        bool Reused(string stage) => run.Timings.Single(t => t.Stage == stage).Reused;
+        Assert.False(Reused("dataset"), "the dataset with scheme a is another build");
+        foreach (var stage in new[] { "base", "train-retrinet-b-p0", "train-text-only-b-p0", "evaluate-retrinet-b-p0-seen", "evaluate-text-only-b-p0-unseen" })
+            Assert.True(Reused(stage), $"{stage} was recomputed");
+        Assert.False(Reused("train-retrinet-a-p0"));
+        Assert.False(Reused("evaluate-retrinet-a-p0-seen"));
+        Assert.Contains(run.Evaluations, e => e.Model == "retrinet" && e.Scheme == "a" && e.Summary.ContainsKey("attribute_agreement"));
+    }
+
+    [Fact]
     public void A_spec_with_a_typo_is_a_clear_usage_error()
     {
         using var tmp = new TempDir();

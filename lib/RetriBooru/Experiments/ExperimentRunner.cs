@@ -154,7 +154,7 @@ public sealed class ExperimentRunner(ExperimentSpec spec, RunOptions options, IP
         {
             var dataset = Stage("dataset", cache, DatasetInputs(), folder => BuildDataset(folder, cancellation), resumable: false);
             var baseModel = spec.Base.Checkpoint ?? Path.Combine(
-                Stage("base", cache, new { dataset = DatasetInputs(), spec.Base, spec.Seed, emaRule = spec.Base.Ema is null ? null : EmaRule, numerics = TrainingNumericsVersion, threads = options.Threads }, folder => TrainBase(dataset, folder, device, cancellation), resumable: true), "model");
+                Stage("base", cache, new { dataset = DatasetContent(dataset, null), spec.Base, spec.Seed, emaRule = spec.Base.Ema is null ? null : EmaRule, numerics = TrainingNumericsVersion, threads = options.Threads }, folder => TrainBase(dataset, folder, device, cancellation), resumable: true), "model");
             var evaluations = new List<ModelEvaluation>();
             // Created when the first evaluation stage has to run: a rerun whose evaluations are all cached skips its setup.
             using (var suite = new OnDemand<EvaluationSuite>(() =>
@@ -171,7 +171,7 @@ public sealed class ExperimentRunner(ExperimentSpec spec, RunOptions options, IP
                             cancellation.ThrowIfCancellationRequested();
                             // Names, not enum values, in stage keys, seeds and folder names: the same strings as before the enums.
                             string model = kind.Name(), scheme = referenceScheme.Name();
-                            var trainInputs = new { dataset = DatasetInputs(), baseModel, point.Spec.Train, model, scheme, spec.Seed, numerics = TrainingNumericsVersion, threads = options.Threads };
+                            var trainInputs = new { dataset = DatasetContent(dataset, referenceScheme), baseModel, point.Spec.Train, model, scheme, spec.Seed, numerics = TrainingNumericsVersion, threads = options.Threads };
                             var trained = Stage($"train-{model}-{scheme}-p{point.Index}", cache, trainInputs,
                                 folder => TrainModel(dataset, baseModel, point.Spec, kind, referenceScheme, folder, device, cancellation), resumable: true, stageFamily: "train");
                             foreach (var split in point.Spec.Evaluate.RunSplits())
@@ -205,6 +205,37 @@ public sealed class ExperimentRunner(ExperimentSpec spec, RunOptions options, IP
 
     // Spellings in the key (as before the enums, so cached datasets are still found).
     object DatasetInputs() => new { spec.Dataset, schemes = BuiltSchemes().Select(s => s.Name()).ToList() };
+
+    /// <summary>
+    /// What a stage after the dataset reads of it, for its key: the dataset's settings and the content of its records,
+    /// ground truth, the evaluation's manifest (scheme b) and the trained scheme's manifest. Not the list of schemes the
+    /// dataset was built with: a dataset that also holds scheme a (the leakage study's) has the same records and scheme-b
+    /// manifest as the quickstart's, so its base, text-only and scheme-b models and their evaluations are the same stages.
+    /// </summary>
+    object DatasetContent(string dataset, ReferenceScheme? trainedScheme) => new
+    {
+        spec.Dataset,
+        records = ContentHash(dataset, DatasetLayout.RecordsFile),
+        attributes = ContentHash(dataset, SynthAttributesFile.FileName),
+        evaluationManifest = ContentHash(dataset, DatasetLayout.ManifestPath(ReferenceScheme.B)),
+        trainedManifest = trainedScheme is { } scheme ? ContentHash(dataset, DatasetLayout.ManifestPath(scheme)) : null,
+    };
+
+    /// <summary>SHA-256 of a dataset file (hex), or "absent"; read once per run (a finished dataset stage never changes).</summary>
+    string ContentHash(string dataset, string relative)
+    {
+        var path = SafePath.Under(dataset, relative, "dataset file");
+        if (_contentHashes.TryGetValue(path, out var known)) return known;
+        string hash = "absent";
+        if (File.Exists(path))
+        {
+            using var stream = RegularFile.OpenRead(path, "dataset file");
+            hash = Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(stream));
+        }
+        return _contentHashes[path] = hash;
+    }
+
+    readonly Dictionary<string, string> _contentHashes = new(StringComparer.Ordinal);
 
     string BuildDataset(string folder, CancellationToken cancellation)
     {
