@@ -119,15 +119,7 @@ public class ExperimentRunnerTests(QuickstartRun quickstart) : IClassFixture<Qui
     {
         // The quickstart's settings as a one-value sweep (as the ablation's 0.1 point is the quickstart's RetriNet): every
         // stage is the fixture's, but the evaluations are labelled with this run's point, not the maker's "default".
-        using var tmp = new TempDir();
-        var specPath = tmp.File("one-point.json");
-        var json = System.Text.Json.Nodes.JsonNode.Parse(BuiltInSpecs.Quickstart)!.AsObject();
-        json["name"] = "one-point";
-        json["sweep"] = System.Text.Json.Nodes.JsonNode.Parse("""{"train.prompt_dropout": [0.1]}""");
-        File.WriteAllText(specPath, json.ToJsonString());
-        var console = new TestConsole().Width(220);
-        Assert.True(CliApp.Run(["run", specPath, "--quick", "--out", quickstart.Runs], console) == 0, console.Output);
-        var run = RunResults.Load(RunIndex.List(quickstart.Runs).First(r => r.Info.Name == "one-point").Path);
+        var run = RunResults.Load(RunQuickstartVariant("one-point", json => json["sweep"] = System.Text.Json.Nodes.JsonNode.Parse("""{"train.prompt_dropout": [0.1]}""")).Path);
         Assert.All(run.Timings, t => Assert.True(t.Reused, $"{t.Stage} was recomputed"));
         Assert.All(run.Evaluations, e => Assert.Equal("prompt_dropout=0.1", e.PointLabel));
     }
@@ -136,15 +128,7 @@ public class ExperimentRunnerTests(QuickstartRun quickstart) : IClassFixture<Qui
     public void Changing_where_identity_is_compared_reevaluates_but_reuses_the_training()
     {
         // Same inputs as the fixture's quickstart except the suite's identity view: only the evaluations are recomputed.
-        using var tmp = new TempDir();
-        var specPath = tmp.File("whole-view.json");
-        var json = System.Text.Json.Nodes.JsonNode.Parse(BuiltInSpecs.Quickstart)!.AsObject();
-        json["name"] = "whole-view";
-        json["evaluate"]!["identity_view"] = "whole";
-        File.WriteAllText(specPath, json.ToJsonString());
-        var console = new TestConsole().Width(220);
-        Assert.True(CliApp.Run(["run", specPath, "--quick", "--out", quickstart.Runs], console) == 0, console.Output);
-        var run = RunIndex.List(quickstart.Runs).First(r => r.Info.Name == "whole-view");
+        var run = RunQuickstartVariant("whole-view", json => json["evaluate"]!["identity_view"] = "whole");
         var timings = System.Text.Json.JsonSerializer.Deserialize<List<StageTiming>>(File.ReadAllText(Path.Combine(run.Path, "timings.json")), RetriBooru.Data.WorkbenchJson.Lines)!;
         Assert.All(timings.Where(t => t.Stage.StartsWith("train-", StringComparison.Ordinal) || t.Stage is "dataset" or "base"), t => Assert.True(t.Reused, $"{t.Stage} was recomputed"));
         Assert.All(timings.Where(t => t.Stage.StartsWith("evaluate-", StringComparison.Ordinal)), t => Assert.False(t.Reused, $"{t.Stage} was reused with another identity view"));
@@ -156,15 +140,7 @@ public class ExperimentRunnerTests(QuickstartRun quickstart) : IClassFixture<Qui
     {
         // The leakage study's layout: the quickstart's world built with schemes a and b is a new dataset stage, but its
         // records and scheme-b manifest are the fixture's, so the base, text-only, RetriNet-b and their evaluations are reused.
-        using var tmp = new TempDir();
-        var specPath = tmp.File("with-scheme-a.json");
-        var json = System.Text.Json.Nodes.JsonNode.Parse(BuiltInSpecs.Quickstart)!.AsObject();
-        json["name"] = "with-scheme-a";
-        json["schemes"] = System.Text.Json.Nodes.JsonNode.Parse("""["a", "b"]""");
-        File.WriteAllText(specPath, json.ToJsonString());
-        var console = new TestConsole().Width(220);
-        Assert.True(CliApp.Run(["run", specPath, "--quick", "--out", quickstart.Runs], console) == 0, console.Output);
-        var run = RunResults.Load(RunIndex.List(quickstart.Runs).First(r => r.Info.Name == "with-scheme-a").Path);
+        var run = RunResults.Load(RunQuickstartVariant("with-scheme-a", json => json["schemes"] = System.Text.Json.Nodes.JsonNode.Parse("""["a", "b"]""")).Path);
         bool Reused(string stage) => run.Timings.Single(t => t.Stage == stage).Reused;
         Assert.False(Reused("dataset"), "the dataset with scheme a is another build");
         foreach (var stage in new[] { "base", "train-retrinet-b-p0", "train-text-only-b-p0", "evaluate-retrinet-b-p0-seen", "evaluate-text-only-b-p0-unseen" })
@@ -172,6 +148,20 @@ public class ExperimentRunnerTests(QuickstartRun quickstart) : IClassFixture<Qui
         Assert.False(Reused("train-retrinet-a-p0"));
         Assert.False(Reused("evaluate-retrinet-a-p0-seen"));
         Assert.Contains(run.Evaluations, e => e.Model == "retrinet" && e.Scheme == "a" && e.Summary.ContainsKey("attribute_agreement"));
+    }
+
+    /// <summary>Runs the quickstart's spec, quick, changed by <paramref name="change"/> and named <paramref name="name"/>, on the fixture's cache.</summary>
+    (string Path, RunInfo Info) RunQuickstartVariant(string name, Action<System.Text.Json.Nodes.JsonObject> change)
+    {
+        using var tmp = new TempDir();
+        var specPath = tmp.File(name + ".json");
+        var json = System.Text.Json.Nodes.JsonNode.Parse(BuiltInSpecs.Quickstart)!.AsObject();
+        json["name"] = name;
+        change(json);
+        File.WriteAllText(specPath, json.ToJsonString());
+        var console = new TestConsole().Width(220);
+        Assert.True(CliApp.Run(["run", specPath, "--quick", "--out", quickstart.Runs], console) == 0, console.Output);
+        return RunIndex.List(quickstart.Runs).First(r => r.Info.Name == name);
     }
 
     [Fact]
