@@ -61,18 +61,9 @@ public class ReferenceAugmentationTests(SmallReferenceWorld world) : IClassFixtu
         Assert.Equal(StageCache.Key(new { train = new ReferenceTrainingOptions() }), StageCache.Key(new { train = new ReferenceTrainingOptions { ReferenceAugmentation = 0 } }));
         Assert.DoesNotContain("reference_augmentation", System.Text.Json.JsonSerializer.Serialize(new ReferenceTrainingOptions(), Data.WorkbenchJson.Lines));
         Assert.Contains("\"reference_augmentation\":0.3", System.Text.Json.JsonSerializer.Serialize(new ReferenceTrainingOptions { ReferenceAugmentation = 0.3 }, Data.WorkbenchJson.Lines));
-        List<double> Train(ReferenceTrainingOptions options)
-        {
-            using var dir = new TempDir();
-            using var model = world.NewBase(seed: 8);
-            var net = new RetriNet(model.Unet);
-            using var data = world.Examples();
-            using var task = new ReferenceTrainingTask(model, net, data, options);
-            return new DiffusionTrainer(task, new TrainerOptions { Steps = 3, BatchSize = 6, LearningRate = 3e-3, WarmupSteps = 1, Seed = 11 }).Run(dir.Path).Losses.ToList();
-        }
-        var plain = Train(new ReferenceTrainingOptions());
-        Assert.Equal(plain, Train(new ReferenceTrainingOptions { ReferenceAugmentation = 0 }));
-        var augmented = Train(new ReferenceTrainingOptions { ReferenceAugmentation = 0.5 });
+        var plain = world.ThreeRetriNetLosses(new ReferenceTrainingOptions());
+        Assert.Equal(plain, world.ThreeRetriNetLosses(new ReferenceTrainingOptions { ReferenceAugmentation = 0 }));
+        var augmented = world.ThreeRetriNetLosses(new ReferenceTrainingOptions { ReferenceAugmentation = 0.5 });
         Assert.NotEqual(plain, augmented);
         Assert.All(augmented, loss => Assert.True(double.IsFinite(loss)));
     }

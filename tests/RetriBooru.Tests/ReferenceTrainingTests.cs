@@ -29,6 +29,17 @@ public sealed class SmallReferenceWorld : IDisposable
 
     public ReferenceDataset Examples() => new(Dataset, Train, 32);
 
+    /// <summary>The losses of three RetriNet steps on a fresh base (seed 8) with these training options.</summary>
+    public List<double> ThreeRetriNetLosses(ReferenceTrainingOptions options)
+    {
+        using var dir = new TempDir();
+        using var model = NewBase(seed: 8);
+        var net = new RetriNet(model.Unet);
+        using var data = Examples();
+        using var task = new ReferenceTrainingTask(model, net, data, options);
+        return new DiffusionTrainer(task, new TrainerOptions { Steps = 3, BatchSize = 6, LearningRate = 3e-3, WarmupSteps = 1, Seed = 11 }).Run(dir.Path).Losses.ToList();
+    }
+
     public void Dispose() => _dir.Dispose();
 }
 

@@ -66,6 +66,9 @@ public sealed class TrainCommand(IAnsiConsole console) : Command<TrainCommand.Se
         [CommandOption("--reference-dropout <P>"), SettingHelp(typeof(ReferenceTrainingOptions), nameof(ReferenceTrainingOptions.ReferenceDropout))]
         public double? ReferenceDropout { get; init; }
 
+        [CommandOption("--reference-dropout-each <P>"), SettingHelp(typeof(ReferenceTrainingOptions), nameof(ReferenceTrainingOptions.ReferenceDropoutEach))]
+        public double? ReferenceDropoutEach { get; init; }
+
         [CommandOption("--masked-loss <BOOL>"), SettingHelp(typeof(ReferenceTrainingOptions), nameof(ReferenceTrainingOptions.MaskedLoss))]
         public bool? MaskedLoss { get; init; }
 

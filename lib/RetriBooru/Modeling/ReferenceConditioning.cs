@@ -42,6 +42,17 @@ public sealed record ReferenceBatch(Tensor Images, Tensor ConceptContext, Tensor
         var keep = rand([Batch, 1], generator: generator, device: Present.device).IsAtLeast(probability);
         return this with { Present = Present.logical_and(keep) };
     }
+
+    /// <summary>
+    /// Drops each reference slot on its own with probability p (one draw per slot, [B, R], only when p &gt; 0), so a sample
+    /// may keep its face crops without its clothes crops or the reverse.
+    /// </summary>
+    public ReferenceBatch DropEach(double probability, Generator generator)
+    {
+        if (probability <= 0) return this;
+        var keep = rand([Batch, Count], generator: generator, device: Present.device).IsAtLeast(probability);
+        return this with { Present = Present.logical_and(keep) };
+    }
 }
 
 /// <summary>Reference features kept across the denoising steps of one sampling call; owns (and disposes) its tensors.</summary>
