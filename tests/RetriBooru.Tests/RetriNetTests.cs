@@ -147,6 +147,62 @@ public class RetriNetTests
     }
 
     [Fact]
+    public void Position_embeddings_start_at_zero_sit_at_each_level_change_the_output_once_learned_and_keep_reference_order_free()
+    {
+        using var scope = NewDisposeScope();
+        var off = new RetriNet(BaseUnet(11), new RetriNetOptions { InitSeed = 3 });
+        var on = new RetriNet(BaseUnet(11), new RetriNetOptions { InitSeed = 3, PositionEmbeddings = true });
+        var offWeights = off.state_dict();
+        var added = on.state_dict().Where(kv => !offWeights.ContainsKey(kv.Key)).ToDictionary(kv => kv.Key, kv => kv.Value);
+        // Up block i works at level 2 - i: 4, 8 and 16 px with 32, 32 and 16 channels.
+        long[][] shapes = [[1, 32, 4, 4], [1, 32, 8, 8], [1, 16, 16, 16]];
+        Assert.Equal(6, added.Count);
+        for (int i = 0; i < 3; i++)
+            foreach (var side in new[] { "query_position", "key_position" })
+            {
+                var position = added[$"reference_attentions.{i}.{side}"];
+                Assert.Equal(shapes[i], position.shape);
+                Assert.Equal(0f, position.abs().max().item<float>());
+            }
+        Assert.All(offWeights, kv => Assert.True(kv.Value.eq(on.state_dict()[kv.Key]).all().item<bool>(), $"{kv.Key} differs: the embeddings must draw no random numbers"));
+        Assert.Equal(added.Count, on.TrainableParameters().Count - off.TrainableParameters().Count);
+        using (no_grad())
+            foreach (var net in new[] { off, on })
+                foreach (var (name, p) in net.named_parameters())
+                    if (name.StartsWith("zero_convs.")) p.copy_(randn(p.shape, generator: Seeding.TorchGenerator(12, name)) * 0.1);
+        var (noisy, t, text, refs) = Inputs(13);
+        using var noGrad = no_grad();
+        Assert.True(off.Predict(noisy, t, text, refs).eq(on.Predict(noisy, t, text, refs)).all().item<bool>(), "zero embeddings must not change the output");
+        foreach (var (name, p) in on.named_parameters())
+            if (name.EndsWith("_position")) p.copy_(randn(p.shape, generator: Seeding.TorchGenerator(14, name)));
+        var positioned = on.Predict(noisy, t, text, refs);
+        Assert.False(positioned.allclose(off.Predict(noisy, t, text, refs)), "learned positions must change the output");
+        // The key embedding is the same for every reference, so their order still does not matter.
+        var order = tensor(new long[] { 3, 1, 0, 2 });
+        var permuted = new ReferenceBatch(refs.Images.index_select(1, order), refs.ConceptContext.index_select(1, order), refs.Present.index_select(1, order));
+        Assert.True(positioned.allclose(on.Predict(noisy, t, text, permuted), rtol: 1e-4, atol: 1e-5));
+        // At another resolution the embeddings are resized to the features.
+        var (small, ts, texts, smallRefs) = Inputs(15, batch: 1);
+        var half = on.Predict(nn.functional.avg_pool2d(small, 2), ts, texts, smallRefs with { Images = nn.functional.avg_pool2d(smallRefs.Images.flatten(0, 1), 2).unflatten(0, [1, 4]) });
+        Assert.Equal([1L, 3L, 8L, 8L], half.shape);
+        Assert.False(half.isnan().any().item<bool>());
+    }
+
+    [Fact]
+    public void The_training_option_reaches_the_model_and_its_checkpoint_description_and_off_keeps_the_stage_key()
+    {
+        Assert.True(new Diffusion.ReferenceTrainingOptions { ReferencePositions = true }.RetriNet().PositionEmbeddings);
+        Assert.False(new Diffusion.ReferenceTrainingOptions().RetriNet().PositionEmbeddings);
+        Assert.Equal(Experiments.StageCache.Key(new { train = new Diffusion.ReferenceTrainingOptions() }),
+            Experiments.StageCache.Key(new { train = new Diffusion.ReferenceTrainingOptions { ReferencePositions = false } }));
+        using var scope = NewDisposeScope();
+        var info = Diffusion.ReferenceModels.Describe(new RetriNet(BaseUnet(16), new RetriNetOptions { PositionEmbeddings = true }));
+        var json = System.Text.Json.JsonSerializer.Serialize(info, Data.WorkbenchJson.Pretty);
+        var read = System.Text.Json.JsonSerializer.Deserialize<Diffusion.BranchInfo>(json, Data.WorkbenchJson.Lines)!;
+        Assert.True(read.RetriNet!.PositionEmbeddings, json);
+    }
+
+    [Fact]
     public void Cached_reference_features_give_the_same_output_as_fresh_ones()
     {
         using var scope = NewDisposeScope();

@@ -87,6 +87,9 @@ public sealed class TrainCommand(IAnsiConsole console) : Command<TrainCommand.Se
         [CommandOption("--reference-augmentation <A>"), SettingHelp(typeof(ReferenceTrainingOptions), nameof(ReferenceTrainingOptions.ReferenceAugmentation))]
         public double? ReferenceAugmentation { get; init; }
 
+        [CommandOption("--reference-positions <BOOL>"), SettingHelp(typeof(ReferenceTrainingOptions), nameof(ReferenceTrainingOptions.ReferencePositions))]
+        public bool? ReferencePositions { get; init; }
+
         [CommandOption("--ip-scale <S>"), SettingHelp(typeof(ReferenceTrainingOptions), nameof(ReferenceTrainingOptions.IpAdapterScale))]
         public double? IpAdapterScale { get; init; }
 
@@ -131,7 +134,7 @@ public sealed class TrainCommand(IAnsiConsole console) : Command<TrainCommand.Se
         var examples = ManifestReader.Read(manifest).Where(e => e.Split == SplitNames.Train).ToList();
         using var model = ModelStore.LoadDiffusers(settings.Base, device);
         var trainingOptions = settings.Training();
-        var branch = ReferenceModels.Create(Words.Parse<ModelKind>(settings.Model), model, ipAdapterScale: trainingOptions.IpAdapterScale, seed: Seeding.DeriveLong(settings.Seed, "init"));
+        var branch = ReferenceModels.Create(Words.Parse<ModelKind>(settings.Model), model, trainingOptions.RetriNet(), ipAdapterScale: trainingOptions.IpAdapterScale, seed: Seeding.DeriveLong(settings.Seed, "init"));
         using var data = new ReferenceDataset(dataDir, examples, model.Config.ImageSize);
         console.MarkupLine($"{data.Count} training examples from {Markup.Escape(manifest)}" + (data.Skipped.Count > 0 ? $", [yellow]{data.Skipped.Count} skipped[/]" : ""));
         foreach (var s in data.Skipped.Take(10)) console.MarkupLine($"  [yellow]skipped[/] {Markup.Escape(s.Path)}: {Markup.Escape(s.Reason)}");

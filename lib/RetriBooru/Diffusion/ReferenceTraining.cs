@@ -78,11 +78,19 @@ public sealed record ReferenceTrainingOptions
      Setting("Colour-keeping augmentation of the reference crops in training: a mirror image half of the time and a random crop keeping 1 - a to all of each side, resized back (0 = off).", Min = 0, Max = Diffusion.ReferenceAugmentation.MaxStrength)]
     public double ReferenceAugmentation { get; init; }
 
+    /// <remarks>Left out of the JSON when false so that the stage keys of runs made before it existed stay the same.</remarks>
+    [JsonPropertyName("reference_positions"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault),
+     Setting("RetriNet only: learned position embeddings on the reference attention's queries and keys, so a part of the target can be matched with where that part sits in a reference crop (other models ignore it).")]
+    public bool ReferencePositions { get; init; }
+
     [JsonPropertyName("ip_scale"), Setting("Scale of the IP-Adapter-style baseline's reference attention (other models ignore it).", Min = 0, Max = 100)]
     public double IpAdapterScale { get; init; } = 1.0;
 
     /// <summary>The min-SNR gamma in effect (null = off: 0 and null both mean off).</summary>
     [JsonIgnore] public double? EffectiveMinSnrGamma => TrainingRecipe.EffectiveMinSnrGamma(MinSnrGamma);
+
+    /// <summary>The RetriNet architecture these options ask for (the init seed is set where the model is made).</summary>
+    public RetriNetOptions RetriNet() => new() { PositionEmbeddings = ReferencePositions };
 
     /// <summary>The trainer's options for this schedule: the one place warm-up and checkpoint defaults are resolved.</summary>
     public TrainerOptions Trainer(long seed, int? stopAfter = null) => new()

@@ -279,7 +279,7 @@ public sealed class ExperimentRunner(ExperimentSpec spec, RunOptions options, IP
     {
         string kind = modelKind.Name(), scheme = referenceScheme.Name();
         using var model = ModelStore.LoadDiffusers(baseModel, device);
-        var branch = ReferenceModels.Create(modelKind, model, ipAdapterScale: point.Train.IpAdapterScale, seed: Seeding.DeriveLong(spec.Seed, $"init/{kind}"));
+        var branch = ReferenceModels.Create(modelKind, model, point.Train.RetriNet(), ipAdapterScale: point.Train.IpAdapterScale, seed: Seeding.DeriveLong(spec.Seed, $"init/{kind}"));
         var examples = ManifestReader.Read(dataset, referenceScheme, SplitNames.Train);
         using var data = new ReferenceDataset(dataset, examples, model.Config.ImageSize);
         using var task = new ReferenceTrainingTask(model, branch, data, point.Train);

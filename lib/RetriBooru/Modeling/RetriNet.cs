@@ -19,6 +19,12 @@ public sealed record RetriNetOptions
     public int? AttentionHeads { get; init; }
     /// <summary>Seed of the new layers' initial weights (a private generator: independent of the global RNG).</summary>
     public long InitSeed { get; init; }
+    /// <summary>
+    /// Learned position embeddings (zero at initialisation) on each reference attention's queries (where a feature sits in
+    /// the target) and keys (where it sits in its reference crop). Without them attention can only match by content,
+    /// which a noisy target barely has: the branch then paints the references' average colour over the whole figure.
+    /// </summary>
+    public bool PositionEmbeddings { get; init; }
 }
 
 /// <summary>
@@ -69,14 +75,28 @@ public sealed class ReferenceCrossAttention : nn.Module
     readonly GroupNorm norm;
     readonly LayerNorm norm_context;
     readonly Attention attn;
+    readonly Parameter? query_position;
+    readonly Parameter? key_position;
 
-    public ReferenceCrossAttention(long channels, int heads, int groups, Device? device = null) : base(nameof(ReferenceCrossAttention))
+    /// <param name="positions">Height and width of the level for learned query/key position embeddings; null = none.</param>
+    public ReferenceCrossAttention(long channels, int heads, int groups, Device? device = null, (long Height, long Width)? positions = null) : base(nameof(ReferenceCrossAttention))
     {
         norm = ModuleInit.GroupNorm(groups, channels, 1e-6, device);
         norm_context = nn.LayerNorm(channels, device: device);
         attn = new Attention(channels, channels, heads, channels / heads, device: device);
+        if (positions is var (height, width))
+        {
+            // Zero: the layer starts as without them (and draws no random numbers, so other weights stay the same).
+            query_position = new Parameter(zeros([1, channels, height, width], device: device));
+            key_position = new Parameter(zeros([1, channels, height, width], device: device));
+        }
         RegisterComponents();
     }
+
+    /// <summary>The embedding [1, C, h, w] at the features' size (resized when sampling at another resolution than training).</summary>
+    static Tensor At(Parameter position, long height, long width) =>
+        position.shape[2] == height && position.shape[3] == width ? position
+            : nn.functional.interpolate(position, [height, width], mode: InterpolationMode.Bilinear, align_corners: false);
 
     /// <param name="query">[B, C, H, W] U-Net encoder features of the noisy target.</param>
     /// <param name="referenceFeatures">[B, R, C, h, w] retrieval features.</param>
@@ -86,8 +106,12 @@ public sealed class ReferenceCrossAttention : nn.Module
         using var scope = NewDisposeScope();
         long b = query.shape[0], c = query.shape[1], h = query.shape[2], w = query.shape[3];
         long r = referenceFeatures.shape[1], rh = referenceFeatures.shape[3], rw = referenceFeatures.shape[4];
-        var q = norm.call(query).view(b, c, h * w).transpose(1, 2);
+        var normed = norm.call(query);
+        if (query_position is not null) normed = normed + At(query_position, h, w);
+        var q = normed.reshape(b, c, h * w).transpose(1, 2);
         var kv = norm_context.call(referenceFeatures.permute(0, 1, 3, 4, 2).reshape(b, r * rh * rw, c));
+        if (key_position is not null)
+            kv = kv + At(key_position, rh, rw).permute(0, 2, 3, 1).reshape(1, 1, rh * rw, c).expand(1, r, rh * rw, c).reshape(1, r * rh * rw, c);
         // A sample without any present reference would attend to nothing (all -inf, NaN): it attends to
         // everything instead and its output is zeroed below.
         var anyPresent = present.any(1, keepdim: true);
@@ -131,7 +155,8 @@ public sealed class RetriNet : nn.Module, IReferenceConditionedModel
         int heads = Options.AttentionHeads ?? config.AttentionHeads;
         // Up block i (deepest first) works at the resolution of level L-1-i.
         reference_attentions = new ModuleList<ReferenceCrossAttention>(Enumerable.Range(0, levels)
-            .Select(i => new ReferenceCrossAttention(config.BlockOutChannels[levels - 1 - i], heads, config.NormNumGroups, device)).ToArray());
+            .Select(i => new ReferenceCrossAttention(config.BlockOutChannels[levels - 1 - i], heads, config.NormNumGroups, device,
+                Options.PositionEmbeddings ? LevelSize(config, levels - 1 - i) : null)).ToArray());
         zero_convs = new ModuleList<Conv2d>(Enumerable.Range(0, levels).Select(i =>
         {
             var conv = nn.Conv2d(config.BlockOutChannels[levels - 1 - i], UNetLevels.UpBlockInputChannels(config, i), 1, device: device);
@@ -146,6 +171,14 @@ public sealed class RetriNet : nn.Module, IReferenceConditionedModel
         if (Options.InitializeFromBase) UNetLevels.CopyMatchingParameters(baseUnet, retrieval_encoder);
         else SeededInit.Apply(retrieval_encoder, Runtime.Seeding.DeriveLong(Options.InitSeed, "retrieval-encoder"));
         UNetLevels.SetRequiresGrad(baseUnet.EncoderModules.Concat(baseUnet.MidModules), false);
+    }
+
+    /// <summary>The feature size at <paramref name="level"/>: each downsampler (stride 2, padding 1, kernel 3) rounds up.</summary>
+    static (long Height, long Width) LevelSize(UNetConfig config, int level)
+    {
+        long size = config.SampleSize;
+        for (int l = 0; l < level; l++) size = (size + 1) / 2;
+        return (size, size);
     }
 
     public IReadOnlyList<Parameter> TrainableParameters() =>
