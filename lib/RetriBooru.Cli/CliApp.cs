@@ -68,6 +68,7 @@ public static class CliApp
                 runs.SetDescription("List experiment runs (newest first) with their summary metrics; grid compares a run's samples.");
                 runs.SetDefaultCommand<RunsCommand>();
                 runs.AddCommand<RunsGridCommand>("grid").WithDescription("One PNG: per reference set, the references and each model's samples.");
+                runs.AddCommand<RunsAttributesCommand>("attributes").WithDescription("Attribute agreement per attribute (hair colour, top colour, ...), re-read from a run's samples: which parts of the references each model copies.");
                 runs.AddCommand<RunsPageCommand>("page").WithDescription("A study's results page (markdown tables with intervals + sample grid) from its finished runs.");
             });
             config.AddBranch("dataset", dataset =>

@@ -51,6 +51,38 @@ public class ExperimentRunnerTests(QuickstartRun quickstart) : IClassFixture<Qui
     }
 
     [Fact]
+    public void Attributes_re_read_from_the_samples_reproduce_the_runs_agreement_and_split_it_per_attribute()
+    {
+        var runPath = RunIndex.List(quickstart.Runs).Last().Path;
+        var results = RunResults.Load(runPath);
+        var rates = AttributeBreakdown.Read(results);
+        Assert.Equal(results.Evaluations.Count, rates.Count);
+        foreach (var r in rates)
+        {
+            var evaluation = results.Evaluations.Single(e => e.Model == r.Model && e.Scheme == r.Scheme && e.Split == r.Split && e.Point == r.Point);
+            Assert.True(r.MatchesRun, $"{r.Model}/{r.Split}: re-read {r.Agreement} vs run {r.RecordedAgreement}");
+            Assert.Equal(evaluation.Summary["attribute_agreement"].Count, r.Samples);
+            // Every reference set shows all four face attributes, so their rates average to the run's face agreement.
+            var face = Metrics.AttributeAgreement.FaceAttributes.Average(a => r.Rates[a]);
+            Assert.Equal(evaluation.Summary["attribute_agreement_face"].Mean, face, 9);
+            Assert.All(r.Rates.Values, v => Assert.InRange(v, 0, 1));
+        }
+        var console = new TestConsole().Width(240);
+        Assert.Equal(0, CliApp.Run(["runs", "attributes", runPath, "--split", "unseen"], console));
+        Assert.Contains("hair_color", console.Output);
+        Assert.DoesNotContain("warning", console.Output);
+        var csv = File.ReadAllLines(Path.Combine(runPath, AttributeBreakdown.CsvFile));
+        Assert.StartsWith("point,point_label,model,scheme,split,samples,hair_color", csv[0]);
+        Assert.Equal(1 + rates.Count(r => r.Split == "unseen"), csv.Length);
+        // A copy of the run without its suite description cannot say which probe scored it: one line naming the file.
+        using var copy = new TempDir();
+        foreach (var file in new[] { "run.json", "spec.json", ModelEvaluation.FileName })
+            File.Copy(Path.Combine(runPath, file), Path.Combine(copy.Path, file));
+        var error = Assert.Throws<InvalidDataException>(() => AttributeBreakdown.Read(RunResults.Load(copy.Path)));
+        Assert.Contains("evaluation_suite.json: missing", error.Message);
+    }
+
+    [Fact]
     public void Report_contains_every_section()
     {
         var run = RunIndex.List(quickstart.Runs).Last();

@@ -1,0 +1,130 @@
+using System.Globalization;
+using System.Text;
+using System.Text.Json.Nodes;
+using RetriBooru.Data;
+using RetriBooru.Data.Synth;
+using RetriBooru.Metrics;
+using RetriBooru.Metrics.Vqa;
+using RetriBooru.Runtime;
+using RetriBooru.Settings;
+using SkiaSharp;
+
+namespace RetriBooru.Experiments;
+
+/// <summary>
+/// How often one evaluation's samples show each identity attribute its references show: the share of samples whose
+/// probe reading of the attribute equals the references' majority value. <see cref="Agreement"/> is the samples' mean
+/// attribute agreement recomputed from the same readings, which must equal the run's (<see cref="RecordedAgreement"/>)
+/// when the dataset's probe is the one that scored the run.
+/// </summary>
+public sealed record AttributeRates(int Point, string PointLabel, string Model, string Scheme, string Split, int Samples,
+    IReadOnlyDictionary<string, double> Rates, double Agreement, double? RecordedAgreement)
+{
+    /// <summary>Whether the re-read agreement is the run's own (up to float summation order).</summary>
+    public bool MatchesRun => RecordedAgreement is double recorded && Math.Abs(recorded - Agreement) < 1e-9;
+}
+
+/// <summary>
+/// Re-reads a finished run's samples with its dataset's attribute probe and reports attribute agreement per attribute
+/// (hair colour, top colour, ...) instead of the mean over eight: which parts of a reference a model copies. The
+/// expected values are those of the scorer (majority over the set's references of the ground truth of the pictures
+/// they were cut from); the evaluations' sample PNGs hold the exact pixels that were scored.
+/// </summary>
+public static class AttributeBreakdown
+{
+    public const string CsvFile = "metrics/attributes.csv";
+
+    public static IReadOnlyList<AttributeRates> Read(RunResults results, string? split = null, CancellationToken cancellationToken = default)
+    {
+        var dataset = DatasetOf(results.Run.Path);
+        var attributesPath = Path.Combine(dataset, SynthAttributesFile.FileName);
+        if (!File.Exists(attributesPath)) throw new InvalidDataException($"{dataset}: no {SynthAttributesFile.FileName}: attribute agreement needs a synthetic dataset's ground truth");
+        var truth = AttributeGroundTruth.FromSynth(SynthAttributesFile.Read(attributesPath));
+        var crops = CropSources(dataset);
+        using var probe = AttributeProbe.Load(Path.Combine(dataset, EvaluationProbe.Folder));
+        var rates = new List<AttributeRates>();
+        foreach (var evaluation in results.Evaluations.Where(e => split is null || e.Split == split))
+        {
+            var hits = AttributeAgreement.IdentityAttributes.ToDictionary(a => a, _ => 0);
+            var asked = AttributeAgreement.IdentityAttributes.ToDictionary(a => a, _ => 0);
+            double agreementSum = 0;
+            int samples = 0;
+            foreach (var set in evaluation.Sets)
+            {
+                var references = set.References.Select(path => crops.TryGetValue(Path.GetFullPath(path), out var source) ? source : ((Concept, string)?)null)
+                    .OfType<(Concept, string)>().ToList();
+                var expected = truth.Expected(references);
+                if (expected.IsEmpty) continue; // the scorer gives such a set no attribute agreement either
+                foreach (var samplePath in set.Samples)
+                {
+                    cancellationToken.ThrowIfCancellationRequested();
+                    using var image = DecodeSample(samplePath);
+                    var read = probe.Predict(image);
+                    foreach (var (name, value) in expected.Face.Concat(expected.Clothes))
+                    {
+                        asked[name]++;
+                        if (read.TryGetValue(name, out var got) && got == value) hits[name]++;
+                    }
+                    agreementSum += expected.Agreement(read).Combined ?? 0;
+                    samples++;
+                }
+            }
+            if (samples == 0) continue;
+            rates.Add(new AttributeRates(evaluation.Point, evaluation.PointLabel, evaluation.Model, evaluation.Scheme, evaluation.Split, samples,
+                asked.Where(kv => kv.Value > 0).ToDictionary(kv => kv.Key, kv => hits[kv.Key] / (double)kv.Value), agreementSum / samples,
+                evaluation.Summary.TryGetValue("attribute_agreement", out var recorded) ? recorded.Mean : null));
+        }
+        return rates;
+    }
+
+    /// <summary>One row per evaluation, one column per attribute (empty where no reference showed it).</summary>
+    public static string ToCsv(IReadOnlyList<AttributeRates> rates)
+    {
+        var csv = new StringBuilder();
+        csv.AppendLine(string.Join(",", new[] { "point", "point_label", "model", "scheme", "split", "samples" }
+            .Concat(AttributeAgreement.IdentityAttributes).Concat(["attribute_agreement", "run_attribute_agreement"])));
+        static string F(double? x) => x is double v ? v.ToString("R", CultureInfo.InvariantCulture) : "";
+        foreach (var r in rates)
+            csv.AppendLine(string.Join(",", new[] { r.Point.ToString(CultureInfo.InvariantCulture), Csv(r.PointLabel), r.Model, r.Scheme, r.Split, r.Samples.ToString(CultureInfo.InvariantCulture) }
+                .Concat(AttributeAgreement.IdentityAttributes.Select(a => F(r.Rates.TryGetValue(a, out var v) ? v : null)))
+                .Concat([F(r.Agreement), F(r.RecordedAgreement)])));
+        return csv.ToString();
+    }
+
+    static string Csv(string cell) => cell.Contains(',') || cell.Contains('"') ? "\"" + cell.Replace("\"", "\"\"") + "\"" : cell;
+
+    /// <summary>The dataset the run was scored on, from its evaluation_suite.json.</summary>
+    static string DatasetOf(string runFolder)
+    {
+        var path = Path.Combine(runFolder, "evaluation_suite.json");
+        if (!File.Exists(path)) throw new InvalidDataException($"{path}: missing; the run does not say which dataset (and probe) scored it");
+        JsonNode? suite;
+        try { suite = JsonNode.Parse(RegularFile.ReadAllText(path, "evaluation suite description")); }
+        catch (System.Text.Json.JsonException e) { throw new InvalidDataException($"{path}: not JSON ({e.Message})", e); }
+        var dataset = suite?["dataset"]?.GetValue<string>();
+        if (string.IsNullOrEmpty(dataset)) throw new InvalidDataException($"{path}: no \"dataset\" recorded");
+        if (!Directory.Exists(dataset)) throw new InvalidDataException($"{path}: its dataset {dataset} no longer exists");
+        return dataset;
+    }
+
+    /// <summary>Every reference crop of the dataset's manifests (full path) with its concept and the picture it was cut from.</summary>
+    static Dictionary<string, (Concept Concept, string SourceId)> CropSources(string dataset)
+    {
+        var crops = new Dictionary<string, (Concept, string)>(StringComparer.Ordinal);
+        foreach (var scheme in Enum.GetValues<ReferenceScheme>())
+        {
+            var manifest = Path.Combine(dataset, DatasetLayout.ManifestPath(scheme));
+            if (!File.Exists(manifest)) continue;
+            foreach (var example in ManifestReader.Read(manifest))
+                foreach (var reference in example.References)
+                    crops[Path.GetFullPath(SafePath.Under(dataset, reference.Image, "reference crop"))] = (reference.Concept, reference.SourceId);
+        }
+        return crops;
+    }
+
+    static SKBitmap DecodeSample(string path)
+    {
+        if (!File.Exists(path)) throw new FileNotFoundException($"{path}: sample image missing (was the stage cache cleaned?)", path);
+        return SKBitmap.Decode(path) ?? throw new InvalidDataException($"{path}: not a readable image");
+    }
+}
