@@ -157,6 +157,22 @@ public class ExperimentRunnerTests(QuickstartRun quickstart) : IClassFixture<Qui
     }
 
     [Fact]
+    public void Reference_positions_retrain_RetriNet_alone()
+    {
+        var run = RunQuickstartVariant("positions", json => json["train"]!["reference_positions"] = true);
+        var timings = System.Text.Json.JsonSerializer.Deserialize<List<StageTiming>>(File.ReadAllText(Path.Combine(run.Path, "timings.json")), RetriBooru.Data.WorkbenchJson.Lines)!;
+        bool Reused(string stage) => timings.Single(t => t.Stage == stage).Reused;
+        Assert.True(Reused("train-text-only-b-p0"), "text-only ignores reference positions and keeps its stage");
+        Assert.True(Reused("evaluate-text-only-b-p0-seen"));
+        Assert.False(Reused("train-retrinet-b-p0"));
+        // The model (and its checkpoint) records the option, so loading it rebuilds the embeddings.
+        var positioned = Directory.GetFiles(Path.Combine(quickstart.Runs, ".cache", "train"), "branch.json", SearchOption.AllDirectories)
+            .Where(f => File.ReadAllText(f).Contains("\"position_embeddings\": true")).ToList();
+        Assert.NotEmpty(positioned);
+        Assert.All(positioned, f => Assert.Equal("retrinet", (string?)System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(f))!["kind"]));
+    }
+
+    [Fact]
     public void Changing_where_identity_is_compared_reevaluates_but_reuses_the_training()
     {
         // Same inputs as the fixture's quickstart except the suite's identity view: only the evaluations are recomputed.

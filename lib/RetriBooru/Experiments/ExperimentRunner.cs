@@ -171,7 +171,7 @@ public sealed class ExperimentRunner(ExperimentSpec spec, RunOptions options, IP
                             cancellation.ThrowIfCancellationRequested();
                             // Names, not enum values, in stage keys, seeds and folder names: the same strings as before the enums.
                             string model = kind.Name(), scheme = referenceScheme.Name();
-                            var trainInputs = new { dataset = DatasetContent(dataset, referenceScheme), baseModel, point.Spec.Train, model, scheme, spec.Seed, numerics = TrainingNumericsVersion, threads = options.Threads };
+                            var trainInputs = new { dataset = DatasetContent(dataset, referenceScheme), baseModel, Train = TrainKey(point.Spec.Train, kind), model, scheme, spec.Seed, numerics = TrainingNumericsVersion, threads = options.Threads };
                             var trained = Stage($"train-{model}-{scheme}-p{point.Index}", cache, trainInputs,
                                 folder => TrainModel(dataset, baseModel, point.Spec, kind, referenceScheme, folder, device, cancellation), resumable: true, stageFamily: "train");
                             foreach (var split in point.Spec.Evaluate.RunSplits())
@@ -200,6 +200,13 @@ public sealed class ExperimentRunner(ExperimentSpec spec, RunOptions options, IP
             throw;
         }
     }
+
+    /// <summary>
+    /// The training settings as a stage key: RetriNet's architecture option is left out for the models that ignore it, so
+    /// turning reference positions on retrains RetriNet alone (text-only and the baselines keep their stages).
+    /// </summary>
+    static ReferenceTrainingOptions TrainKey(ReferenceTrainingOptions train, ModelKind kind) =>
+        kind == ModelKind.RetriNet ? train : train with { ReferencePositions = false };
 
     List<ReferenceScheme> BuiltSchemes() => spec.Schemes.Append(ReferenceScheme.B).Distinct().Order().ToList();
 
