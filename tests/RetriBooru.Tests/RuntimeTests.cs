@@ -361,3 +361,16 @@ public class OpenMpWaitPolicyTests
         Assert.Equal(native, RetriBooru.Experiments.Provenance.Capture().OmpWaitPolicy);
     }
 }
+
+public class OneDnnTests
+{
+    [Fact]
+    public void OneDnn_kernels_are_off_unless_asked_for_and_provenance_records_it()
+    {
+        RetriBooru.Runtime.TorchRuntime.EnsureLoaded();
+        if (Environment.GetEnvironmentVariable(RetriBooru.Runtime.OneDnn.EnvironmentVariable) == "1") return; // the user kept them on for this run
+        // libtorch's own flag, read back after the switch (Linux: the symbol is found; CI runs Linux).
+        Assert.False(RetriBooru.Runtime.OneDnn.Enabled);
+        Assert.False(RetriBooru.Experiments.Provenance.Capture().OneDnnEnabled);
+    }
+}

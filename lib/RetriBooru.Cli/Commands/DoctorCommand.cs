@@ -61,6 +61,12 @@ public sealed class DoctorCommand(IAnsiConsole console) : Command<DoctorCommand.
         if (settings.Threads is int threads) TorchRuntime.Threads = threads;
         table.AddRow("threads", TorchRuntime.Threads.ToString());
         table.AddRow("logical cores", Environment.ProcessorCount.ToString());
+        table.AddRow("oneDNN kernels", OneDnn.Enabled switch
+        {
+            false => $"off (the default: NaN gradients seen on AVX-512; {OneDnn.EnvironmentVariable}=1 keeps them)",
+            true => OneDnn.Requested ? $"on ({OneDnn.EnvironmentVariable}=1)" : "on (the switch-off did not take)",
+            null => "as libtorch set them (its switch was not found in this build)",
+        });
         double gflops = TorchRuntime.MeasureMatmulGflops(settings.Size, onDevice: device);
         table.AddRow($"matmul {settings.Size}x{settings.Size} fp32", $"{gflops:F1} GFLOP/s");
         console.Write(table);

@@ -141,6 +141,7 @@ public sealed class TrainBaseCommand(IAnsiConsole console) : Command<TrainBaseCo
         });
         using var interrupt = new InterruptSignal(cancellationToken);
         var result = new DiffusionTrainer(task, options).Run(output.WorkingPath, settings.Resume, progress, interrupt.Token);
+        if (result.RecomputedNote is { } recomputed) console.MarkupLine($"[yellow]note[/]: {Markup.Escape(recomputed)}");
         if (result.Finished) output.Commit();
         else if (output.Staged) console.MarkupLine($"the earlier run in {Markup.Escape(output.Path)} is untouched; this run's checkpoint is in {Markup.Escape(output.WorkingPath)} (continue it with --out {Markup.Escape(output.WorkingPath)} --resume)");
         console.MarkupLine(result.Finished

@@ -104,14 +104,31 @@ public interface ITrainingTask
 public sealed record TrainingProgress(long Step, int TotalSteps, double Loss, double LearningRate, double GradNorm, double StepsPerSecond, double DataWaitSeconds = 0);
 
 /// <summary>One line of <c>loss.jsonl</c>.</summary>
-public sealed record LossLogEntry(long Step, double Loss, double Lr, double GradNorm, double Seconds);
+public sealed record LossLogEntry(long Step, double Loss, double Lr, double GradNorm, double Seconds)
+{
+    /// <summary>True when the step's first gradient was not finite and the step was computed again (absent otherwise).</summary>
+    [System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)]
+    public bool? Recomputed { get; init; }
+
+    /// <summary>When recomputed: the first parameter whose first gradient was not finite (where to look for the cause).</summary>
+    [System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)]
+    public string? NonFiniteParameter { get; init; }
+}
 
 /// <summary>The trainer's resumable state, <c>trainer_state.json</c>.</summary>
 public sealed record TrainerState(long Step, long Seed, TrainerOptions Options, System.Text.Json.Nodes.JsonObject Task, string Created);
 
 /// <summary>Outcome of a run. <paramref name="Shards"/>: threads each batch was split across; <paramref name="DataWaitSeconds"/>: total time steps waited for data.</summary>
 public sealed record TrainingResult(long StepsDone, bool Finished, IReadOnlyList<double> Losses, string CheckpointFolder, double StepsPerSecond,
-    int Shards = 1, double DataWaitSeconds = 0);
+    int Shards = 1, double DataWaitSeconds = 0)
+{
+    /// <summary>Steps of this run whose first gradient was not finite and that were computed again (marked in <c>loss.jsonl</c>).</summary>
+    public IReadOnlyList<long> RecomputedSteps { get; init; } = [];
+
+    /// <summary>One line for the user when steps were computed again (null when none were).</summary>
+    public string? RecomputedNote => RecomputedSteps.Count == 0 ? null
+        : $"{RecomputedSteps.Count} step(s) ({string.Join(", ", RecomputedSteps.Take(5))}{(RecomputedSteps.Count > 5 ? ", ..." : "")}) had a non-finite gradient and were computed again (marked \"recomputed\" in {DiffusionTrainer.LossLog})";
+}
 
 /// <summary>
 /// A seeded, resumable training loop: AdamW with warm-up, gradient clipping, optional EMA. Every step's
@@ -175,6 +192,7 @@ public sealed class DiffusionTrainer(ITrainingTask task, TrainerOptions requeste
         using var log = new LossLogFile(logPath, kept);
 
         var losses = new List<double>();
+        var recomputedSteps = new List<long>();
         long end = Math.Min(options.Steps, options.StopAfter ?? options.Steps);
         using var workers = new TorchWorkerPool(shards, "retribooru-shard");
         using var prefetch = new BatchPrefetcher(task, options, start, end);
@@ -188,15 +206,34 @@ public sealed class DiffusionTrainer(ITrainingTask task, TrainerOptions requeste
             using var batch = prefetch.Take(step);
             double wait = stepClock.Elapsed.TotalSeconds;
             waited += wait;
-            buffer.ZeroGradients();
-            double value = shards > 1 ? ShardedGradients(batch, buffer, workers.Workers) : SingleGradients(batch);
+            double ComputeGradients()
+            {
+                buffer.ZeroGradients();
+                return shards > 1 ? ShardedGradients(batch, buffer, workers.Workers) : SingleGradients(batch);
+            }
+            double value = ComputeGradients();
             double gradNorm = buffer.ClipGradNorm(options.GradClip);
-            if (!double.IsFinite(gradNorm)) throw new InvalidOperationException($"step {step}: gradient norm is {gradNorm} (loss {value}); lower the learning rate");
+            bool recomputed = false;
+            string? nonFinite = null;
+            if (!double.IsFinite(gradNorm))
+            {
+                // Seen once in a 6000-step base run (AVX-512 machine, batch split over 2 threads) and not again when the
+                // same steps were rerun from the checkpoint: a fault of that computation, not divergence. The same
+                // batch is computed again; a second non-finite gradient is the model's and stops the run.
+                double firstNorm = gradNorm, firstLoss = value;
+                nonFinite = buffer.FirstNonFiniteGradient();
+                value = ComputeGradients();
+                gradNorm = buffer.ClipGradNorm(options.GradClip);
+                if (!double.IsFinite(gradNorm))
+                    throw new InvalidOperationException($"step {step}: gradient norm is {gradNorm} (loss {value}; first non-finite gradient: {buffer.FirstNonFiniteGradient()}), and was {firstNorm} (loss {firstLoss}) before the step was computed again; lower the learning rate");
+                recomputed = true;
+                recomputedSteps.Add(step);
+            }
             double lr = options.LearningRateAt(step);
             optimizer.Step(lr);
             ema?.Update(step);
             losses.Add(value);
-            log.Append(JsonSerializer.Serialize(new LossLogEntry(step, value, lr, gradNorm, stepClock.Elapsed.TotalSeconds), WorkbenchJson.Lines));
+            log.Append(JsonSerializer.Serialize(new LossLogEntry(step, value, lr, gradNorm, stepClock.Elapsed.TotalSeconds) { Recomputed = recomputed ? true : null, NonFiniteParameter = nonFinite }, WorkbenchJson.Lines));
             progress?.Report(new TrainingProgress(step, options.Steps, value, lr, gradNorm, (step - start + 1) / clock.Elapsed.TotalSeconds, wait));
             if (options.CheckpointEvery > 0 && (step + 1) % options.CheckpointEvery == 0 && step + 1 < end)
                 SaveCheckpoint(outDir, step + 1, optimizer, ema);
@@ -222,7 +259,7 @@ public sealed class DiffusionTrainer(ITrainingTask task, TrainerOptions requeste
                 task.SaveModel(Path.Combine(outDir, "model"));
             }
         }
-        return new TrainingResult(step, finished, losses, checkpoint, rate, shards, waited);
+        return new TrainingResult(step, finished, losses, checkpoint, rate, shards, waited) { RecomputedSteps = recomputedSteps };
     }
 
     /// <summary>The whole batch on this thread; backward accumulates into the buffer's gradient views.</summary>

@@ -87,6 +87,17 @@ public sealed class ParameterBuffer : IDisposable
 
     public void ZeroGradients() => Gradients.zero_();
 
+    /// <summary>The name of the first parameter (in the caller's order) whose gradient holds a NaN or infinity; null when all are finite.</summary>
+    public string? FirstNonFiniteGradient()
+    {
+        for (int i = 0; i < Parameters.Count; i++)
+        {
+            using var scope = NewDisposeScope();
+            if (!View(Gradients, i).isfinite().all().item<bool>()) return Parameters[i].Key;
+        }
+        return null;
+    }
+
     /// <summary>Global L2 norm of the gradients; scales them down to <paramref name="maxNorm"/> when larger (0 = measure only).</summary>
     public double ClipGradNorm(double maxNorm)
     {

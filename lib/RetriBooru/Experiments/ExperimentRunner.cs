@@ -279,6 +279,7 @@ public sealed class ExperimentRunner(ExperimentSpec spec, RunOptions options, IP
         if (trainer.BatchNote(task.ExampleCount) is { } note) progress?.Report(new RunnerEvent("base", note));
         bool resume = File.Exists(Path.Combine(folder, DiffusionTrainer.CheckpointFolder, DiffusionTrainer.StateFile));
         var result = new DiffusionTrainer(task, trainer).Run(folder, resume, TrainingRelay("base", spec.Base.Steps), cancellation);
+        if (result.RecomputedNote is { } recomputed) progress?.Report(new RunnerEvent("base", recomputed));
         if (!result.Finished) throw new OperationCanceledException("base training interrupted; rerun to resume");
     }
 
@@ -294,6 +295,7 @@ public sealed class ExperimentRunner(ExperimentSpec spec, RunOptions options, IP
         if (trainer.BatchNote(task.ExampleCount) is { } note) progress?.Report(new RunnerEvent($"train {kind}/{scheme}", note));
         bool resume = File.Exists(Path.Combine(folder, DiffusionTrainer.CheckpointFolder, DiffusionTrainer.StateFile));
         var result = new DiffusionTrainer(task, trainer).Run(folder, resume, TrainingRelay($"train {kind}/{scheme}", point.Train.Steps), cancellation);
+        if (result.RecomputedNote is { } recomputed) progress?.Report(new RunnerEvent($"train {kind}/{scheme}", recomputed));
         if (!result.Finished) throw new OperationCanceledException($"training of {kind} interrupted; rerun to resume");
     }
 

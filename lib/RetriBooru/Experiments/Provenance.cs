@@ -20,6 +20,8 @@ public sealed record Provenance
     [JsonPropertyName("threads")] public int Threads { get; init; }
     /// <summary>OMP_WAIT_POLICY as libgomp sees it (the native environment); PASSIVE unless the user set another.</summary>
     [JsonPropertyName("omp_wait_policy")] public string? OmpWaitPolicy { get; init; }
+    /// <summary>Whether libtorch's oneDNN kernels were on (off by default, see <see cref="OneDnn"/>; null: not known).</summary>
+    [JsonPropertyName("onednn")] public bool? OneDnnEnabled { get; init; }
     [JsonPropertyName("device")] public string Device { get; init; } = "cpu";
     /// <summary>The one-minute load average when the run started (Linux; null elsewhere): timings mean little without it.</summary>
     [JsonPropertyName("load_average")] public double? LoadAverage { get; init; }
@@ -37,6 +39,7 @@ public sealed record Provenance
         LibTorch = TorchRuntime.LibTorchVersion,
         Threads = TorchRuntime.Threads,
         OmpWaitPolicy = Runtime.OpenMpWaitPolicy.NativeValue(),
+        OneDnnEnabled = OneDnn.Enabled,
         Device = device,
         LoadAverage = OneMinuteLoadAverage(),
     };
