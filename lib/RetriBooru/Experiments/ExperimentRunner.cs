@@ -134,6 +134,12 @@ public sealed class ExperimentRunner(ExperimentSpec spec, RunOptions options, IP
     /// </summary>
     public const string TrainingNumericsVersion = "2 (flat buffer, batch split across threads)";
 
+    /// <summary>
+    /// The numerics a training stage is keyed by: oneDNN's kernels round differently from libtorch's own, so stages
+    /// trained with them (every run before 2026-12-02, and RETRIBOORU_ONEDNN=1) are not reused without them.
+    /// </summary>
+    public static string TrainingNumerics => Runtime.OneDnn.Enabled == false ? TrainingNumericsVersion + ", oneDNN off" : TrainingNumericsVersion;
+
     /// <summary>How the base model's EMA decays (part of the base stage's key when EMA is on: changing the rule must retrain).</summary>
     public const string EmaRule = "min(decay, (1+step)/(10+step))";
 
@@ -154,7 +160,7 @@ public sealed class ExperimentRunner(ExperimentSpec spec, RunOptions options, IP
         {
             var dataset = Stage("dataset", cache, DatasetInputs(), folder => BuildDataset(folder, cancellation), resumable: false);
             var baseModel = spec.Base.Checkpoint ?? Path.Combine(
-                Stage("base", cache, new { dataset = DatasetContent(dataset, null), spec.Base, spec.Seed, emaRule = spec.Base.Ema is null ? null : EmaRule, numerics = TrainingNumericsVersion, threads = options.Threads }, folder => TrainBase(dataset, folder, device, cancellation), resumable: true), "model");
+                Stage("base", cache, new { dataset = DatasetContent(dataset, null), spec.Base, spec.Seed, emaRule = spec.Base.Ema is null ? null : EmaRule, numerics = TrainingNumerics, threads = options.Threads }, folder => TrainBase(dataset, folder, device, cancellation), resumable: true), "model");
             var evaluations = new List<ModelEvaluation>();
             // Created when the first evaluation stage has to run: a rerun whose evaluations are all cached skips its setup.
             using (var suite = new OnDemand<EvaluationSuite>(() =>
@@ -171,7 +177,7 @@ public sealed class ExperimentRunner(ExperimentSpec spec, RunOptions options, IP
                             cancellation.ThrowIfCancellationRequested();
                             // Names, not enum values, in stage keys, seeds and folder names: the same strings as before the enums.
                             string model = kind.Name(), scheme = referenceScheme.Name();
-                            var trainInputs = new { dataset = DatasetContent(dataset, referenceScheme), baseModel, Train = TrainKey(point.Spec.Train, kind), model, scheme, spec.Seed, numerics = TrainingNumericsVersion, threads = options.Threads };
+                            var trainInputs = new { dataset = DatasetContent(dataset, referenceScheme), baseModel, Train = TrainKey(point.Spec.Train, kind), model, scheme, spec.Seed, numerics = TrainingNumerics, threads = options.Threads };
                             var trained = Stage($"train-{model}-{scheme}-p{point.Index}", cache, trainInputs,
                                 folder => TrainModel(dataset, baseModel, point.Spec, kind, referenceScheme, folder, device, cancellation), resumable: true, stageFamily: "train");
                             foreach (var split in point.Spec.Evaluate.RunSplits())
