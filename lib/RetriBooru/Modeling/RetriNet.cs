@@ -107,11 +107,11 @@ public sealed class ReferenceCrossAttention : nn.Module
         long b = query.shape[0], c = query.shape[1], h = query.shape[2], w = query.shape[3];
         long r = referenceFeatures.shape[1], rh = referenceFeatures.shape[3], rw = referenceFeatures.shape[4];
         var normed = norm.call(query);
-        if (query_position is not null) normed = normed + At(query_position, h, w);
+        if (query_position is not null) normed = normed.Plus(At(query_position, h, w));
         var q = normed.reshape(b, c, h * w).transpose(1, 2);
         var kv = norm_context.call(referenceFeatures.permute(0, 1, 3, 4, 2).reshape(b, r * rh * rw, c));
         if (key_position is not null)
-            kv = kv + At(key_position, rh, rw).permute(0, 2, 3, 1).reshape(1, 1, rh * rw, c).expand(1, r, rh * rw, c).reshape(1, r * rh * rw, c);
+            kv = kv.Plus(At(key_position, rh, rw).permute(0, 2, 3, 1).reshape(1, 1, rh * rw, c).expand(1, r, rh * rw, c).reshape(1, r * rh * rw, c));
         // A sample without any present reference would attend to nothing (all -inf, NaN): it attends to
         // everything instead and its output is zeroed below.
         var anyPresent = present.any(1, keepdim: true);
