@@ -217,15 +217,15 @@ public sealed class DiffusionTrainer(ITrainingTask task, TrainerOptions requeste
             string? nonFinite = null;
             if (!double.IsFinite(gradNorm))
             {
-                // Seen once in a 6000-step base run (AVX-512 machine, batch split over 2 threads) and not again when the
-                // same steps were rerun from the checkpoint: a fault of that computation, not divergence. The same
-                // batch is computed again; a second non-finite gradient is the model's and stops the run.
+                // A finite loss with a NaN gradient came from a faulty kernel (oneDNN's convolution backward on an
+                // AVX-512 CPU, now off by default), not from divergence; it did not recur at the same step on a rerun.
+                // So the same batch is computed again, and only a second non-finite gradient stops the run.
                 double firstNorm = gradNorm, firstLoss = value;
                 nonFinite = buffer.FirstNonFiniteGradient();
                 value = ComputeGradients();
                 gradNorm = buffer.ClipGradNorm(options.GradClip);
                 if (!double.IsFinite(gradNorm))
-                    throw new InvalidOperationException($"step {step}: gradient norm is {gradNorm} (loss {value}; first non-finite gradient: {buffer.FirstNonFiniteGradient()}), and was {firstNorm} (loss {firstLoss}) before the step was computed again; lower the learning rate");
+                    throw new InvalidOperationException($"step {step}: gradient norm is {gradNorm} (loss {value}; first non-finite gradient: {buffer.FirstNonFiniteGradient()}), and was {firstNorm} (loss {firstLoss}) before the step was computed again; lower the learning rate{(Runtime.OneDnn.Enabled == true ? $", or unset {Runtime.OneDnn.EnvironmentVariable} (oneDNN's kernels gave NaN gradients on some CPUs, see docs/troubleshooting.md)" : "")}");
                 recomputed = true;
                 recomputedSteps.Add(step);
             }
