@@ -58,6 +58,8 @@ public static class AttributeBreakdown
                 foreach (var samplePath in set.Samples)
                 {
                     cancellationToken.ThrowIfCancellationRequested();
+                    // The probe's intermediates go with the sample: memory stays flat over thousands of samples.
+                    using var scope = TorchSharp.torch.NewDisposeScope();
                     using var image = DecodeSample(samplePath);
                     var read = probe.Predict(image);
                     foreach (var (name, value) in expected.Face.Concat(expected.Clothes))
