@@ -30,5 +30,10 @@ public class FlopCounterTests
         Assert.Equal(count.TrainableForward, again.TrainableForward);
         var none = FlopCounter.Count([], () => { using var scope = NewDisposeScope(); attention.Forward(zeros(2, 6, 8)); });
         Assert.Equal(0, none.Forward);
+        // A convolution computed by MatmulConvolution (no forward hook runs) counts as the module itself would.
+        var byMatmul = FlopCounter.Count([conv], () => { using var scope = NewDisposeScope(); MatmulConvolution.Conv3x3(conv, zeros(1, 3, 4, 4)); });
+        Assert.Equal((2.0 * 80 * 27, 1), (byMatmul.FrozenForward, byMatmul.Convolutions));
+        var outside = FlopCounter.Count([attention], () => { using var scope = NewDisposeScope(); MatmulConvolution.Conv3x3(conv, zeros(1, 3, 4, 4)); });
+        Assert.Equal(0, outside.Forward);
     }
 }

@@ -365,12 +365,14 @@ public class OpenMpWaitPolicyTests
 public class OneDnnTests
 {
     [Fact]
-    public void OneDnn_kernels_are_off_unless_asked_for_and_provenance_records_it()
+    public void OneDnn_kernels_are_on_unless_switched_off_and_provenance_records_it()
     {
         RetriBooru.Runtime.TorchRuntime.EnsureLoaded();
-        if (Environment.GetEnvironmentVariable(RetriBooru.Runtime.OneDnn.EnvironmentVariable) == "1") return; // the user kept them on for this run
         // libtorch's own flag, read back after the switch (Linux: the symbol is found; CI runs Linux).
-        Assert.False(RetriBooru.Runtime.OneDnn.Enabled);
-        Assert.False(RetriBooru.Experiments.Provenance.Capture().OneDnnEnabled);
+        bool expected = Environment.GetEnvironmentVariable(RetriBooru.Runtime.OneDnn.EnvironmentVariable) != "0";
+        Assert.Equal(expected, RetriBooru.Runtime.OneDnn.Enabled);
+        Assert.Equal(expected, RetriBooru.Experiments.Provenance.Capture().OneDnnEnabled);
+        Assert.Equal(expected ? RetriBooru.Experiments.ExperimentRunner.TrainingNumericsVersion : RetriBooru.Experiments.ExperimentRunner.TrainingNumericsVersion + ", oneDNN off",
+            RetriBooru.Experiments.ExperimentRunner.TrainingNumerics);
     }
 }

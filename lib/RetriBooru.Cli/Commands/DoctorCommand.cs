@@ -63,10 +63,16 @@ public sealed class DoctorCommand(IAnsiConsole console) : Command<DoctorCommand.
         table.AddRow("logical cores", Environment.ProcessorCount.ToString());
         table.AddRow("oneDNN kernels", OneDnn.Enabled switch
         {
-            false => $"off (the default: NaN gradients seen on AVX-512; {OneDnn.EnvironmentVariable}=1 keeps them)",
-            true => OneDnn.Requested ? $"on ({OneDnn.EnvironmentVariable}=1)" : "on (the switch-off did not take)",
+            true => $"on (the default; {OneDnn.EnvironmentVariable}=0 switches them off)",
+            false => OneDnn.SwitchedOff ? $"off ({OneDnn.EnvironmentVariable}=0)" : "off (the switch-on did not take)",
             null => "as libtorch set them (its switch was not found in this build)",
         });
+        // The fault oneDNN showed on an AVX-512 EPYC: the model does not depend on it (its 12-channel convolution runs
+        // by matmul), but a user's own model with such a convolution would, so say what this CPU does.
+        double backwardError = OneDnn.ConvolutionBackwardError();
+        table.AddRow("convolution backward check", backwardError < 1e-4
+            ? $"right (12 output channels: {backwardError:E1} from unfold + matmul)"
+            : $"[yellow]WRONG[/] (12 output channels: {(double.IsNaN(backwardError) ? "NaN" : backwardError.ToString("F2"))} of the gradient's size from unfold + matmul; the workbench's models compute that convolution by matmul, see docs/troubleshooting.md)");
         double gflops = TorchRuntime.MeasureMatmulGflops(settings.Size, onDevice: device);
         table.AddRow($"matmul {settings.Size}x{settings.Size} fp32", $"{gflops:F1} GFLOP/s");
         console.Write(table);

@@ -225,7 +225,7 @@ public sealed class DiffusionTrainer(ITrainingTask task, TrainerOptions requeste
                 value = ComputeGradients();
                 gradNorm = buffer.ClipGradNorm(options.GradClip);
                 if (!double.IsFinite(gradNorm))
-                    throw new InvalidOperationException($"step {step}: gradient norm is {gradNorm} (loss {value}; first non-finite gradient: {buffer.FirstNonFiniteGradient()}), and was {firstNorm} (loss {firstLoss}) before the step was computed again; lower the learning rate{(Runtime.OneDnn.Enabled == true ? $", or unset {Runtime.OneDnn.EnvironmentVariable} (oneDNN's kernels gave NaN gradients on some CPUs, see docs/troubleshooting.md)" : "")}");
+                    throw new InvalidOperationException($"step {step}: gradient norm is {gradNorm} (loss {value}; first non-finite gradient: {buffer.FirstNonFiniteGradient()}), and was {firstNorm} (loss {firstLoss}) before the step was computed again; lower the learning rate{(Runtime.OneDnn.Enabled == true ? $", or set {Runtime.OneDnn.EnvironmentVariable}=0 (oneDNN's kernels gave NaN gradients on an AVX-512 CPU, see docs/troubleshooting.md)" : "")}");
                 recomputed = true;
                 recomputedSteps.Add(step);
             }

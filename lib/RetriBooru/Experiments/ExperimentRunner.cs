@@ -132,11 +132,11 @@ public sealed class ExperimentRunner(ExperimentSpec spec, RunOptions options, IP
     /// buffer, each batch split across the threads with its loss summed per part, float32 gradient norm). A change that moves
     /// a trained model's numbers must bump this; the thread count is in the key because the split follows it.
     /// </summary>
-    public const string TrainingNumericsVersion = "2 (flat buffer, batch split across threads)";
+    public const string TrainingNumericsVersion = "3 (flat buffer, batch split across threads, U-Net conv_out by unfold + matmul)";
 
     /// <summary>
     /// The numerics a training stage is keyed by: oneDNN's kernels round differently from libtorch's own, so stages
-    /// trained with them (every run before 2026-12-02, and RETRIBOORU_ONEDNN=1) are not reused without them.
+    /// trained with <c>RETRIBOORU_ONEDNN=0</c> are not reused with oneDNN on, nor the other way round.
     /// </summary>
     public static string TrainingNumerics => Runtime.OneDnn.Enabled == false ? TrainingNumericsVersion + ", oneDNN off" : TrainingNumericsVersion;
 

@@ -34,6 +34,7 @@ public static class FlopCounter
         var keys = new Dictionary<string, List<long[]>>(StringComparer.Ordinal);
         var hooks = new List<Action>();
         var seen = new HashSet<nn.Module>(ReferenceEqualityComparer.Instance);
+        var matmulConvolutions = new Dictionary<Conv2d, (long PerOutput, bool Trains)>(ReferenceEqualityComparer.Instance);
         void Add(double flops, bool trains)
         {
             if (trains) trainable += flops;
@@ -52,6 +53,7 @@ public static class FlopCounter
                         bool trains = conv.weight.requires_grad;
                         var remover = conv.register_forward_hook((_, _, output) => { convolutions++; Add(2.0 * output.numel() * perOutput, trains); return output; });
                         hooks.Add(remover.remove);
+                        matmulConvolutions[conv] = (perOutput, trains);
                     }
                     else if (module is Linear linear)
                     {
@@ -71,10 +73,18 @@ public static class FlopCounter
                         hooks.Add(remover.remove);
                     }
                 }
+            // Convolutions computed by MatmulConvolution (the U-Net's conv_out) bypass the module's forward hooks.
+            MatmulConvolution.Observer = (conv, output) =>
+            {
+                if (!matmulConvolutions.TryGetValue(conv, out var shape)) return;
+                convolutions++;
+                Add(2.0 * output.numel() * shape.PerOutput, shape.Trains);
+            };
             using (no_grad()) forward();
         }
         finally
         {
+            MatmulConvolution.Observer = null;
             foreach (var remove in hooks) remove();
         }
         int attentions = 0;

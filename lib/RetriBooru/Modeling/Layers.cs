@@ -326,3 +326,38 @@ public static class TimestepProjection
         return emb.MoveToOuterDisposeScope();
     }
 }
+
+/// <summary>
+/// A 3x3, stride-1, padding-1 convolution computed as unfold + batched matmul with the module's own weight and bias, so
+/// parameters and state-dict keys are those of the <see cref="Conv2d"/>. The U-Net's output convolution runs this way:
+/// oneDNN's backward pass of a convolution whose output channels are not a multiple of its vector block (12 of 16 on
+/// AVX-512, of 8 with AVX-2 kernels) returned wrong input gradients for batches above 1 (off by 40-100% of their size,
+/// now and then NaN), measured on an AMD EPYC in 2026-12 (<see cref="OneDnn"/>); forward outputs and weight gradients were right.
+/// </summary>
+public static class MatmulConvolution
+{
+    /// <summary>Told of every convolution computed here on this thread (the module and its output): forward hooks do not see them.</summary>
+    [ThreadStatic] internal static Action<Conv2d, Tensor>? Observer;
+
+    public static Tensor Conv3x3(Conv2d conv, Tensor input)
+    {
+        var output = Conv3x3(input, conv.weight ?? throw new InvalidOperationException("the convolution has no weight"), conv.bias);
+        Observer?.Invoke(conv, output);
+        return output;
+    }
+
+    /// <summary>The same with a weight [O, C, 3, 3] and an optional bias [O] given as tensors.</summary>
+    public static Tensor Conv3x3(Tensor input, Tensor weight, Tensor? bias)
+    {
+        if (weight.dim() != 4 || weight.shape[2] != 3 || weight.shape[3] != 3 || input.dim() != 4 || input.shape[1] != weight.shape[1])
+            throw new ArgumentException($"expected a 3x3 convolution over [B, {weight.shape[1]}, H, W]; weight is [{string.Join(", ", weight.shape)}], input [{string.Join(", ", input.shape)}]");
+        using var scope = NewDisposeScope();
+        long batch = input.shape[0], height = input.shape[2], width = input.shape[3], outputs = weight.shape[0];
+        var columns = F.unfold(input, 3, padding: 1); // [B, C*9, H*W], in the weight's (C, kh, kw) order
+        // bmm, not matmul: matmul picks a different kernel when the weight requires grad (it folds the batch into the
+        // GEMM otherwise), so a frozen and a trainable copy of one model would round differently.
+        var output = weight.reshape(1, outputs, -1).expand(batch, -1, -1).bmm(columns);
+        if (bias is not null) output = output.Plus(bias.view(1, outputs, 1));
+        return output.view(batch, outputs, height, width).MoveToOuterDisposeScope();
+    }
+}

@@ -162,7 +162,8 @@ public sealed class UNet2DConditionModel : nn.Module
             }
             h = block.Forward(h, encoding.TimeEmbedding, encoderHiddenStates, skips, upsampleSize);
         }
-        var output = conv_out.call(F.silu(conv_norm_out.call(h)));
+        // Not conv_out.call: see MatmulConvolution (same parameters, no oneDNN backward for this layer).
+        var output = MatmulConvolution.Conv3x3(conv_out, F.silu(conv_norm_out.call(h)));
         return output.MoveToOuterDisposeScope();
     }
 }

@@ -1,16 +1,18 @@
+using TorchSharp;
 using System.Runtime.InteropServices;
 
 namespace RetriBooru.Runtime;
 
 /// <summary>
-/// libtorch's oneDNN (mkldnn) kernels, off by default. On an AMD EPYC with AVX-512 (2026-12-01) oneDNN's convolution
-/// backward pass returned NaN gradients now and then from finite inputs and a finite loss: about 1 in 100 fresh micro
-/// models at step 0 (every U-Net gradient but conv_out's, so the gradient into the last convolution's input), and a
-/// 6000-step base run stopped three times in its first 4,400 steps; a recomputation of the same batch sometimes gave NaN
-/// again. With oneDNN off, libtorch's own convolution kernels ran the same 600 checks without one. TorchSharp 0.107
-/// exposes no switch for it, so this calls libtorch's <c>at::Context::setUserEnabledMkldnn</c> by its (Itanium C++)
-/// symbol; where that symbol cannot be found (Windows builds) oneDNN stays as libtorch configured it and
-/// <see cref="Enabled"/> says so. <c>RETRIBOORU_ONEDNN=1</c> keeps it on (to compare speed or numbers).
+/// libtorch's oneDNN (mkldnn) kernels: on, as libtorch sets them, unless <c>RETRIBOORU_ONEDNN=0</c>. On an AMD EPYC with
+/// AVX-512 (2026-12) oneDNN's backward pass of a convolution with 12 output channels (the U-Net's output convolution)
+/// returned wrong input gradients for every batch above 1 (40-100% of their size off, sometimes NaN, which is how it was
+/// found: a 6000-step base run stopped three times); with its vector ISA capped at AVX-2 too. That layer now runs by
+/// <see cref="Modeling.MatmulConvolution"/>, every model's gradients agree with oneDNN on and off (tested), and the other
+/// convolutions run on oneDNN, 1.25-1.35x faster per training step than libtorch's own kernels here. Setting the variable
+/// to 0 switches oneDNN off (to compare, or if a CPU shows another fault; <c>doctor</c> checks the known one). TorchSharp
+/// 0.107 exposes no switch, so this calls libtorch's <c>at::Context::setUserEnabledMkldnn</c> by its (Itanium C++) symbol;
+/// where that symbol cannot be found (Windows builds) oneDNN stays as libtorch configured it and <see cref="Enabled"/> says so.
 /// </summary>
 public static class OneDnn
 {
@@ -22,23 +24,58 @@ public static class OneDnn
     /// <summary>Whether libtorch uses oneDNN now; null when the switch could not be reached.</summary>
     public static bool? Enabled { get; private set; }
 
-    /// <summary>Whether the user asked to keep oneDNN (<see cref="EnvironmentVariable"/> = 1).</summary>
-    public static bool Requested => Environment.GetEnvironmentVariable(EnvironmentVariable) == "1";
+    /// <summary>Whether the user switched oneDNN off (<see cref="EnvironmentVariable"/> = 0).</summary>
+    public static bool SwitchedOff => Environment.GetEnvironmentVariable(EnvironmentVariable) == "0";
 
     /// <summary>Called once by <see cref="TorchRuntime.EnsureLoaded"/> after libtorch is loaded.</summary>
-    internal static void ApplyDefault()
+    // Set both ways: libtorch's default is on, but another library in the process may have changed it.
+    internal static void ApplyDefault() => Set(!SwitchedOff);
+
+    /// <summary>
+    /// Switches libtorch's oneDNN kernels for the whole process (every thread) and reads the flag back into
+    /// <see cref="Enabled"/>; false when the switch cannot be reached. Tests compare the two paths with it.
+    /// </summary>
+    internal static bool Set(bool enabled)
     {
         Enabled = null;
-        if (LoadedLibTorchCpu() is not { } library) return;
+        if (LoadedLibTorchCpu() is not { } library) return false;
         if (!NativeLibrary.TryGetExport(library, ContextSymbol, out var context) || !NativeLibrary.TryGetExport(library, SetSymbol, out var set)
             || !NativeLibrary.TryGetExport(library, GetSymbol, out var get))
-            return;
+            return false;
         unsafe
         {
             var instance = ((delegate* unmanaged<IntPtr>)context)();
-            if (!Requested) ((delegate* unmanaged<IntPtr, byte, void>)set)(instance, 0);
+            ((delegate* unmanaged<IntPtr, byte, void>)set)(instance, enabled ? (byte)1 : (byte)0);
             Enabled = ((delegate* unmanaged<IntPtr, byte>)get)(instance) != 0;
         }
+        return true;
+    }
+
+    /// <summary>
+    /// How far this process's native convolution backward pass is from the unfold + matmul one for a 3x3 convolution with
+    /// 12 output channels over a batch of 2 (the U-Net output convolution's case): the largest difference of the input
+    /// gradient over the largest gradient. About 1e-7 where the kernels are right; on the AVX-512 EPYC of 2026-12 with
+    /// oneDNN on it was 0.4-1 or NaN (NaN is returned as such). <c>doctor</c> shows it.
+    /// </summary>
+    public static double ConvolutionBackwardError()
+    {
+        TorchRuntime.EnsureLoaded();
+        using var scope = torch.NewDisposeScope();
+        // Tensors from its own generator, no module: nn.Conv2d would draw its initial weights from the global stream.
+        using var generator = new torch.Generator(12);
+        var weight = torch.randn([12, 8, 3, 3], generator: generator);
+        var bias = torch.randn([12], generator: generator);
+        var input = torch.randn([2, 8, 8, 8], generator: generator);
+        var target = torch.randn([2, 12, 8, 8], generator: generator);
+        torch.Tensor InputGradient(Func<torch.Tensor, torch.Tensor> forward)
+        {
+            var x = input.detach().clone().requires_grad_();
+            forward(x).mul(target).sum().backward();
+            return x.grad!.detach().clone();
+        }
+        var native = InputGradient(x => torch.nn.functional.conv2d(x, weight, bias, padding: [1, 1]));
+        var byMatmul = InputGradient(x => Modeling.MatmulConvolution.Conv3x3(x, weight, bias));
+        return native.sub(byMatmul).abs().max().item<float>() / Math.Max(byMatmul.abs().max().item<float>(), 1e-30);
     }
 
     /// <summary>

@@ -137,8 +137,10 @@ public static class TorchRuntime
         EnsureLoaded();
         var device = onDevice ?? CPU;
         using var scope = NewDisposeScope();
-        var a = rand(n, n, device: device);
-        var b = rand(n, n, device: device);
+        // Its own generator: a benchmark between seeding and building a model must not move the model's weights.
+        using var generator = new Generator(1);
+        var a = rand(n, n, generator: generator).to(device);
+        var b = rand(n, n, generator: generator).to(device);
         using (var warm = a.matmul(b)) { }
         double best = double.MaxValue;
         for (int i = 0; i < repeats; i++)
