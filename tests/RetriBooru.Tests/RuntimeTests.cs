@@ -374,5 +374,7 @@ public class OneDnnTests
         Assert.Equal(expected, RetriBooru.Experiments.Provenance.Capture().OneDnnEnabled);
         Assert.Equal(expected ? RetriBooru.Experiments.ExperimentRunner.TrainingNumericsVersion : RetriBooru.Experiments.ExperimentRunner.TrainingNumericsVersion + ", oneDNN off",
             RetriBooru.Experiments.ExperimentRunner.TrainingNumerics);
+        // NNPACK is switched off at load (it printed a warning per convolution where it cannot initialise).
+        Assert.False(RetriBooru.Runtime.NnPack.Enabled);
     }
 }

@@ -82,11 +82,43 @@ public static class OneDnn
     /// The libtorch_cpu that TorchSharp uses: the copy the loader preloaded by full path, else the one already mapped
     /// under that soname (a bare-name dlopen returns it instead of mapping a second copy).
     /// </summary>
-    static IntPtr? LoadedLibTorchCpu()
+    internal static IntPtr? LoadedLibTorchCpu()
     {
         if (!OperatingSystem.IsLinux() && !OperatingSystem.IsMacOS()) return null;
         var path = NativeTorchLoader.PreloadedLibTorch.FirstOrDefault(p => Path.GetFileName(p) == "libtorch_cpu.so");
         if (path is not null && NativeLibrary.TryLoad(path, out var preloaded)) return preloaded;
         return NativeLibrary.TryLoad(OperatingSystem.IsMacOS() ? "libtorch_cpu.dylib" : "libtorch_cpu.so", out var handle) ? handle : null;
+    }
+}
+
+/// <summary>
+/// libtorch's NNPACK convolutions, switched off when libtorch loads. On the 2-core EPYC (and the earlier AVX-2 machine)
+/// NNPACK cannot initialise ("Unsupported hardware") and libtorch printed that warning once per convolution it
+/// considered for it: about 50,000 stderr lines a minute of training, 870,000 in one quickstart. It never ran there, so
+/// switching it off changes no number on those machines; where it would run, convolutions go to oneDNN or libtorch's own
+/// kernels instead, like everywhere else.
+/// </summary>
+public static class NnPack
+{
+    const string SetSymbol = "_ZN2at7Context20setUserEnabledNNPACKEb";
+    const string GetSymbol = "_ZNK2at7Context17userEnabledNNPACKEv";
+    const string ContextSymbol = "_ZN2at13globalContextEv";
+
+    /// <summary>Whether libtorch may use NNPACK now; null when the switch could not be reached.</summary>
+    public static bool? Enabled { get; private set; }
+
+    internal static void SwitchOff()
+    {
+        Enabled = null;
+        if (OneDnn.LoadedLibTorchCpu() is not { } library) return;
+        if (!NativeLibrary.TryGetExport(library, ContextSymbol, out var context) || !NativeLibrary.TryGetExport(library, SetSymbol, out var set)
+            || !NativeLibrary.TryGetExport(library, GetSymbol, out var get))
+            return;
+        unsafe
+        {
+            var instance = ((delegate* unmanaged<IntPtr>)context)();
+            ((delegate* unmanaged<IntPtr, byte, void>)set)(instance, 0);
+            Enabled = ((delegate* unmanaged<IntPtr, byte>)get)(instance) != 0;
+        }
     }
 }

@@ -36,6 +36,7 @@ public static class TorchRuntime
             }
             _loaded = true;
             OneDnn.ApplyDefault();
+            NnPack.SwitchOff();
             // RETRIBOORU_THREADS pins libtorch's intra-op threads for the whole process (tests and CI set 1:
             // OpenMP workers spin-wait, so oversubscribed cores make every op many times slower).
             if (int.TryParse(Environment.GetEnvironmentVariable("RETRIBOORU_THREADS"), out var threads) && threads > 0)
