@@ -93,10 +93,12 @@ public class TorchRuntimeTests
         Torch.Load();
         using var scope = NewDisposeScope();
         Seeding.Seed(1);
-        var conv = nn.Conv2d(3, 8, 3, padding: 1);
+        // 16 output channels: with 8 (or 12), oneDNN's input gradient is wrong on AVX-512 CPUs for batches above 1
+        // (zero or NaN here); OneDnnGradientTests covers that fault and the models' way around it.
+        var conv = nn.Conv2d(3, 16, 3, padding: 1);
         var x = randn(2, 3, 16, 16, requires_grad: true);
         var y = conv.forward(x);
-        Assert.Equal(new long[] { 2, 8, 16, 16 }, y.shape);
+        Assert.Equal(new long[] { 2, 16, 16, 16 }, y.shape);
         y.square().mean().backward();
         Assert.NotNull(x.grad);
         Assert.True(x.grad!.abs().sum().item<float>() > 0);
