@@ -37,18 +37,26 @@ public static class OneDnn
     /// </summary>
     internal static bool Set(bool enabled)
     {
-        Enabled = null;
-        if (LoadedLibTorchCpu() is not { } library) return false;
-        if (!NativeLibrary.TryGetExport(library, ContextSymbol, out var context) || !NativeLibrary.TryGetExport(library, SetSymbol, out var set)
-            || !NativeLibrary.TryGetExport(library, GetSymbol, out var get))
-            return false;
+        Enabled = SetContextFlag(SetSymbol, GetSymbol, enabled);
+        return Enabled is not null;
+    }
+
+    /// <summary>
+    /// Sets one of libtorch's global <c>at::Context</c> flags through its exported setter and returns what its getter reads
+    /// back; null when libtorch_cpu or either symbol cannot be found (Windows builds).
+    /// </summary>
+    internal static bool? SetContextFlag(string setSymbol, string getSymbol, bool value)
+    {
+        if (LoadedLibTorchCpu() is not { } library) return null;
+        if (!NativeLibrary.TryGetExport(library, ContextSymbol, out var context) || !NativeLibrary.TryGetExport(library, setSymbol, out var set)
+            || !NativeLibrary.TryGetExport(library, getSymbol, out var get))
+            return null;
         unsafe
         {
             var instance = ((delegate* unmanaged<IntPtr>)context)();
-            ((delegate* unmanaged<IntPtr, byte, void>)set)(instance, enabled ? (byte)1 : (byte)0);
-            Enabled = ((delegate* unmanaged<IntPtr, byte>)get)(instance) != 0;
+            ((delegate* unmanaged<IntPtr, byte, void>)set)(instance, value ? (byte)1 : (byte)0);
+            return ((delegate* unmanaged<IntPtr, byte>)get)(instance) != 0;
         }
-        return true;
     }
 
     /// <summary>
@@ -102,23 +110,9 @@ public static class NnPack
 {
     const string SetSymbol = "_ZN2at7Context20setUserEnabledNNPACKEb";
     const string GetSymbol = "_ZNK2at7Context17userEnabledNNPACKEv";
-    const string ContextSymbol = "_ZN2at13globalContextEv";
 
     /// <summary>Whether libtorch may use NNPACK now; null when the switch could not be reached.</summary>
     public static bool? Enabled { get; private set; }
 
-    internal static void SwitchOff()
-    {
-        Enabled = null;
-        if (OneDnn.LoadedLibTorchCpu() is not { } library) return;
-        if (!NativeLibrary.TryGetExport(library, ContextSymbol, out var context) || !NativeLibrary.TryGetExport(library, SetSymbol, out var set)
-            || !NativeLibrary.TryGetExport(library, GetSymbol, out var get))
-            return;
-        unsafe
-        {
-            var instance = ((delegate* unmanaged<IntPtr>)context)();
-            ((delegate* unmanaged<IntPtr, byte, void>)set)(instance, 0);
-            Enabled = ((delegate* unmanaged<IntPtr, byte>)get)(instance) != 0;
-        }
-    }
+    internal static void SwitchOff() => Enabled = OneDnn.SetContextFlag(SetSymbol, GetSymbol, false);
 }
