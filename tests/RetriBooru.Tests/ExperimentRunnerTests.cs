@@ -83,6 +83,44 @@ public class ExperimentRunnerTests(QuickstartRun quickstart) : IClassFixture<Qui
     }
 
     [Fact]
+    public void Attributes_of_evaluations_reused_from_another_dataset_folder_are_read_not_dropped()
+    {
+        // A study whose evaluation stages came from the cache of another run (stages are keyed by the dataset's content)
+        // records references under that run's dataset folder; its own suite names another folder with the same files.
+        var runPath = RunIndex.List(quickstart.Runs).Last().Path;
+        var original = AttributeBreakdown.Read(RunResults.Load(runPath));
+        using var temp = new TempDir();
+        var run = Path.Combine(temp.Path, "run");
+        CopyTree(runPath, run);
+        // Evaluations point at ../.cache (the stage cache beside the run folder).
+        Directory.CreateSymbolicLink(Path.Combine(temp.Path, ".cache"), Path.Combine(quickstart.Runs, ".cache"));
+        var suitePath = Path.Combine(run, "evaluation_suite.json");
+        var suite = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(suitePath))!;
+        var dataset = Path.Combine(temp.Path, "same-dataset-elsewhere");
+        CopyTree((string)suite["dataset"]!, dataset);
+        suite["dataset"] = dataset;
+        File.WriteAllText(suitePath, suite.ToJsonString());
+
+        var rates = AttributeBreakdown.Read(RunResults.Load(run));
+        Assert.Equal(original.Count, rates.Count);
+        Assert.All(rates, r => Assert.True(r.MatchesRun, $"{r.Model}/{r.Split}: re-read {r.Agreement} vs run {r.RecordedAgreement}"));
+
+        // A dataset that does not hold the references (its manifests gone) is named, not silently left out.
+        Directory.Delete(Path.Combine(dataset, Data.DatasetLayout.ManifestsFolder), recursive: true);
+        var error = Assert.Throws<InvalidDataException>(() => AttributeBreakdown.Read(RunResults.Load(run)));
+        Assert.Contains("not in this dataset's manifests", error.Message);
+    }
+
+    static void CopyTree(string from, string to)
+    {
+        foreach (var directory in Directory.GetDirectories(from, "*", SearchOption.AllDirectories))
+            Directory.CreateDirectory(Path.Combine(to, Path.GetRelativePath(from, directory)));
+        Directory.CreateDirectory(to);
+        foreach (var file in Directory.GetFiles(from, "*", SearchOption.AllDirectories))
+            File.Copy(file, Path.Combine(to, Path.GetRelativePath(from, file)));
+    }
+
+    [Fact]
     public void Report_contains_every_section()
     {
         var run = RunIndex.List(quickstart.Runs).Last();

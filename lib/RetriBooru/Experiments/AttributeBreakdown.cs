@@ -40,9 +40,10 @@ public static class AttributeBreakdown
         var attributesPath = Path.Combine(dataset, SynthAttributesFile.FileName);
         if (!File.Exists(attributesPath)) throw new InvalidDataException($"{dataset}: no {SynthAttributesFile.FileName}: attribute agreement needs a synthetic dataset's ground truth");
         var truth = AttributeGroundTruth.FromSynth(SynthAttributesFile.Read(attributesPath));
-        var crops = CropSources(dataset);
+        var crops = new CropIndex(dataset);
         using var probe = AttributeProbe.Load(Path.Combine(dataset, EvaluationProbe.Folder));
         var rates = new List<AttributeRates>();
+        var unknownCrops = new List<string>();
         foreach (var evaluation in results.Evaluations.Where(e => split is null || e.Split == split))
         {
             var hits = AttributeAgreement.IdentityAttributes.ToDictionary(a => a, _ => 0);
@@ -51,8 +52,10 @@ public static class AttributeBreakdown
             int samples = 0;
             foreach (var set in evaluation.Sets)
             {
-                var references = set.References.Select(path => crops.TryGetValue(Path.GetFullPath(path), out var source) ? source : ((Concept, string)?)null)
-                    .OfType<(Concept, string)>().ToList();
+                var references = new List<(Concept, string)>();
+                foreach (var path in set.References)
+                    if (crops.Find(path) is { } source) references.Add(source);
+                    else unknownCrops.Add(path);
                 var expected = truth.Expected(references);
                 if (expected.IsEmpty) continue; // the scorer gives such a set no attribute agreement either
                 foreach (var samplePath in set.Samples)
@@ -76,6 +79,9 @@ public static class AttributeBreakdown
                 asked.Where(kv => kv.Value > 0).ToDictionary(kv => kv.Key, kv => hits[kv.Key] / (double)kv.Value), agreementSum / samples,
                 evaluation.Summary.TryGetValue("attribute_agreement", out var recorded) ? recorded.Mean : null));
         }
+        // A reference the dataset does not hold would silently drop its set (and a whole evaluation): say which instead.
+        if (unknownCrops.Count > 0)
+            throw new InvalidDataException($"{dataset}: {unknownCrops.Count} reference crop(s) of the run's evaluations are not in this dataset's manifests (first: {unknownCrops[0]}); the run was scored on another dataset");
         return rates;
     }
 
@@ -109,19 +115,46 @@ public static class AttributeBreakdown
         return dataset;
     }
 
-    /// <summary>Every reference crop of the dataset's manifests (full path) with its concept and the picture it was cut from.</summary>
-    static Dictionary<string, (Concept Concept, string SourceId)> CropSources(string dataset)
+    /// <summary>
+    /// Every reference crop of the dataset's manifests with its concept and the picture it was cut from, found by full path
+    /// or, for an evaluation reused from the stage cache of another dataset folder with the same content (stages are keyed
+    /// by content), by its path inside that folder.
+    /// </summary>
+    sealed class CropIndex
     {
-        var crops = new Dictionary<string, (Concept, string)>(StringComparer.Ordinal);
-        foreach (var scheme in Enum.GetValues<ReferenceScheme>())
+        readonly Dictionary<string, (Concept Concept, string SourceId)> _byFullPath = new(StringComparer.Ordinal);
+        readonly Dictionary<string, (Concept Concept, string SourceId)> _byRelativePath = new(StringComparer.Ordinal);
+        readonly SortedSet<int> _relativeDepths = new(Comparer<int>.Create((a, b) => b.CompareTo(a)));
+
+        public CropIndex(string dataset)
         {
-            var manifest = Path.Combine(dataset, DatasetLayout.ManifestPath(scheme));
-            if (!File.Exists(manifest)) continue;
-            foreach (var example in ManifestReader.Read(manifest))
-                foreach (var reference in example.References)
-                    crops[Path.GetFullPath(SafePath.Under(dataset, reference.Image, "reference crop"))] = (reference.Concept, reference.SourceId);
+            foreach (var scheme in Enum.GetValues<ReferenceScheme>())
+            {
+                var manifest = Path.Combine(dataset, DatasetLayout.ManifestPath(scheme));
+                if (!File.Exists(manifest)) continue;
+                foreach (var example in ManifestReader.Read(manifest))
+                    foreach (var reference in example.References)
+                    {
+                        var full = Path.GetFullPath(SafePath.Under(dataset, reference.Image, "reference crop"));
+                        var relative = Segments(Path.GetRelativePath(dataset, full));
+                        _byFullPath[full] = (reference.Concept, reference.SourceId);
+                        _byRelativePath[string.Join('/', relative)] = (reference.Concept, reference.SourceId);
+                        _relativeDepths.Add(relative.Length);
+                    }
+            }
         }
-        return crops;
+
+        public (Concept Concept, string SourceId)? Find(string path)
+        {
+            var full = Path.GetFullPath(path);
+            if (_byFullPath.TryGetValue(full, out var source)) return source;
+            var segments = Segments(full);
+            foreach (int depth in _relativeDepths)
+                if (depth <= segments.Length && _byRelativePath.TryGetValue(string.Join('/', segments[^depth..]), out source)) return source;
+            return null;
+        }
+
+        static string[] Segments(string path) => path.Split([Path.DirectorySeparatorChar, Path.AltDirectorySeparatorChar], StringSplitOptions.RemoveEmptyEntries);
     }
 
     static SKBitmap DecodeSample(string path)
