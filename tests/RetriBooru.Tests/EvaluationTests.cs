@@ -203,6 +203,52 @@ public class EvaluationTests(EvaluationWorld world, Xunit.Abstractions.ITestOutp
     }
 
     [Fact]
+    public void IP_Adapter_samples_split_across_threads_keep_their_own_references()
+    {
+        // The image tokens reach the U-Net through per-thread state: two threads sampling at once must not see each
+        // other's references. Each sample has other references, so a mix-up would move it far beyond rounding.
+        var branch = (IpAdapterModel)ReferenceModels.Create("ipadapter", world.Model);
+        Assert.True(branch.ConcurrentPredict);
+        using var scope = NewDisposeScope();
+        var sets = ManifestReader.Read(world.Dataset, ReferenceScheme.B).Take(4).Select(example => (IReadOnlyList<ReferenceCrop>)example.References
+            .Select(r => new ReferenceCrop(ImageTensor.Load(ManifestReader.Resolve(world.Dataset, r.Image), 32), r.Concept, r.SourceId)).ToList()).ToList();
+        // Untrained projections give near-zero image attention; scaled up, the references move the samples visibly.
+        branch.Scale = 50;
+        long[] seeds = [5, 5, 5, 5];
+        string[] prompts = ["1girl", "1girl", "1girl", "1girl"];
+        var whole = ReferenceSampler.Generate(world.Model, branch, prompts, sets, Small.Sampling, sampleSeeds: seeds);
+        Assert.True((whole[0] - whole[2]).abs().max().item<float>() > 1e-2, "the references do not move the samples: the test would not see a mix-up");
+        using var pool = new TorchWorkerPool(2, "test-sampling");
+        for (int round = 0; round < 3; round++)
+        {
+            var split = ReferenceSampler.GenerateSplit(world.Model, branch, prompts, sets, Small.Sampling, seeds, pool.Workers);
+            double difference = (whole - split).abs().max().item<float>();
+            Assert.True(difference < 1e-4, $"round {round}: split and whole batch differ by {difference}");
+        }
+    }
+
+    [Fact]
+    public void A_decoupled_attention_set_on_one_thread_is_not_seen_on_another()
+    {
+        using var attention = new Attention(8, 8, 2, 4);
+        var bound = new FixedDecoupledAttention();
+        attention.Decoupled = bound;
+        IDecoupledAttention? seenElsewhere = bound;
+        var thread = new Thread(() => seenElsewhere = attention.Decoupled);
+        thread.Start();
+        thread.Join();
+        Assert.Null(seenElsewhere);
+        Assert.Same(bound, attention.Decoupled);
+        attention.Decoupled = null;
+        Assert.Null(attention.Decoupled);
+    }
+
+    sealed class FixedDecoupledAttention : IDecoupledAttention
+    {
+        public Tensor? Attend(Tensor query) => null;
+    }
+
+    [Fact]
     public void Composition_sets_take_faces_and_clothes_from_different_outfits_of_one_character()
     {
         var manifest = ManifestReader.Read(world.Dataset, ReferenceScheme.B);

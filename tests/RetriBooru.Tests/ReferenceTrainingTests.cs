@@ -170,18 +170,23 @@ public class ReferenceTrainingTests(SmallReferenceWorld world) : IClassFixture<S
         Assert.Equal(uninterrupted, head.Concat(tail).ToList());
     }
 
-    [Fact]
-    public void A_masked_batch_split_across_threads_has_the_loss_of_the_whole_batch()
+    [Theory]
+    [InlineData("retrinet")]
+    [InlineData("ipadapter")]
+    [InlineData("controlnet")]
+    public void A_masked_batch_split_across_threads_has_the_loss_of_the_whole_batch(string kind)
     {
         List<double> Train(int shards)
         {
             using var dir = new TempDir();
             using var model = world.NewBase(seed: 8);
-            var net = new RetriNet(model.Unet);
+            var net = ReferenceModels.Create(kind, model);
             using var data = world.Examples();
             // Masked loss with a background weight: the normaliser is the whole batch's mask sum, so shards add up.
             using var task = new ReferenceTrainingTask(model, net, data, new ReferenceTrainingOptions { BackgroundWeight = 0.3 });
-            return new DiffusionTrainer(task, Quick with { Steps = 3, BatchSize = 5 }) { Shards = shards }.Run(dir.Path).Losses.ToList();
+            var result = new DiffusionTrainer(task, Quick with { Steps = 3, BatchSize = 5 }) { Shards = shards }.Run(dir.Path);
+            Assert.Equal(shards, result.Shards);
+            return result.Losses.ToList();
         }
         var single = Train(1);
         var split = Train(2);
@@ -204,8 +209,7 @@ public class ReferenceTrainingTests(SmallReferenceWorld world) : IClassFixture<S
         var trainableBefore = task.TrainableParameters.ToDictionary(p => p.Key, p => p.Value.detach().clone());
         var result = new DiffusionTrainer(task, Quick with { Steps = 3, BatchSize = 4 }) { Shards = 2 }.Run(tmp.Path);
         Assert.True(result.Losses.All(double.IsFinite));
-        // IP-Adapter hands tokens to the U-Net through module state: its batches stay on one thread.
-        Assert.Equal(kind == "ipadapter" ? 1 : 2, result.Shards);
+        Assert.Equal(2, result.Shards);
         foreach (var (name, before) in frozen)
             Assert.True(model.Unet.named_parameters().First(p => p.name == name).parameter.eq(before).all().item<bool>(), $"{kind}: frozen {name} changed");
         Assert.Contains(task.TrainableParameters, p => !p.Value.eq(trainableBefore[p.Key]).all().item<bool>());

@@ -379,4 +379,16 @@ public class OneDnnTests
         // NNPACK is switched off at load (it printed a warning per convolution where it cannot initialise).
         Assert.False(RetriBooru.Runtime.NnPack.Enabled);
     }
+
+    [Fact]
+    public void Only_IP_Adapter_training_stages_are_keyed_by_its_batch_split()
+    {
+        // IP-Adapter's batches are split across threads since 2026-12-02: its older stages must not be reused, the others must.
+        foreach (var kind in Enum.GetValues<RetriBooru.Settings.ModelKind>())
+        {
+            var numerics = RetriBooru.Experiments.ExperimentRunner.TrainingNumericsOf(kind);
+            if (kind == RetriBooru.Settings.ModelKind.IpAdapter) Assert.NotEqual(RetriBooru.Experiments.ExperimentRunner.TrainingNumerics, numerics);
+            else Assert.Equal(RetriBooru.Experiments.ExperimentRunner.TrainingNumerics, numerics);
+        }
+    }
 }

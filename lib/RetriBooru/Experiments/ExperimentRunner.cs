@@ -140,6 +140,14 @@ public sealed class ExperimentRunner(ExperimentSpec spec, RunOptions options, IP
     /// </summary>
     public static string TrainingNumerics => Runtime.OneDnn.Enabled == false ? TrainingNumericsVersion + ", oneDNN off" : TrainingNumericsVersion;
 
+    /// <summary>
+    /// The numerics a model's training stage is keyed by: <see cref="TrainingNumerics"/>, and for IP-Adapter-style models
+    /// that their batches are split across the threads too (since 2026-12-02; before, they ran on one thread, so their
+    /// stages trained then are not reused). The other models' keys are unchanged.
+    /// </summary>
+    public static string TrainingNumericsOf(ModelKind kind) =>
+        kind == ModelKind.IpAdapter ? TrainingNumerics + ", IP-Adapter batch split across threads" : TrainingNumerics;
+
     /// <summary>How the base model's EMA decays (part of the base stage's key when EMA is on: changing the rule must retrain).</summary>
     public const string EmaRule = "min(decay, (1+step)/(10+step))";
 
@@ -177,7 +185,7 @@ public sealed class ExperimentRunner(ExperimentSpec spec, RunOptions options, IP
                             cancellation.ThrowIfCancellationRequested();
                             // Names, not enum values, in stage keys, seeds and folder names: the same strings as before the enums.
                             string model = kind.Name(), scheme = referenceScheme.Name();
-                            var trainInputs = new { dataset = DatasetContent(dataset, referenceScheme), baseModel, Train = TrainKey(point.Spec.Train, kind), model, scheme, spec.Seed, numerics = TrainingNumerics, threads = options.Threads };
+                            var trainInputs = new { dataset = DatasetContent(dataset, referenceScheme), baseModel, Train = TrainKey(point.Spec.Train, kind), model, scheme, spec.Seed, numerics = TrainingNumericsOf(kind), threads = options.Threads };
                             var trained = Stage($"train-{model}-{scheme}-p{point.Index}", cache, trainInputs,
                                 folder => TrainModel(dataset, baseModel, point.Spec, kind, referenceScheme, folder, device, cancellation), resumable: true, stageFamily: "train");
                             foreach (var split in point.Spec.Evaluate.RunSplits())

@@ -12,16 +12,14 @@ namespace RetriBooru.Modeling;
 /// <summary>
 /// The image half of one decoupled cross-attention (IP-Adapter, Ye et al. 2023): its own key/value
 /// projections of the image tokens, attended with the text cross-attention's queries and added, scaled.
+/// A forward pass binds it to its image tokens (<see cref="Bind"/>), so passes on several threads share its weights, not their tokens.
 /// </summary>
-public sealed class IpAttentionProcessor : nn.Module, IDecoupledAttention
+public sealed class IpAttentionProcessor : nn.Module
 {
     readonly Linear to_k_ip;
     readonly Linear to_v_ip;
     readonly int _heads;
 
-    /// <summary>Image tokens of the current batch [B, N, D] and which samples have references ([B], float 0/1).</summary>
-    internal Tensor? Tokens { get; set; }
-    internal Tensor? Active { get; set; }
     internal double Scale { get; set; } = 1.0;
 
     public IpAttentionProcessor(long crossAttentionDim, long innerDim, int heads, Device? device) : base(nameof(IpAttentionProcessor))
@@ -32,13 +30,24 @@ public sealed class IpAttentionProcessor : nn.Module, IDecoupledAttention
         RegisterComponents();
     }
 
-    public Tensor? Attend(Tensor query)
+    /// <summary>This processor on one batch's image tokens [B, N, D], active where a sample has references ([B], float 0/1).</summary>
+    internal IDecoupledAttention Bind(Tensor tokens, Tensor active) => new Bound(this, tokens, active);
+
+    sealed class Bound(IpAttentionProcessor processor, Tensor tokens, Tensor active) : IDecoupledAttention
     {
-        if (Tokens is null || Active is null || Scale == 0) return null;
-        long b = Tokens.shape[0], n = Tokens.shape[1];
+        public Tensor? Attend(Tensor query) => processor.Attend(query, tokens, active);
+    }
+
+    Tensor? Attend(Tensor query, Tensor tokens, Tensor active)
+    {
+        if (Scale == 0) return null;
+        long b = tokens.shape[0], n = tokens.shape[1];
         // Guidance batches repeat the samples; tokens follow the query's batch size.
-        var tokens = query.shape[0] == b ? Tokens : Tokens.repeat(query.shape[0] / b, 1, 1);
-        var active = query.shape[0] == b ? Active : Active.repeat(query.shape[0] / b);
+        if (query.shape[0] != b)
+        {
+            tokens = tokens.repeat(query.shape[0] / b, 1, 1);
+            active = active.repeat(query.shape[0] / b);
+        }
         long batch = tokens.shape[0];
         var k = to_k_ip.call(tokens).view(batch, n, _heads, -1).transpose(1, 2);
         var v = to_v_ip.call(tokens).view(batch, n, _heads, -1).transpose(1, 2);
@@ -65,8 +74,11 @@ public sealed class IpAdapterModel : nn.Module, IReferenceConditionedModel
     readonly int _deepestIndex;
 
     public ModelKind Kind => ModelKind.IpAdapter;
-    /// <summary>The image tokens reach the U-Net's attention layers through module state set for the call: one thread at a time.</summary>
-    public bool ConcurrentPredict => false;
+    /// <summary>
+    /// The image tokens reach the U-Net's attention layers through per-thread state set for the call
+    /// (<see cref="Attention.Decoupled"/>), so parts of a batch may run on several threads at once.
+    /// </summary>
+    public bool ConcurrentPredict => true;
     public nn.Module Module => this;
     public UNet2DConditionModel Unet => unet;
 
@@ -120,22 +132,12 @@ public sealed class IpAdapterModel : nn.Module, IReferenceConditionedModel
         var active = references.Present.any(1).to(tokens.dtype);
         try
         {
-            for (int i = 0; i < _targets.Count; i++)
-            {
-                attn_processors[i].Tokens = tokens;
-                attn_processors[i].Active = active;
-                _targets[i].Decoupled = attn_processors[i];
-            }
+            for (int i = 0; i < _targets.Count; i++) _targets[i].Decoupled = attn_processors[i].Bind(tokens, active);
             return unet.Forward(noisy, timesteps, textContext).MoveToOuterDisposeScope();
         }
         finally
         {
-            for (int i = 0; i < _targets.Count; i++)
-            {
-                _targets[i].Decoupled = null;
-                attn_processors[i].Tokens = null;
-                attn_processors[i].Active = null;
-            }
+            foreach (var target in _targets) target.Decoupled = null;
         }
     }
 }

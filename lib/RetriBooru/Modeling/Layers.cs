@@ -126,8 +126,14 @@ public sealed class Attention : nn.Module
     public int Heads => heads;
     public long InnerDim { get; }
 
-    /// <summary>Set by a branch (IP-Adapter) for the duration of a forward pass; null otherwise.</summary>
-    public IDecoupledAttention? Decoupled { get; set; }
+    // Per thread: the trainer and the sampler run parts of one batch on several threads at once, each part with its own references.
+    readonly ThreadLocal<IDecoupledAttention?> _decoupled = new();
+
+    /// <summary>
+    /// Set by a branch (IP-Adapter) for the duration of a forward pass on the calling thread; null otherwise. Another
+    /// thread's forward pass through the same module sees its own value.
+    /// </summary>
+    public IDecoupledAttention? Decoupled { get => _decoupled.Value; set => _decoupled.Value = value; }
 
     /// <summary>Sequence attention: x [B, N, C], context [B, M, Cc] (null = self-attention), optional additive mask.</summary>
     public Tensor Forward(Tensor x, Tensor? context = null, Tensor? mask = null)
