@@ -120,7 +120,7 @@ public static class ResultsPage
         var commit = p?.GitCommit is string c ? c[..Math.Min(10, c.Length)] + (p.GitDirty == true ? " (uncommitted changes)" : "") : "unknown";
         var wall = info.FinishedUtc is DateTime end ? Duration(end - info.CreatedUtc) : "unknown";
         int reused = r.Timings.Count(t => t.Reused), computed = r.Timings.Count - reused;
-        var machine = p is null ? "unknown" : F($"{p.Cores} cores, {p.Threads} threads{(p.LoadAverage is double load ? $", load {load:F1} at start" : "")}");
+        var machine = p is null ? "unknown" : F($"{p.Cores} cores, {p.Threads} thread{(p.Threads == 1 ? "" : "s")}{(p.LoadAverage is double load ? $", load {load:F1} at start" : "")}");
         return $"| {info.Id} | `{command}` | {SeedLabel(r)} | {commit} | {wall} | {computed} computed, {reused} reused | {machine} |";
     }
 
