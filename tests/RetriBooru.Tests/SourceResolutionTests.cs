@@ -42,7 +42,7 @@ public class SourceResolutionTests
             Assert.NotEmpty(detail);
             return detail.Average();
         }
-        // The same characters and scenes; the example counts may differ by a few (near-duplicate hashes differ with the size).
+        // Same seed and options at two sizes; the example counts may differ by a few (near-duplicate hashes depend on the size).
         double small = FaceCropDetail(32, out int examples32), large = FaceCropDetail(64, out int examples64);
         Assert.True(examples32 > 10 && examples64 > 10, $"{examples32} / {examples64} training examples");
         // Measured: 0.077 from the 32 px world, 0.132 from the 64 px one (face crops of ~12 vs ~25 px of head).
