@@ -51,11 +51,11 @@ public class ResultsPageTests
     }
 
     /// <summary>A finished run of <see cref="Spec"/> with two models' evaluations on one split, their samples in the run's cache.</summary>
-    static string CraftRun(string root, long seed, string[] overrides, double retrinetMean, string[]? retrinetSchemes = null)
+    static string CraftRun(string root, long seed, string[] overrides, double retrinetMean, string[]? retrinetSchemes = null, int threads = 2)
     {
         var spec = SpecLoader.Parse(Spec, "study.json", overrides: overrides);
         var run = RunFolder.Create(Path.Combine(root, "runs"), spec.Name, spec.Seed, specFile: "experiments/study.json", overrides: overrides,
-            provenance: new Provenance { GitCommit = "0123456789abcdef0123456789abcdef01234567", GitDirty = false, Cores = 2, Threads = 2, LoadAverage = 0.4 });
+            provenance: new Provenance { GitCommit = "0123456789abcdef0123456789abcdef01234567", GitDirty = false, Cores = 2, Threads = threads, LoadAverage = 0.4 });
         run.WriteJson("spec.json", spec);
         var evaluations = new List<ModelEvaluation>();
         var models = (retrinetSchemes ?? ["b"]).Select(scheme => ("retrinet", scheme, retrinetMean, SkiaSharp.SKColors.Red))
@@ -89,7 +89,7 @@ public class ResultsPageTests
     public void A_page_of_two_seeds_shows_each_run_and_every_model_per_seed_with_intervals()
     {
         using var tmp = new TempDir();
-        var first = CraftRun(tmp.File("a"), 1, [], 0.512);
+        var first = CraftRun(tmp.File("a"), 1, [], 0.512, threads: 1);
         var second = CraftRun(tmp.File("b"), 2, ["seed=2", "dataset.seed=8"], 0.488);
         var page = tmp.File("docs/results/study.md");
         var console = new TestConsole().Width(220);
@@ -97,6 +97,10 @@ public class ResultsPageTests
         var text = File.ReadAllText(page);
         Assert.Contains("# study: results", text);
         Assert.Contains("`retribooru run experiments/study.json --set seed=2 --set dataset.seed=8`", text);
+        // A run on fewer threads than cores says so in its command (the numbers depend on it), and in its machine column.
+        Assert.Contains("`retribooru run experiments/study.json --threads 1`", text);
+        Assert.Contains("2 cores, 1 thread, load 0.4", text);
+        Assert.Contains("2 cores, 2 threads, load 0.4", text);
         Assert.Contains("| 1 / 7 |", text);
         Assert.Contains("| 2 / 8 |", text);
         Assert.Contains("0123456789", text);

@@ -116,7 +116,9 @@ public static class ResultsPage
         var info = r.Run.Info;
         var p = info.Provenance;
         var command = "retribooru run " + (info.SpecFile ?? r.Spec.Name) + (info.Quick ? " --quick" : "")
-            + string.Concat(info.Overrides.Select(o => $" --set {o}"));
+            + string.Concat(info.Overrides.Select(o => $" --set {o}"))
+            // The default thread count is the machine's cores; another count rounds differently, so the command carries it.
+            + (p is not null && p.Threads > 0 && p.Threads != p.Cores ? $" --threads {p.Threads}" : "");
         var commit = p?.GitCommit is string c ? c[..Math.Min(10, c.Length)] + (p.GitDirty == true ? " (uncommitted changes)" : "") : "unknown";
         var wall = info.FinishedUtc is DateTime end ? Duration(end - info.CreatedUtc) : "unknown";
         int reused = r.Timings.Count(t => t.Reused), computed = r.Timings.Count - reused;
