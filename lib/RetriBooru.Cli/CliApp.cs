@@ -58,7 +58,7 @@ public static class CliApp
             config.AddCommand<DoctorCommand>("doctor")
                 .WithDescription("Check that TorchSharp loads, print versions, device, threads and a matmul benchmark.");
             config.AddCommand<QuickstartCommand>("quickstart")
-                .WithDescription("The main job: build RetriBooru-Synth, pretrain the tiny base, train RetriNet and the text-only baseline, evaluate, write a report.");
+                .WithDescription("The main job: build RetriBooru-Synth, take the tiny base pretrained on it (shipped; --set base.checkpoint=null trains it), train RetriNet and the text-only baseline, evaluate, write a report.");
             config.AddCommand<RunCommand>("run")
                 .WithDescription("Run an experiment spec (experiments/*.json): sweeps, models, schemes, evaluation, report.");
             config.AddCommand<MergeCommand>("merge")
@@ -69,6 +69,7 @@ public static class CliApp
                 runs.SetDefaultCommand<RunsCommand>();
                 runs.AddCommand<RunsGridCommand>("grid").WithDescription("One PNG: per reference set, the references and each model's samples.");
                 runs.AddCommand<RunsAttributesCommand>("attributes").WithDescription("Attribute agreement per attribute (hair colour, top colour, ...), re-read from a run's samples: which parts of the references each model copies.");
+                runs.AddCommand<RunsExportBaseCommand>("export-base").WithDescription("A run's trained base as a model folder a spec can name (base.checkpoint), with the record of what trained it.");
                 runs.AddCommand<RunsPageCommand>("page").WithDescription("A study's results page (markdown tables with intervals + sample grid) from its finished runs.");
             });
             config.AddBranch("dataset", dataset =>

@@ -164,6 +164,34 @@ public class ExperimentRunnerTests(QuickstartRun quickstart) : IClassFixture<Qui
     }
 
     [Fact]
+    public void An_exported_base_given_back_as_checkpoint_reuses_the_models_trained_on_it()
+    {
+        var run = RunIndex.List(quickstart.Runs).Last().Path;
+        using var temp = new TempDir();
+        var exported = temp.File("base");
+        var console = new TestConsole().Width(220);
+        Assert.True(CliApp.Run(["runs", "export-base", run, "--out", exported], console) == 0, console.Output);
+        Assert.Contains("base exported", console.Output);
+        var record = PretrainedBase.ReadRecord(exported)!;
+        Assert.Equal(RunIndex.List(quickstart.Runs).Last().Info.Id, record.Run!["id"]!.GetValue<string>());
+
+        // Keyed by the base's content, not its path: every reference model and evaluation of the first run is reused.
+        var again = new TestConsole().Width(220);
+        Assert.True(CliApp.Run(["quickstart", "--quick", "--out", quickstart.Runs, "--set", $"base.checkpoint={exported}"], again) == 0, again.Output);
+        var newest = RunIndex.List(quickstart.Runs).First().Path;
+        var timings = System.Text.Json.JsonSerializer.Deserialize<List<StageTiming>>(File.ReadAllText(Path.Combine(newest, "timings.json")), RetriBooru.Data.WorkbenchJson.Lines)!;
+        Assert.Contains(timings, t => t.Stage == $"base ({exported})");
+        Assert.All(timings, t => Assert.True(t.Reused, $"{t.Stage} was recomputed"));
+        Assert.True(File.Exists(Path.Combine(newest, ExperimentRunner.BasePretrainingFile)));
+
+        // A spec that would have trained another base (here another seed) is refused before any training, in one line.
+        var refused = new TestConsole().Width(400);
+        Assert.NotEqual(0, CliApp.Run(["quickstart", "--quick", "--out", quickstart.Runs, "--set", $"base.checkpoint={exported}", "--set", "seed=5"], refused));
+        Assert.Contains("is not the base this spec would train: it was trained with seed 1, the spec's is 5", refused.Output);
+        Assert.Contains("--set base.checkpoint=null", refused.Output);
+    }
+
+    [Fact]
     public void Rerun_reuses_finished_stages()
     {
         var console = new TestConsole().Width(220);

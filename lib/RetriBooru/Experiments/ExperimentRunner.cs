@@ -35,7 +35,9 @@ public sealed record RunOptions
 public sealed record RunnerEvent(string Stage, string Message, double? Fraction = null);
 
 /// <summary>Wall time of one stage and whether a finished result was reused.</summary>
-public sealed record StageTiming([property: JsonPropertyName("stage")] string Stage, [property: JsonPropertyName("seconds")] double Seconds, [property: JsonPropertyName("reused")] bool Reused);
+/// <param name="Folder">The stage's folder in the cache (null in runs made before it was recorded, and for stages kept elsewhere).</param>
+public sealed record StageTiming([property: JsonPropertyName("stage")] string Stage, [property: JsonPropertyName("seconds")] double Seconds, [property: JsonPropertyName("reused")] bool Reused,
+    [property: JsonPropertyName("folder"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Folder = null);
 
 /// <summary>One scored model: sweep point, family, scheme, split, its summary and where its files are.</summary>
 public sealed record ModelEvaluation
@@ -167,8 +169,11 @@ public sealed class ExperimentRunner(ExperimentSpec spec, RunOptions options, IP
         try
         {
             var dataset = Stage("dataset", cache, DatasetInputs(), folder => BuildDataset(folder, cancellation), resumable: false);
-            var baseModel = spec.Base.Checkpoint ?? Path.Combine(
+            var baseModel = spec.Base.Checkpoint is { } checkpoint ? PretrainedBaseFor(checkpoint, dataset, cache, run) : Path.Combine(
                 Stage("base", cache, new { dataset = DatasetContent(dataset, null), spec.Base, spec.Seed, emaRule = spec.Base.Ema is null ? null : EmaRule, numerics = TrainingNumerics, threads = options.Threads }, folder => TrainBase(dataset, folder, device, cancellation), resumable: true), "model");
+            // Later stages are keyed by the base's content, not its path: a base copied elsewhere, exported or shipped
+            // (builtin:) reuses the models trained on it, and a changed base retrains them.
+            var baseIdentity = PretrainedBase.ContentIdentity(baseModel);
             var evaluations = new List<ModelEvaluation>();
             // Created when the first evaluation stage has to run: a rerun whose evaluations are all cached skips its setup.
             using (var suite = new OnDemand<EvaluationSuite>(() =>
@@ -185,7 +190,7 @@ public sealed class ExperimentRunner(ExperimentSpec spec, RunOptions options, IP
                             cancellation.ThrowIfCancellationRequested();
                             // Names, not enum values, in stage keys, seeds and folder names: the same strings as before the enums.
                             string model = kind.Name(), scheme = referenceScheme.Name();
-                            var trainInputs = new { dataset = DatasetContent(dataset, referenceScheme), baseModel, Train = TrainKey(point.Spec.Train, kind), model, scheme, spec.Seed, numerics = TrainingNumericsOf(kind), threads = options.Threads };
+                            var trainInputs = new { dataset = DatasetContent(dataset, referenceScheme), baseModel = baseIdentity, Train = TrainKey(point.Spec.Train, kind), model, scheme, spec.Seed, numerics = TrainingNumericsOf(kind), threads = options.Threads };
                             var trained = Stage($"train-{model}-{scheme}-p{point.Index}", cache, trainInputs,
                                 folder => TrainModel(dataset, baseModel, point.Spec, kind, referenceScheme, folder, device, cancellation), resumable: true, stageFamily: "train");
                             foreach (var split in point.Spec.Evaluate.RunSplits())
@@ -278,6 +283,31 @@ public sealed class ExperimentRunner(ExperimentSpec spec, RunOptions options, IP
             ? DatasetBuilder.Build(source, folder, build, relay, cancellation)
             : SynthDataset.Create(folder, spec.Dataset.Synth(), build, relay, cancellation);
         foreach (var note in result.Notes) progress?.Report(new RunnerEvent("dataset", note));
+        return folder;
+    }
+
+    /// <summary>Under the run folder: the <see cref="PretrainedBase.RecordFile"/> of the base the spec was given.</summary>
+    public const string BasePretrainingFile = "base_pretraining.json";
+
+    /// <summary>
+    /// The folder of the base the spec names instead of training one (<c>base.checkpoint</c>). A base that records what
+    /// trained it must be the one the spec would train (same world, recipe and seed), or the run stops before any
+    /// training with the reasons and the way out; its record is copied into the run folder.
+    /// </summary>
+    string PretrainedBaseFor(string checkpoint, string dataset, StageCache cache, RunFolder run)
+    {
+        var clock = Stopwatch.StartNew();
+        var folder = PretrainedBase.Resolve(checkpoint, cache.Root);
+        if (PretrainedBase.ReadRecord(folder) is { } record)
+        {
+            var problems = PretrainedBase.Mismatches(folder, record, DatasetContent(dataset, null), spec.Base, spec.Seed);
+            if (problems.Count > 0)
+                throw new InvalidOperationException($"base.checkpoint {checkpoint} is not the base this spec would train: {string.Join("; ", problems)}. "
+                    + "Add --set base.checkpoint=null to train the spec's own base (the base block's recipe), or undo the change");
+            run.WriteJson(BasePretrainingFile, record);
+        }
+        _timings.Add(new StageTiming($"base ({checkpoint})", clock.Elapsed.TotalSeconds, true, folder));
+        progress?.Report(new RunnerEvent("base", $"pretrained: {checkpoint} ({folder})", 1));
         return folder;
     }
 
@@ -381,7 +411,7 @@ public sealed class ExperimentRunner(ExperimentSpec spec, RunOptions options, IP
         progress?.Report(new RunnerEvent(name, "starting"));
         var clock = Stopwatch.StartNew();
         var (folder, reused) = cache.Run(stageFamily ?? name, inputs, produce, options.Force, keepPartial: resumable);
-        _timings.Add(new StageTiming(name, clock.Elapsed.TotalSeconds, reused));
+        _timings.Add(new StageTiming(name, clock.Elapsed.TotalSeconds, reused, folder));
         progress?.Report(new RunnerEvent(name, reused ? $"reused {folder}" : $"done in {clock.Elapsed.TotalSeconds:F1} s", 1));
         return folder;
     }
