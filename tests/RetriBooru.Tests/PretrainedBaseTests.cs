@@ -65,23 +65,23 @@ public class PretrainedBaseTests
         Assert.Equal(2, read.Threads);
         Assert.Equal(12.5, read.TrainingSeconds);
 
-        Assert.Empty(PretrainedBase.Mismatches(output, read, World, Recipe, 1));
+        Assert.Empty(PretrainedBase.Mismatches(PretrainedBase.ContentIdentity(output), read, World, Recipe, 1));
         // base.checkpoint itself is not part of the recipe: the spec that names the base has it set.
-        Assert.Empty(PretrainedBase.Mismatches(output, read, World, Recipe with { Checkpoint = output }, 1));
+        Assert.Empty(PretrainedBase.Mismatches(PretrainedBase.ContentIdentity(output), read, World, Recipe with { Checkpoint = output }, 1));
 
-        var seed = Assert.Single(PretrainedBase.Mismatches(output, read, World, Recipe, 2));
+        var seed = Assert.Single(PretrainedBase.Mismatches(PretrainedBase.ContentIdentity(output), read, World, Recipe, 2));
         Assert.Contains("seed 1, the spec's is 2", seed);
-        var recipe = Assert.Single(PretrainedBase.Mismatches(output, read, World, Recipe with { Steps = 30 }, 1));
+        var recipe = Assert.Single(PretrainedBase.Mismatches(PretrainedBase.ContentIdentity(output), read, World, Recipe with { Steps = 30 }, 1));
         Assert.Contains("another recipe (base.steps: 20 -> 30)", recipe);
-        var world = Assert.Single(PretrainedBase.Mismatches(output, read, new { dataset = new { characters = 4, seed = 8 }, records = "AB12" }, Recipe, 1));
+        var world = Assert.Single(PretrainedBase.Mismatches(PretrainedBase.ContentIdentity(output), read, new { dataset = new { characters = 4, seed = 8 }, records = "AB12" }, Recipe, 1));
         Assert.Contains("another world (dataset.dataset.seed: 7 -> 8)", world);
         WriteModel(output, weight: 5);
-        Assert.Contains("files changed", Assert.Single(PretrainedBase.Mismatches(output, read, World, Recipe, 1)));
+        Assert.Contains("files changed", Assert.Single(PretrainedBase.Mismatches(PretrainedBase.ContentIdentity(output), read, World, Recipe, 1)));
 
         // An earlier export is replaced only when asked, and whole.
         Assert.Contains("already holds", Assert.Throws<IOException>(() => PretrainedBase.Export(stage, output, null)).Message);
         PretrainedBase.Export(stage, output, null, overwrite: true);
-        Assert.Empty(PretrainedBase.Mismatches(output, PretrainedBase.ReadRecord(output)!, World, Recipe, 1));
+        Assert.Empty(PretrainedBase.Mismatches(PretrainedBase.ContentIdentity(output), PretrainedBase.ReadRecord(output)!, World, Recipe, 1));
         // Only a finished base stage exports.
         File.Delete(Path.Combine(stage, "done.json"));
         Assert.Contains("not a finished stage", Assert.Throws<FileNotFoundException>(() => PretrainedBase.Export(stage, temp.File("again"), null)).Message);

@@ -169,11 +169,12 @@ public sealed class ExperimentRunner(ExperimentSpec spec, RunOptions options, IP
         try
         {
             var dataset = Stage("dataset", cache, DatasetInputs(), folder => BuildDataset(folder, cancellation), resumable: false);
-            var baseModel = spec.Base.Checkpoint is { } checkpoint ? PretrainedBaseFor(checkpoint, dataset, cache, run) : Path.Combine(
+            var baseModel = spec.Base.Checkpoint is { } checkpoint ? PretrainedBase.Resolve(checkpoint, cache.Root) : Path.Combine(
                 Stage("base", cache, new { dataset = DatasetContent(dataset, null), spec.Base, spec.Seed, emaRule = spec.Base.Ema is null ? null : EmaRule, numerics = TrainingNumerics, threads = options.Threads }, folder => TrainBase(dataset, folder, device, cancellation), resumable: true), "model");
             // Later stages are keyed by the base's content, not its path: a base copied elsewhere, exported or shipped
             // (builtin:) reuses the models trained on it, and a changed base retrains them.
             var baseIdentity = PretrainedBase.ContentIdentity(baseModel);
+            if (spec.Base.Checkpoint is { } given) CheckPretrainedBase(given, baseModel, baseIdentity, dataset, run);
             var evaluations = new List<ModelEvaluation>();
             // Created when the first evaluation stage has to run: a rerun whose evaluations are all cached skips its setup.
             using (var suite = new OnDemand<EvaluationSuite>(() =>
@@ -290,17 +291,16 @@ public sealed class ExperimentRunner(ExperimentSpec spec, RunOptions options, IP
     public const string BasePretrainingFile = "base_pretraining.json";
 
     /// <summary>
-    /// The folder of the base the spec names instead of training one (<c>base.checkpoint</c>). A base that records what
-    /// trained it must be the one the spec would train (same world, recipe and seed), or the run stops before any
-    /// training with the reasons and the way out; its record is copied into the run folder.
+    /// The base the spec names instead of training one (<c>base.checkpoint</c>, resolved to <paramref name="folder"/>): one
+    /// that records what trained it must be the one the spec would train (same world, recipe and seed), or the run stops
+    /// before any training with the reasons and the way out; its record is copied into the run folder.
     /// </summary>
-    string PretrainedBaseFor(string checkpoint, string dataset, StageCache cache, RunFolder run)
+    void CheckPretrainedBase(string checkpoint, string folder, string identity, string dataset, RunFolder run)
     {
         var clock = Stopwatch.StartNew();
-        var folder = PretrainedBase.Resolve(checkpoint, cache.Root);
         if (PretrainedBase.ReadRecord(folder) is { } record)
         {
-            var problems = PretrainedBase.Mismatches(folder, record, DatasetContent(dataset, null), spec.Base, spec.Seed);
+            var problems = PretrainedBase.Mismatches(identity, record, DatasetContent(dataset, null), spec.Base, spec.Seed);
             if (problems.Count > 0)
                 throw new InvalidOperationException($"base.checkpoint {checkpoint} is not the base this spec would train: {string.Join("; ", problems)}. "
                     + "Add --set base.checkpoint=null to train the spec's own base (the base block's recipe), or undo the change");
@@ -308,7 +308,6 @@ public sealed class ExperimentRunner(ExperimentSpec spec, RunOptions options, IP
         }
         _timings.Add(new StageTiming($"base ({checkpoint})", clock.Elapsed.TotalSeconds, true, folder));
         progress?.Report(new RunnerEvent("base", $"pretrained: {checkpoint} ({folder})", 1));
-        return folder;
     }
 
     void TrainBase(string dataset, string folder, TorchSharp.torch.Device device, CancellationToken cancellation)

@@ -128,8 +128,9 @@ public static class PretrainedBase
     /// Why this base is not the one the spec would train (one sentence each; empty when it is): another world (the
     /// dataset's settings or content), another recipe (base fields other than checkpoint), another seed, or files changed
     /// since it was exported. Thread count and kernels are recorded but not compared: they change rounding, not the recipe.
+    /// <paramref name="identity"/> is the folder's <see cref="ContentIdentity"/> (the caller keys later stages by it too).
     /// </summary>
-    public static IReadOnlyList<string> Mismatches(string folder, PretrainingRecord record, object datasetContent, BaseTrainingOptions recipe, long seed)
+    public static IReadOnlyList<string> Mismatches(string identity, PretrainingRecord record, object datasetContent, BaseTrainingOptions recipe, long seed)
     {
         var problems = new List<string>();
         var current = JsonSerializer.SerializeToNode(datasetContent, WorkbenchJson.Lines);
@@ -139,7 +140,7 @@ public static class PretrainedBase
         if (!JsonNode.DeepEquals(record.Base, wanted))
             problems.Add($"it was trained with another recipe ({Differences(record.Base, wanted, "base")})");
         if (record.Seed != seed) problems.Add($"it was trained with seed {record.Seed}, the spec's is {seed}");
-        if (record.Identity is { } identity && ContentIdentity(folder) != identity)
+        if (record.Identity is { } recorded && recorded != identity)
             problems.Add("its files changed since it was exported (content identity differs from the record's)");
         return problems;
     }
