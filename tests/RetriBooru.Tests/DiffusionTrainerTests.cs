@@ -461,6 +461,8 @@ public class DiffusionTrainerTests
     }
 }
 
+/// <summary>Changes the process-wide thread count for a moment: other tests' numbers depend on it, so it runs alone.</summary>
+[Collection(ProcessWideStateCollection.Name)]
 public class TorchWorkerTests
 {
     [Fact]

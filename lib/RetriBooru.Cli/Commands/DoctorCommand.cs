@@ -1,3 +1,4 @@
+using RetriBooru.Modeling;
 using System.ComponentModel;
 using System.Runtime.InteropServices;
 using RetriBooru.Runtime;
@@ -73,6 +74,12 @@ public sealed class DoctorCommand(IAnsiConsole console) : Command<DoctorCommand.
         table.AddRow("convolution backward check", backwardError < 1e-4
             ? $"right (12 output channels: {backwardError:E1} from unfold + matmul)"
             : $"[yellow]WRONG[/] (12 output channels: {(double.IsNaN(backwardError) ? "NaN" : backwardError.ToString("F2"))} of the gradient's size from unfold + matmul; the workbench's models compute that convolution by matmul, see docs/troubleshooting.md)");
+        // The forward fault found later on the same CPU (input channels above 16, not a multiple of 16): the models check
+        // each convolution shape once and compute the ones oneDNN gets wrong by matmul (CheckedConvolution).
+        bool forwardRight = CheckedConvolution.OneDnnAgrees(24, 16, kernel: 3);
+        table.AddRow("convolution 24->16 check", forwardRight
+            ? "right (forward and gradients match unfold + matmul)"
+            : "[yellow]WRONG[/] (oneDNN's output or gradients differ from unfold + matmul; the workbench's models check every convolution shape once and compute such shapes by matmul, see docs/troubleshooting.md)");
         double gflops = TorchRuntime.MeasureMatmulGflops(settings.Size, onDevice: device);
         table.AddRow($"matmul {settings.Size}x{settings.Size} fp32", $"{gflops:F1} GFLOP/s");
         console.Write(table);

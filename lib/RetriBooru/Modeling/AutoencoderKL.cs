@@ -81,10 +81,10 @@ public sealed class VaeEncoder : nn.Module
     public Tensor Forward(Tensor x)
     {
         using var scope = NewDisposeScope();
-        var h = conv_in.call(x);
+        var h = CheckedConvolution.Forward(conv_in, x);
         foreach (var block in down_blocks) h = block.Forward(h);
         h = mid_block.Forward(h);
-        return conv_out.call(F.silu(conv_norm_out.call(h))).MoveToOuterDisposeScope();
+        return CheckedConvolution.Forward(conv_out, F.silu(conv_norm_out.call(h))).MoveToOuterDisposeScope();
     }
 }
 
@@ -112,10 +112,10 @@ public sealed class VaeDecoder : nn.Module
     public Tensor Forward(Tensor z)
     {
         using var scope = NewDisposeScope();
-        var h = conv_in.call(z);
+        var h = CheckedConvolution.Forward(conv_in, z);
         h = mid_block.Forward(h);
         foreach (var block in up_blocks) h = block.Forward(h);
-        return conv_out.call(F.silu(conv_norm_out.call(h))).MoveToOuterDisposeScope();
+        return CheckedConvolution.Forward(conv_out, F.silu(conv_norm_out.call(h))).MoveToOuterDisposeScope();
     }
 }
 
@@ -185,13 +185,13 @@ public sealed class AutoencoderKL : nn.Module
     public DiagonalGaussian Encode(Tensor image)
     {
         using var encoded = encoder.Forward(image);
-        return new DiagonalGaussian(quant_conv.call(encoded));
+        return new DiagonalGaussian(CheckedConvolution.Forward(quant_conv, encoded));
     }
 
     public Tensor Decode(Tensor latent)
     {
         using var scope = NewDisposeScope();
-        return decoder.Forward(post_quant_conv.call(latent)).MoveToOuterDisposeScope();
+        return decoder.Forward(CheckedConvolution.Forward(post_quant_conv, latent)).MoveToOuterDisposeScope();
     }
 
     /// <summary>Image in [-1, 1] -> scaled latent (posterior sample, or its mean when <paramref name="generator"/> is null and <paramref name="sample"/> is false).</summary>

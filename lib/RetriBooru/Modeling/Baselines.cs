@@ -111,14 +111,16 @@ public sealed class ControlNetModel : nn.Module, IReferenceConditionedModel
         long batch = noisy.shape[0];
         var t = timesteps.dim() == 0 ? timesteps.expand(batch) : timesteps;
         var temb = UNet2DConditionModel.TimeEmbedding(time_embedding, add_embedding, config, t, textContext, noisy.dtype);
-        var h = conv_in.call(noisy).Plus(controlnet_cond_embedding.call(hint));
+        var embedded = hint;
+        foreach (var (_, step) in controlnet_cond_embedding.named_children()) embedded = CheckedConvolution.Call((nn.Module<Tensor, Tensor>)step, embedded);
+        var h = CheckedConvolution.Forward(conv_in, noisy).Plus(embedded);
         var skips = new List<Tensor> { h };
         foreach (var block in down_blocks) h = block.Forward(h, temb, textContext, skips);
         h = mid_block.Forward(h, temb, textContext);
         // Samples without references get no residuals.
         var any = references.Present.any(1).to(noisy.dtype).view(-1, 1, 1, 1);
-        var residuals = skips.Select((s, i) => controlnet_down_blocks[i].call(s) * any).ToList();
-        var mid = controlnet_mid_block.call(h) * any;
+        var residuals = skips.Select((s, i) => CheckedConvolution.Forward(controlnet_down_blocks[i], s) * any).ToList();
+        var mid = CheckedConvolution.Forward(controlnet_mid_block, h) * any;
         return unet.Forward(noisy, timesteps, textContext, residuals, mid).MoveToOuterDisposeScope();
     }
 }

@@ -35,11 +35,11 @@ public sealed class ResnetBlock2D : nn.Module
     public Tensor Forward(Tensor x, Tensor? temb)
     {
         using var scope = NewDisposeScope();
-        var h = conv1.call(F.silu(norm1.call(x)));
+        var h = CheckedConvolution.Forward(conv1, F.silu(norm1.call(x)));
         if (time_emb_proj is not null && temb is not null)
             h = h.Plus(time_emb_proj.call(F.silu(temb)).unsqueeze(-1).unsqueeze(-1));
-        h = conv2.call(F.silu(norm2.call(h)));
-        var shortcut = conv_shortcut is null ? x : conv_shortcut.call(x);
+        h = CheckedConvolution.Forward(conv2, F.silu(norm2.call(h)));
+        var shortcut = conv_shortcut is null ? x : CheckedConvolution.Forward(conv_shortcut, x);
         return shortcut.Plus(h).MoveToOuterDisposeScope();
     }
 }
@@ -60,9 +60,9 @@ public sealed class Downsample2D : nn.Module
 
     public Tensor Forward(Tensor x)
     {
-        if (!padRightBottom) return conv.call(x);
+        if (!padRightBottom) return CheckedConvolution.Forward(conv, x);
         using var padded = F.pad(x, [0, 1, 0, 1]);
-        return conv.call(padded);
+        return CheckedConvolution.Forward(conv, padded);
     }
 }
 
@@ -82,7 +82,7 @@ public sealed class Upsample2D : nn.Module
         using var up = size is null
             ? F.interpolate(x, scale_factor: [2.0, 2.0], mode: InterpolationMode.Nearest)
             : F.interpolate(x, size: size, mode: InterpolationMode.Nearest);
-        return conv.call(up);
+        return CheckedConvolution.Forward(conv, up);
     }
 }
 
@@ -259,10 +259,10 @@ public sealed class Transformer2DModel : nn.Module
         long b = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3];
         var hidden = norm.call(x);
         if (linearProjection) hidden = proj_in.call(hidden.permute(0, 2, 3, 1).reshape(b, h * w, c));
-        else hidden = proj_in.call(hidden).permute(0, 2, 3, 1).reshape(b, h * w, c);
+        else hidden = CheckedConvolution.Call(proj_in, hidden).permute(0, 2, 3, 1).reshape(b, h * w, c);
         foreach (var block in transformer_blocks) hidden = block.Forward(hidden, context);
         if (linearProjection) hidden = proj_out.call(hidden).reshape(b, h, w, c).permute(0, 3, 1, 2);
-        else hidden = proj_out.call(hidden.reshape(b, h, w, c).permute(0, 3, 1, 2).contiguous());
+        else hidden = CheckedConvolution.Call(proj_out, hidden.reshape(b, h, w, c).permute(0, 3, 1, 2).contiguous());
         return hidden.Plus(x).MoveToOuterDisposeScope();
     }
 }
@@ -362,6 +362,20 @@ public static class MatmulConvolution
         var columns = F.unfold(input, 3, padding: 1); // [B, C*9, H*W], in the weight's (C, kh, kw) order
         // bmm, not matmul: matmul picks a different kernel when the weight requires grad (it folds the batch into the
         // GEMM otherwise), so a frozen and a trainable copy of one model would round differently.
+        var output = weight.reshape(1, outputs, -1).expand(batch, -1, -1).bmm(columns);
+        if (bias is not null) output = output.Plus(bias.view(1, outputs, 1));
+        return output.view(batch, outputs, height, width).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Any convolution without groups or dilation, by unfold + bmm (<see cref="CheckedConvolution"/>'s reference and fallback).</summary>
+    public static Tensor Convolve(Tensor input, Tensor weight, Tensor? bias, (long H, long W) stride, (long H, long W) padding)
+    {
+        if (weight.dim() != 4 || input.dim() != 4 || input.shape[1] != weight.shape[1])
+            throw new ArgumentException($"expected a convolution over [B, {weight.shape[1]}, H, W]; weight is [{string.Join(", ", weight.shape)}], input [{string.Join(", ", input.shape)}]");
+        using var scope = NewDisposeScope();
+        long batch = input.shape[0], outputs = weight.shape[0], kh = weight.shape[2], kw = weight.shape[3];
+        long height = (input.shape[2] + 2 * padding.H - kh) / stride.H + 1, width = (input.shape[3] + 2 * padding.W - kw) / stride.W + 1;
+        var columns = F.unfold(input, (kh, kw), dilation: (1, 1), padding: (padding.H, padding.W), stride: (stride.H, stride.W));
         var output = weight.reshape(1, outputs, -1).expand(batch, -1, -1).bmm(columns);
         if (bias is not null) output = output.Plus(bias.view(1, outputs, 1));
         return output.view(batch, outputs, height, width).MoveToOuterDisposeScope();

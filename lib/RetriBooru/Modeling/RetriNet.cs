@@ -58,7 +58,7 @@ public sealed class RetrievalEncoder : nn.Module
     {
         var t = ScalarOps.Filled([references.shape[0]], timestep, int64, references.device);
         var temb = UNet2DConditionModel.TimeEmbedding(time_embedding, add_embedding, _config, t, conceptContext, references.dtype);
-        var h = conv_in.call(references);
+        var h = CheckedConvolution.Forward(conv_in, references);
         var skips = new List<Tensor> { h };
         foreach (var block in down_blocks) h = block.Forward(h, temb, conceptContext, skips);
         return _levelIndices.Select(i => skips[i]).ToList();
@@ -209,7 +209,7 @@ public sealed class RetriNet : nn.Module, IReferenceConditionedModel
             var refs = features[level];
             var perSample = refs.reshape([b, r, .. refs.shape[1..]]);
             var attended = reference_attentions[upIndex].Forward(query, perSample, references.Present);
-            return hidden.Plus(zero_convs[upIndex].call(attended) * anyPresent);
+            return hidden.Plus(CheckedConvolution.Forward(zero_convs[upIndex], attended) * anyPresent);
         }
         return unet.Decode(encoding, textContext, injector: Inject).MoveToOuterDisposeScope();
     }

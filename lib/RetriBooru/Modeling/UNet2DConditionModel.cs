@@ -113,7 +113,7 @@ public sealed class UNet2DConditionModel : nn.Module
         if (t.shape[0] != batch) throw new ArgumentException($"timesteps has {t.shape[0]} entries for a batch of {batch}");
         var temb = TimeEmbedding(t, encoderHiddenStates, sample.dtype);
 
-        var h = conv_in.call(sample);
+        var h = CheckedConvolution.Forward(conv_in, sample);
         var skips = new List<Tensor> { h };
         foreach (var block in down_blocks) h = block.Forward(h, temb, encoderHiddenStates, skips);
         var mid = mid_block.Forward(h, temb, encoderHiddenStates);

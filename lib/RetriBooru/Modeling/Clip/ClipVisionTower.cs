@@ -54,7 +54,7 @@ public sealed class ClipVisionEmbeddings : nn.Module
     {
         using var scope = NewDisposeScope();
         long b = pixels.shape[0];
-        var patches = patch_embedding.call(pixels).flatten(2).transpose(1, 2); // [B, patches, D]
+        var patches = CheckedConvolution.Forward(patch_embedding, pixels).flatten(2).transpose(1, 2); // [B, patches, D]
         var cls = class_embedding.view(1, 1, -1).expand(b, 1, -1);
         var x = cat([cls, patches], 1);
         return x.Plus(position_embedding.weight!.unsqueeze(0)).MoveToOuterDisposeScope();
