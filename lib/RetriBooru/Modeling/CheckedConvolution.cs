@@ -71,7 +71,7 @@ public static class CheckedConvolution
         using var generator = new Generator(20261202);
         long height = Math.Max(shape.Height, shape.KernelH), width = Math.Max(shape.Width, shape.KernelW);
         var input = randn([2, shape.InChannels, height, width], generator: generator);
-        var weight = randn([shape.OutChannels, shape.InChannels, shape.KernelH, shape.KernelW], generator: generator) / Math.Sqrt(shape.InChannels * shape.KernelH * shape.KernelW);
+        var weight = randn([shape.OutChannels, shape.InChannels, shape.KernelH, shape.KernelW], generator: generator).Over(Math.Sqrt(shape.InChannels * shape.KernelH * shape.KernelW));
         var bias = randn([shape.OutChannels], generator: generator);
         (Tensor Output, Tensor InputGrad, Tensor WeightGrad) Run(Func<Tensor, Tensor, Tensor> convolve)
         {
