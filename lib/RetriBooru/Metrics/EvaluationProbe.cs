@@ -125,9 +125,12 @@ public static class EvaluationProbe
         {
             if (loaded.Samples.Count == 0) throw new InvalidDataException($"{datasetDir}: none of the {entries.Count} labelled pictures could be read, so the attribute probe's accuracy cannot be measured");
             int renderSize = PictureSize(entries, imageSize);
-            var worldKey = WorldKey(schema, renderSize, imageSize, options, worldPictures);
+            var worldKey = WorldKey(schema, renderSize, imageSize, options, worldPictures, TorchRuntime.Threads);
             var shared = useCache && worldCache is not null ? Path.Combine(worldCache, worldKey[..16]) : null;
-            if (shared is not null && TryLoadWorld(shared, worldKey) is { } trained)
+            var trained = shared is not null ? TryLoadWorld(shared, worldKey) : null;
+            if (trained is null && useCache && ShippedWorld(worldKey, shared, notes) is { } shipped)
+                (trained, shared) = shipped;
+            if (trained is not null)
             {
                 probe = trained.Probe;
                 sharedFrom = shared;
@@ -184,7 +187,7 @@ public static class EvaluationProbe
         return fallback;
     }
 
-    static LoadedProbeSamples RenderWorld(int pictures, int renderSize, int imageSize, long seed, AttributeSchema schema)
+    internal static LoadedProbeSamples RenderWorld(int pictures, int renderSize, int imageSize, long seed, AttributeSchema schema)
     {
         var rendered = SynthGenerator.RenderIndependentPictures(pictures, renderSize, seed);
         var samples = new List<ProbeSample>(rendered.Count);
@@ -224,19 +227,19 @@ public static class EvaluationProbe
     }
 
     /// <summary>What a probe of new characters depends on: the protocol (the generator and the training code), the world's size and render size, the schema, the options with their seed, and the thread count (libtorch's reductions split by it).</summary>
-    static string WorldKey(AttributeSchema schema, int renderSize, int imageSize, AttributeProbeOptions options, int worldPictures)
+    internal static string WorldKey(AttributeSchema schema, int renderSize, int imageSize, AttributeProbeOptions options, int worldPictures, int threads)
     {
         var text = new StringBuilder();
         text.Append(EvaluationProtocol.Version).Append("|world=").Append(worldPictures).Append("|render=").Append(renderSize).Append("|size=").Append(imageSize);
-        text.Append("|threads=").Append(TorchRuntime.Threads);
+        text.Append("|threads=").Append(threads);
         text.Append('|').Append(string.Join(",", schema.Attributes.Select(a => a.Name + "=" + string.Join("/", a.Values))));
         text.Append('|').Append(JsonSerializer.Serialize(options));
         return Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(text.ToString())));
     }
 
-    sealed record WorldProbe(AttributeProbe Probe, int TrainCount, double FinalTrainLoss);
+    internal sealed record WorldProbe(AttributeProbe Probe, int TrainCount, double FinalTrainLoss);
 
-    static WorldProbe? TryLoadWorld(string folder, string key)
+    internal static WorldProbe? TryLoadWorld(string folder, string key)
     {
         var keyPath = Path.Combine(folder, WorldKeyFile);
         if (!File.Exists(keyPath)) return null;
@@ -249,6 +252,61 @@ public static class EvaluationProbe
         catch (Exception e) when (e is JsonException or IOException or InvalidDataException or NotSupportedException)
         {
             return null; // a broken entry is retrained and replaced
+        }
+    }
+
+    /// <summary>Under the library's resources: probes of new characters shipped with it (the repository's <c>models/probe-world/KEY16/</c>).</summary>
+    internal const string ShippedResourcePrefix = "probe-world/";
+
+    /// <summary>The first 16 hex digits of the keys of the probes this build ships (tests check the quickstart's is among them).</summary>
+    internal static IReadOnlyList<string> ShippedKeys =>
+        ShippedResources().Select(r => r.Relative.Split('/')[0]).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToList();
+
+    static IEnumerable<(string Resource, string Relative)> ShippedResources() =>
+        typeof(EvaluationProbe).Assembly.GetManifestResourceNames()
+            .Select(r => (Resource: r, Relative: r.Replace('\\', '/')))
+            .Where(r => r.Relative.StartsWith(ShippedResourcePrefix, StringComparison.Ordinal))
+            .Select(r => (r.Resource, r.Relative[ShippedResourcePrefix.Length..]));
+
+    /// <summary>
+    /// A probe shipped with the library whose full key is <paramref name="key"/> (the quickstart's world probe at its
+    /// seed, 32 px and 2 threads: the 45 s it takes to train are most of a fresh quickstart's evaluation setup, and a
+    /// shipped one scores alike on every CPU). Copied into <paramref name="shared"/> when given (built aside, then moved),
+    /// else read from a temporary folder; null when none matches.
+    /// </summary>
+    internal static (WorldProbe Probe, string? From)? ShippedWorld(string key, string? shared, List<string> notes)
+    {
+        var files = ShippedResources().Where(r => r.Relative.StartsWith(key[..16] + "/", StringComparison.Ordinal)).ToList();
+        if (files.Count == 0) return null;
+        var staging = Path.Combine(shared is null ? Path.GetTempPath() : Path.GetDirectoryName(Path.GetFullPath(shared))!, $"shipped-probe-{Guid.NewGuid():N}");
+        try
+        {
+            foreach (var (resource, relative) in files)
+            {
+                var target = SafePath.Under(staging, relative[17..], "shipped probe file");
+                using var source = typeof(EvaluationProbe).Assembly.GetManifestResourceStream(resource)!;
+                Directory.CreateDirectory(staging);
+                using var output = File.Create(target);
+                source.CopyTo(output);
+            }
+            if (TryLoadWorld(staging, key) is not { } probe) return null; // same first digits, another key: train
+            if (shared is null) return (probe, $"the library (built-in {ShippedResourcePrefix}{key[..16]})");
+            try
+            {
+                if (Directory.Exists(shared)) Directory.Delete(shared, recursive: true); // a broken or stale entry (its key did not match)
+                Directory.Move(staging, shared);
+            }
+            catch (IOException) when (File.Exists(Path.Combine(shared, WorldKeyFile))) { } // another process placed it first
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                notes.Add($"the shipped attribute probe could not be copied to {shared}: {e.Message}");
+            }
+            return (probe, $"the library (built-in {ShippedResourcePrefix}{key[..16]})");
+        }
+        finally
+        {
+            try { if (Directory.Exists(staging)) Directory.Delete(staging, recursive: true); }
+            catch (IOException) { } // left beside the cache; its name says what it is
         }
     }
 
