@@ -40,6 +40,20 @@ public sealed class SmallReferenceWorld : IDisposable
         return new DiffusionTrainer(task, new TrainerOptions { Steps = 3, BatchSize = 6, LearningRate = 3e-3, WarmupSteps = 1, Seed = 11 }).Run(dir.Path).Losses.ToList();
     }
 
+    /// <summary>
+    /// A setting added after runs were cached: at its off value it leaves the stage key and three training losses as
+    /// they were; on, it changes the losses and they stay finite.
+    /// </summary>
+    public void AssertOffChangesNothingAndOnChangesTheLosses(ReferenceTrainingOptions off, ReferenceTrainingOptions on)
+    {
+        Assert.Equal(Experiments.StageCache.Key(new { train = new ReferenceTrainingOptions() }), Experiments.StageCache.Key(new { train = off }));
+        var plain = ThreeRetriNetLosses(new ReferenceTrainingOptions());
+        Assert.Equal(plain, ThreeRetriNetLosses(off));
+        var changed = ThreeRetriNetLosses(on);
+        Assert.NotEqual(plain, changed);
+        Assert.All(changed, loss => Assert.True(double.IsFinite(loss)));
+    }
+
     public void Dispose() => _dir.Dispose();
 }
 

@@ -87,6 +87,9 @@ public sealed class TrainCommand(IAnsiConsole console) : Command<TrainCommand.Se
         [CommandOption("--reference-augmentation <A>"), SettingHelp(typeof(ReferenceTrainingOptions), nameof(ReferenceTrainingOptions.ReferenceAugmentation))]
         public double? ReferenceAugmentation { get; init; }
 
+        [CommandOption("--colour-shift <P>"), SettingHelp(typeof(ReferenceTrainingOptions), nameof(ReferenceTrainingOptions.ColourShift))]
+        public double? ColourShift { get; init; }
+
         [CommandOption("--reference-positions <BOOL>"), SettingHelp(typeof(ReferenceTrainingOptions), nameof(ReferenceTrainingOptions.ReferencePositions))]
         public bool? ReferencePositions { get; init; }
 
