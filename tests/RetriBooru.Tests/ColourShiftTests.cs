@@ -82,4 +82,22 @@ public class ColourShiftTests(SmallReferenceWorld world) : IClassFixture<SmallRe
         Assert.Contains("\"colour_shift\":0.5", System.Text.Json.JsonSerializer.Serialize(new ReferenceTrainingOptions { ColourShift = 0.5 }, Data.WorkbenchJson.Lines));
         world.AssertOffChangesNothingAndOnChangesTheLosses(new ReferenceTrainingOptions { ColourShift = 0 }, new ReferenceTrainingOptions { ColourShift = 0.5 });
     }
+
+    [Fact]
+    public void Text_only_ignores_it_in_training_and_in_its_stage_key()
+    {
+        using var dir = new TempDir();
+        List<double> Losses(double shift)
+        {
+            using var model = world.NewBase(seed: 8);
+            using var data = world.Examples();
+            using var task = new ReferenceTrainingTask(model, new Modeling.TextOnlyModel(model.Unet), data, new ReferenceTrainingOptions { ColourShift = shift });
+            return new DiffusionTrainer(task, new TrainerOptions { Steps = 2, BatchSize = 6, LearningRate = 3e-3, WarmupSteps = 1, Seed = 11 })
+                .Run(Path.Combine(dir.Path, shift.ToString(System.Globalization.CultureInfo.InvariantCulture))).Losses.ToList();
+        }
+        Assert.Equal(Losses(0), Losses(1));
+        var shifted = new ReferenceTrainingOptions { ColourShift = 0.5 };
+        Assert.Equal(StageCache.Key(ExperimentRunner.TrainKey(new ReferenceTrainingOptions(), ModelKind.TextOnly)), StageCache.Key(ExperimentRunner.TrainKey(shifted, ModelKind.TextOnly)));
+        Assert.NotEqual(StageCache.Key(ExperimentRunner.TrainKey(new ReferenceTrainingOptions(), ModelKind.RetriNet)), StageCache.Key(ExperimentRunner.TrainKey(shifted, ModelKind.RetriNet)));
+    }
 }

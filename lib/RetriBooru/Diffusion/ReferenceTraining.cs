@@ -84,7 +84,7 @@ public sealed record ReferenceTrainingOptions
     /// (0.156, text-only's level); a recoloured training character is a character no one has seen.
     /// </remarks>
     [JsonPropertyName("colour_shift"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault),
-     Setting("Probability that a training example's figure and all its reference crops are hue-rotated by one shared random angle, so colours must be copied from the references rather than recalled from a known face (0 = off).", Min = 0, Max = 1)]
+     Setting("Probability that a training example's figure and all its reference crops are hue-rotated by one shared random angle, so colours must be copied from the references rather than recalled from a known face (0 = off; text-only, which has no references, ignores it).", Min = 0, Max = 1)]
     public double ColourShift { get; init; }
 
     /// <remarks>Left out of the JSON when false so that the stage keys of runs made before it existed stay the same.</remarks>
@@ -257,7 +257,9 @@ public sealed class ReferenceTrainingTask : ITrainingTask, IDisposable
         var t = schedule.SampleTimesteps(batch.Length, generator, device);
         var dropPrompt = rand([batch.Length], generator: generator).data<float>().ToArray();
         IReadOnlyList<IReadOnlyList<ReferenceCrop>> crops = examples.Select(e => Diffusion.ReferenceAugmentation.Apply(e.References, Options.ReferenceAugmentation, generator)).ToList();
-        (images, crops) = Diffusion.ColourShift.Apply(images, examples.Select(e => e.Mask).ToList(), crops, Options.ColourShift, generator);
+        // Text-only has no references to copy a new colour from: it trains on the pictures as drawn.
+        double colourShift = branch.Kind == ModelKind.TextOnly ? 0 : Options.ColourShift;
+        (images, crops) = Diffusion.ColourShift.Apply(images, examples.Select(e => e.Mask).ToList(), crops, colourShift, generator);
         var references = batcher.Build(crops).DropWhole(Options.ReferenceDropout, generator).DropEach(Options.ReferenceDropoutEach, generator);
         var prompts = examples.Select((e, i) => dropPrompt[i] < Options.PromptDropout ? "" : Data.PromptViews.Apply(Options.PromptView, e.Prompt, e.Character)).ToList();
         var ids = model.TokenIds(prompts);

@@ -222,11 +222,15 @@ public sealed class ExperimentRunner(ExperimentSpec spec, RunOptions options, IP
     }
 
     /// <summary>
-    /// The training settings as a stage key: RetriNet's architecture option is left out for the models that ignore it, so
-    /// turning reference positions on retrains RetriNet alone (text-only and the baselines keep their stages).
+    /// The training settings as a stage key: an option is left out for the models that ignore it, so turning reference
+    /// positions on retrains RetriNet alone (text-only and the baselines keep their stages) and the colour shift leaves
+    /// text-only's stage as it was.
     /// </summary>
-    static ReferenceTrainingOptions TrainKey(ReferenceTrainingOptions train, ModelKind kind) =>
-        kind == ModelKind.RetriNet ? train : train with { ReferencePositions = false };
+    public static ReferenceTrainingOptions TrainKey(ReferenceTrainingOptions train, ModelKind kind)
+    {
+        var key = kind == ModelKind.RetriNet ? train : train with { ReferencePositions = false };
+        return kind == ModelKind.TextOnly ? key with { ColourShift = 0 } : key;
+    }
 
     List<ReferenceScheme> BuiltSchemes() => spec.Schemes.Append(ReferenceScheme.B).Distinct().Order().ToList();
 
