@@ -67,13 +67,29 @@ public class ExperimentRunnerTests(QuickstartRun quickstart) : IClassFixture<Qui
             Assert.Equal(evaluation.Summary["attribute_agreement_face"].Mean, face, 9);
             Assert.All(r.Rates.Values, v => Assert.InRange(v, 0, 1));
         }
+        // Real pictures, scored like the samples: one row per split, every set's target among them (scheme b: never a reference's source).
+        var withReal = AttributeBreakdown.Read(results, realPictures: true);
+        var real = withReal.Where(r => r.Model == AttributeBreakdown.RealPicturesModel).ToList();
+        Assert.Equal(results.Evaluations.Select(e => e.Split).Distinct().Order(), real.Select(r => r.Split).Order());
+        foreach (var r in real)
+        {
+            int sets = results.Evaluations.Where(e => e.Split == r.Split).SelectMany(e => e.Sets).Select(s => s.Id).Distinct().Count();
+            Assert.InRange(r.Samples, sets, int.MaxValue);
+            Assert.Null(r.RecordedAgreement);
+            Assert.InRange(r.Agreement, 0, 1);
+            Assert.Equal(Metrics.AttributeAgreement.FaceAttributes.Count, Metrics.AttributeAgreement.FaceAttributes.Count(a => r.Rates.ContainsKey(a)));
+        }
+        Assert.Equal(rates.Select(r => (r.Model, r.Split, r.Samples, r.Agreement)),
+            withReal.Where(r => r.Model != AttributeBreakdown.RealPicturesModel).Select(r => (r.Model, r.Split, r.Samples, r.Agreement)));
         var console = new TestConsole().Width(240);
         Assert.Equal(0, CliApp.Run(["runs", "attributes", runPath, "--split", "unseen"], console));
         Assert.Contains("hair_color", console.Output);
+        Assert.Contains(AttributeBreakdown.RealPicturesModel, console.Output);
         Assert.DoesNotContain("warning", console.Output);
         var csv = File.ReadAllLines(Path.Combine(runPath, AttributeBreakdown.CsvFile));
         Assert.StartsWith("point,point_label,model,scheme,split,samples,hair_color", csv[0]);
-        Assert.Equal(1 + rates.Count(r => r.Split == "unseen"), csv.Length);
+        Assert.Equal(1 + rates.Count(r => r.Split == "unseen") + 1, csv.Length);
+        Assert.Contains(csv, line => line.StartsWith("-1,,real pictures,b,unseen,", StringComparison.Ordinal));
         // A copy of the run without its suite description cannot say which probe scored it: one line naming the file.
         using var copy = new TempDir();
         foreach (var file in new[] { "run.json", "spec.json", ModelEvaluation.FileName })
@@ -104,6 +120,20 @@ public class ExperimentRunnerTests(QuickstartRun quickstart) : IClassFixture<Qui
         var rates = AttributeBreakdown.Read(RunResults.Load(run));
         Assert.Equal(original.Count, rates.Count);
         Assert.All(rates, r => Assert.True(r.MatchesRun, $"{r.Model}/{r.Split}: re-read {r.Agreement} vs run {r.RecordedAgreement}"));
+
+        // A corrupt real picture (a set's own target) is named and left out of its real-pictures row; the row stays.
+        var results = RunResults.Load(run);
+        var realBefore = AttributeBreakdown.Read(results, "unseen", realPictures: true).Single(r => r.Model == AttributeBreakdown.RealPicturesModel);
+        var firstSet = results.Evaluations.First(e => e.Split == "unseen").Sets[0];
+        var manifest = Data.ManifestReader.Read(Path.Combine(dataset, Data.DatasetLayout.ManifestPath(Settings.ReferenceScheme.B)));
+        var targetImage = Path.Combine(dataset, manifest.First(e => e.Target == firstSet.Id).Image);
+        File.WriteAllBytes(targetImage, [0x89, 0x50, 0x4E, 0x47, 1, 2, 3]);
+        var skipped = new List<string>();
+        var realAfter = AttributeBreakdown.Read(results, "unseen", realPictures: true, skipped: skipped).Single(r => r.Model == AttributeBreakdown.RealPicturesModel);
+        // (Read once per set whose character and outfit it shows.)
+        Assert.NotEmpty(skipped);
+        Assert.All(skipped, line => Assert.Contains(Path.GetFileName(targetImage), line));
+        Assert.Equal(realBefore.Samples - skipped.Count, realAfter.Samples);
 
         // A dataset that does not hold the references (its manifests gone) is named, not silently left out.
         Directory.Delete(Path.Combine(dataset, Data.DatasetLayout.ManifestsFolder), recursive: true);

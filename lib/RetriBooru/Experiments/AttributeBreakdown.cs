@@ -3,6 +3,7 @@ using System.Text;
 using System.Text.Json.Nodes;
 using RetriBooru.Data;
 using RetriBooru.Data.Synth;
+using RetriBooru.Imaging;
 using RetriBooru.Metrics;
 using RetriBooru.Metrics.Vqa;
 using RetriBooru.Runtime;
@@ -34,7 +35,18 @@ public static class AttributeBreakdown
 {
     public const string CsvFile = "metrics/attributes.csv";
 
-    public static IReadOnlyList<AttributeRates> Read(RunResults results, string? split = null, CancellationToken cancellationToken = default)
+    /// <summary>The model name of the rows that read real pictures instead of samples (<see cref="Read"/>'s <c>realPictures</c>).</summary>
+    public const string RealPicturesModel = "real pictures";
+
+    /// <param name="realPictures">
+    /// Also one row per split for real pictures, scored exactly like the samples: for every reference set of the split, the
+    /// dataset's pictures of the set's character in the set's outfit (its target among them, its references' sources left
+    /// out), read by the same probe against the same expected values. What a model that copied its references perfectly
+    /// would score: the ceiling of each attribute as this probe reads this world's pictures.
+    /// </param>
+    /// <param name="skipped">Receives one line per real picture that could not be read (it is left out of its row).</param>
+    public static IReadOnlyList<AttributeRates> Read(RunResults results, string? split = null, CancellationToken cancellationToken = default,
+        bool realPictures = false, List<string>? skipped = null)
     {
         var dataset = DatasetOf(results.Run.Path);
         var attributesPath = Path.Combine(dataset, SynthAttributesFile.FileName);
@@ -46,10 +58,7 @@ public static class AttributeBreakdown
         var unknownCrops = new List<string>();
         foreach (var evaluation in results.Evaluations.Where(e => split is null || e.Split == split))
         {
-            var hits = AttributeAgreement.IdentityAttributes.ToDictionary(a => a, _ => 0);
-            var asked = AttributeAgreement.IdentityAttributes.ToDictionary(a => a, _ => 0);
-            double agreementSum = 0;
-            int samples = 0;
+            var tally = new Tally();
             foreach (var set in evaluation.Sets)
             {
                 var references = new List<(Concept, string)>();
@@ -64,25 +73,85 @@ public static class AttributeBreakdown
                     // The probe's intermediates go with the sample: memory stays flat over thousands of samples.
                     using var scope = TorchSharp.torch.NewDisposeScope();
                     using var image = DecodeSample(samplePath);
-                    var read = probe.Predict(image);
-                    foreach (var (name, value) in expected.Face.Concat(expected.Clothes))
-                    {
-                        asked[name]++;
-                        if (read.TryGetValue(name, out var got) && got == value) hits[name]++;
-                    }
-                    agreementSum += expected.Agreement(read).Combined ?? 0;
-                    samples++;
+                    tally.Add(expected, probe.Predict(image));
                 }
             }
-            if (samples == 0) continue;
-            rates.Add(new AttributeRates(evaluation.Point, evaluation.PointLabel, evaluation.Model, evaluation.Scheme, evaluation.Split, samples,
-                asked.Where(kv => kv.Value > 0).ToDictionary(kv => kv.Key, kv => hits[kv.Key] / (double)kv.Value), agreementSum / samples,
+            if (tally.Count == 0) continue;
+            rates.Add(tally.Rates(evaluation.Point, evaluation.PointLabel, evaluation.Model, evaluation.Scheme, evaluation.Split,
                 evaluation.Summary.TryGetValue("attribute_agreement", out var recorded) ? recorded.Mean : null));
         }
         // A reference the dataset does not hold would silently drop its set (and a whole evaluation): say which instead.
         if (unknownCrops.Count > 0)
             throw new InvalidDataException($"{dataset}: {unknownCrops.Count} reference crop(s) of the run's evaluations are not in this dataset's manifests (first: {unknownCrops[0]}); the run was scored on another dataset");
+        if (realPictures)
+            foreach (var group in results.Evaluations.Where(e => split is null || e.Split == split).GroupBy(e => e.Split))
+                if (RealPictureRates(group.Key, group.ToList(), dataset, truth, crops, probe, skipped ?? [], cancellationToken) is { } real) rates.Add(real);
         return rates;
+    }
+
+    /// <summary>The real-pictures row of one split (null when no set of it has pictures to read).</summary>
+    static AttributeRates? RealPictureRates(string split, IReadOnlyList<ModelEvaluation> evaluations, string dataset, AttributeGroundTruth truth,
+        CropIndex crops, AttributeProbe probe, List<string> skipped, CancellationToken cancellationToken)
+    {
+        // Pictures are read at the samples' size: the probe is scored on what a sample could show.
+        var firstSample = evaluations.SelectMany(e => e.Sets).SelectMany(s => s.Samples).FirstOrDefault();
+        if (firstSample is null) return null;
+        int size;
+        using (var sample = DecodeSample(firstSample)) size = sample.Width;
+        var examples = crops.Examples;
+        var byTarget = examples.GroupBy(e => e.Target, StringComparer.Ordinal).ToDictionary(g => g.Key, g => g.First(), StringComparer.Ordinal);
+        var tally = new Tally();
+        // Every model of a split is scored on the same sets; a set is counted once.
+        foreach (var set in evaluations.SelectMany(e => e.Sets).DistinctBy(s => s.Id))
+        {
+            if (!byTarget.TryGetValue(set.Id, out var target)) continue;
+            var references = set.References.Select(crops.Find).OfType<(Concept Concept, string SourceId)>().ToList();
+            var expected = truth.Expected(references);
+            if (expected.IsEmpty) continue;
+            var sources = references.Select(r => r.SourceId).ToHashSet(StringComparer.Ordinal);
+            var sameLook = byTarget.Values.Where(e => e.Character == target.Character && e.ClothingId == target.ClothingId && !sources.Contains(e.Target))
+                .OrderBy(e => e.Target, StringComparer.Ordinal);
+            foreach (var example in sameLook)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                using var scope = TorchSharp.torch.NewDisposeScope();
+                SKBitmap image;
+                try { image = ImageTensor.LoadBitmap(ManifestReader.Resolve(dataset, example.Image), size); }
+                catch (Exception e) when (e is IOException or InvalidDataException or UnauthorizedAccessException)
+                {
+                    // One unreadable picture is named and skipped; the row says how many it read.
+                    skipped.Add($"{Path.Combine(dataset, example.Image)}: {e.Message}");
+                    continue;
+                }
+                using (image) tally.Add(expected, probe.Predict(image));
+            }
+        }
+        return tally.Count == 0 ? null : tally.Rates(-1, "", RealPicturesModel, "b", split, recordedAgreement: null);
+    }
+
+    /// <summary>Per-attribute hits of probe readings against expected values, and their mean agreement.</summary>
+    sealed class Tally
+    {
+        readonly Dictionary<string, int> _hits = AttributeAgreement.IdentityAttributes.ToDictionary(a => a, _ => 0);
+        readonly Dictionary<string, int> _asked = AttributeAgreement.IdentityAttributes.ToDictionary(a => a, _ => 0);
+        double _agreementSum;
+
+        public int Count { get; private set; }
+
+        public void Add(ExpectedAttributes expected, IReadOnlyDictionary<string, string> read)
+        {
+            foreach (var (name, value) in expected.Face.Concat(expected.Clothes))
+            {
+                _asked[name]++;
+                if (read.TryGetValue(name, out var got) && got == value) _hits[name]++;
+            }
+            _agreementSum += expected.Agreement(read).Combined ?? 0;
+            Count++;
+        }
+
+        public AttributeRates Rates(int point, string pointLabel, string model, string scheme, string split, double? recordedAgreement) =>
+            new(point, pointLabel, model, scheme, split, Count,
+                _asked.Where(kv => kv.Value > 0).ToDictionary(kv => kv.Key, kv => _hits[kv.Key] / (double)kv.Value), _agreementSum / Count, recordedAgreement);
     }
 
     /// <summary>One row per evaluation, one column per attribute (empty where no reference showed it).</summary>
@@ -125,6 +194,10 @@ public static class AttributeBreakdown
         readonly Dictionary<string, (Concept Concept, string SourceId)> _byFullPath = new(StringComparer.Ordinal);
         readonly Dictionary<string, (Concept Concept, string SourceId)> _byRelativePath = new(StringComparer.Ordinal);
         readonly SortedSet<int> _relativeDepths = new(Comparer<int>.Create((a, b) => b.CompareTo(a)));
+        readonly List<TrainingExample> _examples = [];
+
+        /// <summary>Every example of the dataset's manifests (both schemes).</summary>
+        public IReadOnlyList<TrainingExample> Examples => _examples;
 
         public CropIndex(string dataset)
         {
@@ -133,6 +206,8 @@ public static class AttributeBreakdown
                 var manifest = Path.Combine(dataset, DatasetLayout.ManifestPath(scheme));
                 if (!File.Exists(manifest)) continue;
                 foreach (var example in ManifestReader.Read(manifest))
+                {
+                    _examples.Add(example);
                     foreach (var reference in example.References)
                     {
                         var full = Path.GetFullPath(SafePath.Under(dataset, reference.Image, "reference crop"));
@@ -141,6 +216,7 @@ public static class AttributeBreakdown
                         _byRelativePath[string.Join('/', relative)] = (reference.Concept, reference.SourceId);
                         _relativeDepths.Add(relative.Length);
                     }
+                }
             }
         }
 
